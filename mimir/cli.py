@@ -1,0 +1,4 @@
+import typer
+app = typer.Typer()
+supervisor_app = typer.Typer()
+worker_app = typer.Typer()

@@ -1,0 +1,184 @@
+"""Fixed binary descriptors shared by workers, rings, the reservoir and consumers.
+
+Every record here is a msgspec Struct whose fields carry their binary type
+(:mod:`ringbuf.layout`); numpy dtypes and struct packers are derived from these
+declarations and nowhere else. Sizes match the upstream C ABI where one exists
+(sample handle 48 B, audio block 40 B, render packet 64 B, render point 56 B);
+:data:`EXPECTED_SIZES` pins them and the tests check it.
+
+Payload handles
+    A payload handle is a 64-bit value any process attached to the rig can
+    resolve: ``ring_id << 48 | item_sequence`` (see :func:`make_handle`). The
+    ring id is a 16-bit id of the ring (hash of its name); the item sequence is
+    the 0-based publish counter of that ring, so the slot is
+    ``sequence % capacity`` and the slot's seqlock word tells whether the item
+    is still there. 48 bits of sequence last 8.9 years at a million items/s.
+"""
+
+from __future__ import annotations
+
+import enum
+
+import msgspec
+
+from ringbuf.layout import F32, I64, U32, U64, dtype_of
+
+__all__ = [
+    "SampleKind", "SampleHandle", "AudioBlockDescriptor", "AudioBlockRecord",
+    "CameraFrameDescriptor", "RenderPacketDescriptor", "RenderPoint",
+    "SampleFormat", "PixelFormat", "FLAG_DIAGNOSTIC", "EXPECTED_SIZES",
+    "make_handle", "split_handle", "fourcc",
+]
+
+FLAG_DIAGNOSTIC = 1 << 0
+HANDLE_SEQUENCE_BITS = 48
+HANDLE_SEQUENCE_MASK = (1 << HANDLE_SEQUENCE_BITS) - 1
+
+
+class SampleKind(enum.IntEnum):
+    CAMERA_FRAME = 0
+    CAMERA_FEATURE = 1
+    SCENE_RAY = 2
+    SURFACE_CLAIM = 3
+    MATERIAL_CLAIM = 4
+    AUDIO_BLOCK = 5
+    PHASE_CLAIM = 6
+    EVENT_CLAIM = 7
+    RENDER_PACKET = 8
+
+
+class SampleFormat(enum.IntEnum):
+    """Audio sample formats (upstream: 1 = f32 interleaved)."""
+
+    F32_INTERLEAVED = 1
+    I32_INTERLEAVED = 2
+    I16_INTERLEAVED = 3
+
+
+def fourcc(code: str) -> int:
+    """The little-endian 32-bit FOURCC of a 4-character pixel format code."""
+    if len(code) != 4:
+        raise ValueError(f"FOURCC must have 4 characters, got {code!r}")
+    return int.from_bytes(code.encode("ascii"), "little")
+
+
+class PixelFormat(enum.IntEnum):
+    YUYV = fourcc("YUYV")
+    GRBG = fourcc("GRBG")  # 8-bit Bayer, as the PS3 Eye sends it
+    BGR3 = fourcc("BGR3")  # packed 8-bit BGR, OpenCV's native layout
+    GREY = fourcc("GREY")
+    MJPG = fourcc("MJPG")
+
+
+class SampleHandle(msgspec.Struct):
+    """One indexed sample in the reservoir (upstream LocalcastSampleHandle, 48 B)."""
+
+    sensor_id_hash: U64
+    timestamp_ns: U64
+    arrival_ns: U64
+    sequence: U64
+    payload_handle: U64
+    flags: U32
+    reserved: U32
+
+
+class AudioBlockDescriptor(msgspec.Struct):
+    """Upstream LocalcastAudioBlockDescriptor (40 B)."""
+
+    data_handle: U64
+    frame_count: U32
+    channel_count: U32
+    sample_rate_hz: U32
+    sample_format: U32
+    start_sample: U64
+    channel_layout_hash: U64
+
+
+class AudioBlockRecord(AudioBlockDescriptor):
+    """What the audio worker publishes per block: the descriptor plus the driver's timing.
+
+    ``adc_time_ns`` is the callback's input ADC time on the stream clock
+    (PortAudio ``inputBufferAdcTime``), ``host_time_ns`` the host monotonic
+    clock (``time.monotonic_ns``) at callback entry. Pairs of the two let the
+    supervisor map device time to host time. ``status_flags`` are the
+    callback's xrun flags (bit 0 input overflow, bit 1 output underflow).
+    """
+
+    adc_time_ns: I64
+    host_time_ns: U64
+    status_flags: U32
+    callback_ns: U32
+
+
+class CameraFrameDescriptor(msgspec.Struct):
+    """One captured frame (64 B): what the boundary map's frame ABI names.
+
+    ``device_time_ns`` is the driver's timestamp where the driver gives one
+    (V4L2 buffer time, Media Foundation sample time, PS3 Eye PTS scaled to ns),
+    0 where it does not. ``host_time_ns`` is ``time.monotonic_ns`` at receipt.
+    """
+
+    source_id_hash: U64
+    sequence: U64
+    device_time_ns: U64
+    host_time_ns: U64
+    width: U32
+    height: U32
+    pixel_format: U32
+    stride_bytes: U32
+    byte_length: U64
+    payload_handle: U64
+
+
+class RenderPacketDescriptor(msgspec.Struct):
+    """Upstream LocalcastRenderPacketDescriptor (64 B)."""
+
+    point_buffer_handle: U64
+    point_count: U32
+    point_stride_bytes: U32
+    target_width: U32
+    target_height: U32
+    source_time_min_ns: U64
+    source_time_max_ns: U64
+    present_time_ns: U64
+    audio_alignment_time_ns: U64
+    metadata_handle: U64
+
+
+class RenderPoint(msgspec.Struct):
+    """Upstream LocalcastRenderPoint (56 B)."""
+
+    stable_key_hash: U64
+    source_timestamp_ns: U64
+    x: F32
+    y: F32
+    z: F32
+    radius_m: F32
+    red: F32
+    green: F32
+    blue: F32
+    alpha: F32
+    confidence: F32
+
+
+EXPECTED_SIZES = {
+    SampleHandle: 48,
+    AudioBlockDescriptor: 40,
+    CameraFrameDescriptor: 64,
+    RenderPacketDescriptor: 64,
+    RenderPoint: 56,
+}
+
+
+def make_handle(ring_id: int, sequence: int) -> int:
+    """Pack a ring id (16 bits) and an item sequence (48 bits) into one payload handle."""
+    return (ring_id & 0xFFFF) << HANDLE_SEQUENCE_BITS | (sequence & HANDLE_SEQUENCE_MASK)
+
+
+def split_handle(handle: int) -> tuple[int, int]:
+    """Inverse of :func:`make_handle`: ``(ring_id, sequence)``."""
+    return handle >> HANDLE_SEQUENCE_BITS, handle & HANDLE_SEQUENCE_MASK
+
+
+for _cls, _size in EXPECTED_SIZES.items():
+    assert dtype_of(_cls).itemsize == _size, (_cls.__name__, dtype_of(_cls).itemsize)

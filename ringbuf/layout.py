@@ -1,0 +1,137 @@
+"""Binary layouts declared once, as msgspec Structs.
+
+A layout is a ``msgspec.Struct`` whose every field is annotated with one of the
+binary types below (``U64``, ``F32``, ...). Each type is an ordinary ``int`` or
+``float`` annotation carrying its little-endian numpy dtype in
+``msgspec.Meta(extra={"dtype": ...})``. From that one declaration this module
+derives everything else:
+
+* :func:`dtype_of`   - the numpy structured dtype of one record (packed, little-endian);
+* :func:`packer_of`  - a precompiled :class:`struct.Struct` for fast scalar pack/unpack;
+* :func:`describe`   - a :class:`Layout` document (name, fields, size) stored in
+  ring headers so an attacher can check it reads what the writer writes;
+* :func:`layout_hash` - a 64-bit hash of that document.
+
+Example::
+
+    class Tick(msgspec.Struct):
+        sequence: U64
+        value: F32
+
+    dtype_of(Tick)        # dtype([('sequence', '<u8'), ('value', '<f4')])
+"""
+
+from __future__ import annotations
+
+import hashlib
+import struct
+import typing
+from functools import cache
+from typing import Annotated
+
+import msgspec
+import numpy as np
+
+__all__ = [
+    "U8", "U16", "U32", "U64", "I8", "I16", "I32", "I64", "F32", "F64",
+    "Field", "Layout", "LayoutError", "dtype_of", "packer_of", "describe", "layout_hash",
+    "field_names",
+]
+
+
+def _binary(py_type: type, dtype: str, **bounds: int) -> object:
+    return Annotated[py_type, msgspec.Meta(extra={"dtype": dtype}, **bounds)]
+
+
+U8 = _binary(int, "<u1", ge=0, le=2**8 - 1)
+U16 = _binary(int, "<u2", ge=0, le=2**16 - 1)
+U32 = _binary(int, "<u4", ge=0, le=2**32 - 1)
+U64 = _binary(int, "<u8", ge=0, le=2**64 - 1)
+I8 = _binary(int, "<i1", ge=-(2**7), le=2**7 - 1)
+I16 = _binary(int, "<i2", ge=-(2**15), le=2**15 - 1)
+I32 = _binary(int, "<i4", ge=-(2**31), le=2**31 - 1)
+I64 = _binary(int, "<i8", ge=-(2**63), le=2**63 - 1)
+F32 = _binary(float, "<f4")
+F64 = _binary(float, "<f8")
+
+# numpy dtype string -> struct module code (all little-endian, no padding).
+_STRUCT_CODES = {
+    "<u1": "B", "<u2": "H", "<u4": "I", "<u8": "Q",
+    "<i1": "b", "<i2": "h", "<i4": "i", "<i8": "q",
+    "<f4": "f", "<f8": "d", "|u1": "B", "|i1": "b",
+}
+
+
+class LayoutError(TypeError):
+    """A Struct cannot be used as a binary layout, or two layouts disagree."""
+
+
+class Field(msgspec.Struct, frozen=True):
+    name: str
+    dtype: str
+
+
+class Layout(msgspec.Struct, frozen=True):
+    """The self-description of a binary record, stored in ring headers."""
+
+    name: str
+    fields: tuple[Field, ...]
+    itemsize: int
+
+    def __str__(self) -> str:
+        body = ", ".join(f"{f.name}:{f.dtype}" for f in self.fields)
+        return f"{self.name}({body}; {self.itemsize} B)"
+
+
+@cache
+def describe(struct_cls: type[msgspec.Struct]) -> Layout:
+    """Return the :class:`Layout` of ``struct_cls``; raise :class:`LayoutError` if a field has no binary type."""
+    if not (isinstance(struct_cls, type) and issubclass(struct_cls, msgspec.Struct)):
+        raise LayoutError(f"{struct_cls!r} is not a msgspec.Struct subclass")
+    hints = typing.get_type_hints(struct_cls, include_extras=True)
+    fields = []
+    for name in struct_cls.__struct_fields__:
+        dtype = _dtype_of_annotation(hints[name])
+        if dtype is None:
+            raise LayoutError(
+                f"{struct_cls.__name__}.{name}: annotation {hints[name]!r} carries no binary type; "
+                "annotate it with one of ringbuf.layout.U8 ... F64"
+            )
+        fields.append(Field(name, dtype))
+    itemsize = sum(np.dtype(f.dtype).itemsize for f in fields)
+    return Layout(struct_cls.__name__, tuple(fields), itemsize)
+
+
+def _dtype_of_annotation(annotation: object) -> str | None:
+    for meta in getattr(annotation, "__metadata__", ()):
+        if isinstance(meta, msgspec.Meta) and meta.extra and "dtype" in meta.extra:
+            return str(meta.extra["dtype"])
+    return None
+
+
+@cache
+def dtype_of(struct_cls: type[msgspec.Struct]) -> np.dtype:
+    """The packed little-endian numpy structured dtype of one record of ``struct_cls``."""
+    layout = describe(struct_cls)
+    return np.dtype([(f.name, f.dtype) for f in layout.fields])
+
+
+@cache
+def packer_of(struct_cls: type[msgspec.Struct]) -> struct.Struct:
+    """A precompiled :class:`struct.Struct` packing the fields of ``struct_cls`` in declaration order."""
+    layout = describe(struct_cls)
+    try:
+        codes = "".join(_STRUCT_CODES[f.dtype] for f in layout.fields)
+    except KeyError as exc:
+        raise LayoutError(f"{layout.name}: dtype {exc.args[0]} has no scalar struct code") from None
+    return struct.Struct("<" + codes)
+
+
+def field_names(struct_cls: type[msgspec.Struct]) -> tuple[str, ...]:
+    return tuple(struct_cls.__struct_fields__)
+
+
+def layout_hash(layout: Layout) -> int:
+    """A stable 64-bit hash of a layout document (blake2b of its msgspec JSON encoding)."""
+    digest = hashlib.blake2b(msgspec.json.encode(layout), digest_size=8).digest()
+    return int.from_bytes(digest, "little")
