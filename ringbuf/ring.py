@@ -926,23 +926,30 @@ class RingReader:
         if self._sem is None:
             raise RingError(f"ring {self.name}: an unregistered reader cannot wait; poll available() instead")
         waiting = self._m.waiting
-        waiting[self._slot] = 1
-        fence.full_fence()
-        if words[_PUBLISHED] > self.cursor:
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        while True:
+            waiting[self._slot] = 1
+            fence.full_fence()
+            if words[_PUBLISHED] > self.cursor:
+                waiting[self._slot] = 0
+                return True
+            remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+            try:
+                self._sem.acquire(remaining)
+            except posix_ipc.BusyError:
+                pass
             waiting[self._slot] = 0
-            return True
-        try:
-            self._sem.acquire(timeout_s)
-        except posix_ipc.BusyError:
-            pass
-        waiting[self._slot] = 0
-        # Drain extra posts so the next wait() does not return at once for nothing.
-        try:
-            while True:
-                self._sem.acquire(0)
-        except posix_ipc.BusyError:
-            pass
-        return words[_PUBLISHED] > self.cursor
+            # Drain extra posts so the next wait() does not wake at once for nothing.
+            try:
+                while True:
+                    self._sem.acquire(0)
+            except posix_ipc.BusyError:
+                pass
+            if words[_PUBLISHED] > self.cursor:
+                return True
+            # A post that raced our previous wake-up, or the writer closing: not data.
+            if self._m.header["closed"] or (deadline is not None and time.monotonic() >= deadline):
+                return False
 
     # ---- internals ------------------------------------------------------------------------------------------------
     def _lose_one(self) -> None:
