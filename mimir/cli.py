@@ -1,4 +1,69 @@
+"""The three console scripts: `mimir`, `mimir-supervisor`, `mimir-worker`.
+
+Each subcommand lives next to the code it drives; this module only wires
+them together, importing lazily so `mimir --help` stays fast and a command's
+heavy dependencies load only when it runs.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
 import typer
-app = typer.Typer()
-supervisor_app = typer.Typer()
-worker_app = typer.Typer()
+
+app = typer.Typer(help="Mimir: shared-memory sensor pipeline for live capture rigs.", no_args_is_help=True)
+bench_app = typer.Typer(help="Benchmarks. Every bench prints one JSON document with --json.", no_args_is_help=True)
+app.add_typer(bench_app, name="bench")
+supervisor_app = typer.Typer(help="Run a whole rig.", no_args_is_help=True)
+worker_app = typer.Typer(help="Capture workers (one process per camera family, one for audio).", no_args_is_help=True)
+
+
+@app.command()
+def doctor(
+    clean: bool = typer.Option(False, "--clean", help="Remove stale Mimir shared-memory objects."),
+    rig: str = typer.Option(None, "--rig", help="Only objects of this rig."),
+    json_out: bool = typer.Option(False, "--json", help="Print one JSON document."),
+) -> None:
+    """Check PortAudio, libusb, permissions, and list (or --clean) stale shared memory."""
+    from mimir.doctor import environment_checks, remove_stale, scan_objects
+
+    checks = environment_checks()
+    objects = scan_objects(rig)
+    removed = remove_stale(rig) if clean else []
+    if json_out:
+        print(json.dumps({
+            "checks": [c.__dict__ for c in checks],
+            "objects": [{"name": o.name, "size_bytes": o.size_bytes, "mapped_by": list(o.mapped_by),
+                         "stale": o.stale} for o in objects],
+            "removed": removed,
+        }, indent=2))
+    else:
+        for c in checks:
+            mark = "ok  " if c.ok else "FAIL"
+            print(f"[{mark}] {c.name}: {c.detail}" + (f"\n       fix: {c.fix}" if c.fix else ""))
+        print(f"\nshared memory ({len(objects)} Mimir objects)")
+        for o in objects:
+            state = "STALE" if o.stale else "in use by " + ",".join(map(str, o.mapped_by))
+            gone = "  (removed)" if o.name in removed else ""
+            print(f"  {o.name:60s} {o.size_bytes:>12,d} B  {state}{gone}")
+        stale = [o for o in objects if o.stale and o.name not in removed]
+        if stale:
+            print(f"\n{len(stale)} stale objects: remove them with `mimir doctor --clean`")
+    if not all(c.ok for c in checks):
+        raise typer.Exit(1)
+
+
+def _wire() -> None:
+    """Attach the subcommands that live in their own modules."""
+
+
+_wire()
+
+
+def main() -> None:  # pragma: no cover - console entry point convenience
+    app(prog_name="mimir")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
