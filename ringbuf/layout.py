@@ -33,8 +33,8 @@ import msgspec
 import numpy as np
 
 __all__ = [
-    "U8", "U16", "U32", "U64", "I8", "I16", "I32", "I64", "F32", "F64",
-    "Field", "Layout", "LayoutError", "dtype_of", "packer_of", "describe", "layout_hash",
+    "U8", "U16", "U32", "U64", "I8", "I16", "I32", "I64", "F32", "F64", "Bytes",
+    "Field", "struct_code", "Layout", "LayoutError", "dtype_of", "packer_of", "describe", "layout_hash",
     "field_names",
 ]
 
@@ -53,6 +53,11 @@ I32 = _binary(int, "<i4", ge=-(2**31), le=2**31 - 1)
 I64 = _binary(int, "<i8", ge=-(2**63), le=2**63 - 1)
 F32 = _binary(float, "<f4")
 F64 = _binary(float, "<f8")
+
+
+def Bytes(size: int) -> object:
+    """A fixed-size byte string field (NUL padded), e.g. a name: ``name: Bytes(32)``."""
+    return Annotated[bytes, msgspec.Meta(max_length=size, extra={"dtype": f"|S{size}"})]
 
 # numpy dtype string -> struct module code (all little-endian, no padding).
 _STRUCT_CODES = {
@@ -116,15 +121,24 @@ def dtype_of(struct_cls: type[msgspec.Struct]) -> np.dtype:
     return np.dtype([(f.name, f.dtype) for f in layout.fields])
 
 
+def struct_code(dtype: str) -> str:
+    """The :mod:`struct` code of one field dtype string (``"<u8"`` -> ``"Q"``, ``"|S32"`` -> ``"32s"``)."""
+    if dtype.startswith("|S"):
+        return dtype[2:] + "s"
+    try:
+        return _STRUCT_CODES[dtype]
+    except KeyError:
+        raise LayoutError(f"dtype {dtype} has no struct code") from None
+
+
 @cache
 def packer_of(struct_cls: type[msgspec.Struct]) -> struct.Struct:
     """A precompiled :class:`struct.Struct` packing the fields of ``struct_cls`` in declaration order."""
-    layout = describe(struct_cls)
-    try:
-        codes = "".join(_STRUCT_CODES[f.dtype] for f in layout.fields)
-    except KeyError as exc:
-        raise LayoutError(f"{layout.name}: dtype {exc.args[0]} has no scalar struct code") from None
-    return struct.Struct("<" + codes)
+    return packer_of_layout(describe(struct_cls))
+
+
+def packer_of_layout(layout: Layout) -> struct.Struct:
+    return struct.Struct("<" + "".join(struct_code(f.dtype) for f in layout.fields))
 
 
 def field_names(struct_cls: type[msgspec.Struct]) -> tuple[str, ...]:

@@ -49,7 +49,7 @@ import posix_ipc
 
 from . import fence
 from .hashing import fnv1a_64
-from .layout import U32, U64, Layout, describe, dtype_of, layout_hash, packer_of
+from .layout import U32, U64, Layout, describe, dtype_of, layout_hash, packer_of_layout, struct_code
 from .segment import (
     Segment, SegmentExists, SegmentMissing, pid_alive, process_start_ticks,
     segment_name, unlink_segment, unlink_semaphore,
@@ -120,9 +120,11 @@ class RingLayout(msgspec.Struct, frozen=True):
     payload_shape: tuple[int, ...]
     payload_dtype: str
     status: Layout | None = None
+    payload_layout: Layout | None = None  # set when the payload elements are records of a Struct
 
     def __str__(self) -> str:
-        payload = f"payload {self.payload_dtype}{list(self.payload_shape)}" if self.payload_shape else "no payload"
+        element = str(self.payload_layout) if self.payload_layout else self.payload_dtype
+        payload = f"payload {element}{list(self.payload_shape)}" if self.payload_shape else "no payload"
         status = f", status {self.status}" if self.status else ""
         return f"{self.descriptor}, {payload}{status}"
 
@@ -188,7 +190,7 @@ def _plan(capacity: int, layout: RingLayout, doc: bytes) -> _Geometry:
     doc_offset = _align(status_offset + status_bytes)
     desc_offset = _align(doc_offset + len(doc))
     stride = _descriptor_stride(layout.descriptor.itemsize)
-    payload_bytes = int(np.prod(layout.payload_shape, dtype=np.int64)) * np.dtype(layout.payload_dtype).itemsize if layout.payload_shape else 0
+    payload_bytes = int(np.prod(layout.payload_shape, dtype=np.int64)) * payload_dtype_of(layout).itemsize if layout.payload_shape else 0
     slot_bytes = _align(payload_bytes) if payload_bytes else 0
     payload_offset = _align(desc_offset + capacity * stride, 4096)
     total = payload_offset + capacity * slot_bytes
@@ -225,11 +227,11 @@ class _Mapped:
         })
         self.table = np.ndarray((self.capacity,), dtype=self.slot_dtype, buffer=buf, offset=self.desc_offset)
         self.slot_seqs = self.table["seq"]
-        self.packer = struct.Struct("<" + "".join(_code(desc_dtype.fields[n][0]) for n in desc_dtype.names))
+        self.packer = packer_of_layout(layout.descriptor)
         self.seq_word = [(self.desc_offset + s * self.stride) // 8 for s in range(self.capacity)]
         self.desc_byte = [self.desc_offset + s * self.stride + 8 for s in range(self.capacity)]
         if layout.payload_shape:
-            dtype = np.dtype(layout.payload_dtype)
+            dtype = payload_dtype_of(layout)
             self.payload_nbytes = int(np.prod(layout.payload_shape)) * dtype.itemsize
             arena = np.ndarray(
                 (self.capacity, *layout.payload_shape), dtype=dtype, buffer=buf, offset=self.payload_offset,
@@ -261,9 +263,11 @@ class _Mapped:
             pass  # a caller still holds a payload view; the mapping goes when that view does
 
 
-def _code(dtype: np.dtype) -> str:
-    return {"u1": "B", "u2": "H", "u4": "I", "u8": "Q", "i1": "b", "i2": "h", "i4": "i", "i8": "q",
-            "f4": "f", "f8": "d"}[dtype.str[1:]]
+def payload_dtype_of(layout: "RingLayout") -> np.dtype:
+    """The payload element dtype: a plain numpy dtype, or the structured dtype of a payload Struct."""
+    if layout.payload_layout is not None:
+        return dtype_of_layout(layout.payload_layout)
+    return np.dtype(layout.payload_dtype)
 
 
 def _c_strides(shape: tuple[int, ...], itemsize: int) -> tuple[int, ...]:
@@ -332,18 +336,24 @@ class Ring:
 
         ``descriptor`` is the Struct published per item; ``payload_shape`` and
         ``payload_dtype`` give the preallocated payload slot (None: descriptor-only
-        ring); ``status`` an optional Struct the writer keeps current in the header.
+        ring; the dtype may also be a binary Struct, for arrays of records);
+        ``status`` an optional Struct the writer keeps current in the header.
         """
         if not isinstance(capacity, int) or capacity <= 0:
             raise RingError(f"ring {name}: capacity must be a positive integer, got {capacity!r}")
         if payload_shape is not None and (len(payload_shape) == 0 or any(int(d) <= 0 for d in payload_shape)):
             raise RingError(f"ring {name}: payload_shape must be non-empty positive dimensions, got {payload_shape!r}")
         seg_name = segment_name(rig, name)
+        payload_layout = None
+        if isinstance(payload_dtype, type) and issubclass(payload_dtype, msgspec.Struct):
+            payload_layout = describe(payload_dtype)
+            payload_dtype = dtype_of(payload_dtype)
         layout = RingLayout(
             descriptor=describe(descriptor),
             payload_shape=tuple(int(d) for d in payload_shape) if payload_shape else (),
             payload_dtype=np.dtype(payload_dtype).str,
             status=describe(status) if status else None,
+            payload_layout=payload_layout,
         )
         doc = msgspec.json.encode(layout)
         geometry = _plan(capacity, layout, doc)
@@ -531,7 +541,7 @@ class Ring:
         layout = self._m.layout
         if not layout.payload_shape:
             raise PayloadError(f"ring {self.name} carries no payload")
-        want = np.dtype(layout.payload_dtype)
+        want = payload_dtype_of(layout)
         if not isinstance(payload, np.ndarray) or payload.dtype != want:
             got = payload.dtype if isinstance(payload, np.ndarray) else type(payload).__name__
             raise PayloadError(f"ring {self.name}: payload dtype {got}, the ring holds {want}")
@@ -554,7 +564,7 @@ class Ring:
             )
         for field_, value in zip(layout.fields, values):
             try:
-                struct.pack("<" + _code(np.dtype(field_.dtype)), value)
+                struct.pack("<" + struct_code(field_.dtype), value)
             except (struct.error, TypeError, OverflowError):
                 return DescriptorError(
                     f"ring {self.name}: {layout.name}.{field_.name} expects {field_.dtype}, got {value!r}"
@@ -884,6 +894,27 @@ class RingReader:
         if item is None:
             return None
         return item.sequence, item.descriptor, self._slots[item.sequence % self._cap]
+
+    def latest(self) -> Item | None:
+        """A seqlock-checked copy of the newest item, without moving the cursor (None if nothing yet).
+
+        For snapshot rings (status boards) where only the newest item matters.
+        """
+        words = self._words
+        for _ in range(100):
+            published = words[_PUBLISHED]
+            if published == 0:
+                return None
+            n = published - 1
+            slot = n % self._cap
+            seq_word = self._seq_word[slot]
+            if words[seq_word] != n + 1:
+                continue
+            values = self._unpack_from(self._buf, self._desc_byte[slot])
+            payload = self._slots[slot].copy() if self._slots else None
+            if words[seq_word] == n + 1:
+                return Item(n, values, payload)
+        raise RingError(f"ring {self.name}: could not read a consistent newest item in 100 tries")
 
     def valid(self, sequence: int) -> bool:
         """True while the slot of item ``sequence`` still holds that item."""

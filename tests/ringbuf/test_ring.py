@@ -169,3 +169,33 @@ def test_close_unlinks_everything(rig):
     ring.close()
     ring.close()
     assert list_segments(rig) == []
+
+
+def test_struct_payloads_and_byte_fields_make_status_snapshots(rig):
+    from ringbuf.layout import Bytes
+
+    class Row(msgspec.Struct):
+        name: Bytes(16)
+        count: U64
+
+    class Snapshot(msgspec.Struct):
+        rows: U32
+
+    board = Ring.create("board", rig=rig, descriptor=Snapshot, capacity=2, payload_shape=(4,), payload_dtype=Row)
+    viewer = RingReader.attach("board", rig=rig, register=False)
+    try:
+        assert viewer.latest() is None
+        for n in range(3):
+            rows = board.claim()
+            rows["name"] = [b"cam0", b"cam1", b"", b""]
+            rows["count"] = [n, 2 * n, 0, 0]
+            board.publish(2)
+        item = viewer.latest()
+        assert item.sequence == 2 and item.descriptor == (2,)
+        assert item.payload["name"][:2].tolist() == [b"cam0", b"cam1"]
+        assert item.payload["count"][:2].tolist() == [2, 4]
+        assert viewer.cursor == 0  # latest() does not consume
+        assert "Row(name:|S16, count:<u8; 24 B)" in str(viewer.layout)
+    finally:
+        viewer.close()
+        board.close()

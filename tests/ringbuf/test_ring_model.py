@@ -1,5 +1,6 @@
 """Hypothesis model test: the ring against a plain Python list model (writes, reads, lapping, readers)."""
 import itertools
+import os
 
 import msgspec
 import numpy as np
@@ -37,7 +38,7 @@ class ModelReader:
 class RingMachine(RuleBasedStateMachine):
     @initialize()
     def setup(self):
-        self.rig = f"model{next(_rigs)}"
+        self.rig = f"t{os.getpid()}n{next(_rigs)}m"
         self.ring = Ring.create("m", rig=self.rig, descriptor=Value, capacity=CAPACITY, payload_shape=(4,))
         self.values: list[int] = []
         self.payloads: dict[int, int] = {}  # sequence -> payload byte, for items written with a payload
