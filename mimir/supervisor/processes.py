@@ -1,0 +1,135 @@
+"""Worker processes under supervision: start, watch, restart with backoff, give up, stop.
+
+A :class:`SupervisedWorker` owns one child process (a real ``subprocess.Popen``
+of ``mimir-worker ...``). The supervisor calls :meth:`SupervisedWorker.tick`
+from its loop; nothing here blocks or spawns threads.
+
+Policy (``SupervisionConfig``):
+
+* a worker that exits while the rig runs, or whose heartbeat (the newest
+  writer heartbeat of its rings) is older than ``heartbeat_timeout_s``, is a
+  *crash*: it is killed if still there and restarted after a backoff that
+  starts at ``restart_backoff_s`` and doubles per crash up to
+  ``restart_backoff_max_s``;
+* more than ``max_restarts`` crashes within ``restart_window_s`` stops the
+  retries: state FAILED, with the last exit code and a clear error that
+  ``mimir status`` shows.
+
+Children are started with ``PR_SET_PDEATHSIG`` (Linux) by the worker entry
+point, so a SIGKILLed supervisor does not leave capture workers behind.
+"""
+
+from __future__ import annotations
+
+import collections
+import os
+import signal
+import subprocess
+import time
+from typing import Callable
+
+from mimir.config import SupervisionConfig
+from mimir.supervisor.status import WorkerState
+
+__all__ = ["SupervisedWorker"]
+
+STARTUP_GRACE_S = 10.0  # a fresh worker may take this long to publish its first heartbeat
+
+
+class SupervisedWorker:
+    """One supervised child process.
+
+    ``heartbeat_ns`` returns the worker's newest heartbeat on the monotonic
+    clock, or 0 when it has not published one yet.
+    """
+
+    def __init__(self, name: str, argv: list[str], policy: SupervisionConfig,
+                 heartbeat_ns: Callable[[], int] = lambda: 0, env: dict[str, str] | None = None) -> None:
+        self.name = name
+        self.argv = argv
+        self.policy = policy
+        self.heartbeat_ns = heartbeat_ns
+        self.env = env
+        self.proc: subprocess.Popen | None = None
+        self.state = WorkerState.STOPPED
+        self.restarts = 0
+        self.incarnation = 0
+        self.last_exit_code = 0
+        self.error = ""
+        self.started_unix_ns = 0
+        self._started_mono = 0.0
+        self._crashes: collections.deque[float] = collections.deque()
+        self._restart_at = 0.0
+        self.on_restart: Callable[["SupervisedWorker"], None] | None = None
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid if self.proc else 0
+
+    def start(self) -> None:
+        env = dict(os.environ, **(self.env or {}))
+        self.proc = subprocess.Popen(self.argv, env=env, stdin=subprocess.DEVNULL)
+        self.incarnation += 1
+        self.state = WorkerState.STARTING
+        self.started_unix_ns = time.time_ns()
+        self._started_mono = time.monotonic()
+
+    def tick(self, now: float | None = None) -> None:
+        """Advance the state machine: notice exits and silence, restart when the backoff has passed."""
+        now = time.monotonic() if now is None else now
+        if self.state in (WorkerState.STARTING, WorkerState.RUNNING):
+            code = self.proc.poll()
+            if code is not None:
+                self._crashed(now, code, f"exited with code {code}" if code >= 0 else f"killed by signal {-code}")
+                return
+            beat_ns = self.heartbeat_ns()
+            if beat_ns:
+                self.state = WorkerState.RUNNING
+                age_s = time.monotonic_ns() / 1e9 - beat_ns / 1e9
+                if age_s > self.policy.heartbeat_timeout_s and now - self._started_mono > self.policy.heartbeat_timeout_s:
+                    self._kill()
+                    self._crashed(now, self.proc.returncode or -9, f"stopped heartbeating ({age_s:.1f} s)")
+            elif now - self._started_mono > STARTUP_GRACE_S:
+                self._kill()
+                self._crashed(now, self.proc.returncode or -9, f"no heartbeat within {STARTUP_GRACE_S:.0f} s of start")
+        elif self.state == WorkerState.BACKOFF and now >= self._restart_at:
+            self.restarts += 1
+            self.start()
+            if self.on_restart:
+                self.on_restart(self)
+
+    def _crashed(self, now: float, code: int, why: str) -> None:
+        self.last_exit_code = code
+        self._crashes.append(now)
+        while self._crashes and now - self._crashes[0] > self.policy.restart_window_s:
+            self._crashes.popleft()
+        if len(self._crashes) > self.policy.max_restarts:
+            self.state = WorkerState.FAILED
+            self.error = (
+                f"{why}; crashed {len(self._crashes)} times in {self.policy.restart_window_s:.0f} s, "
+                f"not restarting (see the worker's stderr)"
+            )
+            return
+        backoff = min(self.policy.restart_backoff_s * 2 ** (len(self._crashes) - 1), self.policy.restart_backoff_max_s)
+        self.error = f"{why}; restarting in {backoff:.1f} s"
+        self.state = WorkerState.BACKOFF
+        self._restart_at = now + backoff
+
+    def _kill(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(5)
+
+    def stop(self, timeout_s: float = 5.0) -> None:
+        """SIGTERM, wait up to ``timeout_s``, then SIGKILL. Idempotent."""
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout_s)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        if self.proc:
+            self.last_exit_code = self.proc.returncode
+        if self.state != WorkerState.FAILED:
+            self.state = WorkerState.STOPPED

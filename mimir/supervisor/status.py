@@ -1,0 +1,218 @@
+"""The supervisor's status board: consistent snapshots in shared memory for `mimir status`.
+
+The board is two snapshot rings (see :meth:`ringbuf.RingReader.latest`):
+
+* ``supervisor.workers`` - descriptor :class:`SupervisorHeader`, payload
+  :data:`MAX_WORKERS` :class:`WorkerRow` records;
+* ``supervisor.sources`` - descriptor :class:`SourcesHeader`, payload
+  :data:`MAX_SOURCES` :class:`SourceRow` records.
+
+The supervisor publishes a fresh snapshot a few times a second; readers copy
+the newest one under the ring's seqlock, so a snapshot is never torn. No
+files, no JSON on this path. Creating ``supervisor.workers`` is also the rig
+lock: a second supervisor of the same rig fails to create it while the
+first is alive (and reclaims it when the first was killed).
+"""
+
+from __future__ import annotations
+
+import enum
+
+import msgspec
+import numpy as np
+
+from ringbuf import F32, F64, I32, U32, U64, Ring, RingReader
+from ringbuf.layout import Bytes
+
+__all__ = [
+    "MAX_WORKERS", "MAX_SOURCES", "WorkerState", "Health", "SupervisorHeader", "WorkerRow",
+    "SourcesHeader", "SourceRow", "StatusBoard", "StatusSnapshot", "read_status", "text",
+]
+
+MAX_WORKERS = 16
+MAX_SOURCES = 64
+WORKERS_RING = "supervisor.workers"
+SOURCES_RING = "supervisor.sources"
+
+
+class WorkerState(enum.IntEnum):
+    STARTING = 0
+    RUNNING = 1
+    BACKOFF = 2       # crashed; waiting to restart
+    FAILED = 3        # crashed too often; not retried
+    STOPPED = 4
+
+
+class Health(enum.IntEnum):
+    UNKNOWN = 0
+    GREEN = 1
+    RED = 2
+
+
+class SupervisorHeader(msgspec.Struct):
+    pid: U32
+    state: U32                 # WorkerState of the supervisor itself (RUNNING / STOPPED)
+    started_unix_ns: U64
+    uptime_ns: U64
+    workers: U32
+    sources: U32
+    indexed_total: U64
+    lost_total: U64
+    cpu_pct: F32               # supervisor process CPU, % of one core, over the last second
+    index_latency_p50_us: F32  # publish (host time in the descriptor) to indexed
+    index_latency_p99_us: F32
+    reservoir_edge_ns: U64
+    reservoir_window_start_ns: U64
+    reservoir_samples: U64
+
+
+class WorkerRow(msgspec.Struct):
+    name: Bytes(24)
+    pid: U32
+    state: U32
+    restarts: U32
+    last_exit_code: I32
+    started_unix_ns: U64
+    error: Bytes(120)
+
+
+class SourcesHeader(msgspec.Struct):
+    sources: U32
+
+
+class SourceRow(msgspec.Struct):
+    name: Bytes(32)
+    kind: U32                  # mimir.descriptors.SampleKind
+    worker: U32                # index into the worker rows
+    configured_hz: F64         # frames/s or blocks/s asked for
+    delivered_hz: F64          # measured over the last second
+    published: U64             # items the worker published (all incarnations)
+    indexed: U64               # descriptors indexed into the reservoir
+    lost_overrun: U64          # overwritten before the supervisor read them
+    lost_restart_gap: U64      # expected items missing across worker restarts
+    device_dropped: U64
+    corrupt: U64
+    ring_fill: F32             # reader lag / capacity
+    reader_lag: U64
+    health: U32                # Health
+    clock_locked: U32
+    clock_local_sample_at_epoch: F64
+    clock_rate_hz: F64
+    clock_confidence: F32
+    clock_mae_samples: F32
+
+
+class StatusBoard:
+    """The writer side (supervisor only). Creating it takes the rig lock."""
+
+    def __init__(self, rig: str) -> None:
+        self.workers_ring = Ring.create(
+            WORKERS_RING, rig=rig, descriptor=SupervisorHeader, capacity=4,
+            payload_shape=(MAX_WORKERS,), payload_dtype=WorkerRow,
+        )
+        try:
+            self.sources_ring = Ring.create(
+                SOURCES_RING, rig=rig, descriptor=SourcesHeader, capacity=4,
+                payload_shape=(MAX_SOURCES,), payload_dtype=SourceRow,
+            )
+        except BaseException:
+            self.workers_ring.close()
+            raise
+
+    def publish(self, header: SupervisorHeader, workers: np.ndarray, sources: np.ndarray) -> None:
+        """Publish one snapshot. ``workers``/``sources`` are structured arrays of the row dtypes."""
+        rows = self.workers_ring.claim()
+        rows[:] = np.zeros((), rows.dtype)
+        rows[: len(workers)] = workers
+        self.workers_ring.publish(*msgspec.structs.astuple(header))
+        rows = self.sources_ring.claim()
+        rows[:] = np.zeros((), rows.dtype)
+        rows[: len(sources)] = sources
+        self.sources_ring.publish(len(sources))
+
+    def close(self) -> None:
+        self.sources_ring.close()
+        self.workers_ring.close()
+
+
+class StatusSnapshot(msgspec.Struct):
+    rig: str
+    supervisor_alive: bool
+    header: dict
+    workers: list[dict]
+    sources: list[dict]
+
+
+def _rows(array: np.ndarray, count: int) -> list[dict]:
+    out = []
+    for row in array[:count]:
+        record = {}
+        for name in array.dtype.names:
+            value = row[name]
+            record[name] = value.decode(errors="replace") if isinstance(value, bytes) else value.item()
+        out.append(record)
+    return out
+
+
+def read_status(rig: str) -> StatusSnapshot:
+    """The newest snapshot of ``rig`` (raises ringbuf.SegmentMissing when no supervisor runs it)."""
+    workers = RingReader.attach(WORKERS_RING, rig=rig, descriptor=SupervisorHeader, register=False)
+    try:
+        sources = RingReader.attach(SOURCES_RING, rig=rig, descriptor=SourcesHeader, register=False)
+    except BaseException:
+        workers.close()
+        raise
+    try:
+        alive = workers.writer_alive()
+        w_item, s_item = workers.latest(), sources.latest()
+        header = dict(zip(SupervisorHeader.__struct_fields__, w_item.descriptor)) if w_item else {}
+        worker_rows = _rows(w_item.payload, header.get("workers", 0)) if w_item else []
+        source_rows = _rows(s_item.payload, s_item.descriptor[0]) if s_item else []
+        return StatusSnapshot(rig, alive, header, worker_rows, source_rows)
+    finally:
+        sources.close()
+        workers.close()
+
+
+_STATE_NAMES = {s.value: s.name.lower() for s in WorkerState}
+_HEALTH_NAMES = {h.value: h.name.lower() for h in Health}
+
+
+def text(snapshot: StatusSnapshot) -> str:
+    """A terminal rendering of one snapshot (what `mimir status` prints)."""
+    h = snapshot.header
+    lines = []
+    alive = "running" if snapshot.supervisor_alive else "NOT RUNNING (stale status)"
+    lines.append(
+        f"rig {snapshot.rig}: supervisor pid {h.get('pid', '?')} {alive}, up {h.get('uptime_ns', 0) / 1e9:.1f} s, "
+        f"cpu {h.get('cpu_pct', 0):.1f} %"
+    )
+    lines.append(
+        f"reservoir: {h.get('reservoir_samples', 0):,} samples, window "
+        f"{h.get('reservoir_window_start_ns', 0) / 1e9:.3f} .. {h.get('reservoir_edge_ns', 0) / 1e9:.3f} s; "
+        f"indexed {h.get('indexed_total', 0):,}, lost {h.get('lost_total', 0):,}; "
+        f"publish->indexed p50 {h.get('index_latency_p50_us', 0):.0f} us, p99 {h.get('index_latency_p99_us', 0):.0f} us"
+    )
+    lines.append("")
+    lines.append(f"{'worker':24s} {'pid':>7s} {'state':>8s} {'restarts':>8s} {'exit':>5s}  error")
+    for w in snapshot.workers:
+        lines.append(
+            f"{w['name']:24s} {w['pid']:>7d} {_STATE_NAMES.get(w['state'], '?'):>8s} {w['restarts']:>8d} "
+            f"{w['last_exit_code']:>5d}  {w['error']}"
+        )
+    lines.append("")
+    lines.append(
+        f"{'source':24s} {'rate/s':>9s} {'of':>7s} {'indexed':>10s} {'overrun':>8s} {'gap':>6s} {'dev.drop':>8s} "
+        f"{'corrupt':>7s} {'fill':>5s} {'health':>7s}  clock fit"
+    )
+    for s in snapshot.sources:
+        clock = (
+            f"{s['clock_rate_hz']:.3f} Hz, conf {s['clock_confidence']:.2f}, mae {s['clock_mae_samples']:.2f} smp"
+            if s["clock_locked"] else "-"
+        )
+        lines.append(
+            f"{s['name']:24s} {s['delivered_hz']:>9.1f} {s['configured_hz']:>7.1f} {s['indexed']:>10,d} "
+            f"{s['lost_overrun']:>8,d} {s['lost_restart_gap']:>6,d} {s['device_dropped']:>8,d} {s['corrupt']:>7,d} "
+            f"{s['ring_fill'] * 100:>4.0f}% {_HEALTH_NAMES.get(s['health'], '?'):>7s}  {clock}"
+        )
+    return "\n".join(lines)
