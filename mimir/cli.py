@@ -54,6 +54,57 @@ def doctor(
         raise typer.Exit(1)
 
 
+config_app = typer.Typer(help="Rig configuration.", no_args_is_help=True)
+app.add_typer(config_app, name="config")
+
+
+@config_app.command("example")
+def config_example() -> None:
+    """Print an annotated config covering every option."""
+    from mimir.config import EXAMPLE_TOML
+
+    sys.stdout.write(EXAMPLE_TOML)
+
+
+@app.command()
+def status(
+    rig: str = typer.Option("default", "--rig", help="Rig name."),
+    watch: bool = typer.Option(False, "--watch", help="Live view, refreshed twice a second."),
+    json_out: bool = typer.Option(False, "--json", help="Print one JSON document."),
+) -> None:
+    """Show a running rig's state from shared memory: workers, sources, drops, health, clock fits."""
+    import time
+
+    import msgspec
+
+    from mimir.supervisor.status import read_status, text
+    from ringbuf import SegmentMissing
+
+    try:
+        snapshot = read_status(rig)
+    except SegmentMissing:
+        typer.echo(f"no supervisor is running rig {rig!r}: start one with `mimir-supervisor start`", err=True)
+        raise typer.Exit(1)
+    if json_out:
+        sys.stdout.write(msgspec.json.encode(snapshot).decode() + "\n")
+        return
+    if not watch:
+        typer.echo(text(snapshot))
+        return
+    try:
+        while True:
+            sys.stdout.write("\x1b[H\x1b[2J" + text(snapshot) + "\n")
+            sys.stdout.flush()
+            time.sleep(0.5)
+            try:
+                snapshot = read_status(rig)
+            except SegmentMissing:
+                typer.echo(f"rig {rig!r} stopped")
+                return
+    except KeyboardInterrupt:
+        pass
+
+
 def _wire() -> None:
     """Attach the subcommands that live in their own modules."""
 
