@@ -19,6 +19,22 @@ supervisor_app = typer.Typer(help="Run a whole rig.", no_args_is_help=True)
 worker_app = typer.Typer(help="Capture workers (one process per camera family, one for audio).", no_args_is_help=True)
 
 
+# Explicit group callbacks keep `mimir-worker camera` a subcommand even while a group has one command.
+@supervisor_app.callback()
+def _supervisor_group() -> None:
+    """Run a whole rig."""
+
+
+@worker_app.callback()
+def _worker_group() -> None:
+    """Capture workers (one process per camera family, one for audio)."""
+
+
+@bench_app.callback()
+def _bench_group() -> None:
+    """Benchmarks. Every bench prints one JSON document with --json."""
+
+
 @app.command()
 def doctor(
     clean: bool = typer.Option(False, "--clean", help="Remove stale Mimir shared-memory objects."),
@@ -107,6 +123,10 @@ def status(
 
 def _wire() -> None:
     """Attach the subcommands that live in their own modules."""
+    from workers.camera.cli import bench_cameras, camera_worker
+
+    worker_app.command("camera")(camera_worker)
+    bench_app.command("cameras")(bench_cameras)
 
 
 _wire()
