@@ -164,6 +164,10 @@ def run_synthetic(*, cameras: int = 6, width: int = 640, height: int = 480, fps:
     try:
         readers = _attach_all(names, rig, proc)
         time.sleep(warmup_s)
+        # The baseline needs a status record that has seen a frame; the first refresh may not have come yet.
+        ready_by = time.monotonic() + 10.0
+        while any(_counter(r)[1] == 0 for r in readers) and time.monotonic() < ready_by:
+            time.sleep(0.02)
         print(f"bench cameras: measuring for {duration_s:g} s", file=progress, flush=True)
         t1, cpu1 = time.monotonic(), _cpu_s(proc.pid)
         frames1 = [_counter(r) for r in readers]
