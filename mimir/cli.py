@@ -128,6 +128,12 @@ def _wire() -> None:
     worker_app.command("camera")(camera_worker)
     bench_app.command("cameras")(bench_cameras)
 
+    from mimir.sync.cli import bench_sync, codebook_app, decode
+
+    app.add_typer(codebook_app, name="codebook", help="The active-witness codebook.")
+    app.command("decode")(decode)
+    bench_app.command("sync")(bench_sync)
+
 
 _wire()
 

@@ -133,6 +133,19 @@ class CanonicalClock:
             return int(self.fit.canonical_s(sample) * 1e9)
         return host_ns + self._host_to_canonical_ns
 
+    def host_affine(self, near_host_ns: int) -> tuple[int, int, float]:
+        """``(origin_host_ns, origin_canonical_ns, scale)`` with canonical = origin_canonical + scale * (host - origin_host).
+
+        Exact for the provisional clock; the locked clock is affine in host time
+        too (a line composed with a line). Anchoring at a recent host time keeps
+        the float part small, so vectorised conversion loses nothing to float64.
+        """
+        origin_canonical = self.from_host_ns(near_host_ns)
+        if not self.locked:
+            return near_host_ns, origin_canonical, 1.0
+        scale = self.host_to_device.slope_hz() / self.fit.rate_hz
+        return near_host_ns, origin_canonical, scale
+
     def from_device_sample(self, device_sample: int, host_ns: int) -> int:
         """Canonical ns of an audio sample; uses the device clock when locked, its host time otherwise."""
         if self.fit is not None:

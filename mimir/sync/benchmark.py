@@ -1,0 +1,383 @@
+"""``mimir bench sync``: the receiver against a matrix of impairments made in the run.
+
+Each trial renders 30 s of witness from a random canonical start (random
+sub-sample phase), impairs it with known truth, streams it through a fresh
+:class:`StreamingReceiver` in realtime-sized blocks on one core, and compares
+the final clock fit with the truth. The same audio goes through the GCC-PHAT
+whole-file baseline (offset only).
+
+Errors
+    ``offset_error_samples``: worst |fitted - true local sample| over the
+    audio's span (at its first and last canonical second; for the dropped-block
+    condition, over the last piece, which is what the final fit describes).
+    ``rate_error_ppm``: |fitted rate / true rate - 1| x 1e6.
+    A trial "locks" when the final fit is within 5 samples of the truth; a lock
+    that is further off (or any lock without our witness) is a false lock.
+Speed
+    ``x_realtime``: audio seconds / CPU seconds spent in ``feed`` (process time,
+    BLAS-free code path, one core).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import platform
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+
+from . import impair
+from .baseline import gcc_phat_lag
+from .codebook import Codebook
+from .emitter import WitnessEmitter
+from .receiver import StreamingReceiver
+
+__all__ = ["Condition", "conditions", "make_trial_audio", "run_trial", "truth_local_sample", "run_bench", "format_table"]
+
+_LEVEL_DBFS = -10.0
+_CORRECT_LOCK_SAMPLES = 5.0
+
+
+@dataclass(frozen=True)
+class Condition:
+    name: str
+    description: str
+    rate_hz: int = 48000
+    ppm: float = 0.0
+    snr_db: float | None = 30.0
+    band_hz: tuple[float | None, float | None] | None = None
+    agc: bool = False
+    noise_suppression: bool = False
+    reverb: tuple[float, float] | None = None  # (rt60 s, direct-to-reverberant dB)
+    interferer: tuple[str, float] | None = None  # ("speech"|"music", SIR dB, broadband)
+    drops: int = 0
+    codec: tuple[str, int] | None = None  # ("opus"|"aac", kbps)
+    witness: str = "own"  # "own" | "none" | "wrong"
+    seconds: float = 30.0
+    trials: int = 5
+    goal: str = ""
+    goal_check: Callable[[dict], bool] | None = field(default=None, compare=False)
+
+
+def _g_accuracy(r: dict) -> bool:
+    return (
+        r["lock_rate"] == 1.0
+        and r["offset_error_samples_max"] <= 0.25
+        and r["rate_error_ppm_max"] <= 0.2
+        and r["time_to_lock_s_max"] <= 3.0
+    )
+
+
+def conditions(quick: bool = False) -> list[Condition]:
+    """The documented impairment matrix (``quick``: fewer trials, shorter no-witness run)."""
+    t = 2 if quick else 5
+    full = [
+        Condition("nodrift", "no clock error, 0 dB in-band SNR (where whole-file GCC-PHAT works)", ppm=0, snr_db=0,
+                  trials=t),
+        Condition("clean", "resampled +97 ppm, 30 dB in-band SNR", ppm=97, snr_db=30, trials=t),
+        Condition("snr0_p300", "resampled +300 ppm, 0 dB in-band SNR", ppm=300, snr_db=0, trials=t,
+                  goal="offset<=0.25 smp, rate<=0.2 ppm, lock<=3 s", goal_check=_g_accuracy),
+        Condition("snr0_m300", "resampled -300 ppm, 0 dB in-band SNR", ppm=-300, snr_db=0, trials=t,
+                  goal="offset<=0.25 smp, rate<=0.2 ppm, lock<=3 s", goal_check=_g_accuracy),
+        Condition("snr-10", "resampled +173 ppm, -10 dB in-band SNR", ppm=173, snr_db=-10, trials=2 * t,
+                  goal="lock rate>=90%", goal_check=lambda r: r["lock_rate"] >= 0.9),
+        Condition("snr-15", "resampled -211 ppm, -15 dB in-band SNR", ppm=-211, snr_db=-15, trials=t),
+        Condition("snr-20", "resampled +50 ppm, -20 dB in-band SNR", ppm=50, snr_db=-20, trials=t),
+        Condition("band_phone", "laptop speaker -> phone mic: 400-7000 Hz band-pass, +10 dB, +200 ppm",
+                  ppm=200, snr_db=10, band_hz=(400.0, 7000.0), trials=t),
+        Condition("band_tel", "telephone band 300-3400 Hz (keeps 1.4 of the 6 kHz witness band), +20 dB, -150 ppm",
+                  ppm=-150, snr_db=20, band_hz=(300.0, 3400.0), trials=t),
+        Condition("agc", "0 dB in-band noise then AGC (10 ms attack, 400 ms release), -120 ppm",
+                  ppm=-120, snr_db=0, agc=True, trials=t),
+        Condition("agc_ns", "0 dB noise, AGC, spectral-subtraction noise suppression, +80 ppm",
+                  ppm=80, snr_db=0, agc=True, noise_suppression=True, trials=t),
+        Condition("reverb", "room RT60 0.6 s, DRR 0 dB, +10 dB SNR, +250 ppm", ppm=250, snr_db=10,
+                  reverb=(0.6, 0.0), trials=t),
+        Condition("speech", "speech-like talker 10 dB louder than the witness, +20 dB SNR, -90 ppm",
+                  ppm=-90, snr_db=20, interferer=("speech", -10.0), trials=t),
+        Condition("music", "music-like (chords, drums, hats) 10 dB louder, +20 dB SNR, +140 ppm",
+                  ppm=140, snr_db=20, interferer=("music", -10.0), trials=t),
+        Condition("drops", "3 dropped blocks of 256-2048 samples, +10 dB, +150 ppm", ppm=150, snr_db=10,
+                  drops=3, trials=t),
+        Condition("opus64", "Opus 64 kbps (Ogg), +20 dB, +200 ppm", ppm=200, snr_db=20, codec=("opus", 64),
+                  trials=t, goal="offset<=1 smp", goal_check=lambda r: r["offset_error_samples_max"] <= 1.0),
+        Condition("aac64", "AAC-LC 64 kbps (MP4), +20 dB, -200 ppm", ppm=-200, snr_db=20, codec=("aac", 64),
+                  trials=t, goal="offset<=1 smp", goal_check=lambda r: r["offset_error_samples_max"] <= 1.0),
+        Condition("rate44k1", "44.1 kHz, +300 ppm, 0 dB", rate_hz=44100, ppm=300, snr_db=0, trials=t,
+                  goal="offset<=0.25 smp, rate<=0.2 ppm, lock<=3 s", goal_check=_g_accuracy),
+        Condition("rate192k", "192 kHz, -250 ppm, 0 dB", rate_hz=192000, ppm=-250, snr_db=0, trials=max(2, t - 2),
+                  goal="offset<=0.25 smp, rate<=0.2 ppm, >=25x realtime",
+                  goal_check=lambda r: _g_accuracy(r) and r["x_realtime_min"] >= 25),
+        Condition("no_witness", "no witness: noise + speech + music", snr_db=0, interferer=("mix", -6.0),
+                  witness="none", seconds=120.0 if quick else 600.0, trials=1,
+                  goal="zero false locks", goal_check=lambda r: r["false_locks"] == 0),
+        Condition("wrong_codebook", "another codebook's witness at +10 dB", snr_db=10, witness="wrong", ppm=60,
+                  trials=t, goal="zero false locks", goal_check=lambda r: r["false_locks"] == 0),
+    ]
+    return full
+
+
+@dataclass
+class _Trial:
+    locked: bool
+    correct: bool
+    false_lock: bool
+    time_to_lock_s: float | None
+    offset_error_samples: float | None
+    rate_error_ppm: float | None
+    x_realtime: float
+    confidence: float
+    baseline_offset_error_samples: float | None
+    discontinuities_found: int
+    discontinuities_true: int
+
+
+def make_trial_audio(cond: Condition, rng: np.random.Generator):
+    """Make one trial's audio. Returns (audio, truth) with truth = (T0, true rate, drops)."""
+    rate = cond.rate_hz
+    n_out = int(cond.seconds * rate)
+    t0 = float(rng.uniform(5.0, 6000.0))
+    band = (2000.0, 8000.0)
+    if cond.witness == "none":
+        x = np.zeros(n_out + 16)
+        power = 10.0 ** (_LEVEL_DBFS / 10.0) * 0.23
+    else:
+        cb = Codebook() if cond.witness == "own" else Codebook.from_id("someone-else", seed=99)
+        emitter = WitnessEmitter(cb, rate, t0, level_dbfs=_LEVEL_DBFS)
+        x = emitter.render(0, int(n_out * (1 + 1e-3)) + 4096).astype(np.float64)
+        power = float(np.mean(x**2))
+    y, ratio = impair.resample_ppm(x, cond.ppm)
+    extra = 0
+    if cond.drops:
+        extra = 8 * 256 * cond.drops
+    y = y[: n_out + extra]
+    if cond.reverb:
+        y = impair.reverb(y, rate, cond.reverb[0], cond.reverb[1], rng)
+    if cond.interferer:
+        kind, sir = cond.interferer
+        if kind == "mix":
+            y = impair.mix_at_sir(y, impair.speech_like(y.size, rate, rng), sir, power)
+            y = impair.mix_at_sir(y, impair.music_like(y.size, rate, rng), sir, power)
+        else:
+            gen = impair.speech_like if kind == "speech" else impair.music_like
+            y = impair.mix_at_sir(y, gen(y.size, rate, rng), sir, power)
+    if cond.band_hz:
+        y = impair.band_limit(y, rate, cond.band_hz[0], cond.band_hz[1])
+    if cond.snr_db is not None:
+        y = impair.add_inband_noise(y, rate, cond.snr_db, band, power, rng)
+    if cond.agc:
+        y = impair.agc(y, rate)
+    if cond.noise_suppression:
+        y = impair.noise_suppression(y, rate)
+    if cond.codec:
+        y = impair.codec_roundtrip(y, rate, cond.codec[0], cond.codec[1])
+    drops: list[tuple[int, int]] = []
+    if cond.drops:
+        y, drops = impair.drop_blocks(y, 256, cond.drops, rng, min_gap=int(4 * rate))
+    y = y[:n_out]
+    peak = float(np.max(np.abs(y))) if y.size else 0.0
+    if peak > 0.99:
+        y = y * (0.99 / peak)  # a real capture would clip; keep the test about timing
+    return y.astype(np.float32), (t0, rate * float(ratio), drops)
+
+
+def truth_local_sample(t: float, t0: float, true_rate: float, removed: int) -> float:
+    return (t - t0) * true_rate - removed
+
+
+def run_trial(cond: Condition, seed: int) -> _Trial:
+    rng = np.random.default_rng(seed)
+    audio, (t0, true_rate, drops) = make_trial_audio(cond, rng)
+    rate = cond.rate_hz
+    rx = StreamingReceiver(Codebook(), rate, cond.name)
+    block = max(256, int(1024 * rate / 48000))
+    lock_at: float | None = None
+    cpu = time.process_time()
+    for k in range(0, audio.size, block):
+        rx.feed(audio[k : k + block])
+        if lock_at is None and rx.locked:
+            lock_at = (k + block) / rate
+    cpu = time.process_time() - cpu
+    rep = rx.report()
+    fit = rep.canonical_clock_fit
+    removed = sum(d[1] for d in drops)
+    first_local = float(drops[-1][0]) if drops else 0.0
+    t_first = t0 + (first_local + removed) / true_rate
+    t_last = t0 + (audio.size + removed) / true_rate
+    offset_err = rate_err = None
+    correct = False
+    if fit.effective_sample_rate is not None and fit.local_sample_at_epoch is not None:
+        errs = [
+            abs(fit.local_sample_at_epoch + t * fit.effective_sample_rate - truth_local_sample(t, t0, true_rate, removed))
+            for t in (t_first, t_last)
+        ]
+        offset_err = max(errs)
+        rate_err = abs(fit.effective_sample_rate / true_rate - 1.0) * 1e6
+        correct = cond.witness == "own" and offset_err <= _CORRECT_LOCK_SAMPLES
+    ever = rep.health.locks > 0
+    false_lock = ever and not correct
+    baseline_err = None
+    if cond.witness == "own":
+        ref_start = t0 - 1.0
+        ref = WitnessEmitter(Codebook(), rate, ref_start, level_dbfs=_LEVEL_DBFS).render(0, audio.size + removed + 2 * rate)
+        lag = gcc_phat_lag(audio, ref, rate, (2000.0, 8000.0))
+        # baseline mapping: local n <-> reference sample n + lag, nominal rate
+        errs = []
+        for t in (t_first, t_last):
+            est = (t - ref_start) * rate - lag
+            errs.append(abs(est - truth_local_sample(t, t0, true_rate, removed)))
+        baseline_err = max(errs)
+    return _Trial(
+        locked=rx.locked,
+        correct=correct,
+        false_lock=false_lock,
+        time_to_lock_s=lock_at if correct else None,
+        offset_error_samples=offset_err if correct else None,
+        rate_error_ppm=rate_err if correct else None,
+        x_realtime=cond.seconds / max(cpu, 1e-9),
+        confidence=fit.confidence,
+        baseline_offset_error_samples=baseline_err,
+        discontinuities_found=rep.health.discontinuities,
+        discontinuities_true=len(drops),
+    )
+
+
+def _stat(values: list[float], q: float) -> float | None:
+    v = [x for x in values if x is not None and math.isfinite(x)]
+    return float(np.percentile(v, q)) if v else None
+
+
+def _summarise(cond: Condition, trials: list[_Trial]) -> dict:
+    n = len(trials)
+    own = cond.witness == "own"
+    rec: dict = {
+        "condition": cond.name,
+        "description": cond.description,
+        "sample_rate_hz": cond.rate_hz,
+        "audio_seconds": cond.seconds,
+        "trials": n,
+        "ppm_applied": cond.ppm,
+        "snr_db_in_band": cond.snr_db,
+        "lock_rate": (sum(t.correct for t in trials) / n) if own else None,
+        "false_locks": sum(t.false_lock for t in trials),
+        "offset_error_samples_p50": _stat([t.offset_error_samples for t in trials], 50),
+        "offset_error_samples_max": _stat([t.offset_error_samples for t in trials], 100),
+        "rate_error_ppm_p50": _stat([t.rate_error_ppm for t in trials], 50),
+        "rate_error_ppm_max": _stat([t.rate_error_ppm for t in trials], 100),
+        "time_to_lock_s_p50": _stat([t.time_to_lock_s for t in trials], 50),
+        "time_to_lock_s_max": _stat([t.time_to_lock_s for t in trials], 100),
+        "confidence_p50": _stat([t.confidence for t in trials], 50),
+        "x_realtime_p50": _stat([t.x_realtime for t in trials], 50),
+        "x_realtime_min": _stat([t.x_realtime for t in trials], 0),
+        "baseline_offset_error_samples_p50": _stat([t.baseline_offset_error_samples for t in trials], 50),
+        "baseline_offset_error_samples_max": _stat([t.baseline_offset_error_samples for t in trials], 100),
+        "discontinuities_true": sum(t.discontinuities_true for t in trials),
+        "discontinuities_found": sum(t.discontinuities_found for t in trials),
+        "goal": cond.goal or None,
+    }
+    if own and rec["offset_error_samples_max"] is not None and rec["baseline_offset_error_samples_p50"] is not None:
+        rec["beats_baseline"] = rec["offset_error_samples_p50"] < rec["baseline_offset_error_samples_p50"]
+    else:
+        rec["beats_baseline"] = None
+    rec["goal_met"] = None
+    if cond.goal_check is not None:
+        try:
+            rec["goal_met"] = bool(cond.goal_check(rec))
+        except TypeError:  # a needed figure is missing (no lock at all)
+            rec["goal_met"] = False
+    return rec
+
+
+def machine_info() -> dict:
+    """The project's shared machine description (``bench.common``) plus what this bench depends on."""
+    try:
+        from bench.common import machine_info as shared
+    except ImportError:  # running from an install without the repository's bench/ folder
+        info = {
+            "cpu_model": platform.processor() or platform.machine(),
+            "cpu_cores": os.cpu_count(),
+            "python": platform.python_version(),
+            "numpy": np.__version__,
+            "os": platform.platform(),
+        }
+    else:
+        info = shared()
+    import scipy
+
+    info["scipy"] = scipy.__version__
+    info["ffmpeg_opus"] = impair.codec_available("opus")
+    info["ffmpeg_aac"] = impair.codec_available("aac")
+    return info
+
+
+def run_bench(quick: bool = False, progress=None, only: list[str] | None = None) -> dict:
+    """Run the matrix; ``progress(str)`` gets one line per trial (stderr in the CLI)."""
+    say = progress or (lambda s: print(s, file=sys.stderr, flush=True))
+    info = machine_info()
+    results = []
+    conds = [c for c in conditions(quick) if not only or c.name in only]
+    for ci, cond in enumerate(conds):
+        if cond.codec and not info[f"ffmpeg_{cond.codec[0]}"]:
+            say(f"[{ci + 1}/{len(conds)}] {cond.name}: skipped (ffmpeg {cond.codec[0]} encoder not available)")
+            results.append({"condition": cond.name, "description": cond.description, "skipped": "codec unavailable"})
+            continue
+        trials = []
+        for k in range(cond.trials):
+            tr = run_trial(cond, seed=1000 * (ci + 1) + k)
+            trials.append(tr)
+            err = "-" if tr.offset_error_samples is None else f"{tr.offset_error_samples:.3f}"
+            say(
+                f"[{ci + 1}/{len(conds)}] {cond.name} trial {k + 1}/{cond.trials}: "
+                f"{'lock' if tr.correct else ('FALSE LOCK' if tr.false_lock else 'no lock')} "
+                f"offset_err={err} smp, {tr.x_realtime:.0f}x realtime"
+            )
+        results.append(_summarise(cond, trials))
+    return {"bench": "sync", "machine": info, "results": results}
+
+
+def _fmt(v, spec: str) -> str:
+    if v is None:
+        return "-"
+    if isinstance(v, bool):
+        return "yes" if v else "NO"
+    return format(v, spec)
+
+
+def format_table(doc: dict) -> str:
+    """Markdown table of the results (what docs/sync.md shows)."""
+    head = (
+        "| condition | rate | trials | lock rate | false locks | offset err p50/max (smp) | rate err p50/max (ppm) "
+        "| lock time p50/max (s) | x realtime min/p50 | GCC-PHAT offset err p50 (smp) | beats GCC-PHAT | goal | met |"
+    )
+    lines = [head, "|" + "---|" * 13]
+    for r in doc["results"]:
+        if "skipped" in r:
+            lines.append(f"| {r['condition']} | skipped: {r['skipped']} |" + " |" * 11)
+            continue
+        lines.append(
+            "| {c} | {rate} | {n} | {lr} | {fl} | {o50} / {omax} | {r50} / {rmax} | {t50} / {tmax} | {x} / {x50} | {b} | {bb} | {g} | {m} |".format(
+                c=r["condition"],
+                rate=f"{r['sample_rate_hz'] / 1000:g}k",
+                n=r["trials"],
+                lr=_fmt(r["lock_rate"], ".0%"),
+                fl=r["false_locks"],
+                o50=_fmt(r["offset_error_samples_p50"], ".3f"),
+                omax=_fmt(r["offset_error_samples_max"], ".3f"),
+                r50=_fmt(r["rate_error_ppm_p50"], ".3f"),
+                rmax=_fmt(r["rate_error_ppm_max"], ".3f"),
+                t50=_fmt(r["time_to_lock_s_p50"], ".2f"),
+                tmax=_fmt(r["time_to_lock_s_max"], ".2f"),
+                x=_fmt(r["x_realtime_min"], ".0f"),
+                x50=_fmt(r["x_realtime_p50"], ".0f"),
+                b=_fmt(r["baseline_offset_error_samples_p50"],
+                       ".3f" if (r["baseline_offset_error_samples_p50"] or 0) < 10 else ".0f"),
+                bb=_fmt(r["beats_baseline"], ""),
+                g=r["goal"] or "",
+                m=_fmt(r["goal_met"], ""),
+            )
+        )
+    return "\n".join(lines)

@@ -1,0 +1,156 @@
+"""Command functions for ``mimir codebook render``, ``mimir decode`` and ``mimir bench sync``.
+
+Wire them into the top-level app::
+
+    app.add_typer(codebook_app, name="codebook")
+    app.command("decode")(decode)
+    bench_app.command("sync")(bench_sync)
+
+Exit codes: 0 on success, including "no witness found" and odd-but-readable
+input (empty, short, silent, clipped, NaN/inf: a message on stderr and in the
+report's warnings); 2 for unreadable input or invalid arguments.
+With ``--json`` stdout holds only the JSON document.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import numpy as np
+import soundfile as sf
+import typer
+
+from .audio_io import UnreadableAudio, inspect_audio, read_audio
+from .codebook import Codebook, CodebookSpec
+from .emitter import WitnessEmitter
+from .receiver import StreamingReceiver
+from .report import SyncReport, encode_report
+
+__all__ = ["codebook_app", "render", "decode", "bench_sync"]
+
+codebook_app = typer.Typer(help="Active-witness codebook tools.", no_args_is_help=True)
+
+_BLOCK_SECONDS = 1.0
+
+
+def _fail(message: str, code: int = 2) -> typer.Exit:
+    typer.echo(f"error: {message}", err=True)
+    return typer.Exit(code)
+
+
+def _codebook(codebook_id: str, seed: int) -> Codebook:
+    try:
+        return Codebook(CodebookSpec(codebook_id=codebook_id, seed=seed))
+    except ValueError as exc:
+        raise _fail(f"invalid codebook: {exc}") from exc
+
+
+@codebook_app.command("render")
+def render(
+    out: Annotated[Path, typer.Argument(help="Output audio file (.wav: float32; .flac: 24-bit).")],
+    seconds: Annotated[float, typer.Option("--seconds", help="Length in seconds.")],
+    rate: Annotated[int, typer.Option("--rate", help="Sample rate in Hz.")],
+    start: Annotated[float, typer.Option("--start", help="Canonical time of the first sample (s).")] = 0.0,
+    codebook_id: Annotated[str, typer.Option("--codebook-id", help="Codebook id.")] = "mimir-default",
+    seed: Annotated[int, typer.Option("--seed", help="Codebook seed.")] = 0,
+    level_dbfs: Annotated[float, typer.Option("--level-dbfs", help="Peak level of the witness.")] = -20.0,
+) -> None:
+    """Write the witness from canonical time START for SECONDS, mono: sample n is START + n / RATE."""
+    if not (math.isfinite(seconds) and seconds > 0):
+        raise _fail("--seconds must be a positive number")
+    if rate <= 0:
+        raise _fail("--rate must be a positive integer")
+    if not math.isfinite(start):
+        raise _fail("--start must be finite")
+    emitter = WitnessEmitter(_codebook(codebook_id, seed), rate, start, level_dbfs=level_dbfs)
+    total = int(round(seconds * rate))
+    subtype = "FLOAT" if out.suffix.lower() in (".wav", ".w64", ".caf", ".aiff", ".aif") else "PCM_24"
+    block = np.zeros(max(1, int(_BLOCK_SECONDS * rate)), dtype=np.float32)
+    try:
+        with sf.SoundFile(str(out), "w", samplerate=rate, channels=1, subtype=subtype) as f:
+            for at in range(0, total, block.size):
+                view = block[: min(block.size, total - at)]
+                emitter.fill(view, at)
+                f.write(view)
+    except (RuntimeError, OSError, sf.LibsndfileError) as exc:
+        raise _fail(f"cannot write {out}: {exc}") from exc
+    typer.echo(f"wrote {out}: {total} samples at {rate} Hz, canonical {start:g} .. {start + total / rate:g} s", err=True)
+
+
+def _describe(report: SyncReport) -> str:
+    fit = report.canonical_clock_fit
+    h = report.health
+    lines = [f"source {report.source_id!r}, codebook {report.codebook_id!r} (seed {report.seed}), "
+             f"{report.nominal_sample_rate:g} Hz: {report.status}"]
+    if fit.effective_sample_rate is not None:
+        ppm = (fit.effective_sample_rate / report.nominal_sample_rate - 1.0) * 1e6
+        lines.append(
+            f"  local_sample = {fit.local_sample_at_epoch:.3f} + canonical_s * {fit.effective_sample_rate:.6f}"
+            f"  ({ppm:+.3f} ppm)"
+        )
+        lines.append(
+            f"  confidence {fit.confidence:.3f}, mean |residual| {fit.mean_abs_error_samples:.3f} samples, "
+            f"{fit.anchor_count} anchors over canonical {fit.first_canonical_seconds:.1f} .. {fit.last_canonical_seconds:.1f} s"
+        )
+    else:
+        lines.append("  no clock fit (confidence 0)")
+    lines.append(
+        f"  health: {h.samples_consumed} samples, {h.proposals} proposals, {h.anchors_accepted} anchors accepted, "
+        f"{h.anchors_rejected} rejected, {h.locks} lock(s), {h.relocks} relock(s), {h.discontinuities} discontinuity(ies)"
+    )
+    for d in report.discontinuities:
+        jump = "" if d.jump_samples is None else f", jump {d.jump_samples:+.1f} samples"
+        lines.append(f"  discontinuity ({d.kind}) near local sample {d.local_sample:.0f}{jump}")
+    return "\n".join(lines)
+
+
+def decode(
+    path: Annotated[Path, typer.Argument(help="Audio file to decode (any rate; any channel count).")],
+    codebook_id: Annotated[str, typer.Option("--codebook-id", help="Codebook id.")] = "mimir-default",
+    seed: Annotated[int, typer.Option("--seed", help="Codebook seed.")] = 0,
+    channel: Annotated[int, typer.Option("--channel", help="Channel to decode (0-based).")] = 0,
+    source_id: Annotated[Optional[str], typer.Option("--source-id", help="Name for the report.")] = None,
+    json_out: Annotated[bool, typer.Option("--json", help="Print only the JSON report on stdout.")] = False,
+) -> None:
+    """Decode the witness in an audio file and print the canonical clock fit report."""
+    codebook = _codebook(codebook_id, seed)
+    try:
+        audio = read_audio(str(path), channel)
+    except UnreadableAudio as exc:
+        raise _fail(f"cannot read {path}: {exc}") from exc
+    except ValueError as exc:
+        raise _fail(str(exc)) from exc
+    notes = inspect_audio(audio.samples, audio.rate_hz)
+    receiver = StreamingReceiver(codebook, audio.rate_hz, source_id if source_id is not None else path.stem)
+    block = max(1, int(audio.rate_hz * _BLOCK_SECONDS))
+    for at in range(0, audio.samples.size, block):
+        receiver.feed(audio.samples[at : at + block])
+    report = receiver.report()
+    if not report.locked and not report.segments:
+        notes.append("no witness of this codebook was found: no lock, no anchors")
+    report.warnings = notes + report.warnings
+    for note in report.warnings:
+        typer.echo(f"note: {note}", err=True)
+    if json_out:
+        sys.stdout.write(encode_report(report).decode() + "\n")
+    else:
+        typer.echo(_describe(report))
+
+
+def bench_sync(
+    json_out: Annotated[bool, typer.Option("--json", help="Print only the JSON document on stdout.")] = False,
+    quick: Annotated[bool, typer.Option("--quick", help="Fewer trials (about 1-2 minutes).")] = False,
+    only: Annotated[Optional[list[str]], typer.Option("--only", help="Run only these conditions.")] = None,
+) -> None:
+    """Benchmark the sync receiver against the impairment matrix (progress on stderr)."""
+    from .benchmark import format_table, run_bench
+
+    doc = run_bench(quick=quick, only=only)
+    if json_out:
+        sys.stdout.write(json.dumps(doc) + "\n")
+    else:
+        typer.echo(format_table(doc))

@@ -1,0 +1,122 @@
+"""The receiver's output: msgspec Structs serialised with the spec's camelCase names.
+
+``SyncReport`` follows the distributed receiver spec (``sourceId``,
+``codebookId``, ``canonicalClockFit``, ``anchors``, ``responseProfile``,
+``health``) and adds the segment / discontinuity history and plain-language
+status so a report read on its own says what happened.
+
+Mapping (per segment): ``local_sample = localSampleAtEpoch +
+canonical_seconds * effectiveSampleRate``.
+
+``confidence`` is 0 when nothing is locked. Otherwise it is
+``p_lock * exp(-sigma / 1 sample) * freshness`` where ``sigma`` is the fit's
+predicted 1-sigma error (samples) at the newest anchor, ``p_lock`` the
+probability that the code lock is right, and ``freshness`` decays when anchors
+stop arriving. So 0.9 means about 0.1 sample, 0.37 about 1 sample, and higher
+confidence does mean smaller error.
+"""
+
+from __future__ import annotations
+
+import msgspec
+
+__all__ = [
+    "ClockFitReport", "AnchorReport", "BandResponse", "SymbolResponse", "ResponseProfile",
+    "Health", "SegmentReport", "DiscontinuityReport", "SyncReport", "encode_report",
+]
+
+
+class ClockFitReport(msgspec.Struct, rename="camel"):
+    local_sample_at_epoch: float | None = None
+    effective_sample_rate: float | None = None
+    confidence: float = 0.0
+    mean_abs_error_samples: float | None = None
+    offset_sigma_samples: float | None = None
+    rate_sigma_ppm: float | None = None
+    anchor_count: int = 0
+    first_canonical_seconds: float | None = None
+    last_canonical_seconds: float | None = None
+
+
+class AnchorReport(msgspec.Struct, rename="camel"):
+    event_index: int
+    canonical_seconds: float
+    local_sample: float
+    confidence: float
+    symbols: list[int]  # the code-valid run that identifies the event: schedule[i-2], schedule[i-1], schedule[i]
+    residual_samples: float = 0.0
+
+
+class BandResponse(msgspec.Struct, rename="camel"):
+    low_hz: float
+    high_hz: float
+    gain_db: float | None = None  # received/template amplitude relative to the whole band
+    reliability: float | None = None  # fraction of anchors where this sub-band alone was detectable (SNR >= 4)
+    timing_residual_samples: float | None = None  # mean delay of this sub-band minus the wide-band delay
+
+
+class SymbolResponse(msgspec.Struct, rename="camel"):
+    symbol: int
+    count: int = 0  # events of this symbol checked while locked
+    reliability: float | None = None  # fraction decoded as this symbol
+    mean_score: float | None = None  # mean z of the symbol at its anchors
+    timing_residual_samples: float | None = None  # mean fit residual of its anchors
+
+
+class ResponseProfile(msgspec.Struct, rename="camel"):
+    bands: list[BandResponse] = []
+    symbols: list[SymbolResponse] = []
+    events_checked: int = 0
+    confusion_rate: float | None = None
+
+
+class Health(msgspec.Struct, rename="camel"):
+    state: str = "searching"
+    samples_consumed: int = 0
+    non_finite_samples: int = 0
+    gap_samples: int = 0
+    proposals: int = 0
+    candidates_scored: int = 0
+    hypotheses_spawned: int = 0
+    anchors_accepted: int = 0
+    anchors_rejected: int = 0
+    events_missed: int = 0
+    locks: int = 0
+    relocks: int = 0
+    lock_rejections: int = 0
+    discontinuities: int = 0
+    template_rate_updates: int = 0
+
+
+class SegmentReport(msgspec.Struct, rename="camel"):
+    start_local_sample: float
+    local_sample_at_epoch: float
+    effective_sample_rate: float
+    anchor_count: int
+    end_local_sample: float | None = None
+
+
+class DiscontinuityReport(msgspec.Struct, rename="camel"):
+    local_sample: float
+    kind: str  # "jump" (small, found by residuals), "relock" (lost and found elsewhere), "clock_reset"
+    jump_samples: float | None = None
+
+
+class SyncReport(msgspec.Struct, rename="camel"):
+    source_id: str
+    codebook_id: str
+    seed: int
+    nominal_sample_rate: float
+    locked: bool
+    status: str
+    canonical_clock_fit: ClockFitReport
+    anchors: list[AnchorReport]
+    response_profile: ResponseProfile
+    health: Health
+    segments: list[SegmentReport] = []
+    discontinuities: list[DiscontinuityReport] = []
+    warnings: list[str] = []
+
+
+def encode_report(report: SyncReport) -> bytes:
+    return msgspec.json.encode(report)
