@@ -57,7 +57,7 @@ class AudioConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
 class SyncConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     codebook_id: str = "mimir-default"
     seed: int = 0
-    epoch_unix_s: float = 0.0
+    epoch_unix_s: float = 1_767_225_600.0  # 2026-01-01T00:00:00Z
     level_dbfs: float = -20.0
 
 
@@ -166,7 +166,7 @@ capacity_margin = 1.5           # capacity = configured rates x window x margin
 [sync]
 codebook_id = "mimir-default"   # the active witness codebook (must match remote receivers)
 seed = 0
-epoch_unix_s = 0.0              # canonical time zero
+epoch_unix_s = 1767225600.0     # canonical time zero (2026-01-01T00:00:00Z)
 level_dbfs = -20.0              # witness emission level
 
 [supervision]

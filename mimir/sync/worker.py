@@ -1,0 +1,174 @@
+"""`mimir-worker sync`: decode the witness on every channel of an audio ring, publish clock fits.
+
+The supervisor runs this as a worker process so witness decoding (tens of
+microseconds of numpy per block and channel) never competes with indexing.
+
+Data flow: the audio worker's ring (``AudioBlockRecord`` + float32 payload)
+-> this process's reader (own cursor, copying read) -> per-channel staging
+buffers (contiguous device samples) -> one :class:`StreamingReceiver` per
+channel, fed in chunks of ``chunk_frames`` (results do not depend on
+chunking) -> the ``sync.fits`` snapshot ring (:mod:`mimir.sync.fits`).
+
+A gap in device samples (blocks lost to overrun, or an audio worker restart)
+is passed to the receivers as a jump in ``start_sample``; they segment their
+fits across it. Blocks lost are counted in the fits header.
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+import threading
+import time
+
+import numpy as np
+
+from mimir.descriptors import AudioBlockRecord
+from ringbuf import Ring, RingReader, SegmentMissing
+
+from .codebook import Codebook
+from .fits import FITS_RING, MAX_SOURCES, FitRow, FitsHeader
+from .receiver import StreamingReceiver
+from .witness_output import DEFAULT_EPOCH_UNIX_S
+
+__all__ = ["run_sync_worker"]
+
+
+def _attach(rig: str, ring: str, stop: threading.Event, timeout_s: float) -> RingReader:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            return RingReader.attach(ring, rig=rig, descriptor=AudioBlockRecord, start="latest")
+        except SegmentMissing:
+            if stop.is_set() or time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+
+
+def run_sync_worker(rig: str, *, ring: str = "audio", codebook_id: str = "mimir-default", seed: int = 0,
+                    epoch_unix_s: float = DEFAULT_EPOCH_UNIX_S, chunk_frames: int = 4096,
+                    publish_period_s: float = 0.25, attach_timeout_s: float = 30.0,
+                    stop: threading.Event | None = None, duration_s: float | None = None) -> int:
+    """Run until ``stop`` is set, SIGTERM/SIGINT, or ``duration_s``; return an exit code."""
+    stop = stop or threading.Event()
+    reader = _attach(rig, ring, stop, attach_timeout_s)
+    layout = reader.layout
+    slot_frames, channels = layout.payload_shape
+    channels = min(channels, MAX_SOURCES)
+    codebook = Codebook.from_id(codebook_id, seed)
+    fits = Ring.create(FITS_RING, rig=rig, descriptor=FitsHeader, capacity=4,
+                       payload_shape=(MAX_SOURCES,), payload_dtype=FitRow)
+    desc = np.zeros(1, reader.descriptor_dtype)
+    desc_bytes = desc.view(np.uint8)
+    block = np.zeros((slot_frames, layout.payload_shape[1]), np.float32)
+    staging = np.zeros((chunk_frames + slot_frames, channels), np.float32)
+    staged = 0
+    staged_start = -1
+    receivers: list[StreamingReceiver] = []
+    rate_hz = 0
+    blocks_read = 0
+    next_publish = time.monotonic()
+    deadline = None if duration_s is None else time.monotonic() + duration_s
+    # Before the first lock the receivers need the canonical time roughly (the schedule repeats every ~1.8 h).
+    approx_canonical_s = time.time() - epoch_unix_s
+
+    def feed_staged() -> None:
+        nonlocal staged
+        for c, rx in enumerate(receivers):
+            rx.feed(staging[:staged, c], start_sample=staged_start)
+        staged = 0
+
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: stop.set())
+    try:
+        while not stop.is_set() and (deadline is None or time.monotonic() < deadline):
+            if reader.wait(0.1):
+                while (seq := reader.read_into(desc_bytes, block)) >= 0:
+                    blocks_read += 1
+                    frames = int(desc["frame_count"][0])
+                    start = int(desc["start_sample"][0])
+                    if not receivers:
+                        rate_hz = int(desc["sample_rate_hz"][0])
+                        receivers = [
+                            StreamingReceiver(codebook, float(rate_hz), f"{ring}.ch{c}", first_sample=start,
+                                              approx_canonical_seconds=approx_canonical_s)
+                            for c in range(channels)
+                        ]
+                    if staged and start != staged_start + staged:
+                        feed_staged()  # a gap or a reset: the receivers see it as a jump in start_sample
+                    if staged == 0:
+                        staged_start = start
+                    staging[staged:staged + frames] = block[:frames, :channels]
+                    staged += frames
+                    if staged >= chunk_frames:
+                        feed_staged()
+            if not reader.writer_alive():
+                # The audio worker is gone (restart): follow its next incarnation's ring.
+                if staged:
+                    feed_staged()
+                lost = reader.lost
+                reader.close()
+                reader = _attach(rig, ring, stop, attach_timeout_s)
+                reader.lost += lost
+            now = time.monotonic()
+            if now >= next_publish and receivers:
+                next_publish = now + publish_period_s
+                _publish(fits, receivers, rate_hz, blocks_read, reader.lost)
+            elif now >= next_publish:
+                fits.heartbeat()
+    finally:
+        reader.close()
+        fits.close()
+    return 0
+
+
+def _publish(fits: Ring, receivers: list[StreamingReceiver], rate_hz: int, blocks_read: int, blocks_lost: int) -> None:
+    rows = fits.claim()
+    rows[:] = np.zeros((), rows.dtype)
+    for c, rx in enumerate(receivers):
+        report = rx.report()
+        fit = report.canonical_clock_fit
+        health = report.health
+        row = rows[c]
+        row["channel"] = c
+        row["locked"] = int(report.locked)
+        row["local_sample_at_epoch"] = fit.local_sample_at_epoch or 0.0
+        row["effective_sample_rate"] = fit.effective_sample_rate or 0.0
+        row["confidence"] = fit.confidence
+        row["mean_abs_error_samples"] = fit.mean_abs_error_samples or 0.0
+        row["anchors_accepted"] = health.anchors_accepted
+        row["anchors_rejected"] = health.anchors_rejected
+        row["samples_consumed"] = health.samples_consumed
+        row["locks"] = health.locks
+        row["relocks"] = health.relocks
+        row["discontinuities"] = health.discontinuities
+    fits.publish(len(receivers), rate_hz, time.monotonic_ns(), blocks_read, blocks_lost)
+
+
+def main(argv: list[str] | None = None) -> int:  # pragma: no cover - thin CLI shim
+    import typer
+
+    app = typer.Typer()
+    app.command()(sync_worker)
+    return app(argv)
+
+
+def sync_worker(
+    rig: str = "default",
+    ring: str = "audio",
+    codebook_id: str = "mimir-default",
+    seed: int = 0,
+    epoch_unix_s: float = DEFAULT_EPOCH_UNIX_S,
+    duration: float = None,
+) -> None:
+    """Decode the active witness on every channel of an audio ring and publish clock fits (ring sync.fits)."""
+    import typer
+
+    try:
+        code = run_sync_worker(rig, ring=ring, codebook_id=codebook_id, seed=seed, epoch_unix_s=epoch_unix_s,
+                               duration_s=duration)
+    except SegmentMissing as exc:
+        print(f"mimir-worker sync: {exc}", file=sys.stderr)
+        raise typer.Exit(2)
+    raise typer.Exit(code)
