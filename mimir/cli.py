@@ -134,6 +134,16 @@ def _wire() -> None:
     app.command("decode")(decode)
     bench_app.command("sync")(bench_sync)
 
+    from mimir.sync.worker import sync_worker
+    from workers.audio.cli import audio_worker
+
+    worker_app.command("audio")(audio_worker)
+    worker_app.command("sync")(sync_worker)
+
+    from mimir.supervisor.cli import start
+
+    supervisor_app.command("start")(start)
+
 
 _wire()
 

@@ -78,12 +78,9 @@ class RingIndexer:
         self._reservoir = reservoir
         self._producers: dict[int, object] = {}
         self.indexed = 0
-        self.lost_before = 0  # losses of earlier incarnations of this source's ring
+        self.first_host_ns = 0  # host time of the first and the newest item indexed
+        self.last_host_ns = 0
         self._canonical = np.zeros(BATCH, dtype=np.uint64)
-
-    @property
-    def lost_overrun(self) -> int:
-        return self.lost_before + self.reader.lost
 
     def _producer(self, sensor_id_hash: int):
         producer = self._producers.get(sensor_id_hash)
@@ -130,3 +127,6 @@ class RingIndexer:
         self._producer(sensor).push_batch(canonical, np.full(n, now_ns, np.uint64), handles, descriptors)
         self.latency.add(now_ns - host.astype(np.int64))
         self.indexed += n
+        if not self.first_host_ns:
+            self.first_host_ns = int(host[0])
+        self.last_host_ns = int(host[-1])

@@ -1,0 +1,368 @@
+"""The rig: workers, rings, reservoir, clock and status under one supervisor process.
+
+Ownership
+    The supervisor creates and unlinks the status board (which is also the rig
+    lock) and the reservoir. Each worker creates and unlinks its own rings; the
+    supervisor only attaches to them as a reader. On start, objects of this
+    rig that no live process maps (a SIGKILLed predecessor's) are removed.
+
+Loop (one thread, nothing blocks for long)
+    every ~0.5 ms  index new descriptors of every attached ring into the reservoir;
+    every 50 ms    tick workers (exits, heartbeats, restarts), attach new rings,
+                   adopt new clock fits, advance the reservoir edge;
+    every 200 ms   publish a status snapshot.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from mimir.config import RigConfig
+from mimir.descriptors import SampleKind
+from mimir.doctor import remove_stale
+from mimir.reservoir import Reservoir, capacity_for
+from mimir.supervisor.clock import CanonicalClock, DeviceToCanonical
+from mimir.supervisor.indexer import LatencyWindow, RingIndexer
+from mimir.supervisor.processes import SupervisedWorker
+from mimir.supervisor.status import (
+    MAX_SOURCES, MAX_WORKERS, Health, SourceRow, StatusBoard, SupervisorHeader, WorkerRow, WorkerState,
+)
+from mimir.sync.fits import FITS_RING, FitsHeader
+from ringbuf import RingReader, SegmentExists, SegmentMissing, dtype_of
+
+__all__ = ["Rig", "Source", "RigAlreadyRunning"]
+
+INDEX_PERIOD_S = 0.0005
+TICK_PERIOD_S = 0.05
+STATUS_PERIOD_S = 0.2
+
+
+class RigAlreadyRunning(RuntimeError):
+    """Another live supervisor runs this rig."""
+
+
+@dataclass
+class Source:
+    """One ring a worker writes and the supervisor indexes."""
+
+    name: str
+    kind: SampleKind
+    worker: SupervisedWorker
+    configured_hz: float
+    indexer: RingIndexer | None = None
+    published_before: int = 0
+    indexed_before: int = 0
+    lost_before: int = 0
+    restart_gap: int = 0
+    gap_open_since_ns: int = 0          # host time of the last item before a worker restart
+    rate_mark: tuple[float, int] = (0.0, 0)
+    delivered_hz: float = 0.0
+
+    @property
+    def indexed(self) -> int:
+        return self.indexed_before + (self.indexer.indexed if self.indexer else 0)
+
+    @property
+    def lost_overrun(self) -> int:
+        return self.lost_before + (self.indexer.reader.lost if self.indexer else 0)
+
+    @property
+    def published(self) -> int:
+        return self.published_before + (self.indexer.reader.published if self.indexer else 0)
+
+
+def _worker_argv(*args: object) -> list[str]:
+    return [sys.executable, "-m", "mimir.worker_main", *map(str, args)]
+
+
+class Rig:
+    """A running rig. ``Rig(config).run(duration_s)`` blocks until stopped (SIGTERM/SIGINT or duration)."""
+
+    def __init__(self, config: RigConfig) -> None:
+        self.config = config
+        self.name = config.rig
+        self.stop_event = threading.Event()
+        self.workers: list[SupervisedWorker] = []
+        self.sources: list[Source] = []
+        self.clock = CanonicalClock(config.sync.epoch_unix_s)
+        self.latency = LatencyWindow()
+        self.board: StatusBoard | None = None
+        self.reservoir: Reservoir | None = None
+        self.fits_reader: RingReader | None = None
+        self.sync_worker: SupervisedWorker | None = None
+        self.audio_source: Source | None = None
+        self.started_unix_ns = time.time_ns()
+        self._cpu_mark = (time.monotonic(), time.process_time())
+        self.cpu_pct = 0.0
+
+    # ---- setup --------------------------------------------------------------------------------------------------
+    def _plan(self) -> None:
+        cfg = self.config
+        policy = cfg.supervision
+        for cam in cfg.cameras:
+            argv = _worker_argv("camera", "--family", cam.family, "--count", cam.count, "--width", cam.width,
+                                "--height", cam.height, "--fps", cam.fps, "--format", cam.format, "--rig", self.name,
+                                "--capacity", cam.ring_capacity)
+            for device in cam.devices:
+                argv += ["--device", device]
+            for path in cam.files:
+                argv += ["--file", path]
+            worker = SupervisedWorker(f"camera.{cam.family}", argv, policy)
+            self.workers.append(worker)
+            for i in range(cam.count):
+                self.sources.append(Source(f"cam.{cam.family}.{i}", SampleKind.CAMERA_FRAME, worker, cam.fps))
+        if cfg.audio:
+            a = cfg.audio
+            argv = _worker_argv("audio", "--backend", a.backend, "--rate", a.rate_hz, "--block", a.block_frames,
+                                "--channels", a.channels, "--output", a.output, "--rig", self.name,
+                                "--ring-seconds", a.ring_seconds)
+            if a.backend == "synthetic":
+                argv += ["--signal", "loopback"]
+            if a.host_api:
+                argv += ["--host-api", a.host_api]
+            if a.device:
+                argv += ["--device", a.device]
+            if a.file:
+                argv += ["--file", a.file]
+            worker = SupervisedWorker("audio", argv, policy)
+            self.workers.append(worker)
+            self.audio_source = Source("audio", SampleKind.AUDIO_BLOCK, worker, a.rate_hz / a.block_frames)
+            self.sources.append(self.audio_source)
+            s = cfg.sync
+            self.sync_worker = SupervisedWorker(
+                "sync", _worker_argv("sync", "--rig", self.name, "--codebook-id", s.codebook_id, "--seed", s.seed,
+                                     "--epoch-unix-s", s.epoch_unix_s), policy)
+            self.workers.append(self.sync_worker)
+        if len(self.workers) > MAX_WORKERS or len(self.sources) > MAX_SOURCES:
+            raise ValueError(f"a rig holds at most {MAX_WORKERS} workers and {MAX_SOURCES} sources")
+        for worker in self.workers:
+            worker.heartbeat_ns = self._heartbeat_of(worker)
+            worker.on_restart = self._on_restart
+
+    def _heartbeat_of(self, worker: SupervisedWorker):
+        def newest() -> int:
+            beats = [s.indexer.reader.heartbeat_ns for s in self.sources
+                     if s.worker is worker and s.indexer and s.indexer.reader.writer_pid() == worker.pid]
+            if worker is self.sync_worker and self.fits_reader and self.fits_reader.writer_pid() == worker.pid:
+                beats.append(self.fits_reader.heartbeat_ns)
+            return max(beats, default=0)
+        return newest
+
+    def _on_restart(self, worker: SupervisedWorker) -> None:
+        for source in self.sources:
+            if source.worker is worker and source.indexer is not None:
+                self._detach(source)
+
+    def _detach(self, source: Source) -> None:
+        ix = source.indexer
+        ix.poll()  # whatever the dead writer left is still readable
+        source.published_before += ix.reader.published
+        source.indexed_before += ix.indexed
+        source.lost_before += ix.reader.lost
+        source.gap_open_since_ns = ix.last_host_ns
+        ix.reader.close()
+        source.indexer = None
+
+    def _attach_new_rings(self) -> None:
+        for source in self.sources:
+            if source.indexer is not None:
+                if not source.indexer.reader.writer_alive():
+                    self._detach(source)
+                continue
+            if source.worker.state not in (WorkerState.STARTING, WorkerState.RUNNING):
+                continue
+            try:
+                reader = RingReader.attach(source.name, rig=self.name)
+            except SegmentMissing:
+                continue
+            if reader.writer_pid() != source.worker.pid:
+                reader.close()  # a previous incarnation's ring, not yet reclaimed
+                continue
+            source.indexer = RingIndexer(source.name, reader, self.reservoir, self.clock, self.latency)
+        if self.sync_worker and self.fits_reader is None and self.sync_worker.state in (WorkerState.STARTING, WorkerState.RUNNING):
+            try:
+                reader = RingReader.attach(FITS_RING, rig=self.name, descriptor=FitsHeader, register=False)
+            except SegmentMissing:
+                return
+            if reader.writer_pid() == self.sync_worker.pid:
+                self.fits_reader = reader
+            else:
+                reader.close()
+        elif self.fits_reader is not None and not self.fits_reader.writer_alive():
+            self.fits_reader.close()
+            self.fits_reader = None
+
+    # ---- running ------------------------------------------------------------------------------------------------
+    def start(self) -> None:
+        try:
+            self.board = StatusBoard(self.name)
+        except SegmentExists as exc:
+            raise RigAlreadyRunning(f"rig {self.name!r} is already supervised: {exc}") from None
+        try:
+            remove_stale(self.name)  # what a killed predecessor left; the board itself is ours and live
+            cfg = self.config
+            rates = {SampleKind.CAMERA_FRAME: sum(c.fps * c.count for c in cfg.cameras)}
+            if cfg.audio:
+                rates[SampleKind.AUDIO_BLOCK] = cfg.audio.rate_hz / cfg.audio.block_frames
+            window_ns = int(cfg.reservoir.window_s * 1e9)
+            self.reservoir = Reservoir.create(
+                self.name, capacity=capacity_for(rates, window_ns=window_ns, margin=cfg.reservoir.capacity_margin),
+                duration_ns=window_ns,
+            )
+            self._plan()
+            for worker in self.workers:
+                worker.start()
+        except BaseException:
+            self.shutdown()
+            raise
+
+    def run(self, duration_s: float | None = None) -> None:
+        """Supervise until :attr:`stop_event` is set or ``duration_s`` passes; always shuts down."""
+        deadline = None if duration_s is None else time.monotonic() + duration_s
+        next_tick = next_status = 0.0
+        try:
+            while not self.stop_event.is_set():
+                now = time.monotonic()
+                if deadline is not None and now >= deadline:
+                    break
+                for source in self.sources:
+                    if source.indexer is not None:
+                        source.indexer.poll()
+                if now >= next_tick:
+                    next_tick = now + TICK_PERIOD_S
+                    self._tick(now)
+                if now >= next_status:
+                    next_status = now + STATUS_PERIOD_S
+                    self._publish_status(now)
+                time.sleep(INDEX_PERIOD_S)
+        finally:
+            self.shutdown()
+
+    def _tick(self, now: float) -> None:
+        for worker in self.workers:
+            worker.tick(now)
+        self._attach_new_rings()
+        self._adopt_fit()
+        for source in self.sources:
+            ix = source.indexer
+            if ix is not None and source.gap_open_since_ns and ix.first_host_ns:
+                # Items a restart cost: the configured rate over the silent span, minus the one we expected anyway.
+                missing = (ix.first_host_ns - source.gap_open_since_ns) / 1e9 * source.configured_hz - 1
+                source.restart_gap += max(0, round(missing))
+                source.gap_open_since_ns = 0
+
+    def _adopt_fit(self) -> None:
+        if self.fits_reader is None:
+            return
+        item = self.fits_reader.latest()
+        if item is None:
+            return
+        rows = item.payload
+        reference = rows[0]  # channel 0: the loopback / reference input
+        if reference["locked"] and reference["effective_sample_rate"] > 0:
+            fit = DeviceToCanonical(float(reference["local_sample_at_epoch"]), float(reference["effective_sample_rate"]),
+                                    float(reference["confidence"]))
+            current = self.clock.fit
+            if current is None or (current.local_sample_at_epoch, current.rate_hz) != (fit.local_sample_at_epoch, fit.rate_hz):
+                self.clock.set_fit(fit)
+
+    def _publish_status(self, now: float) -> None:
+        cpu_now = time.process_time()
+        last_wall, last_cpu = self._cpu_mark
+        if now - last_wall >= 1.0:
+            self.cpu_pct = (cpu_now - last_cpu) / (now - last_wall) * 100
+            self._cpu_mark = (now, cpu_now)
+        workers = np.zeros(len(self.workers), dtype_of(WorkerRow))
+        for i, w in enumerate(self.workers):
+            workers[i] = (w.name.encode()[:24], w.pid, int(w.state), w.restarts, w.last_exit_code, w.started_unix_ns,
+                          w.error.encode()[:120])
+        sources = np.zeros(len(self.sources), dtype_of(SourceRow))
+        fits = self.fits_reader.latest() if self.fits_reader else None
+        for i, s in enumerate(self.sources):
+            mark_t, mark_n = s.rate_mark
+            if now - mark_t >= 1.0:
+                s.delivered_hz = (s.indexed - mark_n) / (now - mark_t) if mark_t else 0.0
+                s.rate_mark = (now, s.indexed)
+            row = sources[i]
+            row["name"] = s.name.encode()[:32]
+            row["kind"] = int(s.kind)
+            row["worker"] = self.workers.index(s.worker)
+            row["configured_hz"] = s.configured_hz
+            row["delivered_hz"] = s.delivered_hz
+            row["published"] = s.published
+            row["indexed"] = s.indexed
+            row["lost_overrun"] = s.lost_overrun
+            row["lost_restart_gap"] = s.restart_gap
+            if s.indexer is not None:
+                reader = s.indexer.reader
+                lag = reader.available()
+                row["reader_lag"] = max(0, lag)
+                row["ring_fill"] = min(1.0, max(0, lag) / reader.capacity)
+                status = reader.status if reader.layout.status else None
+                if status is not None:
+                    names = status.dtype.names
+                    if "dropped_by_device" in names:
+                        row["device_dropped"] = int(status["dropped_by_device"])
+                        row["corrupt"] = int(status["discarded_corrupt"])
+                        row["health"] = Health.GREEN if int(status["state"]) == 1 else Health.RED
+                    if "health" in names and "xruns" in names:
+                        row["health"] = int(status["health"])
+            if s.kind == SampleKind.AUDIO_BLOCK and fits is not None and fits.descriptor[0]:
+                ref = fits.payload[0]
+                row["clock_locked"] = int(ref["locked"])
+                row["clock_local_sample_at_epoch"] = float(ref["local_sample_at_epoch"])
+                row["clock_rate_hz"] = float(ref["effective_sample_rate"])
+                row["clock_confidence"] = float(ref["confidence"])
+                row["clock_mae_samples"] = float(ref["mean_abs_error_samples"])
+        # One more row per decoded audio channel: every audio source's clock fit is visible.
+        if fits is not None:
+            extra = np.zeros(min(fits.descriptor[0], MAX_SOURCES - len(sources)), dtype_of(SourceRow))
+            for c in range(len(extra)):
+                ref = fits.payload[c]
+                row = extra[c]
+                row["name"] = f"audio.ch{c}".encode()
+                row["kind"] = int(SampleKind.PHASE_CLAIM)
+                row["worker"] = self.workers.index(self.sync_worker)
+                row["clock_locked"] = int(ref["locked"])
+                row["clock_local_sample_at_epoch"] = float(ref["local_sample_at_epoch"])
+                row["clock_rate_hz"] = float(ref["effective_sample_rate"])
+                row["clock_confidence"] = float(ref["confidence"])
+                row["clock_mae_samples"] = float(ref["mean_abs_error_samples"])
+                row["health"] = Health.GREEN if ref["locked"] else Health.UNKNOWN
+            sources = np.concatenate([sources, extra])
+        p50, p99 = self.latency.percentiles_us(50, 99)
+        res = self.reservoir.status()
+        header = SupervisorHeader(
+            pid=os.getpid(), state=int(WorkerState.RUNNING), started_unix_ns=self.started_unix_ns,
+            uptime_ns=time.time_ns() - self.started_unix_ns, workers=len(self.workers), sources=len(sources),
+            indexed_total=sum(s.indexed for s in self.sources),
+            lost_total=sum(s.lost_overrun + s.restart_gap for s in self.sources),
+            cpu_pct=self.cpu_pct, index_latency_p50_us=p50, index_latency_p99_us=p99,
+            reservoir_edge_ns=res.edge_ns, reservoir_window_start_ns=res.window_start_ns,
+            reservoir_samples=res.total_sample_count,
+        )
+        self.board.publish(header, workers, sources)
+
+    def shutdown(self) -> None:
+        """Stop workers (SIGTERM, then SIGKILL), detach, unlink the reservoir and the board. Idempotent."""
+        for worker in self.workers:
+            worker.stop()
+        for source in self.sources:
+            if source.indexer is not None:
+                source.indexer.reader.close()
+                source.indexer = None
+        if self.fits_reader is not None:
+            self.fits_reader.close()
+            self.fits_reader = None
+        if self.reservoir is not None:
+            self.reservoir.close()
+            self.reservoir = None
+        if self.board is not None:
+            self.board.close()
+            self.board = None
