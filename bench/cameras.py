@@ -41,9 +41,6 @@ from typing import TextIO
 
 import numpy as np
 
-if __package__ in (None, ""):  # run as a script: make ``bench`` importable
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
 from bench.common import machine_info  # noqa: E402
 from ringbuf import RingLayoutMismatch, RingReader, SegmentMissing  # noqa: E402
 from workers.camera.family import CameraMode, parse_pixel_format  # noqa: E402

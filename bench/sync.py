@@ -6,15 +6,10 @@ command can import it; this script only forwards to it.
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
 
 import typer
 
-if __package__ in (None, ""):  # run as a script: make ``bench`` (the shared machine_info) importable
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from mimir.sync.cli import bench_sync  # noqa: E402
+from mimir.sync.cli import bench_sync
 
 if __name__ == "__main__":
     typer.run(bench_sync)

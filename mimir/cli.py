@@ -123,6 +123,9 @@ def status(
 
 def _wire() -> None:
     """Attach the subcommands that live in their own modules."""
+    from mimir.bench_rings_cli import bench_rings
+
+    bench_app.command("rings")(bench_rings)
     from workers.camera.cli import bench_cameras, camera_worker
 
     worker_app.command("camera")(camera_worker)
@@ -140,7 +143,10 @@ def _wire() -> None:
     worker_app.command("audio")(audio_worker)
     worker_app.command("sync")(sync_worker)
 
+    from mimir.reservoir.cli import bench_reservoir
     from mimir.supervisor.cli import start
+
+    bench_app.command("reservoir")(bench_reservoir)
 
     supervisor_app.command("start")(start)
 

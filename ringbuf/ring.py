@@ -72,7 +72,8 @@ _PUBLISH_ERRORS = _HEARTBEAT + 1
 _WAITING = 6 * LINE // 8
 _READERS_OFFSET = 7 * LINE
 # Reader slot word offsets within its line.
-_R_PID, _R_TICKS, _R_CURSOR, _R_LOST, _R_ATTACHED = range(5)
+_R_PID, _R_TICKS, _R_CURSOR, _R_LOST, _R_ATTACHED, _R_ARMED = range(6)
+SLOT_SEQ_FIELD = "_slot_seq"  # the internal seqlock word of each descriptor slot
 
 
 class RingError(RuntimeError):
@@ -220,16 +221,18 @@ class _Mapped:
         desc_dtype = dtype_of_layout(layout.descriptor)
         self.desc_dtype = desc_dtype
         self.slot_dtype = np.dtype({
-            "names": ["seq", *desc_dtype.names],
+            "names": [SLOT_SEQ_FIELD, *desc_dtype.names],
             "formats": ["<u8", *[desc_dtype.fields[n][0] for n in desc_dtype.names]],
             "offsets": [0, *[8 + desc_dtype.fields[n][1] for n in desc_dtype.names]],
             "itemsize": self.stride,
         })
         self.table = np.ndarray((self.capacity,), dtype=self.slot_dtype, buffer=buf, offset=self.desc_offset)
-        self.slot_seqs = self.table["seq"]
+        self.slot_seqs = self.table[SLOT_SEQ_FIELD]
         self.packer = packer_of_layout(layout.descriptor)
         self.seq_word = [(self.desc_offset + s * self.stride) // 8 for s in range(self.capacity)]
         self.desc_byte = [self.desc_offset + s * self.stride + 8 for s in range(self.capacity)]
+        size = desc_dtype.itemsize
+        self.desc_views = [self.u8[b:b + size] for b in self.desc_byte]  # per-slot byte views: no slicing per read
         if layout.payload_shape:
             dtype = payload_dtype_of(layout)
             self.payload_nbytes = int(np.prod(layout.payload_shape)) * dtype.itemsize
@@ -255,7 +258,7 @@ class _Mapped:
     def release(self) -> None:
         """Drop every view of the mapping and unmap it (views handed out keep it alive until freed)."""
         self.words.release()
-        for attr in ("slots", "arena", "table", "slot_seqs", "u8", "header", "waiting", "status"):
+        for attr in ("slots", "arena", "table", "slot_seqs", "u8", "header", "waiting", "status", "desc_views"):
             setattr(self, attr, None)
         try:
             self.segment.close()
@@ -318,6 +321,9 @@ class Ring:
         self._desc_byte = mapped.desc_byte
         self._slots = mapped.slots
         self._closed = False
+        self._payload_dtype = payload_dtype_of(mapped.layout) if mapped.layout.payload_shape else None
+        self._payload_shape = mapped.layout.payload_shape
+        self._rung = [0] * MAX_READERS  # the reader arming counts this writer has already posted for
 
     # ---- creation -------------------------------------------------------------------------------------------
     @classmethod
@@ -344,6 +350,8 @@ class Ring:
         if payload_shape is not None and (len(payload_shape) == 0 or any(int(d) <= 0 for d in payload_shape)):
             raise RingError(f"ring {name}: payload_shape must be non-empty positive dimensions, got {payload_shape!r}")
         seg_name = segment_name(rig, name)
+        if SLOT_SEQ_FIELD in descriptor.__struct_fields__:
+            raise DescriptorError(f"ring {name}: descriptor field name {SLOT_SEQ_FIELD!r} is reserved for the ring")
         payload_layout = None
         if isinstance(payload_dtype, type) and issubclass(payload_dtype, msgspec.Struct):
             payload_layout = describe(payload_dtype)
@@ -358,6 +366,16 @@ class Ring:
         doc = msgspec.json.encode(layout)
         geometry = _plan(capacity, layout, doc)
         segment = _create_reclaiming(seg_name, geometry.total_bytes)
+        try:
+            return cls._initialise(segment, seg_name, layout, doc, geometry, capacity, rig, name)
+        except BaseException:
+            segment.close()
+            _unlink_all(seg_name)
+            raise
+
+    @classmethod
+    def _initialise(cls, segment: Segment, seg_name: str, layout: RingLayout, doc: bytes, geometry: "_Geometry",
+                    capacity: int, rig: str, name: str) -> "Ring":
         buf = segment.buf
         buf[geometry.layout_doc_offset:geometry.layout_doc_offset + len(doc)] = doc
         header = np.ndarray((), dtype=_HEADER_DTYPE, buffer=buf, offset=0)
@@ -475,8 +493,9 @@ class Ring:
         self._next = n + 1
         self._claimed = False
         fence.full_fence()
-        if words[_WAITING]:
-            self._ring_doorbells()
+        waiting = words[_WAITING]
+        if waiting:
+            self._ring_doorbells(waiting)
         return n
 
     def publish_struct(self, descriptor: msgspec.Struct) -> int:
@@ -527,21 +546,31 @@ class Ring:
         words[_HEARTBEAT] = time.monotonic_ns()
         self._next = first + count
         fence.full_fence()
-        if words[_WAITING]:
-            self._ring_doorbells()
+        waiting = words[_WAITING]
+        if waiting:
+            self._ring_doorbells(waiting)
         return first
 
-    def _ring_doorbells(self) -> None:
-        waiting = self._m.waiting
-        for i in range(MAX_READERS):
-            if waiting[i]:
-                self._sems[i].release()
+    def _ring_doorbells(self, waiting: int) -> None:
+        """Post once per arming to every reader whose waiting byte is set in the ``waiting`` word."""
+        words = self._words
+        i = 0
+        while waiting:
+            if waiting & 0xFF:
+                armed = words[(_READERS_OFFSET + i * LINE) // 8 + _R_ARMED]
+                if armed != self._rung[i]:
+                    self._rung[i] = armed
+                    self._sems[i].release()
+            waiting >>= 8
+            i += 1
 
     def _check_payload(self, payload: np.ndarray) -> None:
-        layout = self._m.layout
-        if not layout.payload_shape:
+        want = self._payload_dtype
+        if want is None:
             raise PayloadError(f"ring {self.name} carries no payload")
-        want = payload_dtype_of(layout)
+        if isinstance(payload, np.ndarray) and payload.shape == self._payload_shape and payload.dtype == want:
+            return
+        layout = self._m.layout
         if not isinstance(payload, np.ndarray) or payload.dtype != want:
             got = payload.dtype if isinstance(payload, np.ndarray) else type(payload).__name__
             raise PayloadError(f"ring {self.name}: payload dtype {got}, the ring holds {want}")
@@ -682,8 +711,8 @@ class RingReader:
         if slot >= 0:
             self._words[self._cursor_word] = self.cursor
             self._words[self._lost_word] = 0
-        self._desc_bytes = mapped.desc_dtype.itemsize
-        self._desc_u8 = mapped.u8
+        self._desc_views = mapped.desc_views
+        self._armed_word = base + _R_ARMED
         self._closed = False
 
     @classmethod
@@ -810,8 +839,7 @@ class RingReader:
             if words[seq_word] != n + 1:
                 self._lose_one()
                 continue
-            start = self._desc_byte[slot]
-            descriptor_out[:] = self._desc_u8[start:start + self._desc_bytes]
+            descriptor_out[:] = self._desc_views[slot]
             if payload_out is not None:
                 np.copyto(payload_out, self._slots[slot])
             if words[seq_word] != n + 1:
@@ -959,6 +987,7 @@ class RingReader:
         waiting = self._m.waiting
         deadline = None if timeout_s is None else time.monotonic() + timeout_s
         while True:
+            words[self._armed_word] += 1  # a new arming: the writer posts at most once for it
             waiting[self._slot] = 1
             fence.full_fence()
             if words[_PUBLISHED] > self.cursor:
@@ -970,15 +999,9 @@ class RingReader:
             except posix_ipc.BusyError:
                 pass
             waiting[self._slot] = 0
-            # Drain extra posts so the next wait() does not wake at once for nothing.
-            try:
-                while True:
-                    self._sem.acquire(0)
-            except posix_ipc.BusyError:
-                pass
             if words[_PUBLISHED] > self.cursor:
                 return True
-            # A post that raced our previous wake-up, or the writer closing: not data.
+            # A post for an earlier arming that timed out, or the writer closing: not data.
             if self._m.header["closed"] or (deadline is not None and time.monotonic() >= deadline):
                 return False
 
@@ -1008,7 +1031,7 @@ class RingReader:
         self._slots = []
         self._words = None
         self._buf = None
-        self._desc_u8 = None
+        self._desc_views = None
         self._m.release()
 
     def __enter__(self) -> "RingReader":

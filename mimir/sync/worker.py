@@ -84,7 +84,7 @@ def run_sync_worker(rig: str, *, ring: str = "audio", codebook_id: str = "mimir-
     try:
         while not stop.is_set() and (deadline is None or time.monotonic() < deadline):
             if reader.wait(0.1):
-                while (seq := reader.read_into(desc_bytes, block)) >= 0:
+                while reader.read_into(desc_bytes, block) >= 0:
                     blocks_read += 1
                     frames = int(desc["frame_count"][0])
                     start = int(desc["start_sample"][0])

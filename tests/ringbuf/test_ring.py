@@ -199,3 +199,31 @@ def test_struct_payloads_and_byte_fields_make_status_snapshots(rig):
     finally:
         viewer.close()
         board.close()
+
+
+def test_reserved_descriptor_field_name_is_refused_and_nothing_leaks(rig):
+    class Clash(msgspec.Struct):
+        _slot_seq: U64
+
+    with pytest.raises(DescriptorError, match="'_slot_seq' is reserved"):
+        Ring.create("clash", rig=rig, descriptor=Clash, capacity=4)
+    assert list_segments(rig) == []
+
+
+def test_a_failure_after_the_segment_exists_unlinks_everything(rig, monkeypatch):
+    def broken(*args, **kwargs):
+        raise RuntimeError("injected")
+
+    monkeypatch.setattr(Ring, "_initialise", broken)
+    with pytest.raises(RuntimeError, match="injected"):
+        make(rig)
+    assert list_segments(rig) == []
+
+
+def test_many_armings_get_one_post_each_and_no_spurious_wake_is_reported(rig):
+    with make(rig) as ring, RingReader.attach("r", rig=rig, descriptor=Stamp) as reader:
+        for i in range(50):
+            assert reader.wait(0.001) is False or reader.available()  # times out: no data yet
+            ring.write(np.zeros(16, np.uint8), i, 0.0)
+            assert reader.wait(0.5) is True
+            assert reader.read().sequence == i

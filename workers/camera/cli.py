@@ -12,7 +12,6 @@ the same name is owned by another live worker.
 from __future__ import annotations
 
 import importlib
-import sys
 from pathlib import Path
 from typing import List, Optional
 
@@ -20,7 +19,6 @@ import typer
 
 __all__ = ["camera_worker", "bench_cameras", "import_bench"]
 
-_REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 def camera_worker(
@@ -56,14 +54,8 @@ def camera_worker(
 
 
 def import_bench(module: str):
-    """Import ``bench.<module>`` from the repository (``bench/`` is not an installed package)."""
-    name = f"bench.{module}"
-    if str(_REPO_ROOT) not in sys.path and (_REPO_ROOT / "bench").is_dir():
-        try:
-            importlib.import_module("bench")
-        except ModuleNotFoundError:
-            sys.path.insert(0, str(_REPO_ROOT))
-    return importlib.import_module(name)
+    """Import ``bench.<module>`` lazily (the benchmark pulls in more than the worker needs)."""
+    return importlib.import_module(f"bench.{module}")
 
 
 def bench_cameras(

@@ -1,0 +1,273 @@
+"""The reservoir segment's binary layout: header, status words, record and latest-table structs, geometry.
+
+Memory layout of segment ``mimir-<rig>-<name>`` (every region starts on a 64-byte line)::
+
+    line 0-3     ReservoirHeader   static: magic (stored last), version, layout hash, capacity,
+                                   window duration, region offsets, writer pid/start ticks, closed
+    line 4-8     StatusWords       live: generation (seqlock), edge, window start, head, tail,
+                                   counters, per-kind view heads and tails
+    ...          layout document   msgspec JSON of ReservoirLayoutDoc (what the layout hash covers)
+    ...          kind index        9 circular arrays of ``capacity`` u64: global positions of each view
+    ...          records           ``capacity`` ReservoirRecord slots of 64 B (one line each)
+    ...          descriptors       ``capacity`` slots of 64 B, parallel to records (typed kinds only)
+    ...          latest table      open-addressing table of LatestEntry (32 B): (kind, sensor) -> position
+
+Positions
+    Every stored sample gets the next *global position* (0, 1, 2 ...), its
+    slot is ``position % capacity``. The window holds positions ``[head, tail)``.
+    Each kind view holds *kind positions* ``[kind_head, kind_tail)``; entry
+    ``kind_position % capacity`` of that kind's index array holds the global
+    position. Counts are differences of these counters: O(1).
+
+Consistency (one writer, readers in any process)
+    * Record slot: ``stamp`` is 0 while the writer rewrites the slot and
+      ``position + 1`` once it holds that sample. A reader checks the stamp
+      before and after copying, then checks ``head <= position`` (the sample
+      was still in the window). The record's ``kind_position`` lets a view
+      read detect a recycled kind-index entry. The descriptor slot is covered
+      by the same stamp.
+    * Status words: ``generation`` is odd while the writer updates them; a
+      reader copying them retries until it sees the same even value before and
+      after. Multi-field queries (status, count, view count) use it.
+    * Latest table: an entry's key words are written before its tag; its
+      position word is one aligned 8-byte store.
+
+Ownership
+    The supervisor creates the segment (:meth:`Reservoir.create`), is its only
+    writer and the only process that unlinks it. Attachers map it read-only.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import operator
+from dataclasses import dataclass
+
+import msgspec
+import numpy as np
+
+from mimir.descriptors import (
+    AudioBlockDescriptor, CameraFrameDescriptor, RenderPacketDescriptor, SampleHandle, SampleKind,
+)
+from ringbuf.layout import U32, U64, Layout, describe, dtype_of
+from .errors import UnknownKind
+
+__all__ = [
+    "MAGIC", "VERSION", "LINE", "KIND_COUNT", "KINDS", "DEFAULT_WINDOW_NS", "DESCRIPTOR_SLOT_BYTES",
+    "TYPED_DESCRIPTORS", "ReservoirHeader", "StatusWords", "ReservoirRecord", "LatestEntry",
+    "ReservoirLayoutDoc", "Geometry", "plan", "check_kind", "KIND_SHIFT", "KIND_POSITION_MASK",
+    "W", "padded_dtype", "layout_document", "doc_hash", "STATUS_OFFSET", "PAGE", "VERSION",
+    "status_dtype", "record_dtype", "header_dtype", "latest_dtype",
+]
+
+MAGIC = int.from_bytes(b"MIMIRRSV", "little")
+VERSION = 1
+LINE = 64
+PAGE = 4096
+KINDS: tuple[SampleKind, ...] = tuple(SampleKind)
+KIND_COUNT = len(KINDS)
+DEFAULT_WINDOW_NS = 5_000_000_000
+DESCRIPTOR_SLOT_BYTES = 64
+KIND_SHIFT = 56
+KIND_POSITION_MASK = (1 << KIND_SHIFT) - 1
+
+# The typed kinds whose descriptor the reservoir stores beside the sample.
+TYPED_DESCRIPTORS: dict[SampleKind, type[msgspec.Struct]] = {
+    SampleKind.CAMERA_FRAME: CameraFrameDescriptor,
+    SampleKind.AUDIO_BLOCK: AudioBlockDescriptor,
+    SampleKind.RENDER_PACKET: RenderPacketDescriptor,
+}
+
+
+class ReservoirHeader(msgspec.Struct):
+    """The static header (lines 0-3). Written once by the creator; ``magic`` is stored last."""
+
+    magic: U64
+    version: U32
+    kind_count: U32
+    layout_hash: U64
+    capacity: U64
+    duration_ns: U64
+    latest_slots: U64
+    max_sensors: U64
+    status_offset: U64
+    layout_doc_offset: U64
+    layout_doc_bytes: U64
+    kind_index_offset: U64
+    records_offset: U64
+    descriptors_offset: U64
+    latest_offset: U64
+    created_unix_ns: U64
+    writer_pid: U64
+    writer_start_ticks: U64
+    handle_id: U64
+    closed: U64
+
+
+_KIND_NAMES = [k.name.lower() for k in KINDS]
+StatusWords = msgspec.defstruct(
+    "StatusWords",
+    [
+        ("generation", U64),        # seqlock: odd while the writer updates these words
+        ("edge_ns", U64),
+        ("window_start_ns", U64),
+        ("head", U64),              # global position of the oldest sample in the window
+        ("tail", U64),              # global position the next stored sample gets (== samples stored)
+        ("late", U64),              # accepted with a timestamp before the window start: never visible
+        ("out_of_order", U64),      # stored with a timestamp before the edge (late but inside the window)
+        ("rejected", U64),          # refused: non-zero flags
+        ("evicted_aged", U64),      # left because their timestamp fell before the window start
+        ("evicted_disorder", U64),  # left inside the window because a later-pushed sample aged out
+        ("evicted_capacity", U64),  # left inside the window because the capacity was full
+        ("sensors", U64),           # (kind, sensor) pairs in the latest table
+        *[(f"head_{n}", U64) for n in _KIND_NAMES],
+        *[(f"tail_{n}", U64) for n in _KIND_NAMES],
+    ],
+)
+StatusWords.__doc__ = "The live status words (line 4 on), guarded by ``generation``. Counts are tail - head."
+
+
+class ReservoirRecord(msgspec.Struct):
+    """One record slot (64 B): stamp, the 48-byte SampleHandle, then ``kind << 56 | kind position``."""
+
+    stamp: U64
+    sensor_id_hash: U64
+    timestamp_ns: U64
+    arrival_ns: U64
+    sequence: U64
+    payload_handle: U64
+    flags: U32
+    reserved: U32
+    kind_position: U64
+
+
+class LatestEntry(msgspec.Struct):
+    """One latest-for-sensor table entry (32 B). ``tag`` is kind + 1 (0: empty); ``position_plus_one`` 0: none yet."""
+
+    tag: U64
+    sensor_id_hash: U64
+    position_plus_one: U64
+    reserved: U64
+
+
+class ReservoirLayoutDoc(msgspec.Struct, frozen=True):
+    """Everything an attacher must agree on; its hash is stored in the header."""
+
+    version: int
+    kinds: tuple[str, ...]
+    record: Layout
+    status: Layout
+    latest: Layout
+    descriptors: dict[str, Layout]
+
+
+_HEADER_DTYPE = dtype_of(ReservoirHeader)
+_STATUS_DTYPE = dtype_of(StatusWords)
+_RECORD_DTYPE = dtype_of(ReservoirRecord)
+_LATEST_DTYPE = dtype_of(LatestEntry)
+assert _HEADER_DTYPE.itemsize <= 4 * LINE
+assert _RECORD_DTYPE.itemsize == LINE
+assert _LATEST_DTYPE.itemsize == 32
+# The record embeds SampleHandle verbatim at offset 8.
+assert [(n, _RECORD_DTYPE.fields[n][0], _RECORD_DTYPE.fields[n][1] - 8) for n in dtype_of(SampleHandle).names] == [
+    (n, dtype_of(SampleHandle).fields[n][0], dtype_of(SampleHandle).fields[n][1]) for n in dtype_of(SampleHandle).names
+]
+for _cls in TYPED_DESCRIPTORS.values():
+    assert dtype_of(_cls).itemsize <= DESCRIPTOR_SLOT_BYTES
+
+STATUS_OFFSET = 4 * LINE
+
+
+class _Words:
+    """Word (u64) indices of the status fields in the segment."""
+
+    def __init__(self) -> None:
+        for name in _STATUS_DTYPE.names:
+            setattr(self, name.upper(), (STATUS_OFFSET + _STATUS_DTYPE.fields[name][1]) // 8)
+        self.KIND_HEAD = self.HEAD_CAMERA_FRAME
+        self.KIND_TAIL = self.TAIL_CAMERA_FRAME
+
+
+W = _Words()
+
+
+def layout_document() -> ReservoirLayoutDoc:
+    return ReservoirLayoutDoc(
+        version=VERSION,
+        kinds=tuple(k.name for k in KINDS),
+        record=describe(ReservoirRecord),
+        status=describe(StatusWords),
+        latest=describe(LatestEntry),
+        descriptors={k.name: describe(cls) for k, cls in TYPED_DESCRIPTORS.items()},
+    )
+
+
+def doc_hash(doc: bytes) -> int:
+    return int.from_bytes(hashlib.blake2b(doc, digest_size=8).digest(), "little")
+
+
+def padded_dtype(struct_cls: type[msgspec.Struct], itemsize: int) -> np.dtype:
+    """``dtype_of(struct_cls)`` with its itemsize widened to ``itemsize`` (a strided slot view)."""
+    d = dtype_of(struct_cls)
+    return np.dtype({
+        "names": list(d.names), "formats": [d.fields[n][0] for n in d.names],
+        "offsets": [d.fields[n][1] for n in d.names], "itemsize": itemsize,
+    })
+
+
+def check_kind(kind: int) -> int:
+    """Return ``kind`` as an int if it is a known SampleKind id, else raise :class:`UnknownKind`."""
+    try:
+        value = operator.index(kind)
+    except TypeError:
+        value = -1
+    if 0 <= value < KIND_COUNT:
+        return value
+    raise UnknownKind(
+        f"unknown sample kind {kind!r}: use a mimir.descriptors.SampleKind "
+        f"({', '.join(f'{k.name}={k.value}' for k in KINDS)})"
+    )
+
+
+def _align(n: int, to: int = LINE) -> int:
+    return -(-n // to) * to
+
+
+@dataclass(frozen=True)
+class Geometry:
+    capacity: int
+    latest_slots: int
+    layout_doc_offset: int
+    layout_doc_bytes: int
+    kind_index_offset: int
+    records_offset: int
+    descriptors_offset: int
+    latest_offset: int
+    total_bytes: int
+
+
+def plan(capacity: int, latest_slots: int, doc: bytes) -> Geometry:
+    doc_offset = _align(STATUS_OFFSET + _STATUS_DTYPE.itemsize)
+    kind_index = _align(doc_offset + len(doc))
+    records = _align(kind_index + KIND_COUNT * capacity * 8, PAGE)
+    descriptors = _align(records + capacity * LINE, PAGE)
+    latest = _align(descriptors + capacity * DESCRIPTOR_SLOT_BYTES, PAGE)
+    total = latest + latest_slots * _LATEST_DTYPE.itemsize
+    return Geometry(capacity, latest_slots, doc_offset, len(doc), kind_index, records, descriptors, latest, total)
+
+
+def status_dtype() -> np.dtype:
+    return _STATUS_DTYPE
+
+
+def record_dtype() -> np.dtype:
+    return _RECORD_DTYPE
+
+
+def header_dtype() -> np.dtype:
+    return _HEADER_DTYPE
+
+
+def latest_dtype() -> np.dtype:
+    return _LATEST_DTYPE
+

@@ -1,0 +1,456 @@
+"""O(1) seqlocked queries over a mapped reservoir, shared by the writer and read-only views.
+
+Every query costs the same whatever the window holds: counts are differences
+of counters, an index becomes a position by one addition (total) or one
+kind-index load (view), latest-for-sensor is one hash probe. Reads never take
+a lock and never see a torn record (see :mod:`mimir.reservoir.layout`):
+
+* a record read is returned only if its stamp was ``position + 1`` before
+  and after the copy, its ``kind_position`` is the one asked for, and the
+  window head had not passed it when the copy ended;
+* multi-word answers (count, view count, status) are copied between two equal
+  even ``generation`` values.
+
+So every answer describes the window as it was at one instant during the
+call. Indices are relative to that instant: to walk a moving window
+stably, take ``bounds()`` once and use ``read_at(position)``.
+
+A read that keeps failing (the writer stopped in the middle of an update)
+spins briefly, then yields, then raises :class:`ReservoirBusy` after
+``busy_timeout_s``.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+import time
+
+import msgspec
+import numpy as np
+
+from mimir.descriptors import split_handle
+from ringbuf import fence
+from ringbuf.layout import packer_of
+from ringbuf.segment import pid_alive
+
+from .errors import Evicted, ReservoirBusy, ReservoirClosed, StaleHandle, UnknownHandle
+from .layout import (
+    KIND_COUNT, KIND_SHIFT, KINDS, TYPED_DESCRIPTORS, W, check_kind, status_dtype,
+)
+from .mapping import Mapped
+from .results import ReservoirStatus, Sample
+
+__all__ = ["ReservoirQueries", "SNAPSHOT_DTYPE", "kind_mix"]
+
+_MASK64 = (1 << 64) - 1
+_GOLDEN = 0x9E3779B97F4A7C15
+_SPIN = 64
+# The record after its stamp: the SampleHandle fields, then kind << 56 | kind position.
+_RECORD_BODY = struct.Struct("<QQQQQIIQ")
+_STATUS = struct.Struct("<" + "Q" * len(status_dtype().names))
+_STATUS_INDEX = {name: i for i, name in enumerate(status_dtype().names)}
+# x86-64 (TSO) keeps loads in order: no fence. Elsewhere a barrier after the first stamp load (acquire) and
+# before the re-check keeps the record loads between the two stamp loads.
+_READ_FENCE = None if fence.TSO else fence.full_fence
+
+SNAPSHOT_DTYPE = np.dtype([
+    ("position", "<u8"), ("kind", "u1"), ("sensor_id_hash", "<u8"), ("timestamp_ns", "<u8"),
+    ("arrival_ns", "<u8"), ("sequence", "<u8"), ("payload_handle", "<u8"), ("flags", "<u4"), ("reserved", "<u4"),
+])
+
+
+def kind_mix(kind: int) -> int:
+    """The per-kind constant XORed into a sensor hash to pick its latest-table slot."""
+    return ((kind + 1) * _GOLDEN) & _MASK64
+
+
+_KIND_MIX = tuple(kind_mix(k) for k in range(KIND_COUNT))
+
+
+class _ClosedWords:
+    """Stands in for the word view after close, so any use says so clearly."""
+
+    def __getitem__(self, index: int) -> int:
+        raise ReservoirClosed("this reservoir has been closed; create or attach a new one")
+
+    def __setitem__(self, index: int, value: int) -> None:
+        raise ReservoirClosed("this reservoir has been closed; create or attach a new one")
+
+
+class ReservoirQueries:
+    """The read side of a reservoir. Subclassed by the writer and by the read-only view."""
+
+    busy_timeout_s: float = 2.0
+
+    def _bind(self, mapped: Mapped) -> None:
+        self._m = mapped
+        self._words = mapped.words
+        self._buf = mapped.buf
+        self._cap = mapped.capacity
+        self._rw0 = mapped.record_word0
+        self._kw0 = mapped.kind_word0
+        self._lw0 = mapped.latest_word0
+        self._lmask = mapped.latest_slots - 1
+        self._unpack_body = _RECORD_BODY.unpack_from
+        self._descriptor_unpack = {
+            int(kind): packer_of(cls).unpack_from for kind, cls in TYPED_DESCRIPTORS.items()
+        }
+        self._descriptor_cls = {int(kind): cls for kind, cls in TYPED_DESCRIPTORS.items()}
+
+    # ---- identity -----------------------------------------------------------------------------------------
+    @property
+    def rig(self) -> str:
+        return self._m.rig
+
+    @property
+    def name(self) -> str:
+        return self._m.name
+
+    @property
+    def capacity(self) -> int:
+        """Samples the window can hold; beyond it the oldest are evicted early (``evicted_capacity``)."""
+        return self._cap
+
+    @property
+    def duration_ns(self) -> int:
+        return self._m.duration_ns
+
+    @property
+    def handle_id(self) -> int:
+        """The 16-bit id in the descriptor handles this reservoir issues (``ring_id_of(rig, name)``)."""
+        return self._m.handle_id
+
+    @property
+    def edge_ns(self) -> int:
+        return self._words[W.EDGE_NS]
+
+    @property
+    def window_start_ns(self) -> int:
+        return self._words[W.WINDOW_START_NS]
+
+    def writer_pid(self) -> int:
+        return int(self._m.header["writer_pid"])
+
+    def writer_alive(self) -> bool:
+        """False once the writer closed the reservoir or its process is gone."""
+        header = self._m.header
+        if int(header["closed"]):
+            return False
+        return pid_alive(int(header["writer_pid"]), int(header["writer_start_ticks"]))
+
+    # ---- retry policy ---------------------------------------------------------------------------------------
+    def _settle(self, attempt: int) -> None:
+        """After ``attempt`` failed optimistic reads: spin, then yield the CPU, then give up."""
+        if isinstance(self._words, _ClosedWords):
+            raise ReservoirClosed(f"reservoir {self._m.name}: this handle has been closed")
+        if attempt < _SPIN:
+            return
+        if attempt == _SPIN:
+            self._busy_deadline = time.monotonic() + self.busy_timeout_s
+        os.sched_yield()
+        if time.monotonic() > self._busy_deadline:
+            alive = self.writer_alive()
+            raise ReservoirBusy(
+                f"reservoir {self._m.name}: no settled read for {self.busy_timeout_s} s; the writer "
+                f"(pid {self.writer_pid()}) is {'alive but stuck mid-update' if alive else 'gone'}"
+                + ("" if alive else "; restart the supervisor, which recreates the reservoir")
+            )
+
+    # ---- counts ---------------------------------------------------------------------------------------------
+    def count(self) -> int:
+        """Samples in the window (upstream ``len``)."""
+        words = self._words
+        attempt = 0
+        while True:
+            gen = words[W.GENERATION]
+            head = words[W.HEAD]
+            tail = words[W.TAIL]
+            if not gen & 1 and words[W.GENERATION] == gen:
+                return tail - head
+            attempt += 1
+            self._settle(attempt)
+
+    def __len__(self) -> int:
+        return self.count()
+
+    def view_count(self, kind: int) -> int:
+        """Samples of ``kind`` in the window (upstream ``view_len``)."""
+        if not 0 <= kind < KIND_COUNT:
+            check_kind(kind)
+        words = self._words
+        head_word = W.KIND_HEAD + kind
+        tail_word = W.KIND_TAIL + kind
+        attempt = 0
+        while True:
+            gen = words[W.GENERATION]
+            head = words[head_word]
+            tail = words[tail_word]
+            if not gen & 1 and words[W.GENERATION] == gen:
+                return tail - head
+            attempt += 1
+            self._settle(attempt)
+
+    def bounds(self) -> tuple[int, int]:
+        """``(head, tail)``: the window holds global positions ``head <= p < tail``."""
+        words = self._words
+        attempt = 0
+        while True:
+            gen = words[W.GENERATION]
+            head = words[W.HEAD]
+            tail = words[W.TAIL]
+            if not gen & 1 and words[W.GENERATION] == gen:
+                return head, tail
+            attempt += 1
+            self._settle(attempt)
+
+    # ---- indexed reads ----------------------------------------------------------------------------------------
+    def read(self, index: int) -> Sample:
+        """The ``index``-th oldest sample of the window, any kind (upstream ``sample_at``).
+
+        Raises IndexError when ``index`` is not below :meth:`count`.
+        """
+        words = self._words
+        cap = self._cap
+        rw0 = self._rw0
+        attempt = 0
+        while True:
+            head = words[W.HEAD]
+            if index < 0 or index >= words[W.TAIL] - head:
+                raise IndexError(
+                    f"reservoir {self._m.name}: index {index} outside the window of {self.count()} samples"
+                )
+            position = head + index
+            rw = rw0 + (position % cap) * 8
+            stamp = position + 1
+            if words[rw] == stamp:
+                if _READ_FENCE is not None:
+                    _READ_FENCE()
+                sensor, ts, arrival, seq, payload, flags, reserved, kp = self._unpack_body(self._buf, rw * 8 + 8)
+                if _READ_FENCE is not None:
+                    _READ_FENCE()
+                if words[rw] == stamp and words[W.HEAD] <= position:
+                    return Sample(KINDS[kp >> KIND_SHIFT], position, sensor, ts, arrival, seq, payload, flags, reserved)
+            attempt += 1
+            self._settle(attempt)
+
+    def read_view(self, kind: int, index: int) -> Sample:
+        """The ``index``-th oldest sample of kind ``kind`` (upstream ``view_sample_at``); IndexError past the view."""
+        if not 0 <= kind < KIND_COUNT:
+            check_kind(kind)
+        words = self._words
+        cap = self._cap
+        head_word = W.KIND_HEAD + kind
+        tail_word = W.KIND_TAIL + kind
+        index_word0 = self._kw0 + kind * cap
+        rw0 = self._rw0
+        tag = kind << KIND_SHIFT
+        attempt = 0
+        while True:
+            kind_head = words[head_word]
+            if index < 0 or index >= words[tail_word] - kind_head:
+                raise IndexError(
+                    f"reservoir {self._m.name}: index {index} outside the {KINDS[kind].name} view "
+                    f"of {self.view_count(kind)} samples"
+                )
+            kpos = kind_head + index
+            position = words[index_word0 + kpos % cap]
+            rw = rw0 + (position % cap) * 8
+            stamp = position + 1
+            if words[rw] == stamp:
+                if _READ_FENCE is not None:
+                    _READ_FENCE()
+                sensor, ts, arrival, seq, payload, flags, reserved, kp = self._unpack_body(self._buf, rw * 8 + 8)
+                if _READ_FENCE is not None:
+                    _READ_FENCE()
+                if words[rw] == stamp and kp == tag | kpos and words[head_word] <= kpos:
+                    return Sample(KINDS[kind], position, sensor, ts, arrival, seq, payload, flags, reserved)
+            attempt += 1
+            self._settle(attempt)
+
+    def read_at(self, position: int) -> Sample:
+        """The sample at global ``position``; :class:`Evicted` if it left the window, IndexError if not yet pushed."""
+        words = self._words
+        rw = self._rw0 + (position % self._cap) * 8
+        stamp = position + 1
+        attempt = 0
+        while True:
+            if words[W.HEAD] > position:
+                raise Evicted(f"reservoir {self._m.name}: position {position} has left the window")
+            if position >= words[W.TAIL] or position < 0:
+                raise IndexError(f"reservoir {self._m.name}: position {position} has not been pushed yet")
+            if words[rw] == stamp:
+                if _READ_FENCE is not None:
+                    _READ_FENCE()
+                sensor, ts, arrival, seq, payload, flags, reserved, kp = self._unpack_body(self._buf, rw * 8 + 8)
+                if _READ_FENCE is not None:
+                    _READ_FENCE()
+                if words[rw] == stamp and words[W.HEAD] <= position:
+                    return Sample(KINDS[kp >> KIND_SHIFT], position, sensor, ts, arrival, seq, payload, flags, reserved)
+            attempt += 1
+            self._settle(attempt)
+
+    def latest_for_sensor(self, kind: int, sensor_id_hash: int) -> Sample | None:
+        """The most recently pushed sample of ``kind`` from ``sensor_id_hash`` still in the window, or None."""
+        if not 0 <= kind < KIND_COUNT:
+            check_kind(kind)
+        words = self._words
+        mask = self._lmask
+        lw0 = self._lw0
+        tag = kind + 1
+        slot = (sensor_id_hash ^ _KIND_MIX[kind]) & mask
+        while True:
+            entry = lw0 + (slot << 2)
+            found = words[entry]
+            if found == tag and words[entry + 1] == sensor_id_hash:
+                break
+            if found == 0:
+                return None
+            slot = (slot + 1) & mask
+        rw0 = self._rw0
+        cap = self._cap
+        attempt = 0
+        while True:
+            stamp = words[entry + 2]
+            if stamp == 0:
+                return None
+            position = stamp - 1
+            if words[W.HEAD] > position:
+                return None
+            rw = rw0 + (position % cap) * 8
+            if words[rw] == stamp:
+                if _READ_FENCE is not None:
+                    _READ_FENCE()
+                sensor, ts, arrival, seq, payload, flags, reserved, kp = self._unpack_body(self._buf, rw * 8 + 8)
+                if _READ_FENCE is not None:
+                    _READ_FENCE()
+                if words[rw] == stamp and words[W.HEAD] <= position:
+                    return Sample(KINDS[kind], position, sensor, ts, arrival, seq, payload, flags, reserved)
+            attempt += 1
+            self._settle(attempt)
+
+    # ---- descriptors ----------------------------------------------------------------------------------------
+    def descriptor_at(self, position: int) -> msgspec.Struct:
+        """The typed descriptor stored with the sample at ``position`` (camera frame, audio block, render packet).
+
+        Raises :class:`StaleHandle` if the sample left the window or its slot
+        was reused, IndexError if it was never pushed, LookupError if the
+        sample's kind carries no descriptor.
+        """
+        words = self._words
+        if position < 0 or position >= words[W.TAIL]:
+            raise IndexError(f"reservoir {self._m.name}: position {position} has not been pushed yet")
+        slot = position % self._cap
+        rw = self._rw0 + slot * 8
+        stamp = position + 1
+        attempt = 0
+        while True:
+            if words[W.HEAD] > position or (words[rw] != stamp and words[rw] != 0):
+                raise StaleHandle(
+                    f"reservoir {self._m.name}: the sample at position {position} has left the window; "
+                    "its descriptor is gone (copy what you need while the sample is in the window)"
+                )
+            if words[rw] == stamp:
+                kind = words[rw + 7] >> KIND_SHIFT
+                unpack = self._descriptor_unpack.get(kind)
+                # A sample carries a descriptor iff its payload handle is its own descriptor handle.
+                has_descriptor = unpack is not None and words[rw + 5] == (self._m.handle_id << 48) | position
+                values = unpack(self._buf, self._m.descriptors_offset + slot * 64) if has_descriptor else None
+                if _READ_FENCE is not None:
+                    _READ_FENCE()
+                if words[rw] == stamp and words[W.HEAD] <= position:
+                    if not has_descriptor:
+                        raise LookupError(
+                            f"reservoir {self._m.name}: the sample at position {position} ({KINDS[kind].name}) "
+                            "carries no descriptor: only typed pushes (push_camera_frame, push_audio_block, "
+                            "push_render_packet) store one"
+                        )
+                    return self._descriptor_cls[kind](*values)
+            attempt += 1
+            self._settle(attempt)
+
+    def descriptor(self, handle: int) -> msgspec.Struct:
+        """Resolve a descriptor handle this reservoir issued (a typed sample's ``payload_handle``)."""
+        handle_id, position = split_handle(handle)
+        if handle_id != self._m.handle_id:
+            raise UnknownHandle(
+                f"handle {handle:#x} has id {handle_id:#06x}; reservoir {self._m.name} issues id "
+                f"{self._m.handle_id:#06x} (resolve ring payload handles with HandleResolver)"
+            )
+        return self.descriptor_at(position)
+
+    # ---- status ---------------------------------------------------------------------------------------------
+    def status(self) -> ReservoirStatus:
+        """A consistent snapshot of the status words (see :class:`ReservoirStatus` for its invariants)."""
+        words = self._words
+        attempt = 0
+        while True:
+            gen = words[W.GENERATION]
+            if not gen & 1:
+                values = _STATUS.unpack_from(self._buf, W.GENERATION * 8)
+                if words[W.GENERATION] == gen:
+                    break
+            attempt += 1
+            self._settle(attempt)
+        v = dict(zip(_STATUS_INDEX, values))
+        counts = {
+            f"{k.name.lower()}_count": v[f"tail_{k.name.lower()}"] - v[f"head_{k.name.lower()}"] for k in KINDS
+        }
+        return ReservoirStatus(
+            generation=gen, edge_ns=v["edge_ns"], window_start_ns=v["window_start_ns"],
+            duration_ns=self._m.duration_ns, capacity=self._cap,
+            total_sample_count=v["tail"] - v["head"], **counts,
+            accepted=v["tail"] + v["late"], stored=v["tail"], late=v["late"], out_of_order=v["out_of_order"],
+            rejected=v["rejected"], evicted_aged=v["evicted_aged"], evicted_disorder=v["evicted_disorder"],
+            evicted_capacity=v["evicted_capacity"], head=v["head"], tail=v["tail"], sensors=v["sensors"],
+        )
+
+    # ---- bulk copy ----------------------------------------------------------------------------------------------
+    def snapshot(self, kind: int | None = None) -> np.ndarray:
+        """Copy the window (or one view) into a structured array of :data:`SNAPSHOT_DTYPE`, oldest first.
+
+        O(n) by nature, vectorised. The result holds the samples that were in
+        the window both when the copy began and when it ended.
+        """
+        if kind is not None:
+            kind = check_kind(kind)
+        words = self._words
+        cap = self._cap
+        records = self._m.records
+        attempt = 0
+        while True:
+            gen = words[W.GENERATION]
+            if kind is None:
+                first, end = words[W.HEAD], words[W.TAIL]
+            else:
+                first, end = words[W.KIND_HEAD + kind], words[W.KIND_TAIL + kind]
+            if not gen & 1 and words[W.GENERATION] == gen:
+                break
+            attempt += 1
+            self._settle(attempt)
+        counters = np.arange(first, end, dtype=np.uint64)
+        if kind is None:
+            positions = counters
+        else:
+            positions = self._m.kind_index[kind][(counters % cap).astype(np.intp)]
+        slots = (positions % cap).astype(np.intp)
+        rows = records[slots]
+        if _READ_FENCE is not None:
+            _READ_FENCE()
+        stamps_after = records["stamp"][slots]
+        head_after = words[W.HEAD]
+        ok = (rows["stamp"] == positions + 1) & (stamps_after == positions + 1) & (positions >= head_after)
+        if kind is not None:
+            ok &= rows["kind_position"] == ((np.uint64(kind) << np.uint64(KIND_SHIFT)) | counters)
+        out = np.empty(int(ok.sum()), dtype=SNAPSHOT_DTYPE)
+        rows = rows[ok]
+        out["position"] = positions[ok]
+        out["kind"] = (rows["kind_position"] >> np.uint64(KIND_SHIFT)).astype(np.uint8)
+        for name in ("sensor_id_hash", "timestamp_ns", "arrival_ns", "sequence", "payload_handle", "flags", "reserved"):
+            out[name] = rows[name]
+        return out
+
+    def __repr__(self) -> str:
+        state = "closed" if isinstance(self._words, _ClosedWords) else f"{self.count()} samples"
+        return f"<{type(self).__name__} {self._m.name} capacity={self._cap} {state}>"
+

@@ -1,0 +1,143 @@
+"""End-to-end: real supervisor, real worker processes, real shared memory, real signals."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from mimir.descriptors import SampleKind
+from mimir.reservoir import ReservoirView
+from ringbuf.segment import list_segments
+
+pytestmark = pytest.mark.slow
+BIN = Path(sys.executable).parent
+
+
+def write_config(path: Path, rig: str) -> Path:
+    """The embedded default rig, under this test's rig name."""
+    path.write_text(f'''
+rig = "{rig}"
+[audio]
+backend = "synthetic"
+channels = 8
+rate_hz = 48000
+output = "witness"
+[[cameras]]
+family = "synthetic"
+count = 6
+width = 640
+height = 480
+fps = 60.0
+''')
+    return path
+
+
+def start(config: Path, *extra: str) -> subprocess.Popen:
+    return subprocess.Popen([str(BIN / "mimir-supervisor"), "start", "--config", str(config), *extra],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def status(rig: str) -> dict:
+    done = subprocess.run([str(BIN / "mimir"), "status", "--rig", rig, "--json"], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)
+
+
+def wait_for(predicate, timeout_s: float, what: str):
+    deadline = time.monotonic() + timeout_s
+    last = None
+    while time.monotonic() < deadline:
+        try:
+            last = predicate()
+            if last:
+                return last
+        except (AssertionError, json.JSONDecodeError):
+            pass
+        time.sleep(0.25)
+    raise AssertionError(f"timed out waiting for {what}; last: {last!r}")
+
+
+def sources(snapshot: dict) -> dict:
+    return {s["name"]: s for s in snapshot["sources"]}
+
+
+def test_default_rig_runs_survives_a_worker_kill_and_stops_clean(rig, tmp_path):
+    config = write_config(tmp_path / "rig.toml", rig)
+    sup = start(config)
+    try:
+        wait_for(lambda: status(rig)["header"].get("uptime_ns", 0) > 9e9, 30, "10 s of running")
+        snap = status(rig)
+        by_name = sources(snap)
+        cams = [by_name[f"cam.synthetic.{i}"] for i in range(6)]
+        audio = by_name["audio"]
+        for s in [*cams, audio]:
+            assert s["indexed"] > 0 and s["lost_overrun"] == 0 and s["lost_restart_gap"] == 0, s
+            assert s["published"] - s["indexed"] <= s["reader_lag"] + 2, s  # nothing published went missing
+        assert all(55 <= c["delivered_hz"] <= 65 for c in cams), [c["delivered_hz"] for c in cams]
+        assert audio["clock_locked"] == 1 and abs(audio["clock_rate_hz"] - 48000) < 0.01
+        header = snap["header"]
+        assert header["lost_total"] == 0
+        assert header["reservoir_edge_ns"] - header["reservoir_window_start_ns"] == 5_000_000_000
+        view = ReservoirView.attach(rig)
+        try:
+            assert view.view_count(SampleKind.CAMERA_FRAME) > 6 * 60 * 4  # about 5 s of frames
+            assert view.view_count(SampleKind.AUDIO_BLOCK) > 750 * 4      # about 5 s of blocks
+            oldest = view.read(0)
+            assert header["reservoir_edge_ns"] - oldest.timestamp_ns <= 5_000_000_000
+        finally:
+            view.close()
+
+        # A second supervisor on the same rig refuses and says why.
+        second = start(config, "--duration", "5")
+        out, err = second.communicate(timeout=30)
+        assert second.returncode == 1 and "already supervised" in err, err
+
+        # kill -9 of the camera worker: restarted, indexing continues, the gap is counted.
+        camera = next(w for w in snap["workers"] if w["name"] == "camera.synthetic")
+        indexed_before = sources(snap)["cam.synthetic.0"]["indexed"]
+        os.kill(camera["pid"], signal.SIGKILL)
+
+        def restarted_and_indexing():
+            s = status(rig)
+            worker = next(w for w in s["workers"] if w["name"] == "camera.synthetic")
+            return s if worker["restarts"] == 1 and sources(s)["cam.synthetic.0"]["indexed"] > indexed_before + 60 else None
+
+        after = wait_for(restarted_and_indexing, 30, "camera restart")
+        cam0 = sources(after)["cam.synthetic.0"]
+        assert cam0["lost_restart_gap"] > 0, after  # the frames not captured while the worker was down
+        assert after["header"]["lost_total"] >= cam0["lost_restart_gap"]
+    finally:
+        sup.send_signal(signal.SIGTERM)
+        out, err = sup.communicate(timeout=60)
+    assert sup.returncode == 0, err
+    assert list_segments(rig) == []
+
+
+def test_after_a_sigkill_of_the_supervisor_the_next_start_reclaims(rig, tmp_path):
+    config = write_config(tmp_path / "rig.toml", rig)
+    sup = start(config)
+    wait_for(lambda: status(rig)["header"].get("indexed_total", 0) > 100, 30, "indexing")
+    worker_pids = [w["pid"] for w in status(rig)["workers"]]
+    sup.kill()
+    sup.communicate(timeout=10)
+    assert list_segments(rig), "a SIGKILLed supervisor cannot clean up; its objects must still be there"
+    # Its workers die with it (PR_SET_PDEATHSIG) and unlink their own rings.
+    wait_for(lambda: all(not Path(f"/proc/{pid}").exists() or "Z" in Path(f"/proc/{pid}/stat").read_text().split()[2]
+                         for pid in worker_pids), 20, "workers to exit")
+    again = start(config, "--duration", "4")
+    out, err = again.communicate(timeout=60)
+    assert again.returncode == 0, err
+    assert list_segments(rig) == []
+
+
+def test_invalid_config_exits_2_naming_the_field(tmp_path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[[cameras]]\nfamily = "synthetic"\nfps = "sixty"\n')
+    done = subprocess.run([str(BIN / "mimir-supervisor"), "start", "--config", str(bad)],
+                          capture_output=True, text=True, timeout=30)
+    assert done.returncode == 2
+    assert "cameras[0].fps" in done.stderr and "'sixty'" in done.stderr
