@@ -104,11 +104,13 @@ def test_default_rig_runs_survives_a_worker_kill_and_stops_clean(rig, tmp_path):
         def restarted_and_indexing():
             s = status(rig)
             worker = next(w for w in s["workers"] if w["name"] == "camera.synthetic")
-            return s if worker["restarts"] == 1 and sources(s)["cam.synthetic.0"]["indexed"] > indexed_before + 60 else None
+            cam = sources(s)["cam.synthetic.0"]
+            fresh = worker["restarts"] == 1 and worker["state"] == 1 and cam["health"] == 1  # new incarnation streaming
+            return s if fresh and cam["indexed"] > indexed_before + 120 else None
 
         after = wait_for(restarted_and_indexing, 30, "camera restart")
         cam0 = sources(after)["cam.synthetic.0"]
-        assert cam0["lost_restart_gap"] > 0, after  # the frames not captured while the worker was down
+        assert cam0["lost_restart_gap"] > 0, json.dumps([cam0, after["workers"]])  # the frames not captured while the worker was down
         assert after["header"]["lost_total"] >= cam0["lost_restart_gap"]
     finally:
         sup.send_signal(signal.SIGTERM)
