@@ -138,7 +138,11 @@ def _wire() -> None:
     bench_app.command("sync")(bench_sync)
 
     from mimir.sync.worker import sync_worker
-    from workers.audio.cli import audio_worker
+    from workers.audio.cli import audio_worker, bench_audio, latency, soak
+
+    app.command("latency")(latency)
+    app.command("soak")(soak)
+    bench_app.command("audio")(bench_audio)
 
     worker_app.command("audio")(audio_worker)
     worker_app.command("sync")(sync_worker)

@@ -21,6 +21,8 @@ stamped, then the new tail, heads and counters are published (one generation).
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 
 from mimir.descriptors import SampleHandle
@@ -156,8 +158,8 @@ class BatchPush:
         cand_pos = []
         cand_ts = []
         if head0 < g0 and ws_final > self._ws:
-            spans = [tuple(r) for r in self._runs] + [(self._last_start, g0)]
-            for start, end in spans:
+            # Only the first runs up to the final window start matter: walk them lazily, without copying the list.
+            for start, end in itertools.chain(self._runs, ((self._last_start, g0),)):
                 if start >= end:
                     continue
                 cut = self._run_cut(start, end, ws_final)

@@ -27,6 +27,7 @@ from ringbuf import RingReader, dtype_of
 __all__ = ["RingIndexer", "LatencyWindow"]
 
 BATCH = 512
+SINGLE_PUSH_MAX = 32  # below this many items one typed push per item is cheaper than the vectorised batch path
 
 
 class LatencyWindow:
@@ -124,7 +125,14 @@ class RingIndexer:
             sensor = int(out["channel_layout_hash"][0])
             descriptors = typed
             handles = out["data_handle"]
-        self._producer(sensor).push_batch(canonical, np.full(n, now_ns, np.uint64), handles, descriptors)
+        producer = self._producer(sensor)
+        if n <= SINGLE_PUSH_MAX:
+            push = producer.push_camera_frame if self.kind == SampleKind.CAMERA_FRAME else producer.push_audio_block
+            fields = len(descriptors.dtype.names)
+            for i, values in enumerate(out.tolist()):
+                push(int(canonical[i]), now_ns, values[:fields])
+        else:
+            producer.push_batch(canonical, np.full(n, now_ns, np.uint64), handles, descriptors)
         self.latency.add(now_ns - host.astype(np.int64))
         self.indexed += n
         if not self.first_host_ns:

@@ -1,0 +1,96 @@
+"""Run one engine as a worker process: signals, duration, readiness line, exit code.
+
+The worker prints exactly one readiness line to stderr once the stream runs::
+
+    mimir-audio ready {"rig": ..., "ring": ..., "metrics_ring": ..., "stream": {...StreamInfo...}}
+
+and a summary line (``mimir-audio done {...}``) when it stops. SIGTERM and
+SIGINT stop it cleanly: the stream stops, the rings are unlinked, the exit
+code is 0. A failed stream exits 1; bad input 2; a missing library 3.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import sys
+import threading
+import time
+from typing import TextIO
+
+from . import jack
+from .config import EngineConfig
+from .engine import AudioEngine
+from .errors import AudioConfigError
+from .health import try_realtime
+from .records import EngineState, Health
+
+__all__ = ["run_worker", "READY_PREFIX", "DONE_PREFIX"]
+
+READY_PREFIX = "mimir-audio ready "
+DONE_PREFIX = "mimir-audio done "
+
+
+def run_worker(config: EngineConfig, *, duration_s: float | None = None, jack_loopback: bool = False,
+               log: TextIO | None = None) -> int:
+    """Run until SIGTERM/SIGINT, ``duration_s``, the end of the source, or a failure; return the exit code.
+
+    Raises :class:`~workers.audio.errors.AudioError` for bad input before the stream runs.
+    """
+    log = log or sys.stderr
+    stop = threading.Event()
+    previous = {}
+
+    def on_signal(signum, frame):  # noqa: ARG001 - signal handler signature
+        stop.set()
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        previous[sig] = signal.signal(sig, on_signal)
+    sys.setswitchinterval(0.0005)  # the audio thread waits less for the GIL when another thread holds it
+    engine = AudioEngine(config)
+    try:
+        info = engine.init()
+        if jack_loopback:
+            if not info.jack_output_ports or not info.jack_input_ports:
+                raise AudioConfigError("--jack-loopback needs --host-api jack (no JACK ports were found)")
+            n = min(len(info.jack_output_ports), len(info.jack_input_ports))
+            jack.make_loopback(list(info.jack_output_ports[:n]), list(info.jack_input_ports[:n]))
+        if config.realtime_threads:
+            # This thread only waits while the stream runs, but it must never be preempted by an
+            # ordinary process while it holds the GIL the audio callback needs (priority inversion).
+            try_realtime(1)
+        engine.start()
+        ring, metrics = engine.ring_names
+        print(READY_PREFIX + json.dumps({"rig": config.rig, "ring": ring, "metrics_ring": metrics,
+                                         "pid": _pid(), "stream": info.as_dict()}), file=log, flush=True)
+        deadline = time.monotonic() + duration_s if duration_s else None
+        while not stop.wait(0.25):
+            if engine.ended():
+                break
+            if deadline is not None and time.monotonic() >= deadline:
+                break
+        health_at_stop = engine.status()["health"]  # judged while still running
+        engine.stop()
+        final_state = engine.poll()
+        status = engine.status()
+        failure = engine.backend.failed or (engine.processor.last_error if engine.processor else None)
+    finally:
+        try:
+            engine.shutdown()
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+    summary = {
+        "state": EngineState(final_state).name, "health": Health(health_at_stop).name,
+        "callbacks": status["callbacks"], "frames": status["frames"], "xruns": status["xruns"],
+        "deadline_misses": status["deadline_misses"], "max_callback_us": status["max_callback_ns"] / 1e3,
+        "failure": failure,
+    }
+    print(DONE_PREFIX + json.dumps(summary), file=log, flush=True)
+    return 1 if final_state == EngineState.FAILED else 0
+
+
+def _pid() -> int:
+    import os
+
+    return os.getpid()
