@@ -148,6 +148,9 @@ def _wire() -> None:
     worker_app.command("sync")(sync_worker)
 
     from mimir.reservoir.cli import bench_reservoir
+    from mimir.supervisor.bench_cli import bench_pipeline
+
+    bench_app.command("pipeline")(bench_pipeline)
     from mimir.supervisor.cli import start
 
     bench_app.command("reservoir")(bench_reservoir)

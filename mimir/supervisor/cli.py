@@ -41,4 +41,8 @@ def start(
         err=True,
     )
     rig.run(duration)
+    if rig.final_status is not None:
+        from mimir.supervisor.status import text
+
+        typer.echo(text(rig.final_status))
     typer.echo(f"mimir-supervisor: rig {rig_config.rig!r} stopped", err=True)

@@ -31,7 +31,7 @@ from mimir.supervisor.clock import CanonicalClock, DeviceToCanonical
 from mimir.supervisor.indexer import LatencyWindow, RingIndexer
 from mimir.supervisor.processes import SupervisedWorker
 from mimir.supervisor.status import (
-    MAX_SOURCES, MAX_WORKERS, Health, SourceRow, StatusBoard, SupervisorHeader, WorkerRow, WorkerState,
+    MAX_SOURCES, MAX_WORKERS, Health, SourceRow, StatusBoard, SupervisorHeader, WorkerRow, WorkerState, read_status,
 )
 from mimir.sync.fits import FITS_RING, FitsHeader
 from ringbuf import RingReader, SegmentExists, SegmentMissing, dtype_of
@@ -98,6 +98,7 @@ class Rig:
         self.sync_worker: SupervisedWorker | None = None
         self.audio_source: Source | None = None
         self.started_unix_ns = time.time_ns()
+        self.final_status = None  # the last snapshot published before shutdown (for the closing summary)
         self._cpu_mark = (time.monotonic(), time.process_time())
         self.cpu_pct = 0.0
 
@@ -242,6 +243,9 @@ class Rig:
                     self._publish_status(now)
                 time.sleep(INDEX_PERIOD_S)
         finally:
+            if self.board is not None:
+                self._publish_status(time.monotonic())
+                self.final_status = read_status(self.name)
             self.shutdown()
 
     def _tick(self, now: float) -> None:

@@ -101,14 +101,20 @@ def test_default_rig_runs_survives_a_worker_kill_and_stops_clean(rig, tmp_path):
         indexed_before = sources(snap)["cam.synthetic.0"]["indexed"]
         os.kill(camera["pid"], signal.SIGKILL)
 
+        seen = {}
+
         def restarted_and_indexing():
-            s = status(rig)
+            s = seen["last"] = status(rig)
             worker = next(w for w in s["workers"] if w["name"] == "camera.synthetic")
             cam = sources(s)["cam.synthetic.0"]
-            fresh = worker["restarts"] == 1 and worker["state"] == 1 and cam["health"] == 1  # new incarnation streaming
+            fresh = worker["restarts"] >= 1 and worker["state"] == 1 and cam["health"] == 1  # new incarnation streaming
             return s if fresh and cam["indexed"] > indexed_before + 120 else None
 
-        after = wait_for(restarted_and_indexing, 30, "camera restart")
+        try:
+            after = wait_for(restarted_and_indexing, 45, "camera restart")
+        except AssertionError:
+            raise AssertionError(json.dumps({"workers": seen.get("last", {}).get("workers"),
+                                             "cam0": sources(seen["last"])["cam.synthetic.0"] if "last" in seen else None}))
         cam0 = sources(after)["cam.synthetic.0"]
         assert cam0["lost_restart_gap"] > 0, json.dumps([cam0, after["workers"]])  # the frames not captured while the worker was down
         assert after["header"]["lost_total"] >= cam0["lost_restart_gap"]
