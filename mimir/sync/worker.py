@@ -16,6 +16,7 @@ fits across it. Blocks lost are counted in the fits header.
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 import threading
@@ -49,8 +50,15 @@ def run_sync_worker(rig: str, *, ring: str = "audio", codebook_id: str = "mimir-
                     epoch_unix_s: float = DEFAULT_EPOCH_UNIX_S, chunk_frames: int = 4096,
                     publish_period_s: float = 0.25, attach_timeout_s: float = 30.0,
                     stop: threading.Event | None = None, duration_s: float | None = None) -> int:
-    """Run until ``stop`` is set, SIGTERM/SIGINT, or ``duration_s``; return an exit code."""
+    """Run until ``stop`` is set, SIGTERM/SIGINT, or ``duration_s``; return an exit code.
+
+    Decoding is throughput work with seconds of slack; indexing and capture
+    are latency work. The worker lowers its own priority (nice +10) so that
+    on a busy machine the scheduler serves the supervisor and capture first.
+    """
     stop = stop or threading.Event()
+    if threading.current_thread() is threading.main_thread():
+        os.nice(10)
     reader = _attach(rig, ring, stop, attach_timeout_s)
     layout = reader.layout
     slot_frames, channels = layout.payload_shape
