@@ -124,7 +124,7 @@ class Rig:
                                 "--channels", a.channels, "--output", a.output, "--rig", self.name,
                                 "--ring-seconds", a.ring_seconds)
             if a.backend == "synthetic":
-                argv += ["--signal", "loopback"]
+                argv += ["--signal", "room"]  # channel 0 the electrical loopback, 1..7 microphones in a room
             if a.host_api:
                 argv += ["--host-api", a.host_api]
             if a.device:

@@ -141,6 +141,7 @@ class StatusSnapshot(msgspec.Struct):
     header: dict
     workers: list[dict]
     sources: list[dict]
+    reservoir: dict = {}   # the reservoir's own status record: edge, window, per-kind counts, counters
 
 
 def _rows(array: np.ndarray, count: int) -> list[dict]:
@@ -168,10 +169,23 @@ def read_status(rig: str) -> StatusSnapshot:
         header = dict(zip(SupervisorHeader.__struct_fields__, w_item.descriptor)) if w_item else {}
         worker_rows = _rows(w_item.payload, header.get("workers", 0)) if w_item else []
         source_rows = _rows(s_item.payload, s_item.descriptor[0]) if s_item else []
-        return StatusSnapshot(rig, alive, header, worker_rows, source_rows)
+        return StatusSnapshot(rig, alive, header, worker_rows, source_rows, _reservoir_status(rig))
     finally:
         sources.close()
         workers.close()
+
+
+def _reservoir_status(rig: str) -> dict:
+    from mimir.reservoir import ReservoirView  # the reservoir imports ringbuf only; keep status light to import
+
+    try:
+        view = ReservoirView.attach(rig)
+    except FileNotFoundError:
+        return {}
+    try:
+        return msgspec.structs.asdict(view.status())
+    finally:
+        view.close()
 
 
 _STATE_NAMES = {s.value: s.name.lower() for s in WorkerState}
@@ -193,6 +207,14 @@ def text(snapshot: StatusSnapshot) -> str:
         f"indexed {h.get('indexed_total', 0):,}, lost {h.get('lost_total', 0):,}; "
         f"publish->indexed p50 {h.get('index_latency_p50_us', 0):.0f} us, p99 {h.get('index_latency_p99_us', 0):.0f} us"
     )
+    r = snapshot.reservoir
+    if r:
+        kinds = ", ".join(f"{name.removesuffix('_count')} {r[name]:,}" for name in r
+                          if name.endswith("_count") and name != "total_sample_count" and r[name])
+        lines.append(
+            f"reservoir by kind: {kinds or 'empty'}; late {r.get('late', 0):,}, rejected {r.get('rejected', 0):,}, "
+            f"evicted early for capacity {r.get('evicted_capacity', 0):,}"
+        )
     lines.append("")
     lines.append(f"{'worker':24s} {'pid':>7s} {'state':>8s} {'restarts':>8s} {'exit':>5s}  error")
     for w in snapshot.workers:

@@ -35,7 +35,7 @@ Channels = Annotated[Optional[str], typer.Option("--channels", help="Input chann
 Rig = Annotated[str, typer.Option("--rig", help="Rig name (shared-memory namespace)")]
 RingName = Annotated[str, typer.Option("--ring", help="Audio ring name; metrics go to <ring>.metrics")]
 FilePath = Annotated[Optional[Path], typer.Option("--file", help="--backend file: WAV/FLAC to replay")]
-Signal = Annotated[str, typer.Option("--signal", help="--backend synthetic: ramp | sine | noise | impulse | silence | loopback")]
+Signal = Annotated[str, typer.Option("--signal", help="--backend synthetic: ramp | sine | noise | impulse | silence | loopback | room")]
 Ppm = Annotated[float, typer.Option("--ppm", help="--backend synthetic: clock error in ppm (+ runs fast)")]
 JackName = Annotated[Optional[str], typer.Option("--jack-name", help="JACK client name of the stream")]
 SampleFormat = Annotated[str, typer.Option("--sample-format", help="Device-side input format: float32 | int32 | int16")]

@@ -4,7 +4,11 @@ Signals: ``ramp`` (sample counter, see :mod:`workers.audio.signals`),
 ``sine``, ``noise``, ``impulse``, ``silence``, and ``loopback``: the input is
 the output stage's signal ``L`` frames later (``L`` =
 ``loopback_latency_frames``, default two blocks), a perfect digital loop
-whose reported latency (one block in, ``L - B`` out) equals its real one.
+whose reported latency (one block in, ``L - B`` out) equals its real one;
+``room``: the same loop, but input channel ``k`` hears output channel 0
+through a simulated acoustic path: channel 0 is the electrical loopback (the
+rig's reference), channel ``k >= 1`` a microphone ``ROOM_DISTANCES_M[k]``
+away (delay ``distance / 343 m/s``, whole samples; gain ``0.5 / distance``).
 """
 
 from __future__ import annotations
@@ -17,7 +21,18 @@ from ..signals import SignalGenerator
 from .base import DevicePlan
 from .paced import PacedBackend
 
-__all__ = ["SyntheticBackend"]
+__all__ = ["SyntheticBackend", "ROOM_DISTANCES_M", "room_path"]
+
+SPEED_OF_SOUND_M_S = 343.0
+ROOM_DISTANCES_M = (0.0, 0.6, 1.1, 1.7, 2.2, 2.9, 3.4, 4.1)
+
+
+def room_path(channel: int, rate_hz: int) -> tuple[int, float]:
+    """(extra delay in frames, gain) of input ``channel`` in the ``room`` signal."""
+    distance_m = ROOM_DISTANCES_M[channel % len(ROOM_DISTANCES_M)]
+    if distance_m == 0.0:
+        return 0, 1.0
+    return round(distance_m / SPEED_OF_SOUND_M_S * rate_hz), 0.5 / distance_m
 
 
 class SyntheticBackend(PacedBackend):
@@ -45,7 +60,10 @@ class SyntheticBackend(PacedBackend):
             cfg.signal, n_in, block, rate, sine_hz=cfg.sine_hz, seed=cfg.seed,
             impulse_period_frames=cfg.impulse_period_frames,
         )
-        if cfg.signal == "loopback":
+        self._paths = None
+        if cfg.signal == "room":
+            self._paths = [room_path(c, rate) for c in range(n_in)]
+        if cfg.signal in ("loopback", "room"):
             latency = cfg.loopback_latency_frames if cfg.loopback_latency_frames is not None else 2 * block
             if latency < block:
                 raise AudioConfigError(
@@ -53,7 +71,8 @@ class SyntheticBackend(PacedBackend):
                     "a duplex device cannot return a block before it has played it"
                 )
             self._latency_frames = latency
-            self._hist = np.zeros((2 * (latency + block), n_in), dtype=np.float32)
+            longest = max((d for d, _ in self._paths), default=0) if self._paths else 0
+            self._hist = np.zeros((2 * (latency + block + longest), n_in), dtype=np.float32)
         return self.plan
 
     def _latencies_s(self) -> tuple[float, float]:
@@ -69,6 +88,15 @@ class SyntheticBackend(PacedBackend):
             return frames
         hist = self._hist
         size = hist.shape[0]
+        if self._paths is not None:
+            # Every microphone hears output channel 0, later and quieter the farther it is.
+            for c, (delay, gain) in enumerate(self._paths):
+                pos = (start_frame - self._latency_frames - delay) % size
+                head = min(frames, size - pos)
+                np.multiply(hist[pos:pos + head, 0], gain, out=slot[:head, c])
+                if head < frames:
+                    np.multiply(hist[: frames - head, 0], gain, out=slot[head:frames, c])
+            return frames
         pos = (start_frame - self._latency_frames) % size
         head = min(frames, size - pos)
         slot[:head] = hist[pos:pos + head]

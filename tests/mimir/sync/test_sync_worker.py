@@ -1,0 +1,52 @@
+"""The sync worker on a live audio worker: per-channel clock fits recover the simulated room's path delays."""
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+from mimir.sync.fits import FITS_RING, FitsHeader
+from mimir.sync.worker import run_sync_worker
+from ringbuf import RingReader
+from workers.audio.backends.synthetic import room_path
+
+pytestmark = pytest.mark.slow
+CHANNELS = 4
+
+
+def test_each_channel_is_placed_on_the_canonical_timeline_with_its_own_path_delay(rig):
+    audio = subprocess.Popen(
+        [sys.executable, "-m", "workers.audio", "worker", "--backend", "synthetic", "--signal", "room",
+         "--channels", str(CHANNELS), "--rate", "48000", "--output", "witness", "--rig", rig, "--duration", "16"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    stop = threading.Event()
+    worker = threading.Thread(target=run_sync_worker, args=(rig,), kwargs={"stop": stop, "attach_timeout_s": 20})
+    worker.start()
+    try:
+        deadline = time.monotonic() + 40
+        rows = None
+        while time.monotonic() < deadline:
+            time.sleep(0.5)
+            try:
+                reader = RingReader.attach(FITS_RING, rig=rig, descriptor=FitsHeader, register=False)
+            except FileNotFoundError:
+                continue
+            item = reader.latest()
+            reader.close()
+            if item is not None and item.descriptor[0] == CHANNELS and all(item.payload[:CHANNELS]["locked"]) \
+                    and min(item.payload[:CHANNELS]["anchors_accepted"]) >= 30:
+                rows = item.payload[:CHANNELS]
+                break
+        assert rows is not None, "the sync worker did not lock every channel"
+        reference = float(rows[0]["local_sample_at_epoch"])
+        for c in range(1, CHANNELS):
+            delay, _ = room_path(c, 48_000)
+            measured = float(rows[c]["local_sample_at_epoch"]) - reference
+            assert abs(measured - delay) < 0.25, (c, measured, delay)  # sample-accurate per microphone
+            assert abs(float(rows[c]["effective_sample_rate"]) - 48_000) < 0.05
+    finally:
+        stop.set()
+        worker.join(20)
+        audio.terminate()
+        audio.communicate(timeout=20)
