@@ -304,7 +304,34 @@ def _read_header(segment: Segment, name: str) -> tuple[np.void, RingLayout]:
     return header, msgspec.json.decode(doc, type=RingLayout)
 
 
-class Ring:
+class _RingIdentity:
+    """What the writer and readers of a ring both know about it (backed by their own ``_Mapped``)."""
+
+    _m: "_Mapped"
+    _cap: int
+
+    @property
+    def name(self) -> str:
+        return self._m.name
+
+    @property
+    def rig(self) -> str:
+        return self._m.rig
+
+    @property
+    def capacity(self) -> int:
+        return self._cap
+
+    @property
+    def ring_id(self) -> int:
+        return self._m.ring_id
+
+    @property
+    def layout(self) -> RingLayout:
+        return self._m.layout
+
+
+class Ring(_RingIdentity):
     """The writer side of a ring. Create with :meth:`Ring.create`; exactly one per ring name."""
 
     def __init__(self, mapped: _Mapped, semaphores: list[posix_ipc.Semaphore], lock: posix_ipc.Semaphore) -> None:
@@ -405,27 +432,7 @@ class Ring:
         hdr, _ = _read_header(segment, seg_name)
         return cls(_Mapped(segment, hdr, layout, rig, name), sems, lock)
 
-    # ---- identity and status -----------------------------------------------------------------------------
-    @property
-    def name(self) -> str:
-        return self._m.name
-
-    @property
-    def rig(self) -> str:
-        return self._m.rig
-
-    @property
-    def capacity(self) -> int:
-        return self._cap
-
-    @property
-    def ring_id(self) -> int:
-        return self._m.ring_id
-
-    @property
-    def layout(self) -> RingLayout:
-        return self._m.layout
-
+    # ---- status -----------------------------------------------------------------------------------------------
     @property
     def published(self) -> int:
         """Items published so far (== the sequence number the next publish gets)."""
@@ -688,7 +695,7 @@ def _readers(m: _Mapped) -> list[ReaderInfo]:
     return out
 
 
-class RingReader:
+class RingReader(_RingIdentity):
     """A reader of a ring with its own cursor. Attach with :meth:`RingReader.attach`."""
 
     def __init__(self, mapped: _Mapped, slot: int, sem: posix_ipc.Semaphore | None, start: str) -> None:
@@ -756,22 +763,6 @@ class RingReader:
         return cls(mapped, slot, sem, start)
 
     # ---- state ----------------------------------------------------------------------------------------------
-    @property
-    def name(self) -> str:
-        return self._m.name
-
-    @property
-    def layout(self) -> RingLayout:
-        return self._m.layout
-
-    @property
-    def capacity(self) -> int:
-        return self._cap
-
-    @property
-    def ring_id(self) -> int:
-        return self._m.ring_id
-
     @property
     def descriptor_dtype(self) -> np.dtype:
         return self._m.desc_dtype
