@@ -12,7 +12,7 @@ Public API::
 from .layout import F32, F64, I8, I16, I32, I64, U8, U16, U32, U64, Layout, LayoutError, describe, dtype_of, layout_hash
 from .ring import (
     MAX_READERS, DescriptorError, Item, PayloadError, ReaderInfo, Ring, RingError, RingLayout,
-    RingLayoutMismatch, RingReader, StaleItem, inspect_ring, ring_id_of,
+    RingLayoutMismatch, RingNotReady, RingReader, StaleItem, inspect_ring, ring_id_of,
 )
 from .segment import Segment, SegmentError, SegmentExists, SegmentMissing, list_segments, segment_name
 
@@ -20,7 +20,7 @@ __all__ = [
     "U8", "U16", "U32", "U64", "I8", "I16", "I32", "I64", "F32", "F64",
     "Layout", "LayoutError", "describe", "dtype_of", "layout_hash",
     "Ring", "RingReader", "RingLayout", "Item", "ReaderInfo", "MAX_READERS",
-    "RingError", "RingLayoutMismatch", "DescriptorError", "PayloadError", "StaleItem",
+    "RingError", "RingLayoutMismatch", "RingNotReady", "DescriptorError", "PayloadError", "StaleItem",
     "inspect_ring", "ring_id_of",
     "Segment", "SegmentError", "SegmentExists", "SegmentMissing", "list_segments", "segment_name",
 ]

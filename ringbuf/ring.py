@@ -57,7 +57,7 @@ from .segment import (
 
 __all__ = [
     "Ring", "RingReader", "RingError", "RingLayoutMismatch", "DescriptorError",
-    "PayloadError", "RingLayout", "ReaderInfo", "Item", "MAX_READERS", "inspect_ring",
+    "PayloadError", "RingLayout", "ReaderInfo", "Item", "MAX_READERS", "inspect_ring", "RingNotReady",
 ]
 
 MAGIC = int.from_bytes(b"MIMIRRNG", "little")
@@ -82,6 +82,10 @@ class RingError(RuntimeError):
 
 class RingLayoutMismatch(RingError):
     """An attacher expected a different layout, version or magic than the ring has."""
+
+
+class RingNotReady(SegmentMissing):
+    """The segment exists but its writer has not finished creating it (no magic yet): retry shortly."""
 
 
 class DescriptorError(RingError, TypeError):
@@ -292,6 +296,8 @@ def _read_header(segment: Segment, name: str) -> tuple[np.void, RingLayout]:
     if segment.size < 4 * LINE:
         raise RingLayoutMismatch(f"ring {name}: segment of {segment.size} B is too small to be a Mimir ring")
     header = np.ndarray((), dtype=_HEADER_DTYPE, buffer=segment.buf, offset=0).copy()
+    if int(header["magic"]) == 0:
+        raise RingNotReady(f"ring {name} is still being created by its writer (or its writer died doing so)")
     if int(header["magic"]) != MAGIC:
         raise RingLayoutMismatch(
             f"ring {name}: bad magic {int(header['magic']):#x} (expected {MAGIC:#x}); "

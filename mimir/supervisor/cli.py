@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import signal
+import threading
 from pathlib import Path
 from typing import Optional
 
@@ -40,6 +41,7 @@ def start(
         + "; watch it with `mimir status --watch" + (f" --rig {rig_config.rig}" if rig_config.rig != "default" else "") + "`",
         err=True,
     )
+    threading.Timer(0.5, lambda: typer.echo(f"mimir-supervisor: {rig.realtime}", err=True)).start()
     rig.run(duration)
     if rig.final_status is not None:
         from mimir.supervisor.status import text

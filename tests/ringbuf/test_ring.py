@@ -227,3 +227,18 @@ def test_many_armings_get_one_post_each_and_no_spurious_wake_is_reported(rig):
             ring.write(np.zeros(16, np.uint8), i, 0.0)
             assert reader.wait(0.5) is True
             assert reader.read().sequence == i
+
+
+def test_a_ring_still_being_created_is_not_ready_rather_than_corrupt(rig):
+    from ringbuf import RingNotReady
+    from ringbuf.segment import Segment, segment_name
+
+    half = Segment.create(segment_name(rig, "half"), 4096)  # zero-filled: what a writer mid-create looks like
+    try:
+        with pytest.raises(RingNotReady, match="still being created"):
+            RingReader.attach("half", rig=rig)
+        with pytest.raises(SegmentMissing):  # callers that retry on "missing" retry on this too
+            RingReader.attach("half", rig=rig)
+    finally:
+        half.close()
+        half.unlink()
