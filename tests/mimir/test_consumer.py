@@ -37,14 +37,18 @@ format = "GREY"
     sup = subprocess.Popen([str(BIN / "mimir-supervisor"), "start", "--config", str(config)],
                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
+    ready = False
+    while not ready and time.monotonic() < deadline and sup.poll() is None:
         try:
             with RigConsumer.attach(rig) as consumer:
-                if consumer.view.view_count(0) > 20 and consumer.view.view_count(5) > 300:
-                    break
-        except Exception:
+                ready = consumer.view.view_count(0) > 20 and consumer.view.view_count(5) > 300
+        except FileNotFoundError:
             pass
         time.sleep(0.25)
+    if not ready:
+        sup.send_signal(signal.SIGTERM)
+        _, err = sup.communicate(timeout=60)
+        pytest.fail(f"the rig did not come up (supervisor exit {sup.returncode}):\n{err[-3000:]}")
     yield rig
     sup.send_signal(signal.SIGTERM)
     sup.communicate(timeout=60)
