@@ -27,7 +27,14 @@ from ringbuf import RingReader, dtype_of
 __all__ = ["RingIndexer", "LatencyWindow"]
 
 BATCH = 512
-SINGLE_PUSH_MAX = 32  # below this many items one typed push per item is cheaper than the vectorised batch path
+SINGLE_PUSH_MAX = 32
+# Positions of the fields the row path reads, derived from the declared Structs.
+_CAM_SOURCE = CameraFrameDescriptor.__struct_fields__.index("source_id_hash")
+_CAM_HOST = CameraFrameDescriptor.__struct_fields__.index("host_time_ns")
+_AUDIO_START = AudioBlockRecord.__struct_fields__.index("start_sample")
+_AUDIO_LAYOUT = AudioBlockRecord.__struct_fields__.index("channel_layout_hash")
+_AUDIO_HOST = AudioBlockRecord.__struct_fields__.index("host_time_ns")
+_AUDIO_DESCRIPTOR_FIELDS = len(AudioBlockDescriptor.__struct_fields__)  # the record extends the descriptor  # below this many items one typed push per item is cheaper than the vectorised batch path
 
 
 class LatencyWindow:
@@ -48,6 +55,10 @@ class LatencyWindow:
         self.values_ns[start:start + head] = latencies_ns[:head]
         self.values_ns[: n - head] = latencies_ns[head:]
         self.count += n
+
+    def add_one(self, latency_ns: int) -> None:
+        self.values_ns[self.count % len(self.values_ns)] = latency_ns
+        self.count += 1
 
     def percentiles_us(self, *qs: float) -> list[float]:
         filled = self.values_ns[: min(self.count, len(self.values_ns))]
@@ -92,6 +103,8 @@ class RingIndexer:
 
     def poll(self) -> int:
         """Index everything new; return how many descriptors were indexed."""
+        if self.reader.available() <= 0:  # the common case at 2 kHz polling: one shared-memory word read
+            return 0
         total = 0
         while True:
             n = self.reader.read_batch(self._out)
@@ -103,8 +116,40 @@ class RingIndexer:
                 return total
 
     def _index(self, n: int) -> None:
-        out = self._out[:n]
         now_ns = time.monotonic_ns()
+        if n <= SINGLE_PUSH_MAX:
+            self._index_rows(n, now_ns)
+        else:
+            self._index_batch(n, now_ns)
+        self.indexed += n
+
+    def _index_rows(self, n: int, now_ns: int) -> None:
+        """Few items (the steady state): one typed push per row, no numpy temporaries."""
+        rows = self._out[:n].tolist()
+        clock = self.clock
+        record = self.latency.add_one
+        if self.kind == SampleKind.CAMERA_FRAME:
+            host_at = _CAM_HOST
+            producer = self._producer(rows[0][_CAM_SOURCE])
+            for values in rows:
+                host = values[_CAM_HOST]
+                producer.push_camera_frame(clock.from_host_ns(host), now_ns, values)
+                record(now_ns - host)
+        else:
+            host_at = _AUDIO_HOST
+            producer = self._producer(rows[0][_AUDIO_LAYOUT])
+            for values in rows:
+                start, host = values[_AUDIO_START], values[_AUDIO_HOST]
+                clock.observe_audio_block(host, start)
+                producer.push_audio_block(clock.from_device_sample(start, host), now_ns, values[:_AUDIO_DESCRIPTOR_FIELDS])
+                record(now_ns - host)
+        if not self.first_host_ns:
+            self.first_host_ns = rows[0][host_at]
+        self.last_host_ns = rows[-1][host_at]
+
+    def _index_batch(self, n: int, now_ns: int) -> None:
+        """A backlog (after a stall or at start): one vectorised reservoir push."""
+        out = self._out[:n]
         host = out["host_time_ns"]
         canonical = self._canonical[:n]
         if self.kind == SampleKind.CAMERA_FRAME:
@@ -125,16 +170,8 @@ class RingIndexer:
             sensor = int(out["channel_layout_hash"][0])
             descriptors = typed
             handles = out["data_handle"]
-        producer = self._producer(sensor)
-        if n <= SINGLE_PUSH_MAX:
-            push = producer.push_camera_frame if self.kind == SampleKind.CAMERA_FRAME else producer.push_audio_block
-            fields = len(descriptors.dtype.names)
-            for i, values in enumerate(out.tolist()):
-                push(int(canonical[i]), now_ns, values[:fields])
-        else:
-            producer.push_batch(canonical, np.full(n, now_ns, np.uint64), handles, descriptors)
+        self._producer(sensor).push_batch(canonical, np.full(n, now_ns, np.uint64), handles, descriptors)
         self.latency.add(now_ns - host.astype(np.int64))
-        self.indexed += n
         if not self.first_host_ns:
             self.first_host_ns = int(host[0])
         self.last_host_ns = int(host[-1])
