@@ -70,6 +70,40 @@ def doctor(
         raise typer.Exit(1)
 
 
+@app.command()
+def rings(
+    rig: str = typer.Option("default", "--rig", help="Rig name."),
+    json_out: bool = typer.Option(False, "--json", help="Print one JSON document."),
+) -> None:
+    """Every ring of a rig: layout, published, writer pid and heartbeat, readers with their lag and losses."""
+    from ringbuf import RingError, SegmentMissing, inspect_ring
+    from ringbuf.segment import PREFIX, list_segments
+
+    found = []
+    for entry in list_segments(rig):
+        if entry.startswith("sem."):
+            continue
+        try:
+            found.append(inspect_ring(entry[len(f"{PREFIX}{rig}-"):], rig=rig))
+        except (RingError, SegmentMissing):
+            continue  # not a ring (the reservoir), or gone meanwhile
+    if json_out:
+        print(json.dumps(found, indent=2))
+        return
+    if not found:
+        typer.echo(f"rig {rig!r} has no rings")
+        raise typer.Exit(1)
+    for r in found:
+        beat = "never" if r["heartbeat_age_s"] is None else f"{r['heartbeat_age_s'] * 1e3:.0f} ms ago"
+        alive = "alive" if r["writer_alive"] else "DEAD"
+        typer.echo(f"{r['name']}: {r['published']:,} published, capacity {r['capacity']}, writer {r['writer_pid']} "
+                   f"{alive}, heartbeat {beat}, publish errors {r['publish_errors']}")
+        typer.echo(f"    {r['layout']}")
+        for reader in r["readers"]:
+            typer.echo(f"    reader pid {reader['pid']}: lag {reader['lag']:,}, lost {reader['lost']:,}"
+                       + ("" if reader["alive"] else " (dead)"))
+
+
 config_app = typer.Typer(help="Rig configuration.", no_args_is_help=True)
 app.add_typer(config_app, name="config")
 
