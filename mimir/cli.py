@@ -181,6 +181,12 @@ def _wire() -> None:
     worker_app.command("audio")(audio_worker)
     worker_app.command("sync")(sync_worker)
 
+    from mimir.net.cli import bench_receivers, keys_app, receiver
+
+    app.command("receiver")(receiver)
+    app.add_typer(keys_app, name="keys", help="CURVE keys for remote receivers.")
+    bench_app.command("receivers")(bench_receivers)
+
     from mimir.reservoir.cli import bench_reservoir
     from mimir.supervisor.bench_cli import bench_pipeline
 

@@ -75,14 +75,19 @@ class SupervisionConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True
 
 
 class RemoteSourceConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
-    source_id: Name
-    public_key: str
+    """One remote receiver: its CURVE public key (Z85, 40 characters) may report only as ``source_id``."""
+
+    source_id: Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_.-]+$", max_length=40)]  # e.g. "phone-left"
+    public_key: Annotated[str, msgspec.Meta(min_length=40, max_length=40)]
     trust: TrustLevel = "observe-only"
 
 
 class NetworkConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """The listener for remote receivers (``mimir.net.RemoteListener``); unknown keys are always refused."""
+
     listen: str | None = None  # e.g. "tcp://0.0.0.0:5591"; None: no remote receivers
-    server_key_file: str | None = None
+    server_key_file: str | None = None  # the rig's secret key (``mimir keys generate --out server``)
+    influence_at: TrustLevel = "trusted-evidence"  # sources at or above this level influence canonical time
     sources: list[RemoteSourceConfig] = []
 
 
@@ -200,9 +205,10 @@ ring_capacity = 32              # frames kept per camera ring
 
 [network]
 # listen = "tcp://0.0.0.0:5591" # accept remote receivers (mimir receiver) here
-# server_key_file = "server.key"
-# [[network.sources]]
-# source_id = "phone-left"
-# public_key = "..."            # from `mimir keys generate` on the receiver
+# server_key_file = "server.key_secret"  # the rig's secret key: mimir keys generate --out server
+influence_at = "trusted-evidence" # sources at or above this trust level influence canonical time
+# [[network.sources]]           # one per receiver; add with: mimir keys trust phone-left.key --source-id phone-left
+# source_id = "phone-left"      # the only id this key may report as
+# public_key = "..."            # 40-character Z85 key from the receiver's NAME.key; unknown keys are refused
 # trust = "observe-only"        # reject | observe-only | candidate-evidence | trusted-evidence | canonical-authority
 '''

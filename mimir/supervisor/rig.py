@@ -21,6 +21,7 @@ import threading
 import time
 from dataclasses import dataclass
 
+import msgspec
 import numpy as np
 
 from mimir.config import RigConfig
@@ -116,6 +117,8 @@ class Rig:
         self.reservoir: Reservoir | None = None
         self.fits_reader: RingReader | None = None
         self.sync_worker: SupervisedWorker | None = None
+        self.listener = None  # mimir.net.RemoteListener when network.listen is set
+        self._claim_producers: dict[int, object] = {}
         self.audio_source: Source | None = None
         self.started_unix_ns = time.time_ns()
         self.final_status = None  # the last snapshot published before shutdown (for the closing summary)
@@ -241,6 +244,10 @@ class Rig:
                 duration_ns=window_ns,
             )
             self._plan()
+            if cfg.network.listen:
+                from mimir.net import RemoteListener
+
+                self.listener = RemoteListener(cfg.network, self.name, codebook=(cfg.sync.codebook_id, cfg.sync.seed))
             for worker in self.workers:
                 worker.start()
         except BaseException:
@@ -260,6 +267,8 @@ class Rig:
                 for source in self.sources:
                     if source.indexer is not None:
                         source.indexer.poll()
+                if self.listener is not None and self.listener.poll(100):
+                    self._index_event_claims()
                 if now >= next_tick:
                     next_tick = now + TICK_PERIOD_S
                     self._tick(now)
@@ -300,6 +309,46 @@ class Rig:
             current = self.clock.fit
             if current is None or (current.local_sample_at_epoch, current.rate_hz) != (fit.local_sample_at_epoch, fit.rate_hz):
                 self.clock.set_fit(fit)
+
+    def _index_event_claims(self) -> None:
+        """Remote anchors, fits and trust decisions into the reservoir as EVENT_CLAIM samples.
+
+        Their canonical time is the decoded one; a trust decision has none, so
+        it is stamped with its arrival on this host's canonical clock.
+        Packet timestamps never become sample times.
+        """
+        for claim in self.listener.drain_event_claims():
+            producer = self._claim_producers.get(claim.sensor_id_hash)
+            if producer is None:
+                producer = self.reservoir.producer(SampleKind.EVENT_CLAIM, sensor_id_hash=claim.sensor_id_hash)
+                self._claim_producers[claim.sensor_id_hash] = producer
+            canonical_ns = claim.canonical_ns if claim.canonical_ns is not None else self.clock.from_host_ns(claim.arrival_ns)
+            producer.push(max(0, canonical_ns), claim.arrival_ns)
+
+    def _remote_rows(self) -> np.ndarray:
+        from mimir.net.trust import rank
+
+        remotes = self.listener.sources() if self.listener is not None else []
+        rows = np.zeros(len(remotes), dtype_of(SourceRow))
+        for row, remote in zip(rows, remotes):
+            row["name"] = f"remote.{remote.source_id}".encode()[:32]
+            row["kind"] = int(SampleKind.EVENT_CLAIM)
+            row["worker"] = MAX_WORKERS  # no local worker
+            row["indexed"] = remote.counters.event_claims
+            row["published"] = remote.counters.accepted
+            row["lost_overrun"] = remote.counters.lost
+            row["health"] = Health.GREEN if remote.connected else Health.RED
+            row["trust_level"] = rank(remote.trust) + 1
+            row["influences_canonical"] = int(remote.influences_canonical)
+            row["rejected"] = sum(msgspec.structs.astuple(remote.counters.rejected))
+            fit = remote.clock_fit
+            if fit is not None and fit.locked:
+                row["clock_locked"] = 1
+                row["clock_local_sample_at_epoch"] = fit.local_sample_at_epoch or 0.0
+                row["clock_rate_hz"] = fit.effective_rate_hz or 0.0
+                row["clock_confidence"] = fit.confidence
+                row["clock_mae_samples"] = fit.mean_abs_error_samples or 0.0
+        return rows
 
     def _publish_status(self, now: float) -> None:
         cpu_now = time.process_time()
@@ -365,6 +414,8 @@ class Rig:
                 row["clock_mae_samples"] = float(ref["mean_abs_error_samples"])
                 row["health"] = Health.GREEN if ref["locked"] else Health.UNKNOWN
             sources = np.concatenate([sources, extra])
+        if self.listener is not None:
+            sources = np.concatenate([sources, self._remote_rows()])[:MAX_SOURCES]
         p50, p99 = self.latency.percentiles_us(50, 99)
         res = self.reservoir.status()
         header = SupervisorHeader(
@@ -389,6 +440,9 @@ class Rig:
         if self.fits_reader is not None:
             self.fits_reader.close()
             self.fits_reader = None
+        if self.listener is not None:
+            self.listener.close()
+            self.listener = None
         if self.reservoir is not None:
             self.reservoir.close()
             self.reservoir = None

@@ -100,6 +100,9 @@ class SourceRow(msgspec.Struct):
     clock_rate_hz: F64
     clock_confidence: F32
     clock_mae_samples: F32
+    trust_level: U32           # remote sources: 1 + rank in mimir.net.trust.TRUST_LEVELS; 0 for local sources
+    influences_canonical: U32  # remote sources at or above network.influence_at
+    rejected: U64              # remote reports rejected, all causes
 
 
 class StatusBoard:
@@ -188,6 +191,8 @@ def _reservoir_status(rig: str) -> dict:
         view.close()
 
 
+_TRUST_NAMES = {0: "", 1: "reject", 2: "observe-only", 3: "candidate-evidence", 4: "trusted-evidence",
+                5: "canonical-authority"}
 _STATE_NAMES = {s.value: s.name.lower() for s in WorkerState}
 _HEALTH_NAMES = {h.value: h.name.lower() for h in Health}
 
@@ -232,6 +237,10 @@ def text(snapshot: StatusSnapshot) -> str:
             f"{s['clock_rate_hz']:.3f} Hz, conf {s['clock_confidence']:.2f}, mae {s['clock_mae_samples']:.2f} smp"
             if s["clock_locked"] else "-"
         )
+        trust = _TRUST_NAMES.get(s.get("trust_level", 0), "?")
+        if trust:
+            clock += f"; trust {trust}" + (", influences canonical time" if s["influences_canonical"] else "") \
+                + f"; rejected {s['rejected']:,}"
         lines.append(
             f"{s['name']:24s} {s['delivered_hz']:>9.1f} {s['configured_hz']:>7.1f} {s['indexed']:>10,d} "
             f"{s['lost_overrun']:>8,d} {s['lost_restart_gap']:>6,d} {s['device_dropped']:>8,d} {s['corrupt']:>7,d} "

@@ -1,0 +1,145 @@
+"""A loopback TCP relay for tests and the benchmark: counts bytes each way and can black the link out.
+
+``LoopbackRelay(("127.0.0.1", port)).start()`` listens on 127.0.0.1 (an
+ephemeral port: :attr:`endpoint`) and forwards every connection to the
+target. :meth:`blackout` cuts every open connection and refuses (accepts and
+closes at once) new ones until :meth:`restore`, like a link that went down.
+
+One thread owns every socket; other threads only read the counters and flip
+flags through a wake-up pipe. Only loopback addresses are accepted.
+"""
+
+from __future__ import annotations
+
+import os
+import selectors
+import socket
+import threading
+
+__all__ = ["LoopbackRelay"]
+
+_CHUNK = 65536
+
+
+class LoopbackRelay:
+    def __init__(self, target: tuple[str, int], *, port: int = 0) -> None:
+        if target[0] not in ("127.0.0.1", "localhost"):
+            raise ValueError("the relay only forwards to loopback")
+        self.target = ("127.0.0.1", int(target[1]))
+        self._listen = socket.create_server(("127.0.0.1", port))
+        self._listen.setblocking(False)
+        self.port = self._listen.getsockname()[1]
+        self.endpoint = f"tcp://127.0.0.1:{self.port}"
+        self.bytes_up = 0          # client -> target
+        self.bytes_down = 0        # target -> client
+        self.connections = 0
+        self.refused = 0
+        self._dark = False
+        self._closing = False
+        self._peers: dict[socket.socket, socket.socket] = {}
+        self._wake_r, self._wake_w = os.pipe()
+        self._thread = threading.Thread(target=self._run, name="mimir-relay", daemon=True)
+
+    def start(self) -> LoopbackRelay:
+        self._thread.start()
+        return self
+
+    def blackout(self) -> None:
+        self._dark = True
+        os.write(self._wake_w, b"b")
+
+    def restore(self) -> None:
+        self._dark = False
+        os.write(self._wake_w, b"r")
+
+    def close(self) -> None:
+        if self._closing:
+            return
+        self._closing = True
+        os.write(self._wake_w, b"c")
+        self._thread.join(timeout=5)
+        os.close(self._wake_r)
+        os.close(self._wake_w)
+
+    def __enter__(self) -> LoopbackRelay:
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # ---------------------------------------------------------------------------------------------- thread
+    def _drop(self, sel: selectors.BaseSelector, s: socket.socket) -> None:
+        peer = self._peers.pop(s, None)
+        for x in (s, peer):
+            if x is None:
+                continue
+            self._peers.pop(x, None)
+            try:
+                sel.unregister(x)
+            except (KeyError, ValueError):
+                pass
+            x.close()
+
+    def _run(self) -> None:
+        sel = selectors.DefaultSelector()
+        sel.register(self._listen, selectors.EVENT_READ, "listen")
+        sel.register(self._wake_r, selectors.EVENT_READ, "wake")
+        try:
+            while not self._closing:
+                for key, _ in sel.select(timeout=0.5):
+                    if key.data == "wake":
+                        os.read(self._wake_r, 64)
+                        if self._dark or self._closing:
+                            for s in list(self._peers):
+                                self._drop(sel, s)
+                    elif key.data == "listen":
+                        self._accept(sel)
+                    else:
+                        self._forward(sel, key.fileobj, key.data)
+        finally:
+            for s in list(self._peers):
+                self._drop(sel, s)
+            self._listen.close()
+            sel.close()
+
+    def _accept(self, sel: selectors.BaseSelector) -> None:
+        try:
+            client, _ = self._listen.accept()
+        except BlockingIOError:
+            return
+        if self._dark:
+            self.refused += 1
+            client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+            client.close()  # reset at once: the client sees the link down and retries
+            return
+        try:
+            upstream = socket.create_connection(self.target, timeout=2)
+        except OSError:
+            self.refused += 1
+            client.close()
+            return
+        for s in (client, upstream):
+            s.setblocking(True)
+            s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.connections += 1
+        self._peers[client] = upstream
+        self._peers[upstream] = client
+        sel.register(client, selectors.EVENT_READ, "up")
+        sel.register(upstream, selectors.EVENT_READ, "down")
+
+    def _forward(self, sel: selectors.BaseSelector, s: socket.socket, direction: str) -> None:
+        peer = self._peers.get(s)
+        if peer is None:
+            return
+        try:
+            data = s.recv(_CHUNK)
+            if not data:
+                raise ConnectionError
+            peer.sendall(data)
+        except OSError:
+            self._drop(sel, s)
+            return
+        if direction == "up":
+            self.bytes_up += len(data)
+        else:
+            self.bytes_down += len(data)
