@@ -1464,10 +1464,7 @@ def format_table(doc: dict) -> str:
 
 if __name__ == "__main__":  # pragma: no cover - `python -m bench.rings [--quick] [--json]`
     import json
-    from pathlib import Path
 
-    if __package__ in (None, ""):  # run as a script: make ``bench`` importable
-        sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     from bench.common import machine_info
 
     quick_flag = "--quick" in sys.argv
