@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import hashlib
 import operator
+import typing
 from dataclasses import dataclass
 
 import msgspec
@@ -127,18 +128,14 @@ StatusWords = msgspec.defstruct(
 StatusWords.__doc__ = "The live status words (line 4 on), guarded by ``generation``. Counts are tail - head."
 
 
-class ReservoirRecord(msgspec.Struct):
-    """One record slot (64 B): stamp, the 48-byte SampleHandle, then ``kind << 56 | kind position``."""
+def _record_fields() -> list[tuple[str, object]]:
+    hints = typing.get_type_hints(SampleHandle, include_extras=True)
+    return [("stamp", U64), *[(name, hints[name]) for name in SampleHandle.__struct_fields__], ("kind_position", U64)]
 
-    stamp: U64
-    sensor_id_hash: U64
-    timestamp_ns: U64
-    arrival_ns: U64
-    sequence: U64
-    payload_handle: U64
-    flags: U32
-    reserved: U32
-    kind_position: U64
+
+# One record slot (64 B): a seqlock stamp, the 48-byte SampleHandle (its fields, declared once in
+# mimir.descriptors), then ``kind << 56 | kind position``.
+ReservoirRecord = msgspec.defstruct("ReservoirRecord", _record_fields())
 
 
 class LatestEntry(msgspec.Struct):
