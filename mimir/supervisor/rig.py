@@ -430,8 +430,12 @@ class Rig:
         self.board.publish(header, workers, sources)
 
     def shutdown(self) -> None:
-        """Stop workers (SIGTERM, then SIGKILL), detach, unlink the reservoir and the board. Idempotent."""
-        for worker in self.workers:
+        """Stop workers (SIGTERM, then SIGKILL), detach, unlink the reservoir and the board. Idempotent.
+
+        Consumers stop before producers (the sync worker reads the audio ring),
+        so no worker outlives the ring it reads.
+        """
+        for worker in reversed(self.workers):
             worker.stop()
         for source in self.sources:
             if source.indexer is not None:

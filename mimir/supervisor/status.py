@@ -232,11 +232,19 @@ def text(snapshot: StatusSnapshot) -> str:
         f"{'source':24s} {'rate/s':>9s} {'of':>7s} {'indexed':>10s} {'overrun':>8s} {'gap':>6s} {'dev.drop':>8s} "
         f"{'corrupt':>7s} {'fill':>5s} {'health':>7s}  clock fit"
     )
+    reference = next((s for s in snapshot.sources if s["name"] == "audio.ch0" and s["clock_locked"]), None)
     for s in snapshot.sources:
         clock = (
             f"{s['clock_rate_hz']:.3f} Hz, conf {s['clock_confidence']:.2f}, mae {s['clock_mae_samples']:.2f} smp"
             if s["clock_locked"] else "-"
         )
+        if reference is not None and s["name"].startswith("audio.ch") and s["clock_locked"]:
+            # Compare the fits now, where they were measured: extrapolated to the epoch (months away) a
+            # rate difference far below the fits' uncertainty would swamp the path delay.
+            now_s = h.get("reservoir_edge_ns", 0) / 1e9
+            path = (s["clock_local_sample_at_epoch"] - reference["clock_local_sample_at_epoch"]
+                    + now_s * (s["clock_rate_hz"] - reference["clock_rate_hz"]))
+            clock += f", path {path:+.2f} smp vs ch0"
         trust = _TRUST_NAMES.get(s.get("trust_level", 0), "?")
         if trust:
             clock += f"; trust {trust}" + (", influences canonical time" if s["influences_canonical"] else "") \

@@ -117,7 +117,13 @@ def run_sync_worker(rig: str, *, ring: str = "audio", codebook_id: str = "mimir-
                     feed_staged()
                 lost = reader.lost
                 reader.close()
-                reader = _attach(rig, ring, stop, attach_timeout_s)
+                try:
+                    reader = _attach(rig, ring, stop, attach_timeout_s)
+                except SegmentMissing:
+                    if stop.is_set():  # told to stop while the audio worker was gone: a clean exit
+                        reader = None
+                        break
+                    raise
                 reader.lost += lost
             now = time.monotonic()
             if now >= next_publish and receivers:
@@ -126,7 +132,8 @@ def run_sync_worker(rig: str, *, ring: str = "audio", codebook_id: str = "mimir-
             elif now >= next_publish:
                 fits.heartbeat()
     finally:
-        reader.close()
+        if reader is not None:
+            reader.close()
         fits.close()
     return 0
 

@@ -6,6 +6,7 @@ import time
 
 import pytest
 
+from mimir.sync import DEFAULT_EPOCH_UNIX_S
 from mimir.sync.fits import FITS_RING, FitsHeader
 from mimir.sync.worker import run_sync_worker
 from ringbuf import RingReader
@@ -39,10 +40,16 @@ def test_each_channel_is_placed_on_the_canonical_timeline_with_its_own_path_dela
                 rows = item.payload[:CHANNELS]
                 break
         assert rows is not None, "the sync worker did not lock every channel"
-        reference = float(rows[0]["local_sample_at_epoch"])
+        # Compare the fits at the present canonical time, where they were measured (not at the epoch, months away).
+        now_s = time.time() - DEFAULT_EPOCH_UNIX_S
+
+        def local_sample_now(row) -> float:
+            return float(row["local_sample_at_epoch"]) + now_s * float(row["effective_sample_rate"])
+
+        reference = local_sample_now(rows[0])
         for c in range(1, CHANNELS):
             delay, _ = room_path(c, 48_000)
-            measured = float(rows[c]["local_sample_at_epoch"]) - reference
+            measured = local_sample_now(rows[c]) - reference
             assert abs(measured - delay) < 0.25, (c, measured, delay)  # sample-accurate per microphone
             assert abs(float(rows[c]["effective_sample_rate"]) - 48_000) < 0.05
     finally:
