@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import signal
+import subprocess
 import sys
 import threading
 import time
@@ -21,11 +22,11 @@ from typing import TextIO
 from . import jack
 from .config import EngineConfig
 from .engine import AudioEngine
-from .errors import AudioConfigError
+from .errors import AudioConfigError, AudioError
 from .health import try_realtime
 from .records import EngineState, Health
 
-__all__ = ["run_worker", "READY_PREFIX", "DONE_PREFIX"]
+__all__ = ["run_worker", "READY_PREFIX", "DONE_PREFIX", "WorkerProcess"]
 
 READY_PREFIX = "mimir-audio ready "
 DONE_PREFIX = "mimir-audio done "
@@ -94,3 +95,63 @@ def _pid() -> int:
     import os
 
     return os.getpid()
+
+
+class WorkerProcess:
+    """``python -m workers.audio worker ARGS`` as a child process: its ready/done lines parsed, stopped by pid.
+
+    The caller owns the process: :meth:`stop` (SIGTERM, then SIGKILL) must be
+    called, also on failure. The worker unlinks its own rings when it exits.
+    """
+
+    def __init__(self, args: list[str], env: dict | None = None) -> None:
+        self.proc = subprocess.Popen([sys.executable, "-m", "workers.audio", "worker", *args], env=env,
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        self.lines: list[str] = []
+        self.ready: dict | None = None
+        self.done: dict | None = None
+        self._ready = threading.Event()
+        self._thread = threading.Thread(target=self._drain, daemon=True)
+        self._thread.start()
+
+    def _drain(self) -> None:
+        for line in self.proc.stderr:
+            self.lines.append(line.rstrip("\n"))
+            if line.startswith(READY_PREFIX):
+                self.ready = json.loads(line[len(READY_PREFIX):])
+                self._ready.set()
+            elif line.startswith(DONE_PREFIX):
+                self.done = json.loads(line[len(DONE_PREFIX):])
+        self._ready.set()
+
+    def wait_ready(self, timeout_s: float = 30.0) -> dict:
+        """The worker's ready record; stops it and raises AudioError (with its stderr tail) if it never came."""
+        self._ready.wait(timeout_s)
+        if self.ready is None:
+            self.stop()
+            tail = "\n".join(self.lines[-15:])
+            raise AudioError(f"the audio worker did not start (exit {self.proc.returncode}):\n{tail}")
+        return self.ready
+
+    def signal(self, sig: int = signal.SIGTERM, timeout_s: float = 10.0) -> int:
+        """Send ``sig`` and wait for the exit code (raises TimeoutExpired if it does not exit)."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+        code = self.proc.wait(timeout=timeout_s)
+        self._thread.join(timeout=2)
+        return code
+
+    def stop(self, timeout_s: float = 10.0) -> int | None:
+        """SIGTERM, then SIGKILL if it has not exited within ``timeout_s``. Idempotent."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=timeout_s)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=5)
+        self._thread.join(timeout=2)
+        return self.proc.returncode
+
+    def stderr(self) -> str:
+        return "\n".join(self.lines)

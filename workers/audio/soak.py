@@ -16,13 +16,9 @@ Process CPU of the worker comes from /proc/<pid>/stat, the machine's from
 
 from __future__ import annotations
 
-import json
 import os
 import platform
-import signal
-import subprocess
 import sys
-import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -38,7 +34,7 @@ from . import jack
 from .config import EngineConfig
 from .errors import AudioError
 from .records import FLAG_DEADLINE_MISS, XRUN_MASK, CallbackMetric, metrics_ring_name
-from .runner import DONE_PREFIX, READY_PREFIX
+from .runner import WorkerProcess
 
 __all__ = ["SoakResult", "run_soak", "worker_args", "plot_soak", "format_soak", "machine_summary", "HIST_EDGES_US"]
 
@@ -176,54 +172,6 @@ class SoakResult:
         }
 
 
-class _Worker:
-    """The worker subprocess: started, its readiness line parsed, stopped by pid."""
-
-    def __init__(self, cfg: EngineConfig) -> None:
-        repo_root = Path(__file__).resolve().parents[2]
-        env = dict(os.environ)
-        env["PYTHONPATH"] = str(repo_root) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "workers.audio", "worker", *worker_args(cfg)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env, cwd=str(repo_root),
-        )
-        self.lines: list[str] = []
-        self.ready: dict | None = None
-        self.done: dict | None = None
-        self._ready_event = threading.Event()
-        self._thread = threading.Thread(target=self._drain, daemon=True)
-        self._thread.start()
-
-    def _drain(self) -> None:
-        for line in self.proc.stderr:
-            self.lines.append(line.rstrip("\n"))
-            if line.startswith(READY_PREFIX):
-                self.ready = json.loads(line[len(READY_PREFIX):])
-                self._ready_event.set()
-            elif line.startswith(DONE_PREFIX):
-                self.done = json.loads(line[len(DONE_PREFIX):])
-        self._ready_event.set()
-
-    def wait_ready(self, timeout_s: float = 30.0) -> dict:
-        self._ready_event.wait(timeout_s)
-        if self.ready is None:
-            self.stop()
-            tail = "\n".join(self.lines[-15:])
-            raise AudioError(f"the audio worker did not start (exit {self.proc.returncode}):\n{tail}")
-        return self.ready
-
-    def stop(self, timeout_s: float = 10.0) -> int | None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=timeout_s)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=5)
-        self._thread.join(timeout=2)
-        return self.proc.returncode
-
-
 def run_soak(cfg: EngineConfig, minutes: float, *, loopback: str = "auto", progress_s: float = 10.0,
              log=None) -> SoakResult:
     """Run the worker for ``minutes`` and measure it; the worker is always stopped (by pid) before returning."""
@@ -235,7 +183,7 @@ def run_soak(cfg: EngineConfig, minutes: float, *, loopback: str = "auto", progr
                      ring_seconds=max(cfg.ring_seconds, 4.0), metrics_seconds=max(cfg.metrics_seconds, 30.0))
     if cfg.backend == "synthetic" and loopback in ("auto", "external"):
         wcfg = wcfg.with_(signal="loopback")
-    worker = _Worker(wcfg)
+    worker = WorkerProcess(worker_args(wcfg))
     notes: list[str] = []
     try:
         ready = worker.wait_ready()
@@ -264,7 +212,7 @@ def run_soak(cfg: EngineConfig, minutes: float, *, loopback: str = "auto", progr
     return result
 
 
-def _measure(worker: _Worker, metrics: RingReader, audio: RingReader, stream: dict, cfg: EngineConfig,
+def _measure(worker: WorkerProcess, metrics: RingReader, audio: RingReader, stream: dict, cfg: EngineConfig,
              seconds: float, period: int, progress_s: float, log, notes: list[str]) -> SoakResult:
     rate = stream["sample_rate_hz"]
     block = stream["block_frames"] or stream["slot_frames"]

@@ -10,21 +10,14 @@ if that does not come up.
 from __future__ import annotations
 
 import itertools
-import json
 import os
-import signal
-import subprocess
-import sys
-import threading
 import time
-from pathlib import Path
 
 import pytest
 
 from workers.audio import jack
-from workers.audio.runner import DONE_PREFIX, READY_PREFIX
+from workers.audio.runner import WorkerProcess
 
-REPO_ROOT = Path(__file__).resolve().parents[3]
 _names = itertools.count()
 
 
@@ -59,58 +52,6 @@ def jack_server():
             sd._initialize()
 
 
-class WorkerProcess:
-    """``python -m workers.audio worker ...`` as a subprocess; stderr drained; stopped by pid."""
-
-    def __init__(self, args: list[str], env: dict | None = None) -> None:
-        full_env = dict(env if env is not None else os.environ)
-        full_env["PYTHONPATH"] = str(REPO_ROOT) + (os.pathsep + full_env["PYTHONPATH"] if full_env.get("PYTHONPATH") else "")
-        self.proc = subprocess.Popen([sys.executable, "-m", "workers.audio", "worker", *args], cwd=str(REPO_ROOT),
-                                     env=full_env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-        self.lines: list[str] = []
-        self.ready: dict | None = None
-        self.done: dict | None = None
-        self._ready = threading.Event()
-        self._thread = threading.Thread(target=self._drain, daemon=True)
-        self._thread.start()
-
-    def _drain(self) -> None:
-        for line in self.proc.stderr:
-            self.lines.append(line.rstrip("\n"))
-            if line.startswith(READY_PREFIX):
-                self.ready = json.loads(line[len(READY_PREFIX):])
-                self._ready.set()
-            elif line.startswith(DONE_PREFIX):
-                self.done = json.loads(line[len(DONE_PREFIX):])
-        self._ready.set()
-
-    def wait_ready(self, timeout_s: float = 20.0) -> dict:
-        self._ready.wait(timeout_s)
-        assert self.ready is not None, f"worker did not become ready (exit {self.proc.poll()}):\n" + "\n".join(self.lines)
-        return self.ready
-
-    def signal(self, sig: int = signal.SIGTERM, timeout_s: float = 10.0) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(sig)
-        code = self.proc.wait(timeout=timeout_s)
-        self._thread.join(timeout=2)
-        return code
-
-    def kill(self) -> None:
-        """Stop by pid: SIGTERM (the worker unlinks its rings), SIGKILL if it does not exit within 5 s."""
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=5)
-        self._thread.join(timeout=2)
-
-    def stderr(self) -> str:
-        return "\n".join(self.lines)
-
-
 @pytest.fixture
 def start_worker():
     """Factory: start a worker subprocess; every one started is killed (by pid) at teardown if still running."""
@@ -123,7 +64,7 @@ def start_worker():
 
     yield factory
     for w in started:
-        w.kill()
+        w.stop(timeout_s=5)
 
 
 def _wait_until(predicate, timeout_s: float, what: str = "condition", interval_s: float = 0.02) -> None:

@@ -3,21 +3,14 @@
 from __future__ import annotations
 
 import json
-import sys
-from pathlib import Path
 
 import pytest
 
 from workers.audio import jack
 
-REPO_ROOT = Path(__file__).resolve().parents[3]
-
-
 def test_bench_audio_document_shape():
     if jack.jack_tools_available():
         pytest.skip(f"{jack.jack_tools_available()} is not installed (apt-get install jackd2), so no JACK server")
-    if str(REPO_ROOT) not in sys.path:
-        sys.path.insert(0, str(REPO_ROOT))
     from bench import audio as bench_audio
     from bench.common import machine_info
 

@@ -27,7 +27,6 @@ from workers.audio.signals import ramp_values
 
 pytestmark = pytest.mark.jack
 RATE = 48000
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
 
 class Player:
@@ -134,10 +133,8 @@ def test_latency_equals_the_reported_latency_and_jack_iodelay(jack_server, rig):
 
 
 def test_mimir_latency_cli_prints_one_json_document(jack_server, rig):
-    env = dict(os.environ, PYTHONPATH=REPO_ROOT)
     proc = subprocess.run([sys.executable, "-m", "workers.audio", "latency", "--host-api", "jack", "--block", "64",
-                           "--json", "--rig", rig, "--repeats", "2"], cwd=REPO_ROOT, env=env, capture_output=True,
-                          text=True, timeout=60)
+                           "--json", "--rig", rig, "--repeats", "2"], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     doc = json.loads(proc.stdout)
     assert doc["round_trip_frames"] == doc["reported_round_trip_frames"] == 256 + 64
