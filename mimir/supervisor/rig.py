@@ -98,6 +98,22 @@ def _go_realtime() -> str:
     return f"index loop at SCHED_FIFO {REALTIME_PRIORITY}"
 
 
+def _set_clock(row: np.void, locked: bool, local_sample_at_epoch: float, rate_hz: float, confidence: float,
+               mae_samples: float) -> None:
+    """Fill the clock-fit fields of one status row (``SourceRow``)."""
+    row["clock_locked"] = int(locked)
+    row["clock_local_sample_at_epoch"] = local_sample_at_epoch
+    row["clock_rate_hz"] = rate_hz
+    row["clock_confidence"] = confidence
+    row["clock_mae_samples"] = mae_samples
+
+
+def _set_clock_from_fit_row(row: np.void, fit: np.void) -> None:
+    """The same, from one ``FitRow`` of the sync worker's ``sync.fits`` snapshot."""
+    _set_clock(row, bool(fit["locked"]), float(fit["local_sample_at_epoch"]), float(fit["effective_sample_rate"]),
+               float(fit["confidence"]), float(fit["mean_abs_error_samples"]))
+
+
 def _worker_argv(*args: object) -> list[str]:
     return [sys.executable, "-m", "mimir.worker_main", *map(str, args)]
 
@@ -343,11 +359,8 @@ class Rig:
             row["rejected"] = sum(msgspec.structs.astuple(remote.counters.rejected))
             fit = remote.clock_fit
             if fit is not None and fit.locked:
-                row["clock_locked"] = 1
-                row["clock_local_sample_at_epoch"] = fit.local_sample_at_epoch or 0.0
-                row["clock_rate_hz"] = fit.effective_rate_hz or 0.0
-                row["clock_confidence"] = fit.confidence
-                row["clock_mae_samples"] = fit.mean_abs_error_samples or 0.0
+                _set_clock(row, True, fit.local_sample_at_epoch or 0.0, fit.effective_rate_hz or 0.0,
+                           fit.confidence, fit.mean_abs_error_samples or 0.0)
         return rows
 
     def _publish_status(self, now: float) -> None:
@@ -392,12 +405,7 @@ class Rig:
                     if "health" in names and "xruns" in names:
                         row["health"] = int(status["health"])
             if s.kind == SampleKind.AUDIO_BLOCK and fits is not None and fits.descriptor[0]:
-                ref = fits.payload[0]
-                row["clock_locked"] = int(ref["locked"])
-                row["clock_local_sample_at_epoch"] = float(ref["local_sample_at_epoch"])
-                row["clock_rate_hz"] = float(ref["effective_sample_rate"])
-                row["clock_confidence"] = float(ref["confidence"])
-                row["clock_mae_samples"] = float(ref["mean_abs_error_samples"])
+                _set_clock_from_fit_row(row, fits.payload[0])
         # One more row per decoded audio channel: every audio source's clock fit is visible.
         if fits is not None:
             extra = np.zeros(min(fits.descriptor[0], MAX_SOURCES - len(sources)), dtype_of(SourceRow))
@@ -407,11 +415,7 @@ class Rig:
                 row["name"] = f"audio.ch{c}".encode()
                 row["kind"] = int(SampleKind.PHASE_CLAIM)
                 row["worker"] = self.workers.index(self.sync_worker)
-                row["clock_locked"] = int(ref["locked"])
-                row["clock_local_sample_at_epoch"] = float(ref["local_sample_at_epoch"])
-                row["clock_rate_hz"] = float(ref["effective_sample_rate"])
-                row["clock_confidence"] = float(ref["confidence"])
-                row["clock_mae_samples"] = float(ref["mean_abs_error_samples"])
+                _set_clock_from_fit_row(row, ref)
                 row["health"] = Health.GREEN if ref["locked"] else Health.UNKNOWN
             sources = np.concatenate([sources, extra])
         if self.listener is not None:
