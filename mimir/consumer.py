@@ -65,6 +65,7 @@ class RigConsumer:
         self.rig = rig
         self.view = view
         self.resolver = resolver
+        self._sensors: dict[str, int] = {}  # camera ring name -> source id hash (stable across worker restarts)
 
     @classmethod
     def attach(cls, rig: str = "default") -> "RigConsumer":
@@ -80,6 +81,9 @@ class RigConsumer:
         return sorted(name for name in self.resolver.rings().values() if name.startswith("cam."))
 
     def _sensor_of(self, camera: str) -> int:
+        sensor = self._sensors.get(camera)
+        if sensor is not None:
+            return sensor
         try:
             reader = RingReader.attach(camera, rig=self.rig, descriptor=CameraFrameDescriptor, register=False)
         except SegmentMissing:
@@ -88,7 +92,8 @@ class RigConsumer:
             item = reader.latest()
             if item is None:
                 raise NoSuchSource(f"camera {camera!r} has not delivered a frame yet")
-            return item.descriptor[0] or 1
+            sensor = self._sensors[camera] = item.descriptor[0] or 1
+            return sensor
         finally:
             reader.close()
 

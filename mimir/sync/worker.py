@@ -161,14 +161,6 @@ def _publish(fits: Ring, receivers: list[StreamingReceiver], rate_hz: int, block
     fits.publish(len(receivers), rate_hz, time.monotonic_ns(), blocks_read, blocks_lost)
 
 
-def main(argv: list[str] | None = None) -> int:  # pragma: no cover - thin CLI shim
-    import typer
-
-    app = typer.Typer()
-    app.command()(sync_worker)
-    return app(argv)
-
-
 def sync_worker(
     rig: str = "default",
     ring: str = "audio",
