@@ -51,7 +51,7 @@ from . import fence
 from .hashing import fnv1a_64
 from .layout import U32, U64, Layout, describe, dtype_of, layout_hash, packer_of_layout, struct_code
 from .segment import (
-    Segment, SegmentExists, SegmentMissing, pid_alive, process_start_ticks,
+    Segment, SegmentMissing, create_reclaiming, pid_alive, process_start_ticks,
     segment_name, unlink_segment, unlink_semaphore,
 )
 
@@ -648,40 +648,24 @@ def _unlink_all(seg_name: str) -> None:
 
 
 def _create_reclaiming(seg_name: str, size: int) -> Segment:
-    """Create the segment; if it exists, reclaim it when its writer is dead, else fail naming the writer."""
-    try:
-        return Segment.create(seg_name, size)
-    except SegmentExists:
-        pass
-    owner = _writer_of(seg_name)
-    if owner is not None:
-        raise SegmentExists(
-            f"ring {seg_name} is already written by live process {owner}; stop it first "
-            "(one writer per ring)"
-        )
-    _unlink_all(seg_name)
-    return Segment.create(seg_name, size)
+    """Create the ring's segment; reclaim it (and its semaphores) when its writer is dead; refuse a live one."""
+    return create_reclaiming(seg_name, size, _live_writer_refusal, unlink=_unlink_all)
 
 
-def _writer_of(seg_name: str) -> int | None:
-    """The pid of a live writer of ``seg_name``, or None if the segment is stale (dead writer, bad header)."""
-    try:
-        seg = Segment.attach(seg_name, readonly=True)
-    except SegmentMissing:
+def _live_writer_refusal(seg: Segment) -> str | None:
+    """Why ring ``seg`` must not be reclaimed (its writer is alive), or None if it is stale (dead writer, bad header)."""
+    if seg.size < 4 * LINE:
         return None
-    try:
-        if seg.size < 4 * LINE:
-            return None
-        header = np.ndarray((), dtype=_HEADER_DTYPE, buffer=seg.buf, offset=0).copy()
-    finally:
-        seg.close()
+    header = np.ndarray((), dtype=_HEADER_DTYPE, buffer=seg.buf, offset=0).copy()
     pid = int(header["writer_pid"])
     if int(header["magic"]) != MAGIC or int(header["closed"]):
         # No magic: either being created right now by a live process, or its creator died mid-way.
-        return pid if int(header["magic"]) != MAGIC and pid_alive(pid) and pid != os.getpid() else None
-    if pid_alive(pid, int(header["writer_start_ticks"])):
-        return pid
-    return None
+        live = int(header["magic"]) != MAGIC and pid_alive(pid) and pid != os.getpid()
+    else:
+        live = pid_alive(pid, int(header["writer_start_ticks"]))
+    if not live:
+        return None
+    return f"ring {seg.name} is already written by live process {pid}; stop it first (one writer per ring)"
 
 
 def _readers(m: _Mapped) -> list[ReaderInfo]:

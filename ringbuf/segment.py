@@ -22,6 +22,7 @@ from __future__ import annotations
 import mmap
 import os
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,7 +30,7 @@ import posix_ipc
 
 __all__ = [
     "PREFIX", "SegmentError", "SegmentExists", "SegmentMissing", "Segment",
-    "segment_name", "list_segments", "unlink_segment", "unlink_semaphore",
+    "segment_name", "list_segments", "unlink_segment", "unlink_semaphore", "create_reclaiming",
     "process_start_ticks", "pid_alive",
 ]
 
@@ -167,6 +168,35 @@ def unlink_semaphore(name: str) -> bool:
         return True
     except posix_ipc.ExistentialError:
         return False
+
+
+def create_reclaiming(name: str, size: int, refusal: Callable[[Segment], str | None], *,
+                      unlink: Callable[[str], object] = unlink_segment) -> Segment:
+    """Create segment ``name``; if it exists, reclaim it unless its owner is alive.
+
+    ``refusal(existing)`` reads the existing segment's header (mapped
+    read-only, closed afterwards) and returns why it must not be reclaimed (a
+    live writer, a foreign object), or None when it is stale. A refusal raises
+    :class:`SegmentExists` with that message; a stale segment is removed with
+    ``unlink(name)`` (which may also remove companion objects) and created
+    afresh. Shared by every kind of Mimir segment (rings, the reservoir).
+    """
+    try:
+        return Segment.create(name, size)
+    except SegmentExists:
+        pass
+    try:
+        existing = Segment.attach(name, readonly=True)
+    except SegmentMissing:
+        return Segment.create(name, size)
+    try:
+        why = refusal(existing)
+    finally:
+        existing.close()
+    if why:
+        raise SegmentExists(why)
+    unlink(name)
+    return Segment.create(name, size)
 
 
 def list_segments(rig: str | None = None) -> list[str]:
