@@ -18,7 +18,6 @@ from __future__ import annotations
 import math
 import os
 import re
-import signal
 import sys
 import tempfile
 import threading
@@ -26,6 +25,8 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+
+from mimir.signals import stop_on_signals
 
 __all__ = ["bench_receivers", "keys_app", "keys_generate", "keys_trust", "receiver"]
 
@@ -139,14 +140,8 @@ def receiver(
     except ValueError as exc:
         audio.close()
         raise _fail(str(exc)) from None
-    stop = threading.Event()
-
-    def on_signal(signum, frame):
-        stop.set()
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
-    summary = rx.run(stop)
+    with stop_on_signals(threading.Event()) as stop:
+        summary = rx.run(stop)
     fit = summary.final_fit
     fit_text = (f"fit {fit['local_sample_at_epoch']:.3f} + t * {fit['effective_rate_hz']:.6f} "
                 f"(confidence {fit['confidence']:.2f})"

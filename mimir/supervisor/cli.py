@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import signal
 import threading
 from pathlib import Path
 from typing import Optional
 
 import typer
+
+from mimir.signals import stop_on_signals
 
 __all__ = ["start"]
 
@@ -26,25 +27,24 @@ def start(
         typer.echo(f"mimir-supervisor: {exc}", err=True)
         raise typer.Exit(2)
     rig = Rig(rig_config)
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: rig.stop_event.set())
-    try:
-        rig.start()
-    except RigAlreadyRunning as exc:
-        typer.echo(f"mimir-supervisor: {exc}", err=True)
-        raise typer.Exit(1)
-    cams = sum(c.count for c in rig_config.cameras)
-    audio = rig_config.audio
-    typer.echo(
-        f"mimir-supervisor: rig {rig_config.rig!r} running: {cams} cameras, "
-        + (f"{audio.channels} audio channels at {audio.rate_hz} Hz" if audio else "no audio")
-        + "; watch it with `mimir status --watch" + (f" --rig {rig_config.rig}" if rig_config.rig != "default" else "") + "`",
-        err=True,
-    )
-    threading.Timer(0.5, lambda: typer.echo(f"mimir-supervisor: {rig.realtime}", err=True)).start()
-    rig.run(duration)
-    if rig.final_status is not None:
-        from mimir.supervisor.status import text
+    with stop_on_signals(rig.stop_event):
+        try:
+            rig.start()
+        except RigAlreadyRunning as exc:
+            typer.echo(f"mimir-supervisor: {exc}", err=True)
+            raise typer.Exit(1)
+        cams = sum(c.count for c in rig_config.cameras)
+        audio = rig_config.audio
+        typer.echo(
+            f"mimir-supervisor: rig {rig_config.rig!r} running: {cams} cameras, "
+            + (f"{audio.channels} audio channels at {audio.rate_hz} Hz" if audio else "no audio")
+            + "; watch it with `mimir status --watch" + (f" --rig {rig_config.rig}" if rig_config.rig != "default" else "") + "`",
+            err=True,
+        )
+        threading.Timer(0.5, lambda: typer.echo(f"mimir-supervisor: {rig.realtime}", err=True)).start()
+        rig.run(duration)
+        if rig.final_status is not None:
+            from mimir.supervisor.status import text
 
-        typer.echo(text(rig.final_status))
-    typer.echo(f"mimir-supervisor: rig {rig_config.rig!r} stopped", err=True)
+            typer.echo(text(rig.final_status))
+        typer.echo(f"mimir-supervisor: rig {rig_config.rig!r} stopped", err=True)

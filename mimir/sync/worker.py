@@ -17,7 +17,6 @@ fits across it. Blocks lost are counted in the fits header.
 from __future__ import annotations
 
 import os
-import signal
 import sys
 import threading
 import time
@@ -30,6 +29,8 @@ from ringbuf import Ring, RingReader, SegmentMissing
 from .codebook import Codebook
 from .fits import FITS_RING, MAX_SOURCES, FitRow, FitsHeader
 from .receiver import StreamingReceiver
+from mimir.signals import stop_on_signals
+
 from .witness_output import DEFAULT_EPOCH_UNIX_S
 
 __all__ = ["run_sync_worker"]
@@ -57,6 +58,14 @@ def run_sync_worker(rig: str, *, ring: str = "audio", codebook_id: str = "mimir-
     on a busy machine the scheduler serves the supervisor and capture first.
     """
     stop = stop or threading.Event()
+    with stop_on_signals(stop):
+        return _run(rig, ring=ring, codebook_id=codebook_id, seed=seed, epoch_unix_s=epoch_unix_s,
+                    chunk_frames=chunk_frames, publish_period_s=publish_period_s, attach_timeout_s=attach_timeout_s,
+                    stop=stop, duration_s=duration_s)
+
+
+def _run(rig: str, *, ring: str, codebook_id: str, seed: int, epoch_unix_s: float, chunk_frames: int,
+         publish_period_s: float, attach_timeout_s: float, stop: threading.Event, duration_s: float | None) -> int:
     if threading.current_thread() is threading.main_thread():
         os.nice(10)
     reader = _attach(rig, ring, stop, attach_timeout_s)
@@ -86,9 +95,6 @@ def run_sync_worker(rig: str, *, ring: str = "audio", codebook_id: str = "mimir-
             rx.feed(staging[:staged, c], start_sample=staged_start)
         staged = 0
 
-    if threading.current_thread() is threading.main_thread():
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(sig, lambda *_: stop.set())
     try:
         while not stop.is_set() and (deadline is None or time.monotonic() < deadline):
             if reader.wait(0.1):

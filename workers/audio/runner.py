@@ -20,6 +20,8 @@ import time
 from typing import TextIO
 
 from . import jack
+from mimir.signals import stop_on_signals
+
 from .config import EngineConfig
 from .engine import AudioEngine
 from .errors import AudioConfigError, AudioError
@@ -39,14 +41,12 @@ def run_worker(config: EngineConfig, *, duration_s: float | None = None, jack_lo
     Raises :class:`~workers.audio.errors.AudioError` for bad input before the stream runs.
     """
     log = log or sys.stderr
-    stop = threading.Event()
-    previous = {}
+    with stop_on_signals(threading.Event()) as stop:
+        return _run(config, stop, duration_s, jack_loopback, log)
 
-    def on_signal(signum, frame):  # noqa: ARG001 - signal handler signature
-        stop.set()
 
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        previous[sig] = signal.signal(sig, on_signal)
+def _run(config: EngineConfig, stop: threading.Event, duration_s: float | None, jack_loopback: bool,
+         log: TextIO) -> int:
     sys.setswitchinterval(0.0005)  # the audio thread waits less for the GIL when another thread holds it
     engine = AudioEngine(config)
     try:
@@ -76,11 +76,7 @@ def run_worker(config: EngineConfig, *, duration_s: float | None = None, jack_lo
         status = engine.status()
         failure = engine.backend.failed or (engine.processor.last_error if engine.processor else None)
     finally:
-        try:
-            engine.shutdown()
-        finally:
-            for sig, handler in previous.items():
-                signal.signal(sig, handler)
+        engine.shutdown()
     summary = {
         "state": EngineState(final_state).name, "health": Health(health_at_stop).name,
         "callbacks": status["callbacks"], "frames": status["frames"], "xruns": status["xruns"],

@@ -31,13 +31,13 @@ Unplugged cameras
 from __future__ import annotations
 
 import gc
-import signal
 import sys
 import threading
 import time
 from dataclasses import dataclass, field
 from typing import TextIO
 
+from mimir.signals import stop_on_signals
 from mimir.descriptors import CameraFrameDescriptor
 from ringbuf import Ring, SegmentExists
 
@@ -289,23 +289,15 @@ def run_worker(family: CameraFamily | str, config: WorkerConfig, *, stop: thread
 
 def serve(family: str, config: WorkerConfig, *, log: TextIO = sys.stderr) -> int:
     """Process entry: run the worker with SIGTERM/SIGINT stopping it cleanly. Returns the exit code."""
-    stop = threading.Event()
-
-    def on_signal(signum: int, frame: object) -> None:
-        stop.set()
-
-    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
-        worker = run_worker(family, config, stop=stop, log=log)
+        with stop_on_signals(threading.Event()) as stop:
+            worker = run_worker(family, config, stop=stop, log=log)
     except CameraError as exc:
         print(f"mimir-worker camera: error: {exc}", file=log, flush=True)
         return 2
     except SegmentExists as exc:
         print(f"mimir-worker camera: error: {exc}", file=log, flush=True)
         return 1
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
     for runner in worker.runners:
         s = runner.stats
         _log(log, f"{runner.ring.name}: {s.frames} frames, {runner.disconnects} disconnects, "
