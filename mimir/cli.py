@@ -50,8 +50,7 @@ def doctor(
     if json_out:
         print(json.dumps({
             "checks": [c.__dict__ for c in checks],
-            "objects": [{"name": o.name, "size_bytes": o.size_bytes, "mapped_by": list(o.mapped_by),
-                         "stale": o.stale} for o in objects],
+            "objects": [o.__dict__ for o in objects],
             "removed": removed,
         }, indent=2))
     else:
@@ -60,9 +59,10 @@ def doctor(
             print(f"[{mark}] {c.name}: {c.detail}" + (f"\n       fix: {c.fix}" if c.fix else ""))
         print(f"\nshared memory ({len(objects)} Mimir objects)")
         for o in objects:
-            state = "STALE" if o.stale else "in use by " + ",".join(map(str, o.mapped_by))
+            state = f"STALE ({o.why})" if o.stale else f"in use ({o.why})"
             gone = "  (removed)" if o.name in removed else ""
-            print(f"  {o.name:60s} {o.size_bytes:>12,d} B  {state}{gone}")
+            what = o.kind or o.role
+            print(f"  {o.name:40s} {what:10s} {o.size_bytes:>12,d} B  {o.label:28s} {state}{gone}")
         stale = [o for o in objects if o.stale and o.name not in removed]
         if stale:
             print(f"\n{len(stale)} stale objects: remove them with `mimir doctor --clean`")
@@ -76,17 +76,17 @@ def rings(
     json_out: bool = typer.Option(False, "--json", help="Print one JSON document."),
 ) -> None:
     """Every ring of a rig: layout, published, writer pid and heartbeat, readers with their lag and losses."""
-    from ringbuf import RingError, SegmentMissing, inspect_ring
-    from ringbuf.segment import PREFIX, list_segments
+    from ringbuf import RingError, SegmentMissing, inspect_ring, scan
+    from ringbuf.segment import PREFIX
 
     found = []
-    for entry in list_segments(rig):
-        if entry.startswith("sem."):
+    for obj in scan(rig):
+        if obj.kind != "ring":
             continue
         try:
-            found.append(inspect_ring(entry[len(f"{PREFIX}{rig}-"):], rig=rig))
+            found.append(inspect_ring(obj.name[len(f"{PREFIX}{rig}-"):], rig=rig))
         except (RingError, SegmentMissing):
-            continue  # not a ring (the reservoir), or gone meanwhile
+            continue  # gone meanwhile
     if json_out:
         print(json.dumps(found, indent=2))
         return

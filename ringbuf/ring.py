@@ -1,34 +1,42 @@
 """A single-writer, many-reader ring of descriptors and payload slots in shared memory.
 
-Memory layout of one ring segment (every region starts on a 64-byte line)::
+A ring is a :class:`~ringbuf.shared.SharedObject` of kind ``ring``. Memory
+layout after the common 256-byte object header (every region on a 64-byte line)::
 
-    line 0-3   static header (RingHeader): magic, version, layout hash, geometry, writer identity
-    line 4     published            - items published so far (writer-owned, hot)
-    line 5     heartbeat_ns, publish_errors
-    line 6     waiting flags        - one byte per reader slot (each reader writes only its byte)
-    line 7..   reader slots         - one line each: pid, start ticks, cursor, lost, attached_ns
-    ...        status record        - optional worker status Struct (writer writes, anyone reads)
-    ...        layout document      - msgspec JSON of RingLayout (descriptor, payload, status)
-    ...        descriptor table     - capacity slots of [seq u64 | descriptor | pad]
-    ...        payload arena        - capacity slots of payload_slot_bytes (page aligned)
+    line 4      RingGeometry   static: capacity, region offsets, ring id (written once by the creator)
+    line 8      published      items published so far (writer-owned, hot)
+    line 9      heartbeat_ns, publish_errors
+    line 10     waiting flags  one byte per reader slot (each reader writes only its byte)
+    line 11..   reader slots   one line each: pid, identity, cursor, lost, attached_ns, armed, bell id
+    ...         status record  optional worker status Struct (writer writes, anyone reads)
+    ...         layout document msgspec JSON of RingLayout (descriptor, payload, status)
+    ...         descriptor table  capacity slots of [seq u64 | descriptor | pad]
+    ...         payload arena  capacity slots of payload_slot_bytes (page aligned)
 
 Ownership
-    The **writer** (:meth:`Ring.create`) creates the segment and its semaphores,
+    The **writer** (:meth:`Ring.create`) creates the object and its lock file,
     is the only process that stores to the header counters, the descriptor
-    table, the payload arena and the status record, and is the only process
-    that unlinks them (:meth:`Ring.close`). **Readers** (:class:`RingReader`)
-    attach, write only their own reader slot and waiting byte, and never
-    unlink. Creating over a segment whose writer is dead reclaims it.
+    table, the payload arena and the status record, and the only one that
+    unlinks (:meth:`Ring.close`). **Readers** (:class:`RingReader`) attach,
+    write only their own reader slot and waiting byte, and never unlink.
+    Creating over a ring whose writer is dead reclaims it.
 
 Protocol (item ``n`` is the n-th publish, 0-based, in slot ``n % capacity``)
     writer: slot seq := 0; [store fence]; write payload and descriptor;
     [store fence]; slot seq := n + 1; published := n + 1; [full fence];
-    ring the doorbell of every reader whose waiting byte is set.
+    ring the doorbell of every reader whose waiting byte is set, once per arming.
 
     reader: if slot seq != n + 1 the item is gone (overwritten or being
     rewritten): count it lost and resynchronise from ``published``; otherwise
     copy, then re-check slot seq; a changed seq means the copy may be torn,
     so it is discarded and counted lost. A reader never returns torn data.
+
+Doorbells
+    A reader that waits owns a doorbell listener (:mod:`ringbuf.platform`): a
+    file descriptor that ``select`` and ``zmq.Poller`` accept. Its id is in
+    the reader slot. Several rings may share one listener (the supervisor
+    waits on all its rings and its network socket at once): :meth:`RingReader.arm`
+    each, then wait on the listener.
 
 The writer never waits for readers; a reader more than ``capacity`` behind
 learns exactly how many items it lost (``reader.lost``) and resumes at the
@@ -45,34 +53,34 @@ from typing import Any, NamedTuple
 
 import msgspec
 import numpy as np
-import posix_ipc
 
-from . import fence
+from . import fence, process
 from .hashing import fnv1a_64
-from .layout import U32, U64, Layout, describe, dtype_of, layout_hash, packer_of_layout, struct_code
-from .segment import (
-    Segment, SegmentMissing, create_reclaiming, pid_alive, process_start_ticks,
-    segment_name, unlink_segment, unlink_semaphore,
-)
+from .layout import U32, U64, Layout, describe, dtype_of, packer_of_layout, struct_code
+from .platform import PLATFORM, DoorbellListener, LockTimeout, SegmentMissing
+from .segment import PAGE_BYTES, segment_name
+from .shared import KIND_HEADER_OFFSET, ObjectMismatch, ObjectNotReady, SharedObject
 
 __all__ = [
-    "Ring", "RingReader", "RingError", "RingLayoutMismatch", "DescriptorError",
-    "PayloadError", "RingLayout", "ReaderInfo", "Item", "MAX_READERS", "inspect_ring", "RingNotReady",
+    "Ring", "RingReader", "RingError", "RingLayoutMismatch", "DescriptorError", "PayloadError", "RingLayout",
+    "ReaderInfo", "Item", "MAX_READERS", "inspect_ring", "RingNotReady", "StaleItem", "ring_id_of", "KIND",
+    "VERSION", "wait_any",
 ]
 
-MAGIC = int.from_bytes(b"MIMIRRNG", "little")
-VERSION = 1
+KIND = "ring"
+VERSION = 2
 LINE = 64
 MAX_READERS = 8
 
 # Word (u64) indices of the hot header fields.
-_PUBLISHED = 4 * LINE // 8
-_HEARTBEAT = 5 * LINE // 8
+_GEOMETRY_OFFSET = KIND_HEADER_OFFSET
+_PUBLISHED = 8 * LINE // 8
+_HEARTBEAT = 9 * LINE // 8
 _PUBLISH_ERRORS = _HEARTBEAT + 1
-_WAITING = 6 * LINE // 8
-_READERS_OFFSET = 7 * LINE
+_WAITING = 10 * LINE // 8
+_READERS_OFFSET = 11 * LINE
 # Reader slot word offsets within its line.
-_R_PID, _R_TICKS, _R_CURSOR, _R_LOST, _R_ATTACHED, _R_ARMED = range(6)
+_R_PID, _R_IDENTITY, _R_CURSOR, _R_LOST, _R_ATTACHED, _R_ARMED, _R_BELL = range(7)
 SLOT_SEQ_FIELD = "_slot_seq"  # the internal seqlock word of each descriptor slot
 
 
@@ -80,11 +88,11 @@ class RingError(RuntimeError):
     """Misuse of a ring (bad geometry, too many readers, writing after close)."""
 
 
-class RingLayoutMismatch(RingError):
-    """An attacher expected a different layout, version or magic than the ring has."""
+class RingLayoutMismatch(RingError, ObjectMismatch):
+    """An attacher expected a different layout, version or kind than the object has."""
 
 
-class RingNotReady(SegmentMissing):
+class RingNotReady(ObjectNotReady):
     """The segment exists but its writer has not finished creating it (no magic yet): retry shortly."""
 
 
@@ -96,28 +104,22 @@ class PayloadError(RingError, ValueError):
     """A payload is larger than a slot or has the wrong dtype or shape."""
 
 
-class RingHeader(msgspec.Struct):
-    """The static part of the header (first 4 lines). Written once by the creator, magic last."""
+class StaleItem(RingError, LookupError):
+    """The item asked for has been overwritten in its ring."""
 
-    magic: U64
-    version: U32
+
+class RingGeometry(msgspec.Struct):
+    """The ring's static header (line 4): written once by the creator before the magic."""
+
     reader_slots: U32
-    layout_hash: U64
+    reserved: U32
     capacity: U64
     descriptor_offset: U64
     descriptor_stride: U64
     payload_offset: U64
     payload_slot_bytes: U64
     status_offset: U64
-    layout_doc_offset: U64
-    layout_doc_bytes: U64
-    created_unix_ns: U64
-    writer_pid: U64
-    writer_start_ticks: U64
     ring_id: U64
-    closed: U64
-
-
 class RingLayout(msgspec.Struct, frozen=True):
     """Everything an attacher must agree on, stored as JSON in the header."""
 
@@ -152,8 +154,9 @@ class Item(NamedTuple):
     payload: np.ndarray | None
 
 
-_HEADER_DTYPE = dtype_of(RingHeader)
-assert _HEADER_DTYPE.itemsize <= 4 * LINE
+
+_GEOMETRY_DTYPE = dtype_of(RingGeometry)
+assert _GEOMETRY_DTYPE.itemsize <= 4 * LINE
 
 
 def _align(n: int, to: int = LINE) -> int:
@@ -185,7 +188,6 @@ class _Geometry:
     payload_slot_bytes: int
     status_offset: int
     layout_doc_offset: int
-    layout_doc_bytes: int
     total_bytes: int
 
 
@@ -195,32 +197,57 @@ def _plan(capacity: int, layout: RingLayout, doc: bytes) -> _Geometry:
     doc_offset = _align(status_offset + status_bytes)
     desc_offset = _align(doc_offset + len(doc))
     stride = _descriptor_stride(layout.descriptor.itemsize)
-    payload_bytes = int(np.prod(layout.payload_shape, dtype=np.int64)) * payload_dtype_of(layout).itemsize if layout.payload_shape else 0
+    payload_bytes = (int(np.prod(layout.payload_shape, dtype=np.int64)) * payload_dtype_of(layout).itemsize
+                     if layout.payload_shape else 0)
     slot_bytes = _align(payload_bytes) if payload_bytes else 0
-    payload_offset = _align(desc_offset + capacity * stride, 4096)
+    payload_offset = _align(desc_offset + capacity * stride, PAGE_BYTES)
     total = payload_offset + capacity * slot_bytes
-    return _Geometry(capacity, desc_offset, stride, payload_offset, slot_bytes, status_offset, doc_offset, len(doc), total)
+    return _Geometry(capacity, desc_offset, stride, payload_offset, slot_bytes, status_offset, doc_offset, total)
+
+
+def ring_bytes(capacity: int, descriptor: type[msgspec.Struct], payload_shape: tuple[int, ...] | None = None,
+               payload_dtype: Any = np.uint8, status: type[msgspec.Struct] | None = None) -> int:
+    """Shared-memory bytes a ring of this geometry takes (what :meth:`Ring.create` will reserve)."""
+    layout = _layout(descriptor, payload_shape, payload_dtype, status)
+    geometry = _plan(capacity, layout, msgspec.json.encode(layout))
+    return -(-geometry.total_bytes // PAGE_BYTES) * PAGE_BYTES
+
+
+def _layout(descriptor: type[msgspec.Struct], payload_shape: tuple[int, ...] | None, payload_dtype: Any,
+            status: type[msgspec.Struct] | None) -> RingLayout:
+    payload_layout = None
+    if isinstance(payload_dtype, type) and issubclass(payload_dtype, msgspec.Struct):
+        payload_layout = describe(payload_dtype)
+        payload_dtype = dtype_of(payload_dtype)
+    return RingLayout(
+        descriptor=describe(descriptor),
+        payload_shape=tuple(int(d) for d in payload_shape) if payload_shape else (),
+        payload_dtype=np.dtype(payload_dtype).str,
+        status=describe(status) if status else None,
+        payload_layout=payload_layout,
+    )
 
 
 class _Mapped:
-    """Views over a mapped ring segment shared by the writer and readers."""
+    """Views over a mapped ring object shared by the writer and readers."""
 
-    def __init__(self, segment: Segment, header: np.void, layout: RingLayout, rig: str, name: str) -> None:
-        self.segment = segment
-        self.rig = rig
-        self.name = name
+    def __init__(self, obj: SharedObject, layout: RingLayout) -> None:
+        self.obj = obj
+        self.rig = obj.rig
+        self.name = obj.name
+        self.label = obj.label
         self.layout = layout
-        self.capacity = int(header["capacity"])
-        self.ring_id = int(header["ring_id"])
-        self.stride = int(header["descriptor_stride"])
-        self.desc_offset = int(header["descriptor_offset"])
-        self.payload_offset = int(header["payload_offset"])
-        self.slot_bytes = int(header["payload_slot_bytes"])
-        buf = segment.buf
+        buf = obj.buf
+        geometry = np.ndarray((), dtype=_GEOMETRY_DTYPE, buffer=buf, offset=_GEOMETRY_OFFSET).copy()
+        self.capacity = int(geometry["capacity"])
+        self.ring_id = int(geometry["ring_id"])
+        self.stride = int(geometry["descriptor_stride"])
+        self.desc_offset = int(geometry["descriptor_offset"])
+        self.payload_offset = int(geometry["payload_offset"])
+        self.slot_bytes = int(geometry["payload_slot_bytes"])
         self.buf = buf
         self.words = memoryview(buf).cast("Q")
         self.u8 = np.frombuffer(buf, dtype=np.uint8)
-        self.header = np.ndarray((), dtype=_HEADER_DTYPE, buffer=buf, offset=0)
         self.waiting = self.u8[_WAITING * 8:_WAITING * 8 + MAX_READERS]
         desc_dtype = dtype_of_layout(layout.descriptor)
         self.desc_dtype = desc_dtype
@@ -252,7 +279,7 @@ class _Mapped:
             self.slots = []
         status_dtype = dtype_of_layout(layout.status) if layout.status else None
         self.status = (
-            np.ndarray((), dtype=status_dtype, buffer=buf, offset=int(header["status_offset"]))
+            np.ndarray((), dtype=status_dtype, buffer=buf, offset=int(geometry["status_offset"]))
             if status_dtype is not None else None
         )
 
@@ -262,12 +289,9 @@ class _Mapped:
     def release(self) -> None:
         """Drop every view of the mapping and unmap it (views handed out keep it alive until freed)."""
         self.words.release()
-        for attr in ("slots", "arena", "table", "slot_seqs", "u8", "header", "waiting", "status", "desc_views"):
+        for attr in ("slots", "arena", "table", "slot_seqs", "u8", "waiting", "status", "desc_views"):
             setattr(self, attr, None)
-        try:
-            self.segment.close()
-        except BufferError:
-            pass  # a caller still holds a payload view; the mapping goes when that view does
+        self.obj.unmap()
 
 
 def payload_dtype_of(layout: "RingLayout") -> np.dtype:
@@ -292,22 +316,18 @@ def dtype_of_layout(layout: Layout) -> np.dtype:
     return np.dtype([(f.name, f.dtype) for f in layout.fields])
 
 
-def _read_header(segment: Segment, name: str) -> tuple[np.void, RingLayout]:
-    if segment.size < 4 * LINE:
-        raise RingLayoutMismatch(f"ring {name}: segment of {segment.size} B is too small to be a Mimir ring")
-    header = np.ndarray((), dtype=_HEADER_DTYPE, buffer=segment.buf, offset=0).copy()
-    if int(header["magic"]) == 0:
-        raise RingNotReady(f"ring {name} is still being created by its writer (or its writer died doing so)")
-    if int(header["magic"]) != MAGIC:
-        raise RingLayoutMismatch(
-            f"ring {name}: bad magic {int(header['magic']):#x} (expected {MAGIC:#x}); "
-            "not a Mimir ring, or its writer died while creating it"
-        )
-    if int(header["version"]) != VERSION:
-        raise RingLayoutMismatch(f"ring {name}: ring format version {int(header['version'])}, this Mimir reads version {VERSION}")
-    start = int(header["layout_doc_offset"])
-    doc = bytes(segment.buf[start:start + int(header["layout_doc_bytes"])])
-    return header, msgspec.json.decode(doc, type=RingLayout)
+def _attach_object(name: str, rig: str, readonly: bool = False) -> tuple[SharedObject, RingLayout]:
+    try:
+        obj = SharedObject.attach(rig, name, kind=KIND, version=VERSION, readonly=readonly)
+    except ObjectNotReady as exc:
+        raise RingNotReady(str(exc)) from None
+    except ObjectMismatch as exc:
+        raise RingLayoutMismatch(str(exc)) from None
+    try:
+        return obj, msgspec.json.decode(obj.doc, type=RingLayout)
+    except BaseException:
+        obj.unmap()
+        raise
 
 
 class _RingIdentity:
@@ -319,6 +339,11 @@ class _RingIdentity:
     @property
     def name(self) -> str:
         return self._m.name
+
+    @property
+    def label(self) -> str:
+        """The readable name the writer gave the ring (``<rig>/<logical name>``)."""
+        return self._m.label
 
     @property
     def rig(self) -> str:
@@ -336,14 +361,18 @@ class _RingIdentity:
     def layout(self) -> RingLayout:
         return self._m.layout
 
+    @property
+    def arena(self) -> np.ndarray | None:
+        """The whole payload arena (``capacity`` slots; None for descriptor-only rings): for DMA registration."""
+        return self._m.arena
+
 
 class Ring(_RingIdentity):
     """The writer side of a ring. Create with :meth:`Ring.create`; exactly one per ring name."""
 
-    def __init__(self, mapped: _Mapped, semaphores: list[posix_ipc.Semaphore], lock: posix_ipc.Semaphore) -> None:
+    def __init__(self, mapped: _Mapped) -> None:
         self._m = mapped
-        self._sems = semaphores
-        self._lock = lock
+        self._bells = PLATFORM.doorbell_sender(mapped.rig)
         self._next = mapped.published()
         self._claimed = False
         self._words = mapped.words
@@ -356,7 +385,8 @@ class Ring(_RingIdentity):
         self._closed = False
         self._payload_dtype = payload_dtype_of(mapped.layout) if mapped.layout.payload_shape else None
         self._payload_shape = mapped.layout.payload_shape
-        self._rung = [0] * MAX_READERS  # the reader arming counts this writer has already posted for
+        self._rung = [0] * MAX_READERS  # the reader arming counts this writer has already rung for
+        self._reader_words = [(_READERS_OFFSET + i * LINE) // 8 for i in range(MAX_READERS)]
 
     # ---- creation -------------------------------------------------------------------------------------------
     @classmethod
@@ -370,73 +400,51 @@ class Ring(_RingIdentity):
         payload_dtype: Any = np.uint8,
         status: type[msgspec.Struct] | None = None,
         rig: str = "default",
+        label: str = "",
+        prefault: bool = False,
     ) -> "Ring":
         """Create ring ``name`` of ``rig``; reclaim it if a previous writer died; fail if one is alive.
 
         ``descriptor`` is the Struct published per item; ``payload_shape`` and
         ``payload_dtype`` give the preallocated payload slot (None: descriptor-only
         ring; the dtype may also be a binary Struct, for arrays of records);
-        ``status`` an optional Struct the writer keeps current in the header.
+        ``status`` an optional Struct the writer keeps current in the header;
+        ``label`` a readable name for the tools (default ``<rig>/<name>``).
+        The memory is reserved at creation (a full /dev/shm fails here, with
+        the numbers); ``prefault`` also maps every payload page now, so the
+        first lap of the ring takes no page faults in the capture path.
         """
-        if not isinstance(capacity, int) or capacity <= 0:
+        if not isinstance(capacity, int) or isinstance(capacity, bool) or capacity <= 0:
             raise RingError(f"ring {name}: capacity must be a positive integer, got {capacity!r}")
         if payload_shape is not None and (len(payload_shape) == 0 or any(int(d) <= 0 for d in payload_shape)):
             raise RingError(f"ring {name}: payload_shape must be non-empty positive dimensions, got {payload_shape!r}")
-        seg_name = segment_name(rig, name)
         if SLOT_SEQ_FIELD in descriptor.__struct_fields__:
             raise DescriptorError(f"ring {name}: descriptor field name {SLOT_SEQ_FIELD!r} is reserved for the ring")
-        payload_layout = None
-        if isinstance(payload_dtype, type) and issubclass(payload_dtype, msgspec.Struct):
-            payload_layout = describe(payload_dtype)
-            payload_dtype = dtype_of(payload_dtype)
-        layout = RingLayout(
-            descriptor=describe(descriptor),
-            payload_shape=tuple(int(d) for d in payload_shape) if payload_shape else (),
-            payload_dtype=np.dtype(payload_dtype).str,
-            status=describe(status) if status else None,
-            payload_layout=payload_layout,
-        )
+        layout = _layout(descriptor, payload_shape, payload_dtype, status)
         doc = msgspec.json.encode(layout)
         geometry = _plan(capacity, layout, doc)
-        segment = _create_reclaiming(seg_name, geometry.total_bytes)
+        obj = SharedObject.create(rig, name, kind=KIND, version=VERSION, doc=doc, size=geometry.total_bytes,
+                                  label=label, doc_offset=geometry.layout_doc_offset)
         try:
-            return cls._initialise(segment, seg_name, layout, doc, geometry, capacity, rig, name)
+            g = np.ndarray((), dtype=_GEOMETRY_DTYPE, buffer=obj.buf, offset=_GEOMETRY_OFFSET)
+            g["reader_slots"] = MAX_READERS
+            g["capacity"] = capacity
+            g["descriptor_offset"] = geometry.descriptor_offset
+            g["descriptor_stride"] = geometry.descriptor_stride
+            g["payload_offset"] = geometry.payload_offset
+            g["payload_slot_bytes"] = geometry.payload_slot_bytes
+            g["status_offset"] = geometry.status_offset
+            g["ring_id"] = ring_id_of(rig, name)
+            del g
+            if prefault:
+                _prefault(obj.buf, geometry.payload_offset)
+            PLATFORM.create_lock(obj.segment.name)
+            obj.publish()
+            return cls(_Mapped(obj, layout))
         except BaseException:
-            segment.close()
-            _unlink_all(seg_name)
+            obj.close()
+            obj.unmap()
             raise
-
-    @classmethod
-    def _initialise(cls, segment: Segment, seg_name: str, layout: RingLayout, doc: bytes, geometry: "_Geometry",
-                    capacity: int, rig: str, name: str) -> "Ring":
-        buf = segment.buf
-        buf[geometry.layout_doc_offset:geometry.layout_doc_offset + len(doc)] = doc
-        header = np.ndarray((), dtype=_HEADER_DTYPE, buffer=buf, offset=0)
-        header["version"] = VERSION
-        header["reader_slots"] = MAX_READERS
-        header["layout_hash"] = layout_hash(layout.descriptor) ^ fnv1a_64(doc)
-        header["capacity"] = capacity
-        header["descriptor_offset"] = geometry.descriptor_offset
-        header["descriptor_stride"] = geometry.descriptor_stride
-        header["payload_offset"] = geometry.payload_offset
-        header["payload_slot_bytes"] = geometry.payload_slot_bytes
-        header["status_offset"] = geometry.status_offset
-        header["layout_doc_offset"] = geometry.layout_doc_offset
-        header["layout_doc_bytes"] = len(doc)
-        header["created_unix_ns"] = time.time_ns()
-        header["writer_pid"] = os.getpid()
-        header["writer_start_ticks"] = process_start_ticks(os.getpid())
-        header["ring_id"] = ring_id_of(rig, name)
-        del header
-        sems = [
-            posix_ipc.Semaphore(f"/{seg_name}.r{i}", posix_ipc.O_CREAT, mode=0o600, initial_value=0)
-            for i in range(MAX_READERS)
-        ]
-        lock = posix_ipc.Semaphore(f"/{seg_name}.lock", posix_ipc.O_CREAT, mode=0o600, initial_value=1)
-        fence.full_fence()
-        memoryview(buf).cast("Q")[0] = MAGIC  # last: attachers ignore a ring without magic
-        hdr, _ = _read_header(segment, seg_name)
-        return cls(_Mapped(segment, hdr, layout, rig, name), sems, lock)
 
     # ---- status -----------------------------------------------------------------------------------------------
     @property
@@ -565,15 +573,16 @@ class Ring(_RingIdentity):
         return first
 
     def _ring_doorbells(self, waiting: int) -> None:
-        """Post once per arming to every reader whose waiting byte is set in the ``waiting`` word."""
+        """Ring, once per arming, the doorbell of every reader whose waiting byte is set in the ``waiting`` word."""
         words = self._words
         i = 0
         while waiting:
             if waiting & 0xFF:
-                armed = words[(_READERS_OFFSET + i * LINE) // 8 + _R_ARMED]
+                base = self._reader_words[i]
+                armed = words[base + _R_ARMED]
                 if armed != self._rung[i]:
                     self._rung[i] = armed
-                    self._sems[i].release()
+                    self._bells.ring(words[base + _R_BELL])
             waiting >>= 8
             i += 1
 
@@ -615,19 +624,19 @@ class Ring(_RingIdentity):
 
     # ---- teardown -----------------------------------------------------------------------------------------------
     def close(self) -> None:
-        """Mark the ring closed, unlink the segment and semaphores, unmap. Idempotent."""
+        """Mark the ring closed, wake waiting readers, unlink the object and its lock, unmap. Idempotent."""
         if self._closed:
             return
         self._closed = True
         m = self._m
-        m.header["closed"] = 1
+        m.obj.close()  # closed flag, then unlink (and the lock file)
         # Wake blocked readers so they notice the writer is gone.
-        for sem in self._sems:
-            sem.release()
-        seg_name = m.segment.name
-        _unlink_all(seg_name)
-        for sem in [*self._sems, self._lock]:
-            sem.close()
+        words = self._words
+        for i in range(MAX_READERS):
+            base = self._reader_words[i]
+            if words[base + _R_PID] and m.waiting[i]:
+                self._bells.ring(words[base + _R_BELL])
+        self._bells.close()
         self._slots = []
         self._words = None
         self._buf = None
@@ -640,32 +649,16 @@ class Ring(_RingIdentity):
         self.close()
 
 
-def _unlink_all(seg_name: str) -> None:
-    unlink_segment(seg_name)
-    for i in range(MAX_READERS):
-        unlink_semaphore(f"{seg_name}.r{i}")
-    unlink_semaphore(f"{seg_name}.lock")
-
-
-def _create_reclaiming(seg_name: str, size: int) -> Segment:
-    """Create the ring's segment; reclaim it (and its semaphores) when its writer is dead; refuse a live one."""
-    return create_reclaiming(seg_name, size, _live_writer_refusal, unlink=_unlink_all)
-
-
-def _live_writer_refusal(seg: Segment) -> str | None:
-    """Why ring ``seg`` must not be reclaimed (its writer is alive), or None if it is stale (dead writer, bad header)."""
-    if seg.size < 4 * LINE:
-        return None
-    header = np.ndarray((), dtype=_HEADER_DTYPE, buffer=seg.buf, offset=0).copy()
-    pid = int(header["writer_pid"])
-    if int(header["magic"]) != MAGIC or int(header["closed"]):
-        # No magic: either being created right now by a live process, or its creator died mid-way.
-        live = int(header["magic"]) != MAGIC and pid_alive(pid) and pid != os.getpid()
-    else:
-        live = pid_alive(pid, int(header["writer_start_ticks"]))
-    if not live:
-        return None
-    return f"ring {seg.name} is already written by live process {pid}; stop it first (one writer per ring)"
+def _prefault(buf, start: int) -> None:
+    """Back every page of ``buf`` from ``start`` in this process now (reservation gave the object its memory;
+    this maps it), so the capture path takes no page faults on the first lap."""
+    try:
+        buf.madvise(23, start - start % PAGE_BYTES)  # MADV_POPULATE_WRITE (Linux 5.14+)
+        return
+    except (OSError, ValueError, AttributeError):
+        pass
+    pages = np.frombuffer(buf, dtype=np.uint8)[start::PAGE_BYTES]
+    pages[:] = 0  # one store per page
 
 
 def _readers(m: _Mapped) -> list[ReaderInfo]:
@@ -680,7 +673,7 @@ def _readers(m: _Mapped) -> list[ReaderInfo]:
         cursor = words[base + _R_CURSOR]
         out.append(ReaderInfo(
             slot=i, pid=pid, cursor=cursor, lag=max(0, published - cursor), lost=words[base + _R_LOST],
-            waiting=bool(m.waiting[i]), alive=pid_alive(pid, words[base + _R_TICKS]),
+            waiting=bool(m.waiting[i]), alive=process.alive(pid, words[base + _R_IDENTITY]),
         ))
     return out
 
@@ -688,10 +681,9 @@ def _readers(m: _Mapped) -> list[ReaderInfo]:
 class RingReader(_RingIdentity):
     """A reader of a ring with its own cursor. Attach with :meth:`RingReader.attach`."""
 
-    def __init__(self, mapped: _Mapped, slot: int, sem: posix_ipc.Semaphore | None, start: str) -> None:
+    def __init__(self, mapped: _Mapped, slot: int, start: str, doorbell: DoorbellListener | None) -> None:
         self._m = mapped
         self._slot = slot
-        self._sem = sem
         self._words = mapped.words
         self._buf = mapped.buf
         self._cap = mapped.capacity
@@ -702,6 +694,8 @@ class RingReader(_RingIdentity):
         base = (_READERS_OFFSET + slot * LINE) // 8 if slot >= 0 else -1
         self._cursor_word = base + _R_CURSOR
         self._lost_word = base + _R_LOST
+        self._armed_word = base + _R_ARMED
+        self._bell_word = base + _R_BELL
         published = mapped.published()
         self.cursor = published if start == "latest" else max(0, published - self._cap)
         self.lost = 0
@@ -709,7 +703,10 @@ class RingReader(_RingIdentity):
             self._words[self._cursor_word] = self.cursor
             self._words[self._lost_word] = 0
         self._desc_views = mapped.desc_views
-        self._armed_word = base + _R_ARMED
+        self._bell = doorbell
+        self._own_bell = False
+        if doorbell is not None and slot >= 0:
+            self._words[self._bell_word] = doorbell.bell_id
         self._closed = False
 
     @classmethod
@@ -721,6 +718,7 @@ class RingReader(_RingIdentity):
         descriptor: type[msgspec.Struct] | None = None,
         start: str = "oldest",
         register: bool = True,
+        doorbell: DoorbellListener | None = None,
     ) -> "RingReader":
         """Attach to ring ``name`` of ``rig``.
 
@@ -728,29 +726,33 @@ class RingReader(_RingIdentity):
         with :class:`RingLayoutMismatch` naming both. ``start``: ``"oldest"``
         item still in the ring, or ``"latest"`` (only new items). ``register``:
         take a reader slot (cursor visible to tools, doorbell wake-ups); an
-        unregistered reader can only poll.
+        unregistered reader can only poll. ``doorbell``: a listener this
+        reader shares with others (to wait on several rings at once); by
+        default a waiting reader makes its own on the first :meth:`wait`.
         """
         if start not in ("oldest", "latest"):
             raise ValueError(f"start must be 'oldest' or 'latest', got {start!r}")
-        seg_name = segment_name(rig, name)
-        segment = Segment.attach(seg_name)
+        obj, layout = _attach_object(name, rig)
         try:
-            header, layout = _read_header(segment, seg_name)
             if descriptor is not None:
                 expected = describe(descriptor)
                 if expected != layout.descriptor:
                     raise RingLayoutMismatch(
-                        f"ring {seg_name}: its descriptor layout is {layout.descriptor}, "
+                        f"ring {obj.segment.name}: its descriptor layout is {layout.descriptor}, "
                         f"but the reader expects {expected}"
                     )
-            mapped = _Mapped(segment, header, layout, rig, name)
+            mapped = _Mapped(obj, layout)
         except BaseException:
-            segment.close()
+            obj.unmap()
             raise
         if not register:
-            return cls(mapped, -1, None, start)
-        slot, sem = _register_reader(mapped, seg_name)
-        return cls(mapped, slot, sem, start)
+            return cls(mapped, -1, start, None)
+        try:
+            slot = _register_reader(mapped)
+        except BaseException:
+            mapped.release()
+            raise
+        return cls(mapped, slot, start, doorbell)
 
     # ---- state ----------------------------------------------------------------------------------------------
     @property
@@ -780,14 +782,16 @@ class RingReader(_RingIdentity):
         return self._words[_PUBLISH_ERRORS]
 
     def writer_pid(self) -> int:
-        return int(self._m.header["writer_pid"])
+        return self._m.obj.writer_pid
 
     def writer_alive(self) -> bool:
         """False once the writer closed the ring or its process is gone."""
-        header = self._m.header
-        if int(header["closed"]):
-            return False
-        return pid_alive(int(header["writer_pid"]), int(header["writer_start_ticks"]))
+        return self._m.obj.writer_alive()
+
+    @property
+    def writer_closed(self) -> bool:
+        """True once the writer closed the ring (a cheap shared-memory read; no process query)."""
+        return self._m.obj.closed
 
     def readers(self) -> list[ReaderInfo]:
         return _readers(self._m)
@@ -949,10 +953,40 @@ class RingReader(_RingIdentity):
         raise StaleItem(f"ring {self.name}: item {sequence} has been overwritten (ring holds the last {self._cap})")
 
     # ---- waiting ------------------------------------------------------------------------------------------------
+    def arm(self) -> bool:
+        """Ask the writer to ring this reader's doorbell on its next publish; True if an item is already here.
+
+        After ``arm()`` returned False, waiting on the doorbell cannot miss a
+        publish (the writer stores ``published`` then reads the waiting byte;
+        the reader stores the byte then reads ``published``, with a full
+        fence on both sides). Call :meth:`disarm` after waking.
+        """
+        words = self._words
+        if self._bell is None:
+            if self._slot < 0:
+                raise RingError(f"ring {self.name}: an unregistered reader cannot wait; poll available() instead")
+            self._bell = PLATFORM.doorbell_listener(self._m.rig)
+            self._own_bell = True
+            words[self._bell_word] = self._bell.bell_id
+        words[self._armed_word] += 1  # a new arming: the writer rings at most once for it
+        self._m.waiting[self._slot] = 1
+        fence.full_fence()
+        if words[_PUBLISHED] > self.cursor:
+            self._m.waiting[self._slot] = 0
+            return True
+        return False
+
+    def disarm(self) -> None:
+        self._m.waiting[self._slot] = 0
+
+    @property
+    def doorbell(self) -> DoorbellListener | None:
+        return self._bell
+
     def wait(self, timeout_s: float | None = None, *, spin_s: float = 0.0) -> bool:
         """Block until an item is available or ``timeout_s`` passes; True if one is available.
 
-        Sleeps on this reader's semaphore (no core spun). With ``spin_s`` it
+        Sleeps on this reader's doorbell (no core spun). With ``spin_s`` it
         first polls for that long (lowest latency, one core busy meanwhile).
         """
         words = self._words
@@ -963,27 +997,17 @@ class RingReader(_RingIdentity):
             while time.perf_counter() < deadline:
                 if words[_PUBLISHED] > self.cursor:
                     return True
-        if self._sem is None:
-            raise RingError(f"ring {self.name}: an unregistered reader cannot wait; poll available() instead")
-        waiting = self._m.waiting
         deadline = None if timeout_s is None else time.monotonic() + timeout_s
         while True:
-            words[self._armed_word] += 1  # a new arming: the writer posts at most once for it
-            waiting[self._slot] = 1
-            fence.full_fence()
-            if words[_PUBLISHED] > self.cursor:
-                waiting[self._slot] = 0
+            if self.arm():
                 return True
             remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
-            try:
-                self._sem.acquire(remaining)
-            except posix_ipc.BusyError:
-                pass
-            waiting[self._slot] = 0
+            self._bell.wait(remaining)
+            self.disarm()
             if words[_PUBLISHED] > self.cursor:
                 return True
-            # A post for an earlier arming that timed out, or the writer closing: not data.
-            if self._m.header["closed"] or (deadline is not None and time.monotonic() >= deadline):
+            # A ring for an earlier arming, another ring sharing the doorbell, or the writer closing: not data.
+            if self._m.obj.closed or (deadline is not None and time.monotonic() >= deadline):
                 return False
 
     # ---- internals ------------------------------------------------------------------------------------------------
@@ -1000,15 +1024,18 @@ class RingReader(_RingIdentity):
             self._words[self._lost_word] = self.lost
 
     def close(self) -> None:
-        """Release the reader slot and unmap. Never unlinks anything. Idempotent."""
+        """Release the reader slot (and an own doorbell) and unmap. Never unlinks the ring. Idempotent."""
         if self._closed:
             return
         self._closed = True
         if self._slot >= 0:
             base = (_READERS_OFFSET + self._slot * LINE) // 8
             self._m.waiting[self._slot] = 0
+            self._words[base + _R_BELL] = 0
             self._words[base + _R_PID] = 0
-            self._sem.close()
+        if self._own_bell and self._bell is not None:
+            self._bell.close()
+        self._bell = None
         self._slots = []
         self._words = None
         self._buf = None
@@ -1022,66 +1049,72 @@ class RingReader(_RingIdentity):
         self.close()
 
 
-class StaleItem(RingError, LookupError):
-    """The item asked for has been overwritten in its ring."""
+def wait_any(readers: list[RingReader], doorbell: DoorbellListener, timeout_s: float | None) -> bool:
+    """Arm every reader (all sharing ``doorbell``) and sleep until one has an item or ``timeout_s`` passes.
+
+    Returns True when at least one reader has an item. The building block of
+    an event-driven loop over many rings; a caller that also waits on other
+    descriptors (a zmq socket) arms with :meth:`RingReader.arm` and polls
+    ``doorbell.fileno()`` beside them.
+    """
+    ready = False
+    for reader in readers:
+        if reader.arm():
+            ready = True
+    if not ready:
+        ready = doorbell.wait(timeout_s)
+    for reader in readers:
+        reader.disarm()
+    return ready or any(r.available() > 0 for r in readers)
 
 
-__all__.append("StaleItem")
-
-
-def _register_reader(m: _Mapped, seg_name: str) -> tuple[int, posix_ipc.Semaphore]:
-    """Take a free (or dead-owner) reader slot under the ring's registration lock."""
-    lock = posix_ipc.Semaphore(f"/{seg_name}.lock")
+def _register_reader(m: _Mapped) -> int:
+    """Take a free (or dead-owner) reader slot under the ring's lock (released by the OS if we die holding it)."""
+    lock = PLATFORM.open_lock(m.obj.segment.name)
     try:
         try:
             lock.acquire(2.0)
-        except posix_ipc.BusyError:
-            # The holder died inside this few-line section; take the lock over.
-            pass
-        words = m.words
-        me = os.getpid()
-        for i in range(MAX_READERS):
-            base = (_READERS_OFFSET + i * LINE) // 8
-            pid = words[base + _R_PID]
-            if pid and pid_alive(pid, words[base + _R_TICKS]):
-                continue
-            words[base + _R_PID] = me
-            words[base + _R_TICKS] = process_start_ticks(me)
-            words[base + _R_CURSOR] = 0
-            words[base + _R_LOST] = 0
-            words[base + _R_ATTACHED] = time.monotonic_ns()
-            m.waiting[i] = 0
-            break
-        else:
+        except LockTimeout as exc:
+            raise RingError(f"ring {m.obj.segment.name}: {exc}") from None
+        try:
+            words = m.words
+            me = os.getpid()
+            for i in range(MAX_READERS):
+                base = (_READERS_OFFSET + i * LINE) // 8
+                pid = words[base + _R_PID]
+                if pid and process.alive(pid, words[base + _R_IDENTITY]):
+                    continue
+                words[base + _R_PID] = me
+                words[base + _R_IDENTITY] = process.identity()
+                words[base + _R_CURSOR] = 0
+                words[base + _R_LOST] = 0
+                words[base + _R_ATTACHED] = time.monotonic_ns()
+                words[base + _R_BELL] = 0
+                m.waiting[i] = 0
+                return i
             raise RingError(
-                f"ring {seg_name}: all {MAX_READERS} reader slots are taken by live processes: "
+                f"ring {m.obj.segment.name}: all {MAX_READERS} reader slots are taken by live processes: "
                 + ", ".join(str(r.pid) for r in _readers(m))
             )
+        finally:
+            lock.release()
     finally:
-        lock.release()
         lock.close()
-    sem = posix_ipc.Semaphore(f"/{seg_name}.r{i}")
-    try:  # clear posts meant for a previous owner of this slot
-        while True:
-            sem.acquire(0)
-    except posix_ipc.BusyError:
-        pass
-    return i, sem
 
 
 def inspect_ring(name: str, *, rig: str = "default") -> dict:
     """A snapshot of a ring for tools: layout, counters, writer liveness, readers and lag."""
     reader = RingReader.attach(name, rig=rig, register=False)
     try:
-        header = reader._m.header
         return {
             "name": name,
+            "label": reader.label,
             "rig": rig,
             "layout": str(reader.layout),
             "capacity": reader.capacity,
             "published": reader.published,
             "publish_errors": reader.publish_errors,
-            "writer_pid": int(header["writer_pid"]),
+            "writer_pid": reader.writer_pid(),
             "writer_alive": reader.writer_alive(),
             "heartbeat_age_s": (time.monotonic_ns() - reader.heartbeat_ns) / 1e9 if reader.heartbeat_ns else None,
             "readers": [r._asdict() for r in reader.readers()],

@@ -51,8 +51,8 @@ class HandleResolver:
         prefix = f"{PREFIX}{self.rig}-"
         known = {reader.name for reader in self._rings.values()}
         for entry in list_segments(self.rig):
-            if entry.startswith("sem."):
-                continue
+            if "#" in entry:
+                continue  # a companion file (lock, doorbell), not an object
             obj = entry[len(prefix):]
             if obj in known or obj in self._skip:
                 continue

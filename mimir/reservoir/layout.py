@@ -1,10 +1,12 @@
 """The reservoir segment's binary layout: header, status words, record and latest-table structs, geometry.
 
-Memory layout of segment ``mimir-<rig>-<name>`` (every region starts on a 64-byte line)::
+The reservoir is a :class:`ringbuf.shared.SharedObject` of kind ``reservoir``
+(the common header: magic stored last, version, layout document and its
+hash, writer pid and identity, closed flag, label). Memory layout of segment
+``mimir-<rig>-<name>`` after that header (every region starts on a 64-byte line)::
 
-    line 0-3     ReservoirHeader   static: magic (stored last), version, layout hash, capacity,
-                                   window duration, region offsets, writer pid/start ticks, closed
-    line 4-8     StatusWords       live: generation (seqlock), edge, window start, head, tail,
+    line 4-7     ReservoirGeometry static: capacity, window duration, region offsets, handle id
+    line 8-12    StatusWords       live: generation (seqlock), edge, window start, head, tail,
                                    counters, per-kind view heads and tails
     ...          layout document   msgspec JSON of ReservoirLayoutDoc (what the layout hash covers)
     ...          kind index        9 circular arrays of ``capacity`` u64: global positions of each view
@@ -51,18 +53,19 @@ from mimir.descriptors import (
     AudioBlockDescriptor, CameraFrameDescriptor, RenderPacketDescriptor, SampleHandle, SampleKind,
 )
 from ringbuf.layout import U32, U64, Layout, describe, dtype_of
+from ringbuf.shared import KIND_HEADER_OFFSET
 from .errors import UnknownKind
 
 __all__ = [
-    "MAGIC", "VERSION", "LINE", "KIND_COUNT", "KINDS", "DEFAULT_WINDOW_NS", "DESCRIPTOR_SLOT_BYTES",
-    "TYPED_DESCRIPTORS", "ReservoirHeader", "StatusWords", "ReservoirRecord", "LatestEntry",
+    "KIND", "VERSION", "LINE", "KIND_COUNT", "KINDS", "DEFAULT_WINDOW_NS", "DESCRIPTOR_SLOT_BYTES",
+    "TYPED_DESCRIPTORS", "StatusWords", "ReservoirRecord", "LatestEntry",
     "ReservoirLayoutDoc", "Geometry", "plan", "check_kind", "KIND_SHIFT", "KIND_POSITION_MASK",
     "W", "padded_dtype", "layout_document", "doc_hash", "STATUS_OFFSET", "PAGE", "VERSION",
-    "status_dtype", "record_dtype", "header_dtype", "latest_dtype",
+    "status_dtype", "record_dtype", "geometry_dtype", "latest_dtype", "GEOMETRY_OFFSET", "ReservoirGeometry",
 ]
 
-MAGIC = int.from_bytes(b"MIMIRRSV", "little")
-VERSION = 1
+KIND = "reservoir"
+VERSION = 2
 LINE = 64
 PAGE = 4096
 KINDS: tuple[SampleKind, ...] = tuple(SampleKind)
@@ -80,29 +83,21 @@ TYPED_DESCRIPTORS: dict[SampleKind, type[msgspec.Struct]] = {
 }
 
 
-class ReservoirHeader(msgspec.Struct):
-    """The static header (lines 0-3). Written once by the creator; ``magic`` is stored last."""
+class ReservoirGeometry(msgspec.Struct):
+    """The reservoir's static header (line 4, after the common object header). Written once by the creator."""
 
-    magic: U64
-    version: U32
     kind_count: U32
-    layout_hash: U64
+    reserved: U32
     capacity: U64
     duration_ns: U64
     latest_slots: U64
     max_sensors: U64
     status_offset: U64
-    layout_doc_offset: U64
-    layout_doc_bytes: U64
     kind_index_offset: U64
     records_offset: U64
     descriptors_offset: U64
     latest_offset: U64
-    created_unix_ns: U64
-    writer_pid: U64
-    writer_start_ticks: U64
     handle_id: U64
-    closed: U64
 
 
 _KIND_NAMES = [k.name.lower() for k in KINDS]
@@ -158,11 +153,11 @@ class ReservoirLayoutDoc(msgspec.Struct, frozen=True):
     descriptors: dict[str, Layout]
 
 
-_HEADER_DTYPE = dtype_of(ReservoirHeader)
+_GEOMETRY_DTYPE = dtype_of(ReservoirGeometry)
 _STATUS_DTYPE = dtype_of(StatusWords)
 _RECORD_DTYPE = dtype_of(ReservoirRecord)
 _LATEST_DTYPE = dtype_of(LatestEntry)
-assert _HEADER_DTYPE.itemsize <= 4 * LINE
+assert _GEOMETRY_DTYPE.itemsize <= 4 * LINE
 assert _RECORD_DTYPE.itemsize == LINE
 assert _LATEST_DTYPE.itemsize == 32
 # The record embeds SampleHandle verbatim at offset 8.
@@ -172,7 +167,8 @@ assert [(n, _RECORD_DTYPE.fields[n][0], _RECORD_DTYPE.fields[n][1] - 8) for n in
 for _cls in TYPED_DESCRIPTORS.values():
     assert dtype_of(_cls).itemsize <= DESCRIPTOR_SLOT_BYTES
 
-STATUS_OFFSET = 4 * LINE
+GEOMETRY_OFFSET = KIND_HEADER_OFFSET
+STATUS_OFFSET = GEOMETRY_OFFSET + 4 * LINE
 
 
 class _Words:
@@ -261,8 +257,8 @@ def record_dtype() -> np.dtype:
     return _RECORD_DTYPE
 
 
-def header_dtype() -> np.dtype:
-    return _HEADER_DTYPE
+def geometry_dtype() -> np.dtype:
+    return _GEOMETRY_DTYPE
 
 
 def latest_dtype() -> np.dtype:

@@ -32,7 +32,6 @@ import numpy as np
 from mimir.descriptors import split_handle
 from ringbuf import fence
 from ringbuf.layout import packer_of
-from ringbuf.segment import pid_alive
 
 from .errors import Evicted, ReservoirBusy, ReservoirClosed, StaleHandle, UnknownHandle
 from .layout import (
@@ -130,14 +129,11 @@ class ReservoirQueries:
         return self._words[W.WINDOW_START_NS]
 
     def writer_pid(self) -> int:
-        return int(self._m.header["writer_pid"])
+        return self._m.obj.writer_pid
 
     def writer_alive(self) -> bool:
         """False once the writer closed the reservoir or its process is gone."""
-        header = self._m.header
-        if int(header["closed"]):
-            return False
-        return pid_alive(int(header["writer_pid"]), int(header["writer_start_ticks"]))
+        return self._m.obj.writer_alive()
 
     # ---- retry policy ---------------------------------------------------------------------------------------
     def _settle(self, attempt: int) -> None:

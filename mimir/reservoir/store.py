@@ -56,19 +56,18 @@ from mimir.descriptors import SampleHandle
 from ringbuf import fence
 from ringbuf.layout import packer_of
 from ringbuf.ring import ring_id_of
-from ringbuf.segment import process_start_ticks, segment_name, unlink_segment
+from ringbuf.shared import SharedObject
 
 from .batch import SAMPLE_DTYPE, BatchPush
 from .capacity import latest_slots_for
 from .errors import RejectedSample, SensorTableFull
 from .layout import (
-    DEFAULT_WINDOW_NS, DESCRIPTOR_SLOT_BYTES, KIND_COUNT, KIND_SHIFT, TYPED_DESCRIPTORS, W, check_kind,
-    layout_document, plan,
+    DEFAULT_WINDOW_NS, DESCRIPTOR_SLOT_BYTES, KIND, KIND_COUNT, KIND_SHIFT, TYPED_DESCRIPTORS, VERSION, W,
+    check_kind, layout_document, plan,
 )
-from .mapping import Mapped, publish_magic, write_header
+from .mapping import Mapped, write_geometry
 from .producer import Producer
 from .queries import _KIND_MIX, _RECORD_BODY, ReservoirQueries, _ClosedWords
-from .reclaim import create_reclaiming
 from .results import LATE
 
 __all__ = ["Reservoir", "SAMPLE_DTYPE"]
@@ -141,23 +140,18 @@ class Reservoir(BatchPush, ReservoirQueries):
         if not isinstance(max_sensors, int) or max_sensors <= 0:
             raise ValueError(f"reservoir {name}: max_sensors must be a positive int, got {max_sensors!r}")
         duration_ns = duration_ns or DEFAULT_WINDOW_NS
-        seg_name = segment_name(rig, name)
         doc = msgspec.json.encode(layout_document())
         geometry = plan(capacity, latest_slots_for(max_sensors), doc)
-        segment = create_reclaiming(seg_name, geometry.total_bytes)
+        obj = SharedObject.create(rig, name, kind=KIND, version=VERSION, doc=doc, size=geometry.total_bytes,
+                                  doc_offset=geometry.layout_doc_offset)
         try:
-            me = os.getpid()
-            write_header(
-                segment, geometry, duration_ns=duration_ns, max_sensors=max_sensors,
-                handle_id=ring_id_of(rig, name), writer_pid=me, writer_start_ticks=process_start_ticks(me),
-                created_unix_ns=time.time_ns(), doc=doc,
-            )
-            fence.full_fence()
-            publish_magic(segment)  # last: attachers ignore a segment without magic
-            mapped = Mapped(segment, rig, name)
+            write_geometry(obj, geometry, duration_ns=duration_ns, max_sensors=max_sensors,
+                           handle_id=ring_id_of(rig, name))
+            obj.publish()  # last: attachers ignore an object without magic
+            mapped = Mapped(obj)
         except BaseException:
-            segment.close()
-            unlink_segment(seg_name)
+            obj.close()
+            obj.unmap()
             raise
         return cls(mapped)
 
@@ -167,8 +161,7 @@ class Reservoir(BatchPush, ReservoirQueries):
             return
         self._closed = True
         m = self._m
-        m.header["closed"] = 1
-        unlink_segment(m.segment.name)
+        m.obj.close()  # closed flag, then unlink
         self._words = _ClosedWords()
         self._buf = None
         m.release()

@@ -9,9 +9,7 @@ which case the mapping stays valid until this view closes.
 
 from __future__ import annotations
 
-from ringbuf.segment import Segment, segment_name
-
-from .mapping import Mapped
+from .mapping import Mapped, attach_object
 from .queries import ReservoirQueries, _ClosedWords
 
 __all__ = ["ReservoirView"]
@@ -28,11 +26,11 @@ class ReservoirView(ReservoirQueries):
     def attach(cls, rig: str, name: str = "reservoir") -> "ReservoirView":
         """Map ``mimir-<rig>-<name>`` read-only. Raises SegmentMissing if no reservoir runs, and
         ReservoirLayoutMismatch if it was written by an incompatible Mimir."""
-        segment = Segment.attach(segment_name(rig, name), readonly=True)
+        obj = attach_object(rig, name, readonly=True)
         try:
-            mapped = Mapped(segment, rig, name)
+            mapped = Mapped(obj)
         except BaseException:
-            segment.close()
+            obj.unmap()
             raise
         return cls(mapped)
 

@@ -26,7 +26,7 @@ import numpy as np
 
 from mimir.config import RigConfig
 from mimir.descriptors import SampleKind
-from mimir.doctor import remove_stale
+from ringbuf import remove_stale
 from mimir.reservoir import Reservoir, capacity_for
 from mimir.supervisor.clock import CanonicalClock, DeviceToCanonical
 from mimir.supervisor.indexer import LatencyWindow, RingIndexer
@@ -457,3 +457,4 @@ class Rig:
         if self.board is not None:
             self.board.close()
             self.board = None
+            remove_stale(self.name)  # what killed workers left (a SIGKILLed reader's doorbell)

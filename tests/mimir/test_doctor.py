@@ -35,12 +35,13 @@ def test_doctor_lists_and_cleans_only_stale_objects(rig):
     live = Ring.create("live", rig=rig, descriptor=Stamp, capacity=4)
     try:
         objects = {o.name: o for o in scan_objects(rig)}
-        assert objects[f"mimir-{rig}-held"].mapped_by == (proc.pid,)
+        assert objects[f"mimir-{rig}-held"].writer_pid == proc.pid
+        assert objects[f"mimir-{rig}-held"].kind == "ring" and objects[f"mimir-{rig}-held"].label == f"{rig}/held"
         assert not any(o.stale for o in objects.values())
         os.kill(proc.pid, signal.SIGKILL)
         proc.join(10)
         stale = sorted(o.name for o in scan_objects(rig) if o.stale)
-        assert f"mimir-{rig}-held" in stale and f"sem.mimir-{rig}-held.lock" in stale
+        assert stale == [f"mimir-{rig}-held", f"mimir-{rig}-held#lock"]
         assert not any("live" in name for name in stale)
         listing = subprocess.run([MIMIR, "doctor", "--rig", rig], capture_output=True, text=True)
         assert "STALE" in listing.stdout and f"mimir-{rig}-held" in listing.stdout

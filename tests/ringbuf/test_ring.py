@@ -2,6 +2,8 @@
 import os
 
 import msgspec
+
+import ringbuf.platform
 import numpy as np
 import pytest
 
@@ -164,8 +166,12 @@ def test_second_live_writer_is_refused(rig):
 
 def test_close_unlinks_everything(rig):
     ring = make(rig)
-    assert any(n.startswith(f"mimir-{rig}-r") for n in list_segments(rig))
-    assert any(n.startswith("sem.") for n in list_segments(rig))
+    assert list_segments(rig) == [f"mimir-{rig}-r", f"mimir-{rig}-r#lock"]  # the object and its lock file
+    reader = RingReader.attach("r", rig=rig, descriptor=Stamp)
+    assert not reader.wait(0.01)  # a waiting reader owns a doorbell: one more object, the reader's
+    assert len(list_segments(rig)) == 3 and any("#bell." in n for n in list_segments(rig))
+    reader.close()
+    assert len(list_segments(rig)) == 2  # the reader removes its own doorbell
     ring.close()
     ring.close()
     assert list_segments(rig) == []
@@ -214,7 +220,7 @@ def test_a_failure_after_the_segment_exists_unlinks_everything(rig, monkeypatch)
     def broken(*args, **kwargs):
         raise RuntimeError("injected")
 
-    monkeypatch.setattr(Ring, "_initialise", broken)
+    monkeypatch.setattr(ringbuf.platform.PLATFORM, "create_lock", broken)
     with pytest.raises(RuntimeError, match="injected"):
         make(rig)
     assert list_segments(rig) == []

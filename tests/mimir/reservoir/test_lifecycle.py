@@ -15,6 +15,7 @@ from mimir.reservoir import (
 )
 from mimir.reservoir.layout import KIND_SHIFT, W
 from ringbuf import Ring
+from ringbuf.hashing import fnv1a_64
 from ringbuf.segment import SegmentExists, SegmentMissing, list_segments, segment_name
 
 
@@ -57,7 +58,7 @@ def test_attaching_needs_a_reservoir(rig):
         ReservoirView.attach(rig)
     ring = Ring.create("reservoir", descriptor=CameraFrameDescriptor, capacity=2, rig=rig)
     try:
-        with pytest.raises(ReservoirLayoutMismatch, match="not a Mimir reservoir"):
+        with pytest.raises(ReservoirLayoutMismatch, match="is a ring, not a reservoir"):
             ReservoirView.attach(rig)
         with pytest.raises(SegmentExists, match="not a reservoir"):
             Reservoir.create(rig, capacity=8)  # never reclaims somebody else's object
@@ -70,8 +71,14 @@ def test_an_incompatible_layout_is_refused(rig):
         res._m.header["version"] = 99
         with pytest.raises(ReservoirLayoutMismatch, match="version 99"):
             ReservoirView.attach(rig)
-        res._m.header["version"] = 1
-        res._m.header["layout_hash"] ^= 1
+        res._m.header["version"] = 2
+        res._m.header["doc_hash"] ^= 1
+        with pytest.raises(ReservoirLayoutMismatch, match="does not match its hash"):
+            ReservoirView.attach(rig)
+        res._m.header["doc_hash"] ^= 1
+        doc_at = int(res._m.header["doc_offset"])
+        res._m.buf[doc_at + 2] ^= 1  # another layout document with a matching hash: an incompatible build
+        res._m.header["doc_hash"] = fnv1a_64(bytes(res._m.buf[doc_at:doc_at + int(res._m.header["doc_bytes"])]))
         with pytest.raises(ReservoirLayoutMismatch, match="layouts differ"):
             ReservoirView.attach(rig)
 
