@@ -45,7 +45,7 @@ from bench.common import machine_info  # noqa: E402
 from ringbuf import RingLayoutMismatch, RingReader, SegmentMissing  # noqa: E402
 from workers.camera.family import CameraMode, parse_pixel_format  # noqa: E402
 from workers.camera.synthetic import SyntheticPattern  # noqa: E402
-from workers.camera.worker import ring_name  # noqa: E402
+from mimir.topology import camera_specs  # noqa: E402
 
 __all__ = ["run", "run_synthetic", "run_ps3eye", "memcpy_us", "main"]
 
@@ -151,7 +151,7 @@ def run_synthetic(*, cameras: int = 6, width: int = 640, height: int = 480, fps:
     fmt = parse_pixel_format(pixel_format)
     mode = CameraMode(width, height, fps, fmt)
     rig = f"bench{os.getpid()}"
-    names = [ring_name("synthetic", i) for i in range(cameras)]
+    names = [c.ring.object_id for c in camera_specs("synthetic", cameras, 1)]
     cmd = [sys.executable, "-m", "workers.camera", "--family", "synthetic", "--count", str(cameras),
            "--width", str(width), "--height", str(height), "--fps", str(fps), "--format", pixel_format,
            "--rig", rig, "--capacity", "8"]

@@ -67,7 +67,8 @@ import numpy as np
 import posix_ipc
 
 from ringbuf import U64, Ring, RingReader, fence
-from ringbuf.segment import list_segments, unlink_segment, unlink_semaphore
+from ringbuf.platform import PLATFORM
+from ringbuf.segment import list_segments
 
 __all__ = [
     "SIZES", "TRANSPORTS", "Config", "quick_config", "full_config", "run", "goals", "document",
@@ -1218,10 +1219,7 @@ def _ring_cleanup(rig: str) -> list[str]:
     """Remove anything a crashed bench writer left under its rig; return what was removed."""
     left = list_segments(rig)
     for entry in left:
-        if entry.startswith("sem."):
-            unlink_semaphore(entry[4:])
-        else:
-            unlink_segment(entry)
+        PLATFORM.remove_object(entry)
     return left
 
 

@@ -19,10 +19,10 @@ import msgspec
 __all__ = [
     "CameraFamilyConfig", "AudioConfig", "SyncConfig", "SupervisionConfig", "ReservoirConfig",
     "NetworkConfig", "RemoteSourceConfig", "RigConfig", "ConfigError", "load_config", "parse_config",
-    "default_rig", "EXAMPLE_TOML",
+    "default_rig", "EXAMPLE_TOML", "DEFAULT_EPOCH_UNIX_S",
 ]
 
-Name = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_.]+$", max_length=40)]
+RigName = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_.]+$", min_length=1, max_length=16)]
 PositiveInt = Annotated[int, msgspec.Meta(gt=0)]
 PositiveFloat = Annotated[float, msgspec.Meta(gt=0)]
 TrustLevel = Literal["reject", "observe-only", "candidate-evidence", "trusted-evidence", "canonical-authority"]
@@ -32,14 +32,14 @@ class CameraFamilyConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=Tru
     """One camera family: one worker process capturing ``count`` cameras of that family."""
 
     family: Literal["synthetic", "file", "ks", "ps3eye"]
-    count: Annotated[int, msgspec.Meta(ge=1, le=6)] = 1
+    count: Annotated[int, msgspec.Meta(ge=1, le=6)] | None = None  # None: one per device/file listed, else 1
     width: PositiveInt = 640
     height: PositiveInt = 480
     fps: PositiveFloat = 60.0
     format: Literal["YUYV", "BGR3", "GREY", "GRBG", "MJPG"] = "YUYV"
     devices: list[str] = []          # device names/indices (ks, ps3eye); empty = the first `count` found
     files: list[str] = []            # video files (file family)
-    ring_capacity: PositiveInt = 32  # frames kept per camera ring
+    ring_capacity: PositiveInt | None = None  # frames per camera ring; None: the reservoir window's worth
 
 
 class AudioConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
@@ -51,13 +51,16 @@ class AudioConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     channels: PositiveInt = 8
     output: Literal["passthrough", "witness", "silence"] = "witness"
     file: str | None = None
-    ring_seconds: PositiveFloat = 2.0
+    ring_seconds: PositiveFloat | None = None  # audio kept in the ring; None: the reservoir window
+
+
+DEFAULT_EPOCH_UNIX_S = 1_767_225_600.0  # 2026-01-01T00:00:00Z: keeps canonical seconds small enough for float64
 
 
 class SyncConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     codebook_id: str = "mimir-default"
     seed: int = 0
-    epoch_unix_s: float = 1_767_225_600.0  # 2026-01-01T00:00:00Z
+    epoch_unix_s: float = DEFAULT_EPOCH_UNIX_S
     level_dbfs: float = -20.0
 
 
@@ -92,7 +95,7 @@ class NetworkConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
 
 
 class RigConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
-    rig: Name = "default"
+    rig: RigName = "default"
     cameras: list[CameraFamilyConfig] = []
     audio: AudioConfig | None = None
     reservoir: ReservoirConfig = msgspec.field(default_factory=ReservoirConfig)
@@ -162,7 +165,7 @@ EXAMPLE_TOML = '''\
 # Mimir rig configuration. Every option is shown with its default.
 # Start the rig with:  mimir-supervisor start --config this-file.toml
 
-rig = "default"                 # names every shared-memory object: mimir-<rig>-...
+rig = "default"                 # names every shared-memory object: mimir-<rig>-... (1-16 letters, digits, _ .)
 
 [reservoir]
 window_s = 5.0                  # the rolling window every kind shares
@@ -190,18 +193,18 @@ block_frames = 64
 channels = 8
 output = "witness"              # passthrough | witness | silence
 # file = "take.wav"             # file backend
-ring_seconds = 2.0              # audio kept in the ring
+# ring_seconds = 5.0            # audio kept in the ring (default and minimum: the reservoir window)
 
 [[cameras]]
 family = "synthetic"            # synthetic | file | ks | ps3eye
-count = 6                       # cameras of this family (one worker process per family)
+count = 6                       # cameras of this family (one worker process per family; default: one per device/file)
 width = 640
 height = 480
 fps = 60.0
 format = "YUYV"                 # YUYV | BGR3 | GREY | GRBG | MJPG
 devices = []                    # ks / ps3eye: device names or indices
 files = []                      # file family: video files
-ring_capacity = 32              # frames kept per camera ring
+# ring_capacity = 304           # frames per camera ring (default and minimum: the window's frames + 4)
 
 [network]
 # listen = "tcp://0.0.0.0:5591" # accept remote receivers (mimir receiver) here

@@ -23,11 +23,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from mimir.contract import RigNotRunning, read_plan
 from mimir.descriptors import AudioBlockDescriptor, CameraFrameDescriptor, SampleKind
 from mimir.reservoir import HandleResolver, ReservoirView, StaleHandle
-from ringbuf import RingReader, SegmentMissing
+from mimir.topology import RESERVOIR, RigPlan
+from ringbuf import SegmentMissing
 
-__all__ = ["RigConsumer", "Frame", "AudioSpan", "StaleHandle", "NoSuchSource"]
+__all__ = ["RigConsumer", "Frame", "AudioSpan", "StaleHandle", "NoSuchSource", "RigNotRunning"]
 
 
 class NoSuchSource(LookupError):
@@ -61,41 +63,32 @@ class AudioSpan:
 class RigConsumer:
     """A read-only attachment to a running rig's reservoir and rings."""
 
-    def __init__(self, rig: str, view: ReservoirView, resolver: HandleResolver) -> None:
+    def __init__(self, rig: str, plan: RigPlan, view: ReservoirView, resolver: HandleResolver) -> None:
         self.rig = rig
+        self.plan = plan
         self.view = view
         self.resolver = resolver
-        self._sensors: dict[str, int] = {}  # camera ring name -> source id hash (stable across worker restarts)
 
     @classmethod
     def attach(cls, rig: str = "default") -> "RigConsumer":
+        """Attach to running rig ``rig``; :class:`RigNotRunning` when no supervisor runs it."""
+        plan = read_plan(rig)  # the rig contract: source names, their hashes and rings
         try:
-            view = ReservoirView.attach(rig)
+            view = ReservoirView.attach(rig, RESERVOIR)
         except SegmentMissing:
-            raise SegmentMissing(f"rig {rig!r} is not running (no reservoir): start it with `mimir-supervisor start`") from None
-        return cls(rig, view, HandleResolver(rig, reservoir=view))
+            raise RigNotRunning(f"rig {rig!r} is not running (no reservoir): start it with `mimir-supervisor start`") from None
+        return cls(rig, plan, view, HandleResolver(rig, reservoir=view))
 
     def cameras(self) -> list[str]:
-        """Names of the camera rings of the rig (``cam.<family>.<index>``)."""
-        self.resolver.rescan()
-        return sorted(name for name in self.resolver.rings().values() if name.startswith("cam."))
+        """Names of the rig's cameras (``cam.<family>.<index>``), in config order."""
+        return [s.name for s in self.plan.cameras()]
 
     def _sensor_of(self, camera: str) -> int:
-        sensor = self._sensors.get(camera)
-        if sensor is not None:
-            return sensor
         try:
-            reader = RingReader.attach(camera, rig=self.rig, descriptor=CameraFrameDescriptor, register=False)
-        except SegmentMissing:
-            raise NoSuchSource(f"rig {self.rig!r} has no camera {camera!r}; cameras: {', '.join(self.cameras()) or 'none'}") from None
-        try:
-            item = reader.latest()
-            if item is None:
-                raise NoSuchSource(f"camera {camera!r} has not delivered a frame yet")
-            sensor = self._sensors[camera] = item.descriptor[0] or 1
-            return sensor
-        finally:
-            reader.close()
+            return self.plan.source(camera).source_hash
+        except KeyError:
+            raise NoSuchSource(f"rig {self.rig!r} has no camera {camera!r}; cameras: "
+                               f"{', '.join(self.cameras()) or 'none'}") from None
 
     def latest_frame(self, camera: str) -> Frame:
         """The newest indexed frame of ``camera`` as a zero-copy view; :class:`StaleHandle` if already overwritten."""

@@ -57,8 +57,8 @@ import numpy as np
 from . import fence, process
 from .hashing import fnv1a_64
 from .layout import U32, U64, Layout, describe, dtype_of, packer_of_layout, struct_code
-from .platform import PLATFORM, DoorbellListener, LockTimeout, SegmentMissing
-from .segment import PAGE_BYTES, segment_name
+from .platform import PLATFORM, DoorbellListener, LockTimeout
+from .segment import PAGE_BYTES
 from .shared import KIND_HEADER_OFFSET, ObjectMismatch, ObjectNotReady, SharedObject
 
 __all__ = [

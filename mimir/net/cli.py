@@ -1,12 +1,6 @@
-"""Command functions for ``mimir receiver``, ``mimir keys generate|trust`` and ``mimir bench receivers``.
+"""Command functions for ``mimir receiver`` and ``mimir keys generate|trust`` (wired in :mod:`mimir_cli.app`).
 
-Wire them into the top-level app::
-
-    app.command("receiver")(receiver)
-    app.add_typer(keys_app, name="keys", help="CURVE keys for remote receivers.")
-    bench_app.command("receivers")(bench_receivers)
-
-Until then ``python -m mimir.net receiver|keys|bench-receivers ...`` runs the same functions.
+``python -m mimir.net receiver|keys ...`` runs the same functions without the rest of Mimir's CLI.
 
 Exit codes: 0 success; 1 (receiver) reports left unacknowledged or dropped;
 2 bad arguments, unreadable input or key files (``error:`` on stderr);
@@ -28,7 +22,7 @@ import typer
 
 from mimir.signals import stop_on_signals
 
-__all__ = ["bench_receivers", "keys_app", "keys_generate", "keys_trust", "receiver"]
+__all__ = ["keys_app", "keys_generate", "keys_trust", "receiver"]
 
 keys_app = typer.Typer(help="CURVE key pairs for remote receivers and the rig.", no_args_is_help=True)
 
@@ -143,9 +137,9 @@ def receiver(
     with stop_on_signals(threading.Event()) as stop:
         summary = rx.run(stop)
     fit = summary.final_fit
-    fit_text = (f"fit {fit['local_sample_at_epoch']:.3f} + t * {fit['effective_rate_hz']:.6f} "
+    fit_text = (f"fit {fit['local_sample_at_epoch']:.3f} + t * {fit['rate_hz']:.6f} "
                 f"(confidence {fit['confidence']:.2f})"
-                if fit is not None and fit["effective_rate_hz"] is not None else "no fit")
+                if fit is not None and fit["rate_hz"] is not None else "no fit")
     typer.echo(
         f"receiver {source_id}: {summary.exit_reason}; {summary.audio_seconds:.1f} s of audio, {fit_text}; "
         f"{summary.messages_total} reports, {summary.unacknowledged} unacknowledged, "
@@ -240,21 +234,3 @@ def keys_trust(
         os.unlink(tmp)
         raise _fail(f"cannot write {config}: {exc.strerror}") from None
     typer.echo(f"{config}: added source {source_id!r} (trust {trust}); restart the supervisor to apply", err=True)
-
-
-def bench_receivers(
-    json_out: Annotated[bool, typer.Option("--json", help="Print only the JSON document on stdout.")] = False,
-    quick: Annotated[bool, typer.Option("--quick", help="Shorter runs (about a minute).")] = False,
-) -> None:
-    """Receivers over loopback: bytes/s per receiver, decode-to-listener latency, listener capacity (progress on stderr)."""
-    import json
-
-    from bench.common import machine_info
-
-    from .benchmark import format_table, run_bench
-
-    results = run_bench(quick=quick, progress=lambda text: print(text, file=sys.stderr, flush=True))
-    if json_out:
-        sys.stdout.write(json.dumps({"bench": "receivers", "machine": machine_info(), "results": results}) + "\n")
-    else:
-        typer.echo(format_table(results))

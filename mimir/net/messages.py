@@ -99,7 +99,7 @@ class Anchor(_Struct):
 
 
 class ClockFitSummary(_Struct, tag=1):
-    """The receiver's current fit ``local_sample = local_sample_at_epoch + canonical_s * effective_rate_hz``.
+    """The receiver's current fit ``local_sample = local_sample_at_epoch + canonical_s * rate_hz``.
 
     ``segment`` counts fit segments (it grows at every discontinuity or relock);
     ``stream_sample`` is how far the receiver had read when it made the report.
@@ -112,9 +112,9 @@ class ClockFitSummary(_Struct, tag=1):
     segment: Count
     stream_sample: Count
     local_sample_at_epoch: Finite | None = None
-    effective_rate_hz: Rate | None = None
+    rate_hz: Rate | None = None
     confidence: Unit = 0.0
-    mean_abs_error_samples: Finite | None = None
+    mae_samples: Finite | None = None
     offset_sigma_samples: Finite | None = None
     rate_sigma_ppm: Finite | None = None
     anchor_count: Count = 0

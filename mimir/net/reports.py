@@ -52,8 +52,8 @@ def fit_body(rep: SyncReport, stream_sample: int) -> ClockFitSummary:
     return ClockFitSummary(
         codebook_id=rep.codebook_id[:64], seed=rep.seed, nominal_rate_hz=rep.nominal_sample_rate, locked=rep.locked,
         segment=rep.health.discontinuities, stream_sample=max(0, int(stream_sample)),
-        local_sample_at_epoch=f.local_sample_at_epoch, effective_rate_hz=f.effective_sample_rate,
-        confidence=_clip01(f.confidence) or 0.0, mean_abs_error_samples=f.mean_abs_error_samples,
+        local_sample_at_epoch=f.local_sample_at_epoch, rate_hz=f.effective_sample_rate,
+        confidence=_clip01(f.confidence) or 0.0, mae_samples=f.mean_abs_error_samples,
         offset_sigma_samples=f.offset_sigma_samples, rate_sigma_ppm=f.rate_sigma_ppm, anchor_count=f.anchor_count,
         first_canonical_s=f.first_canonical_seconds, last_canonical_s=f.last_canonical_seconds,
     )

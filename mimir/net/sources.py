@@ -102,16 +102,16 @@ class SourceCounters(msgspec.Struct, kw_only=True):
 
 
 class RemoteClockFit(msgspec.Struct, kw_only=True):
-    """A source's latest fit: ``local_sample = local_sample_at_epoch + canonical_s * effective_rate_hz``."""
+    """A source's latest fit: ``local_sample = local_sample_at_epoch + canonical_s * rate_hz``."""
 
     locked: bool
     codebook_id: str
     seed: int
     nominal_rate_hz: float
     local_sample_at_epoch: float | None
-    effective_rate_hz: float | None
+    rate_hz: float | None
     confidence: float
-    mean_abs_error_samples: float | None
+    mae_samples: float | None
     offset_sigma_samples: float | None
     rate_sigma_ppm: float | None
     anchor_count: int
@@ -369,7 +369,7 @@ class SourceTable:
             if st.decision.emits_evidence and body.locked and body.last_canonical_s is not None:
                 self._claim(st, "clock_fit", int(round(body.last_canonical_s * 1e9)), now_ns,
                             local_sample=body.local_sample_at_epoch, confidence=body.confidence,
-                            detail=f"rate {body.effective_rate_hz!r} Hz")
+                            detail=f"rate {body.rate_hz!r} Hz")
         elif isinstance(body, AnchorBatch):
             c.anchor_batches += 1
             fresh = 0
@@ -423,8 +423,8 @@ class SourceTable:
                 f = st.fit
                 fit = RemoteClockFit(
                     locked=f.locked, codebook_id=f.codebook_id, seed=f.seed, nominal_rate_hz=f.nominal_rate_hz,
-                    local_sample_at_epoch=f.local_sample_at_epoch, effective_rate_hz=f.effective_rate_hz,
-                    confidence=f.confidence, mean_abs_error_samples=f.mean_abs_error_samples,
+                    local_sample_at_epoch=f.local_sample_at_epoch, rate_hz=f.rate_hz,
+                    confidence=f.confidence, mae_samples=f.mae_samples,
                     offset_sigma_samples=f.offset_sigma_samples, rate_sigma_ppm=f.rate_sigma_ppm,
                     anchor_count=f.anchor_count, first_canonical_s=f.first_canonical_s,
                     last_canonical_s=f.last_canonical_s, segment=f.segment, sequence=st.fit_seq,

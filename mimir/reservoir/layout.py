@@ -57,7 +57,7 @@ from ringbuf.shared import KIND_HEADER_OFFSET
 from .errors import UnknownKind
 
 __all__ = [
-    "KIND", "VERSION", "LINE", "KIND_COUNT", "KINDS", "DEFAULT_WINDOW_NS", "DESCRIPTOR_SLOT_BYTES",
+    "KIND", "DEFAULT_NAME", "VERSION", "LINE", "KIND_COUNT", "KINDS", "DEFAULT_WINDOW_NS", "DESCRIPTOR_SLOT_BYTES",
     "TYPED_DESCRIPTORS", "StatusWords", "ReservoirRecord", "LatestEntry",
     "ReservoirLayoutDoc", "Geometry", "plan", "check_kind", "KIND_SHIFT", "KIND_POSITION_MASK",
     "W", "padded_dtype", "layout_document", "doc_hash", "STATUS_OFFSET", "PAGE", "VERSION",
@@ -65,6 +65,7 @@ __all__ = [
 ]
 
 KIND = "reservoir"
+DEFAULT_NAME = "res"  # the object name within its rig (short: every name must fit macOS's 31 characters)
 VERSION = 2
 LINE = 64
 PAGE = 4096

@@ -44,9 +44,7 @@ Hot path
 from __future__ import annotations
 
 import operator
-import os
 import struct
-import time
 from collections import deque
 from collections.abc import Sequence
 
@@ -62,7 +60,7 @@ from .batch import SAMPLE_DTYPE, BatchPush
 from .capacity import latest_slots_for
 from .errors import RejectedSample, SensorTableFull
 from .layout import (
-    DEFAULT_WINDOW_NS, DESCRIPTOR_SLOT_BYTES, KIND, KIND_COUNT, KIND_SHIFT, TYPED_DESCRIPTORS, VERSION, W,
+    DEFAULT_NAME, DEFAULT_WINDOW_NS, DESCRIPTOR_SLOT_BYTES, KIND, KIND_COUNT, KIND_SHIFT, TYPED_DESCRIPTORS, VERSION, W,
     check_kind, layout_document, plan,
 )
 from .mapping import Mapped, write_geometry
@@ -119,7 +117,7 @@ class Reservoir(BatchPush, ReservoirQueries):
         capacity: int,
         duration_ns: int = DEFAULT_WINDOW_NS,
         max_sensors: int = 256,
-        name: str = "reservoir",
+        name: str = DEFAULT_NAME,
     ) -> "Reservoir":
         """Create reservoir ``name`` of ``rig`` in segment ``mimir-<rig>-<name>``.
 

@@ -9,6 +9,7 @@ which case the mapping stays valid until this view closes.
 
 from __future__ import annotations
 
+from .layout import DEFAULT_NAME
 from .mapping import Mapped, attach_object
 from .queries import ReservoirQueries, _ClosedWords
 
@@ -23,7 +24,7 @@ class ReservoirView(ReservoirQueries):
         self._closed = False
 
     @classmethod
-    def attach(cls, rig: str, name: str = "reservoir") -> "ReservoirView":
+    def attach(cls, rig: str, name: str = DEFAULT_NAME) -> "ReservoirView":
         """Map ``mimir-<rig>-<name>`` read-only. Raises SegmentMissing if no reservoir runs, and
         ReservoirLayoutMismatch if it was written by an incompatible Mimir."""
         obj = attach_object(rig, name, readonly=True)

@@ -20,19 +20,23 @@ def start(
     """Start the rig: workers, rings, reservoir, sync analyzer, status. `mimir status` shows it running."""
     from mimir.config import ConfigError, default_rig, load_config
     from mimir.supervisor.rig import Rig, RigAlreadyRunning
+    from ringbuf import OutOfSharedMemory
 
     try:
         rig_config = load_config(config) if config else default_rig()
+        rig = Rig(rig_config)
     except ConfigError as exc:
         typer.echo(f"mimir-supervisor: {exc}", err=True)
         raise typer.Exit(2)
-    rig = Rig(rig_config)
     with stop_on_signals(rig.stop_event):
         try:
             rig.start()
         except RigAlreadyRunning as exc:
             typer.echo(f"mimir-supervisor: {exc}", err=True)
             raise typer.Exit(1)
+        except OutOfSharedMemory as exc:
+            typer.echo(f"mimir-supervisor: {exc}", err=True)
+            raise typer.Exit(2)
         cams = sum(c.count for c in rig_config.cameras)
         audio = rig_config.audio
         typer.echo(

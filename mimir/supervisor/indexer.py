@@ -27,14 +27,12 @@ from ringbuf import RingReader, dtype_of
 __all__ = ["RingIndexer", "LatencyWindow"]
 
 BATCH = 512
-SINGLE_PUSH_MAX = 32
+SINGLE_PUSH_MAX = 32  # below this many items one typed push per item is cheaper than the vectorised batch path
 # Positions of the fields the row path reads, derived from the declared Structs.
-_CAM_SOURCE = CameraFrameDescriptor.__struct_fields__.index("source_id_hash")
 _CAM_HOST = CameraFrameDescriptor.__struct_fields__.index("host_time_ns")
 _AUDIO_START = AudioBlockRecord.__struct_fields__.index("start_sample")
-_AUDIO_LAYOUT = AudioBlockRecord.__struct_fields__.index("channel_layout_hash")
 _AUDIO_HOST = AudioBlockRecord.__struct_fields__.index("host_time_ns")
-_AUDIO_DESCRIPTOR_FIELDS = len(AudioBlockDescriptor.__struct_fields__)  # the record extends the descriptor  # below this many items one typed push per item is cheaper than the vectorised batch path
+_AUDIO_DESCRIPTOR_FIELDS = len(AudioBlockDescriptor.__struct_fields__)  # the record extends the descriptor
 
 
 class LatencyWindow:
@@ -71,7 +69,8 @@ class RingIndexer:
     """Index one source ring (camera frames or audio blocks) into the reservoir."""
 
     def __init__(self, name: str, reader: RingReader, reservoir: Reservoir, clock: CanonicalClock,
-                 latency: LatencyWindow) -> None:
+                 latency: LatencyWindow, *, source_hash: int) -> None:
+        """``source_hash`` is the reservoir sensor id of the ring's source (the rig contract's)."""
         self.name = name
         self.reader = reader
         self.clock = clock
@@ -87,19 +86,11 @@ class RingIndexer:
             self._typed = np.zeros(BATCH, dtype_of(AudioBlockDescriptor))
         else:
             raise ValueError(f"ring {reader.name}: cannot index descriptors of layout {layout_name}")
-        self._reservoir = reservoir
-        self._producers: dict[int, object] = {}
+        self._producer = reservoir.producer(self.kind, sensor_id_hash=source_hash)
         self.indexed = 0
         self.first_host_ns = 0  # host time of the first and the newest item indexed
         self.last_host_ns = 0
         self._canonical = np.zeros(BATCH, dtype=np.uint64)
-
-    def _producer(self, sensor_id_hash: int):
-        producer = self._producers.get(sensor_id_hash)
-        if producer is None:
-            producer = self._reservoir.producer(self.kind, sensor_id_hash=sensor_id_hash or 1)
-            self._producers[sensor_id_hash] = producer
-        return producer
 
     def poll(self) -> int:
         """Index everything new; return how many descriptors were indexed."""
@@ -130,14 +121,14 @@ class RingIndexer:
         record = self.latency.add_one
         if self.kind == SampleKind.CAMERA_FRAME:
             host_at = _CAM_HOST
-            producer = self._producer(rows[0][_CAM_SOURCE])
+            producer = self._producer
             for values in rows:
                 host = values[_CAM_HOST]
                 producer.push_camera_frame(clock.from_host_ns(host), now_ns, values)
                 record(now_ns - host)
         else:
             host_at = _AUDIO_HOST
-            producer = self._producer(rows[0][_AUDIO_LAYOUT])
+            producer = self._producer
             for values in rows:
                 start, host = values[_AUDIO_START], values[_AUDIO_HOST]
                 clock.observe_audio_block(host, start)
@@ -156,7 +147,6 @@ class RingIndexer:
             origin_host, origin_canonical, scale = self.clock.host_affine(int(host[-1]))
             np.add(origin_canonical, np.rint((host.astype(np.int64) - origin_host) * scale).astype(np.int64),
                    out=canonical, casting="unsafe")
-            sensor = int(out["source_id_hash"][0])
             descriptors = out
             handles = out["payload_handle"]
         else:
@@ -167,10 +157,9 @@ class RingIndexer:
             typed = self._typed[:n]
             for field in typed.dtype.names:
                 typed[field] = out[field]
-            sensor = int(out["channel_layout_hash"][0])
             descriptors = typed
             handles = out["data_handle"]
-        self._producer(sensor).push_batch(canonical, np.full(n, now_ns, np.uint64), handles, descriptors)
+        self._producer.push_batch(canonical, np.full(n, now_ns, np.uint64), handles, descriptors)
         self.latency.add(now_ns - host.astype(np.int64))
         if not self.first_host_ns:
             self.first_host_ns = int(host[0])

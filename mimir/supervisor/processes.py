@@ -15,21 +15,26 @@ Policy (``SupervisionConfig``):
   retries: state FAILED, with the last exit code and a clear error that
   ``mimir status`` shows.
 
-Children are started with ``PR_SET_PDEATHSIG`` (Linux) by the worker entry
-point, so a SIGKILLed supervisor does not leave capture workers behind.
+A rig's workers are started from their spec in the rig contract
+(:func:`SupervisedWorker.for_spec`): ``python -m mimir_cli.worker_main`` with
+the spec in ``MIMIR_WORKER_SPEC``. The entry point makes the worker die with
+its parent (:func:`mimir.process_control.die_with_parent`), so a SIGKILLed
+supervisor does not leave capture workers behind.
 """
 
 from __future__ import annotations
 
 import collections
 import os
-import signal
 import subprocess
+import sys
 import time
 from typing import Callable
 
 from mimir.config import SupervisionConfig
+from mimir.process_control import request_stop, spawn_options
 from mimir.supervisor.status import WorkerState
+from mimir.topology import SPEC_ENV, WorkerSpec, encode_worker_spec
 
 __all__ = ["SupervisedWorker"]
 
@@ -62,13 +67,19 @@ class SupervisedWorker:
         self._restart_at = 0.0
         self.on_restart: Callable[["SupervisedWorker"], None] | None = None
 
+    @classmethod
+    def for_spec(cls, spec: WorkerSpec, policy: SupervisionConfig) -> "SupervisedWorker":
+        """The worker the rig contract describes (its spec travels in ``MIMIR_WORKER_SPEC``)."""
+        return cls(spec.name, [sys.executable, "-m", "mimir_cli.worker_main"], policy,
+                   env={SPEC_ENV: encode_worker_spec(spec)})
+
     @property
     def pid(self) -> int:
         return self.proc.pid if self.proc else 0
 
     def start(self) -> None:
         env = dict(os.environ, **(self.env or {}))
-        self.proc = subprocess.Popen(self.argv, env=env, stdin=subprocess.DEVNULL)
+        self.proc = subprocess.Popen(self.argv, env=env, stdin=subprocess.DEVNULL, **spawn_options())
         self.incarnation += 1
         self.state = WorkerState.STARTING
         self.started_unix_ns = time.time_ns()
@@ -123,7 +134,7 @@ class SupervisedWorker:
     def stop(self, timeout_s: float = 5.0) -> None:
         """SIGTERM, wait up to ``timeout_s``, then SIGKILL. Idempotent."""
         if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
+            request_stop(self.proc)
             try:
                 self.proc.wait(timeout_s)
             except subprocess.TimeoutExpired:

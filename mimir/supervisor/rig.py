@@ -2,21 +2,30 @@
 
 Ownership
     The supervisor creates and unlinks the status board (which is also the rig
-    lock) and the reservoir. Each worker creates and unlinks its own rings; the
-    supervisor only attaches to them as a reader. On start, objects of this
-    rig that no live process maps (a SIGKILLed predecessor's) are removed.
+    lock), the plan object (the rig contract, :mod:`mimir.contract`) and the
+    reservoir. Each worker creates and unlinks its own rings; the supervisor
+    only attaches to them as a reader. On start, and at stop, objects of this
+    rig that are stale (a SIGKILLed process's) are removed.
 
-Loop (one thread, nothing blocks for long)
-    every ~0.5 ms  index new descriptors of every attached ring into the reservoir;
+Loop (one thread; event driven)
+    The loop sleeps until something happens: a worker publishes into a ring
+    (every ring's reader shares one doorbell), a remote receiver sends a
+    report (the listener's socket), or a timer is due. It then indexes what
+    is new in every ring, handles the listener, and runs what is due:
+
     every 50 ms    tick workers (exits, heartbeats, restarts), attach new rings,
-                   adopt new clock fits, advance the reservoir edge;
+                   adopt new clock fits;
     every 200 ms   publish a status snapshot.
+
+    Idle, it wakes only for its timers; under load its cost follows the
+    descriptors, not the number of rings. ``coalesce_s`` lets a burst of
+    publishes land before the loop indexes them, trading a bounded latency
+    for fewer wake-ups (see ``mimir bench pipeline``).
 """
 
 from __future__ import annotations
 
-import os
-import sys
+import select
 import threading
 import time
 from dataclasses import dataclass
@@ -24,25 +33,27 @@ from dataclasses import dataclass
 import msgspec
 import numpy as np
 
-from mimir.config import RigConfig
+from mimir.config import ConfigError, RigConfig
+from mimir.contract import publish_plan
 from mimir.descriptors import SampleKind
-from ringbuf import remove_stale
-from mimir.reservoir import Reservoir, capacity_for
+from mimir.process_control import go_realtime
+from mimir.reservoir import Reservoir
 from mimir.supervisor.clock import CanonicalClock, DeviceToCanonical
 from mimir.supervisor.indexer import LatencyWindow, RingIndexer
 from mimir.supervisor.processes import SupervisedWorker
 from mimir.supervisor.status import (
     MAX_SOURCES, MAX_WORKERS, Health, SourceRow, StatusBoard, SupervisorHeader, WorkerRow, WorkerState, read_status,
 )
-from mimir.sync.fits import FITS_RING, FitsHeader
-from ringbuf import RingError, RingReader, SegmentExists, SegmentMissing, dtype_of
+from mimir.sync.fits import FitsHeader
+from mimir.topology import RESERVOIR, RigPlan, SourceSpec, SyncWorkerSpec, plan_rig
+from ringbuf import OutOfSharedMemory, RingReader, SegmentExists, SegmentMissing, dtype_of, remove_stale
+from ringbuf.platform import PLATFORM
 
-__all__ = ["Rig", "Source", "RigAlreadyRunning"]
+__all__ = ["Rig", "Source", "RigAlreadyRunning", "check_budget"]
 
-INDEX_PERIOD_S = 0.0005
-REALTIME_PRIORITY = 1  # SCHED_FIFO, the lowest realtime level: above every normal process, below audio callbacks
 TICK_PERIOD_S = 0.05
 STATUS_PERIOD_S = 0.2
+DEFAULT_COALESCE_S = 0.0003
 
 
 class RigAlreadyRunning(RuntimeError):
@@ -51,12 +62,10 @@ class RigAlreadyRunning(RuntimeError):
 
 @dataclass
 class Source:
-    """One ring a worker writes and the supervisor indexes."""
+    """One ring a worker writes and the supervisor indexes, with its counters over every incarnation."""
 
-    name: str
-    kind: SampleKind
+    spec: SourceSpec
     worker: SupervisedWorker
-    configured_hz: float
     indexer: RingIndexer | None = None
     published_before: int = 0
     indexed_before: int = 0
@@ -65,6 +74,15 @@ class Source:
     gap_open_since_ns: int = 0          # host time of the last item before a worker restart
     rate_mark: tuple[float, int] = (0.0, 0)
     delivered_hz: float = 0.0
+    attach_error: str = ""
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    @property
+    def kind(self) -> SampleKind:
+        return SampleKind(self.spec.kind)
 
     @property
     def indexed(self) -> int:
@@ -79,23 +97,19 @@ class Source:
         return self.published_before + (self.indexer.reader.published if self.indexer else 0)
 
 
-def _go_realtime() -> str:
-    """Move the calling thread (the index loop) to SCHED_FIFO; return what happened, for the log.
-
-    The loop sleeps every iteration, so it cannot starve anything; at normal
-    priority a busy 2-core machine delays it by tens of milliseconds (p99),
-    at SCHED_FIFO 1 by about one. ``SCHED_RESET_ON_FORK`` keeps workers that
-    the loop restarts at normal priority.
-    """
-    policy = getattr(os, "SCHED_FIFO", None)
-    if policy is None:
-        return "realtime scheduling not available on this OS"
-    try:
-        os.sched_setscheduler(0, policy | getattr(os, "SCHED_RESET_ON_FORK", 0), os.sched_param(REALTIME_PRIORITY))
-    except PermissionError:
-        return ("realtime priority refused (grant CAP_SYS_NICE or an rtprio limit): "
-                "index latency may suffer when the machine is busy")
-    return f"index loop at SCHED_FIFO {REALTIME_PRIORITY}"
+def check_budget(plan: RigPlan) -> None:
+    """Refuse a rig whose shared memory cannot fit, before anything is created (the numbers and the knobs)."""
+    available = PLATFORM.shm_available_bytes()
+    need = plan.budget_bytes
+    if available is None or need <= available:
+        return
+    largest = sorted(plan.budget, key=lambda b: -b.bytes)[:3]
+    parts = "; ".join(f"{b.what}: {b.bytes / 2**20:,.0f} MiB" for b in largest)
+    raise OutOfSharedMemory(
+        f"rig {plan.rig!r} needs {need / 2**20:,.0f} MiB of shared memory, {PLATFORM.shm_where()} has "
+        f"{available / 2**20:,.0f} MiB available; largest: {parts}. Shorten reservoir.window_s, lower camera "
+        "resolution or count, or give the machine more shared memory (e.g. a larger /dev/shm)"
+    )
 
 
 def _set_clock(row: np.void, locked: bool, local_sample_at_epoch: float, rate_hz: float, confidence: float,
@@ -109,21 +123,43 @@ def _set_clock(row: np.void, locked: bool, local_sample_at_epoch: float, rate_hz
 
 
 def _set_clock_from_fit_row(row: np.void, fit: np.void) -> None:
-    """The same, from one ``FitRow`` of the sync worker's ``sync.fits`` snapshot."""
-    _set_clock(row, bool(fit["locked"]), float(fit["local_sample_at_epoch"]), float(fit["effective_sample_rate"]),
-               float(fit["confidence"]), float(fit["mean_abs_error_samples"]))
+    """The same, from one ``FitRow`` of the sync worker's fits snapshot."""
+    _set_clock(row, bool(fit["locked"]), float(fit["local_sample_at_epoch"]), float(fit["rate_hz"]),
+               float(fit["confidence"]), float(fit["mae_samples"]))
 
 
-def _worker_argv(*args: object) -> list[str]:
-    return [sys.executable, "-m", "mimir.worker_main", *map(str, args)]
+class _Waiter:
+    """Sleeps until a doorbell or another descriptor (the listener's socket) is readable, or a timeout."""
+
+    def __init__(self, bell_fd: int, socket=None) -> None:
+        if socket is not None:
+            import zmq
+
+            self._poller = zmq.Poller()
+            self._poller.register(bell_fd, zmq.POLLIN)
+            self._poller.register(socket, zmq.POLLIN)
+            self._zmq = True
+        else:
+            self._poller = select.poll()
+            self._poller.register(bell_fd, select.POLLIN)
+            self._zmq = False
+
+    def wait(self, timeout_s: float) -> None:
+        self._poller.poll(max(0, int(timeout_s * 1000 + 0.999)))
 
 
 class Rig:
-    """A running rig. ``Rig(config).run(duration_s)`` blocks until stopped (SIGTERM/SIGINT or duration)."""
+    """A running rig. ``Rig(config).run(duration_s)`` blocks until stopped (SIGTERM/SIGINT or duration).
 
-    def __init__(self, config: RigConfig) -> None:
+    Constructing it derives the rig contract (:func:`mimir.topology.plan_rig`),
+    so a config that cannot run fails here with :class:`ConfigError`.
+    """
+
+    def __init__(self, config: RigConfig, *, coalesce_s: float = DEFAULT_COALESCE_S) -> None:
         self.config = config
+        self.plan = plan_rig(config)
         self.name = config.rig
+        self.coalesce_s = coalesce_s
         self.stop_event = threading.Event()
         self.workers: list[SupervisedWorker] = []
         self.sources: list[Source] = []
@@ -131,60 +167,38 @@ class Rig:
         self.latency = LatencyWindow()
         self.board: StatusBoard | None = None
         self.reservoir: Reservoir | None = None
+        self.plan_object = None
         self.fits_reader: RingReader | None = None
         self.sync_worker: SupervisedWorker | None = None
+        self.sync_spec: SyncWorkerSpec | None = None
         self.listener = None  # mimir.net.RemoteListener when network.listen is set
         self._claim_producers: dict[int, object] = {}
-        self.audio_source: Source | None = None
+        self._bell = None
+        self._active: list[RingIndexer] = []
         self.started_unix_ns = time.time_ns()
         self.final_status = None  # the last snapshot published before shutdown (for the closing summary)
-        self.realtime = ""        # what _go_realtime achieved
+        self.realtime = ""        # what go_realtime achieved
         self._cpu_mark = (time.monotonic(), time.process_time())
         self.cpu_pct = 0.0
+        self.wakeups = 0
+        if len(self.plan.workers) > MAX_WORKERS or len(self.plan.sources) > MAX_SOURCES:
+            raise ConfigError(f"a rig holds at most {MAX_WORKERS} workers and {MAX_SOURCES} sources")
 
     # ---- setup --------------------------------------------------------------------------------------------------
-    def _plan(self) -> None:
-        cfg = self.config
-        policy = cfg.supervision
-        for cam in cfg.cameras:
-            argv = _worker_argv("camera", "--family", cam.family, "--count", cam.count, "--width", cam.width,
-                                "--height", cam.height, "--fps", cam.fps, "--format", cam.format, "--rig", self.name,
-                                "--capacity", cam.ring_capacity)
-            for device in cam.devices:
-                argv += ["--device", device]
-            for path in cam.files:
-                argv += ["--file", path]
-            worker = SupervisedWorker(f"camera.{cam.family}", argv, policy)
+    def _build_workers(self) -> None:
+        policy = self.config.supervision
+        by_name = {}
+        for spec in self.plan.workers:
+            worker = SupervisedWorker.for_spec(spec, policy)
+            worker.on_restart = self._on_restart
+            by_name[spec.name] = worker
             self.workers.append(worker)
-            for i in range(cam.count):
-                self.sources.append(Source(f"cam.{cam.family}.{i}", SampleKind.CAMERA_FRAME, worker, cam.fps))
-        if cfg.audio:
-            a = cfg.audio
-            argv = _worker_argv("audio", "--backend", a.backend, "--rate", a.rate_hz, "--block", a.block_frames,
-                                "--channels", a.channels, "--output", a.output, "--rig", self.name,
-                                "--ring-seconds", a.ring_seconds)
-            if a.backend == "synthetic":
-                argv += ["--signal", "room"]  # channel 0 the electrical loopback, 1..7 microphones in a room
-            if a.host_api:
-                argv += ["--host-api", a.host_api]
-            if a.device:
-                argv += ["--device", a.device]
-            if a.file:
-                argv += ["--file", a.file]
-            worker = SupervisedWorker("audio", argv, policy)
-            self.workers.append(worker)
-            self.audio_source = Source("audio", SampleKind.AUDIO_BLOCK, worker, a.rate_hz / a.block_frames)
-            self.sources.append(self.audio_source)
-            s = cfg.sync
-            self.sync_worker = SupervisedWorker(
-                "sync", _worker_argv("sync", "--rig", self.name, "--codebook-id", s.codebook_id, "--seed", s.seed,
-                                     "--epoch-unix-s", s.epoch_unix_s), policy)
-            self.workers.append(self.sync_worker)
-        if len(self.workers) > MAX_WORKERS or len(self.sources) > MAX_SOURCES:
-            raise ValueError(f"a rig holds at most {MAX_WORKERS} workers and {MAX_SOURCES} sources")
+            if isinstance(spec, SyncWorkerSpec):
+                self.sync_worker, self.sync_spec = worker, spec
+        for spec in self.plan.sources:
+            self.sources.append(Source(spec, by_name[spec.worker]))
         for worker in self.workers:
             worker.heartbeat_ns = self._heartbeat_of(worker)
-            worker.on_restart = self._on_restart
 
     def _heartbeat_of(self, worker: SupervisedWorker):
         def newest() -> int:
@@ -199,6 +213,7 @@ class Rig:
         for source in self.sources:
             if source.worker is worker and source.indexer is not None:
                 self._detach(source)
+        remove_stale(self.name)  # the previous incarnation's doorbells, if it was killed
 
     def _detach(self, source: Source) -> None:
         ix = source.indexer
@@ -209,57 +224,81 @@ class Rig:
         source.gap_open_since_ns = ix.last_host_ns
         ix.reader.close()
         source.indexer = None
+        self._active = [s.indexer for s in self.sources if s.indexer is not None]
+
+    def _attach(self, source: Source) -> None:
+        """Attach the source's ring if its worker's current incarnation made it. Never raises."""
+        try:
+            reader = RingReader.attach(source.spec.ring.object_id, rig=self.name, doorbell=self._bell)
+        except SegmentMissing:  # not created yet, or still being created (RingNotReady is a SegmentMissing)
+            return
+        except Exception as exc:  # noqa: BLE001 - nothing a worker's ring does may stop the supervisor
+            source.attach_error = f"cannot attach ring {source.spec.ring.object_id}: {type(exc).__name__}: {exc}"
+            return
+        if reader.writer_pid() != source.worker.pid:
+            reader.close()  # a previous incarnation's ring, not yet reclaimed
+            return
+        try:
+            source.indexer = RingIndexer(source.name, reader, self.reservoir, self.clock, self.latency,
+                                         source_hash=source.spec.source_hash)
+        except Exception as exc:  # noqa: BLE001 - e.g. a ring of another layout
+            reader.close()
+            source.attach_error = f"cannot index ring {source.spec.ring.object_id}: {exc}"
+            return
+        source.attach_error = ""
+        self._active = [s.indexer for s in self.sources if s.indexer is not None]
 
     def _attach_new_rings(self) -> None:
         for source in self.sources:
-            if source.indexer is not None:
-                if not source.indexer.reader.writer_alive():
+            ix = source.indexer
+            if ix is not None:
+                if ix.reader.writer_closed or ix.reader.writer_pid() != source.worker.pid or \
+                        source.worker.state not in (WorkerState.STARTING, WorkerState.RUNNING):
                     self._detach(source)
                 continue
-            if source.worker.state not in (WorkerState.STARTING, WorkerState.RUNNING):
-                continue
-            try:
-                reader = RingReader.attach(source.name, rig=self.name)
-            except SegmentMissing:  # not created yet, or still being created
-                continue
-            except RingError as exc:  # e.g. a worker of another Mimir version: say so, keep supervising
-                source.worker.error = f"cannot attach ring {source.name}: {exc}"
-                continue
-            if reader.writer_pid() != source.worker.pid:
-                reader.close()  # a previous incarnation's ring, not yet reclaimed
-                continue
-            source.indexer = RingIndexer(source.name, reader, self.reservoir, self.clock, self.latency)
-        if self.sync_worker and self.fits_reader is None and self.sync_worker.state in (WorkerState.STARTING, WorkerState.RUNNING):
-            try:
-                reader = RingReader.attach(FITS_RING, rig=self.name, descriptor=FitsHeader, register=False)
-            except SegmentMissing:
-                return
-            if reader.writer_pid() == self.sync_worker.pid:
-                self.fits_reader = reader
-            else:
-                reader.close()
-        elif self.fits_reader is not None and not self.fits_reader.writer_alive():
-            self.fits_reader.close()
-            self.fits_reader = None
+            if source.worker.state in (WorkerState.STARTING, WorkerState.RUNNING):
+                self._attach(source)
+        self._attach_fits()
+
+    def _attach_fits(self) -> None:
+        worker = self.sync_worker
+        if worker is None:
+            return
+        if self.fits_reader is not None:
+            if self.fits_reader.writer_closed or self.fits_reader.writer_pid() != worker.pid:
+                self.fits_reader.close()
+                self.fits_reader = None
+            return
+        if worker.state not in (WorkerState.STARTING, WorkerState.RUNNING):
+            return
+        try:
+            reader = RingReader.attach(self.sync_spec.fits_ring.object_id, rig=self.name, descriptor=FitsHeader,
+                                       register=False)
+        except SegmentMissing:
+            return
+        except Exception as exc:  # noqa: BLE001
+            worker.error = f"cannot attach the fits ring: {exc}"
+            return
+        if reader.writer_pid() == worker.pid:
+            self.fits_reader = reader
+        else:
+            reader.close()
 
     # ---- running ------------------------------------------------------------------------------------------------
     def start(self) -> None:
+        check_budget(self.plan)
         try:
             self.board = StatusBoard(self.name)
         except SegmentExists as exc:
             raise RigAlreadyRunning(f"rig {self.name!r} is already supervised: {exc}") from None
         try:
             remove_stale(self.name)  # what a killed predecessor left; the board itself is ours and live
+            self.plan_object = publish_plan(self.plan)
+            self.reservoir = Reservoir.create(self.name, name=RESERVOIR, capacity=self.plan.reservoir_capacity,
+                                              duration_ns=self.plan.window_ns)
+            self._bell = PLATFORM.doorbell_listener(self.name)
+            self._build_workers()
             cfg = self.config
-            rates = {SampleKind.CAMERA_FRAME: sum(c.fps * c.count for c in cfg.cameras)}
-            if cfg.audio:
-                rates[SampleKind.AUDIO_BLOCK] = cfg.audio.rate_hz / cfg.audio.block_frames
-            window_ns = int(cfg.reservoir.window_s * 1e9)
-            self.reservoir = Reservoir.create(
-                self.name, capacity=capacity_for(rates, window_ns=window_ns, margin=cfg.reservoir.capacity_margin),
-                duration_ns=window_ns,
-            )
-            self._plan()
             if cfg.network.listen:
                 from mimir.net import RemoteListener
 
@@ -272,17 +311,16 @@ class Rig:
 
     def run(self, duration_s: float | None = None) -> None:
         """Supervise until :attr:`stop_event` is set or ``duration_s`` passes; always shuts down."""
-        self.realtime = _go_realtime()
+        self.realtime = go_realtime()
         deadline = None if duration_s is None else time.monotonic() + duration_s
+        waiter = _Waiter(self._bell.fileno(), self.listener.socket if self.listener is not None else None)
         next_tick = next_status = 0.0
         try:
             while not self.stop_event.is_set():
                 now = time.monotonic()
                 if deadline is not None and now >= deadline:
                     break
-                for source in self.sources:
-                    if source.indexer is not None:
-                        source.indexer.poll()
+                self._index_all()
                 if self.listener is not None and self.listener.poll(100):
                     self._index_event_claims()
                 if now >= next_tick:
@@ -291,12 +329,39 @@ class Rig:
                 if now >= next_status:
                     next_status = now + STATUS_PERIOD_S
                     self._publish_status(now)
-                time.sleep(INDEX_PERIOD_S)
+                due = min(next_tick, next_status) if deadline is None else min(next_tick, next_status, deadline)
+                self._sleep_until_work(waiter, due - time.monotonic())
         finally:
+            self.stop_workers()
             if self.board is not None:
                 self._publish_status(time.monotonic())
                 self.final_status = read_status(self.name)
             self.shutdown()
+
+    def _index_all(self) -> int:
+        total = 0
+        for ix in self._active:
+            total += ix.poll()
+        return total
+
+    def _sleep_until_work(self, waiter: _Waiter, timeout_s: float) -> None:
+        """Arm every ring on the shared doorbell and sleep until a publish, a network frame, or ``timeout_s``."""
+        if timeout_s <= 0:
+            return
+        active = self._active
+        ready = False
+        for ix in active:
+            if ix.reader.arm():
+                ready = True
+                break
+        if not ready:
+            waiter.wait(timeout_s)
+            self.wakeups += 1
+        for ix in active:
+            ix.reader.disarm()
+        self._bell.drain()
+        if self.coalesce_s > 0 and not ready:
+            time.sleep(self.coalesce_s)  # let the rest of a burst land: one pass indexes it all
 
     def _tick(self, now: float) -> None:
         for worker in self.workers:
@@ -307,7 +372,7 @@ class Rig:
             ix = source.indexer
             if ix is not None and source.gap_open_since_ns and ix.first_host_ns:
                 # Items a restart cost: the configured rate over the silent span, minus the one we expected anyway.
-                missing = (ix.first_host_ns - source.gap_open_since_ns) / 1e9 * source.configured_hz - 1
+                missing = (ix.first_host_ns - source.gap_open_since_ns) / 1e9 * source.spec.nominal_hz - 1
                 source.restart_gap += max(0, round(missing))
                 source.gap_open_since_ns = 0
 
@@ -319,8 +384,8 @@ class Rig:
             return
         rows = item.payload
         reference = rows[0]  # channel 0: the loopback / reference input
-        if reference["locked"] and reference["effective_sample_rate"] > 0:
-            fit = DeviceToCanonical(float(reference["local_sample_at_epoch"]), float(reference["effective_sample_rate"]),
+        if reference["locked"] and reference["rate_hz"] > 0:
+            fit = DeviceToCanonical(float(reference["local_sample_at_epoch"]), float(reference["rate_hz"]),
                                     float(reference["confidence"]))
             current = self.clock.fit
             if current is None or (current.local_sample_at_epoch, current.rate_hz) != (fit.local_sample_at_epoch, fit.rate_hz):
@@ -341,6 +406,7 @@ class Rig:
             canonical_ns = claim.canonical_ns if claim.canonical_ns is not None else self.clock.from_host_ns(claim.arrival_ns)
             producer.push(max(0, canonical_ns), claim.arrival_ns)
 
+    # ---- status -------------------------------------------------------------------------------------------------
     def _remote_rows(self) -> np.ndarray:
         from mimir.net.trust import rank
 
@@ -359,9 +425,53 @@ class Rig:
             row["rejected"] = sum(msgspec.structs.astuple(remote.counters.rejected))
             fit = remote.clock_fit
             if fit is not None and fit.locked:
-                _set_clock(row, True, fit.local_sample_at_epoch or 0.0, fit.effective_rate_hz or 0.0,
-                           fit.confidence, fit.mean_abs_error_samples or 0.0)
+                _set_clock(row, True, fit.local_sample_at_epoch or 0.0, fit.rate_hz or 0.0,
+                           fit.confidence, fit.mae_samples or 0.0)
         return rows
+
+    def _source_row(self, row: np.void, s: Source, now: float, fits) -> None:
+        mark_t, mark_n = s.rate_mark
+        if now - mark_t >= 1.0:
+            s.delivered_hz = (s.indexed - mark_n) / (now - mark_t) if mark_t else 0.0
+            s.rate_mark = (now, s.indexed)
+        row["name"] = s.name.encode()[:32]
+        row["kind"] = int(s.kind)
+        row["worker"] = self.workers.index(s.worker)
+        row["configured_hz"] = s.spec.nominal_hz
+        row["delivered_hz"] = s.delivered_hz
+        row["published"] = s.published
+        row["indexed"] = s.indexed
+        row["lost_overrun"] = s.lost_overrun
+        row["lost_restart_gap"] = s.restart_gap
+        if s.indexer is not None:
+            reader = s.indexer.reader
+            lag = reader.available()
+            row["reader_lag"] = max(0, lag)
+            row["ring_fill"] = min(1.0, max(0, lag) / reader.capacity)
+            status = reader.status if reader.layout.status else None
+            if status is not None:
+                names = status.dtype.names
+                if "dropped_by_device" in names:
+                    row["device_dropped"] = int(status["dropped_by_device"])
+                    row["corrupt"] = int(status["discarded_corrupt"])
+                    row["health"] = Health.GREEN if int(status["state"]) == 1 else Health.RED
+                if "health" in names and "xruns" in names:
+                    row["health"] = int(status["health"])
+        if s.kind == SampleKind.AUDIO_BLOCK and fits is not None and fits.descriptor[0]:
+            _set_clock_from_fit_row(row, fits.payload[0])
+
+    def _channel_rows(self, fits, room: int) -> np.ndarray:
+        """One row per decoded audio channel: every audio source's clock fit is visible."""
+        extra = np.zeros(min(fits.descriptor[0], room), dtype_of(SourceRow))
+        for c in range(len(extra)):
+            ref = fits.payload[c]
+            row = extra[c]
+            row["name"] = f"audio.ch{c}".encode()
+            row["kind"] = int(SampleKind.PHASE_CLAIM)
+            row["worker"] = self.workers.index(self.sync_worker)
+            _set_clock_from_fit_row(row, ref)
+            row["health"] = Health.GREEN if ref["locked"] else Health.UNKNOWN
+        return extra
 
     def _publish_status(self, now: float) -> None:
         cpu_now = time.process_time()
@@ -371,59 +481,21 @@ class Rig:
             self._cpu_mark = (now, cpu_now)
         workers = np.zeros(len(self.workers), dtype_of(WorkerRow))
         for i, w in enumerate(self.workers):
+            error = w.error or next((s.attach_error for s in self.sources if s.worker is w and s.attach_error), "")
             workers[i] = (w.name.encode()[:24], w.pid, int(w.state), w.restarts, w.last_exit_code, w.started_unix_ns,
-                          w.error.encode()[:120])
+                          error.encode()[:120])
         sources = np.zeros(len(self.sources), dtype_of(SourceRow))
         fits = self.fits_reader.latest() if self.fits_reader else None
         for i, s in enumerate(self.sources):
-            mark_t, mark_n = s.rate_mark
-            if now - mark_t >= 1.0:
-                s.delivered_hz = (s.indexed - mark_n) / (now - mark_t) if mark_t else 0.0
-                s.rate_mark = (now, s.indexed)
-            row = sources[i]
-            row["name"] = s.name.encode()[:32]
-            row["kind"] = int(s.kind)
-            row["worker"] = self.workers.index(s.worker)
-            row["configured_hz"] = s.configured_hz
-            row["delivered_hz"] = s.delivered_hz
-            row["published"] = s.published
-            row["indexed"] = s.indexed
-            row["lost_overrun"] = s.lost_overrun
-            row["lost_restart_gap"] = s.restart_gap
-            if s.indexer is not None:
-                reader = s.indexer.reader
-                lag = reader.available()
-                row["reader_lag"] = max(0, lag)
-                row["ring_fill"] = min(1.0, max(0, lag) / reader.capacity)
-                status = reader.status if reader.layout.status else None
-                if status is not None:
-                    names = status.dtype.names
-                    if "dropped_by_device" in names:
-                        row["device_dropped"] = int(status["dropped_by_device"])
-                        row["corrupt"] = int(status["discarded_corrupt"])
-                        row["health"] = Health.GREEN if int(status["state"]) == 1 else Health.RED
-                    if "health" in names and "xruns" in names:
-                        row["health"] = int(status["health"])
-            if s.kind == SampleKind.AUDIO_BLOCK and fits is not None and fits.descriptor[0]:
-                _set_clock_from_fit_row(row, fits.payload[0])
-        # One more row per decoded audio channel: every audio source's clock fit is visible.
+            self._source_row(sources[i], s, now, fits)
         if fits is not None:
-            extra = np.zeros(min(fits.descriptor[0], MAX_SOURCES - len(sources)), dtype_of(SourceRow))
-            for c in range(len(extra)):
-                ref = fits.payload[c]
-                row = extra[c]
-                row["name"] = f"audio.ch{c}".encode()
-                row["kind"] = int(SampleKind.PHASE_CLAIM)
-                row["worker"] = self.workers.index(self.sync_worker)
-                _set_clock_from_fit_row(row, ref)
-                row["health"] = Health.GREEN if ref["locked"] else Health.UNKNOWN
-            sources = np.concatenate([sources, extra])
+            sources = np.concatenate([sources, self._channel_rows(fits, MAX_SOURCES - len(sources))])
         if self.listener is not None:
             sources = np.concatenate([sources, self._remote_rows()])[:MAX_SOURCES]
         p50, p99 = self.latency.percentiles_us(50, 99)
         res = self.reservoir.status()
         header = SupervisorHeader(
-            pid=os.getpid(), state=int(WorkerState.RUNNING), started_unix_ns=self.started_unix_ns,
+            pid=_pid(), state=int(WorkerState.RUNNING), started_unix_ns=self.started_unix_ns,
             uptime_ns=time.time_ns() - self.started_unix_ns, workers=len(self.workers), sources=len(sources),
             indexed_total=sum(s.indexed for s in self.sources),
             lost_total=sum(s.lost_overrun + s.restart_gap for s in self.sources),
@@ -433,28 +505,46 @@ class Rig:
         )
         self.board.publish(header, workers, sources)
 
-    def shutdown(self) -> None:
-        """Stop workers (SIGTERM, then SIGKILL), detach, unlink the reservoir and the board. Idempotent.
+    # ---- stopping -----------------------------------------------------------------------------------------------
+    def stop_workers(self) -> None:
+        """Stop every worker (consumers first) and index what they published. Idempotent.
 
         Consumers stop before producers (the sync worker reads the audio ring),
-        so no worker outlives the ring it reads.
+        so no worker outlives the ring it reads. After the workers are gone the
+        rings stay mapped here until every item they published is indexed.
         """
         for worker in reversed(self.workers):
             worker.stop()
         for source in self.sources:
             if source.indexer is not None:
-                source.indexer.reader.close()
-                source.indexer = None
+                self._detach(source)  # the final read: nothing published goes unindexed
+
+    def shutdown(self) -> None:
+        """Stop the workers, then unlink everything the supervisor made. Idempotent."""
+        self.stop_workers()
         if self.fits_reader is not None:
             self.fits_reader.close()
             self.fits_reader = None
         if self.listener is not None:
             self.listener.close()
             self.listener = None
+        if self._bell is not None:
+            self._bell.close()
+            self._bell = None
         if self.reservoir is not None:
             self.reservoir.close()
             self.reservoir = None
+        if self.plan_object is not None:
+            self.plan_object.close()
+            self.plan_object.unmap()
+            self.plan_object = None
         if self.board is not None:
             self.board.close()
             self.board = None
             remove_stale(self.name)  # what killed workers left (a SIGKILLed reader's doorbell)
+
+
+def _pid() -> int:
+    import os
+
+    return os.getpid()

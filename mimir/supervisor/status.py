@@ -1,10 +1,11 @@
 """The supervisor's status board: consistent snapshots in shared memory for `mimir status`.
 
-The board is two snapshot rings (see :meth:`ringbuf.RingReader.latest`):
+The board is two snapshot rings (see :meth:`ringbuf.RingReader.latest`),
+named by the rig contract (:mod:`mimir.topology`):
 
-* ``supervisor.workers`` - descriptor :class:`SupervisorHeader`, payload
-  :data:`MAX_WORKERS` :class:`WorkerRow` records;
-* ``supervisor.sources`` - descriptor :class:`SourcesHeader`, payload
+* ``sw`` (``supervisor.workers``) - descriptor :class:`SupervisorHeader`,
+  payload :data:`MAX_WORKERS` :class:`WorkerRow` records;
+* ``ss`` (``supervisor.sources``) - descriptor :class:`SourcesHeader`, payload
   :data:`MAX_SOURCES` :class:`SourceRow` records.
 
 The supervisor publishes a fresh snapshot a few times a second; readers copy
@@ -21,6 +22,7 @@ import enum
 import msgspec
 import numpy as np
 
+from mimir.topology import BOARD_SOURCES, BOARD_WORKERS
 from ringbuf import F32, F64, I32, U32, U64, Ring, RingReader
 from ringbuf.layout import Bytes
 
@@ -31,8 +33,8 @@ __all__ = [
 
 MAX_WORKERS = 16
 MAX_SOURCES = 64
-WORKERS_RING = "supervisor.workers"
-SOURCES_RING = "supervisor.sources"
+WORKERS_RING = BOARD_WORKERS
+SOURCES_RING = BOARD_SOURCES
 
 
 class WorkerState(enum.IntEnum):
@@ -110,12 +112,12 @@ class StatusBoard:
 
     def __init__(self, rig: str) -> None:
         self.workers_ring = Ring.create(
-            WORKERS_RING, rig=rig, descriptor=SupervisorHeader, capacity=4,
+            WORKERS_RING, rig=rig, descriptor=SupervisorHeader, capacity=4, label=f"{rig}/supervisor.workers",
             payload_shape=(MAX_WORKERS,), payload_dtype=WorkerRow,
         )
         try:
             self.sources_ring = Ring.create(
-                SOURCES_RING, rig=rig, descriptor=SourcesHeader, capacity=4,
+                SOURCES_RING, rig=rig, descriptor=SourcesHeader, capacity=4, label=f"{rig}/supervisor.sources",
                 payload_shape=(MAX_SOURCES,), payload_dtype=SourceRow,
             )
         except BaseException:
@@ -180,9 +182,10 @@ def read_status(rig: str) -> StatusSnapshot:
 
 def _reservoir_status(rig: str) -> dict:
     from mimir.reservoir import ReservoirView  # the reservoir imports ringbuf only; keep status light to import
+    from mimir.topology import RESERVOIR
 
     try:
-        view = ReservoirView.attach(rig)
+        view = ReservoirView.attach(rig, RESERVOIR)
     except FileNotFoundError:
         return {}
     try:

@@ -15,9 +15,9 @@ from .codebook import Codebook, CodebookSpec
 from .emitter import WitnessEmitter
 from .receiver import ReceiverConfig, StreamingReceiver
 from .report import SyncReport, encode_report
-from .witness_output import DEFAULT_EPOCH_UNIX_S, make_witness_output
+from .witness_output import DEFAULT_EPOCH_UNIX_S
 
 __all__ = [
     "Codebook", "CodebookSpec", "WitnessEmitter", "ReceiverConfig", "StreamingReceiver",
-    "SyncReport", "encode_report", "make_witness_output", "DEFAULT_EPOCH_UNIX_S",
+    "SyncReport", "encode_report", "DEFAULT_EPOCH_UNIX_S",
 ]

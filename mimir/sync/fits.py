@@ -13,7 +13,7 @@ from ringbuf import F32, F64, U32, U64
 
 __all__ = ["FITS_RING", "MAX_SOURCES", "FitsHeader", "FitRow"]
 
-FITS_RING = "sync.fits"
+FITS_RING = "fit"  # the rig contract's object id (mimir.topology.FITS)
 MAX_SOURCES = 32
 
 
@@ -29,9 +29,9 @@ class FitRow(msgspec.Struct):
     channel: U32
     locked: U32
     local_sample_at_epoch: F64  # device sample at canonical second 0
-    effective_sample_rate: F64
+    rate_hz: F64              # effective sample rate of the device clock
     confidence: F32
-    mean_abs_error_samples: F32
+    mae_samples: F32
     anchors_accepted: U64
     anchors_rejected: U64
     samples_consumed: U64

@@ -16,7 +16,6 @@ fits across it. Blocks lost are counted in the fits header.
 
 from __future__ import annotations
 
-import os
 import sys
 import threading
 import time
@@ -24,6 +23,8 @@ import time
 import numpy as np
 
 from mimir.descriptors import AudioBlockRecord
+from mimir.process_control import lower_priority
+from mimir.topology import SyncWorkerSpec
 from ringbuf import Ring, RingReader, SegmentMissing
 
 from .codebook import Codebook
@@ -33,7 +34,7 @@ from mimir.signals import stop_on_signals
 
 from .witness_output import DEFAULT_EPOCH_UNIX_S
 
-__all__ = ["run_sync_worker"]
+__all__ = ["run_sync_worker", "run_sync_spec"]
 
 
 def _attach(rig: str, ring: str, stop: threading.Event, timeout_s: float) -> RingReader:
@@ -47,10 +48,22 @@ def _attach(rig: str, ring: str, stop: threading.Event, timeout_s: float) -> Rin
             time.sleep(0.05)
 
 
+def run_sync_spec(spec: SyncWorkerSpec) -> int:
+    """Process entry of the rig's sync worker (its spec from the rig contract); returns the exit code."""
+    w = spec.witness
+    try:
+        return run_sync_worker(spec.rig, ring=spec.audio_ring.object_id, fits_ring=spec.fits_ring.object_id,
+                               codebook_id=w.codebook_id, seed=w.seed, epoch_unix_s=w.epoch_unix_s)
+    except SegmentMissing as exc:
+        print(f"mimir-worker sync: {exc}", file=sys.stderr)
+        return 2
+
+
 def run_sync_worker(rig: str, *, ring: str = "audio", codebook_id: str = "mimir-default", seed: int = 0,
                     epoch_unix_s: float = DEFAULT_EPOCH_UNIX_S, chunk_frames: int = 4096,
                     publish_period_s: float = 0.25, attach_timeout_s: float = 30.0,
-                    stop: threading.Event | None = None, duration_s: float | None = None) -> int:
+                    stop: threading.Event | None = None, duration_s: float | None = None,
+                    fits_ring: str = FITS_RING) -> int:
     """Run until ``stop`` is set, SIGTERM/SIGINT, or ``duration_s``; return an exit code.
 
     Decoding is throughput work with seconds of slack; indexing and capture
@@ -61,19 +74,20 @@ def run_sync_worker(rig: str, *, ring: str = "audio", codebook_id: str = "mimir-
     with stop_on_signals(stop):
         return _run(rig, ring=ring, codebook_id=codebook_id, seed=seed, epoch_unix_s=epoch_unix_s,
                     chunk_frames=chunk_frames, publish_period_s=publish_period_s, attach_timeout_s=attach_timeout_s,
-                    stop=stop, duration_s=duration_s)
+                    stop=stop, duration_s=duration_s, fits_ring=fits_ring)
 
 
 def _run(rig: str, *, ring: str, codebook_id: str, seed: int, epoch_unix_s: float, chunk_frames: int,
-         publish_period_s: float, attach_timeout_s: float, stop: threading.Event, duration_s: float | None) -> int:
+         publish_period_s: float, attach_timeout_s: float, stop: threading.Event, duration_s: float | None,
+         fits_ring: str) -> int:
     if threading.current_thread() is threading.main_thread():
-        os.nice(10)
+        lower_priority()
     reader = _attach(rig, ring, stop, attach_timeout_s)
     layout = reader.layout
     slot_frames, channels = layout.payload_shape
     channels = min(channels, MAX_SOURCES)
     codebook = Codebook.from_id(codebook_id, seed)
-    fits = Ring.create(FITS_RING, rig=rig, descriptor=FitsHeader, capacity=4,
+    fits = Ring.create(fits_ring, rig=rig, descriptor=FitsHeader, capacity=4, label=f"{rig}/sync.fits",
                        payload_shape=(MAX_SOURCES,), payload_dtype=FitRow)
     desc = np.zeros(1, reader.descriptor_dtype)
     desc_bytes = desc.view(np.uint8)
@@ -155,9 +169,9 @@ def _publish(fits: Ring, receivers: list[StreamingReceiver], rate_hz: int, block
         row["channel"] = c
         row["locked"] = int(report.locked)
         row["local_sample_at_epoch"] = fit.local_sample_at_epoch or 0.0
-        row["effective_sample_rate"] = fit.effective_sample_rate or 0.0
+        row["rate_hz"] = fit.effective_sample_rate or 0.0
         row["confidence"] = fit.confidence
-        row["mean_abs_error_samples"] = fit.mean_abs_error_samples or 0.0
+        row["mae_samples"] = fit.mean_abs_error_samples or 0.0
         row["anchors_accepted"] = health.anchors_accepted
         row["anchors_rejected"] = health.anchors_rejected
         row["samples_consumed"] = health.samples_consumed

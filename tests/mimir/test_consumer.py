@@ -23,6 +23,8 @@ def live_rig(rig, tmp_path):
     config = tmp_path / "rig.toml"
     config.write_text(f'''
 rig = "{rig}"
+[reservoir]
+window_s = 1.0  # camera rings hold the window: 34 frames at 30 fps
 [audio]
 backend = "synthetic"
 channels = 2
@@ -63,7 +65,7 @@ def test_latest_frame_is_a_zero_copy_view_of_the_newest_frame(live_rig):
         assert frame.still_valid() and sequence == frame.descriptor.sequence
         with pytest.raises(NoSuchSource, match="cameras: cam.synthetic.0, cam.synthetic.1"):
             consumer.latest_frame("cam.synthetic.7")
-        time.sleep(1.5)  # 45 frames later the 32-slot ring has reused that slot
+        time.sleep(1.5)  # 45 frames later the 34-slot ring (the 1 s window) has reused that slot
         assert not frame.still_valid()
         with pytest.raises(StaleHandle, match="overwritten"):
             consumer.resolver.payload(frame.descriptor.payload_handle)

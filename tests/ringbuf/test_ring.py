@@ -2,11 +2,10 @@
 import os
 
 import msgspec
-
-import ringbuf.platform
 import numpy as np
 import pytest
 
+import ringbuf.platform
 from ringbuf import (
     DescriptorError, PayloadError, Ring, RingError, RingLayoutMismatch, RingReader, SegmentExists,
     SegmentMissing, StaleItem, F32, U32, U64,

@@ -3,7 +3,6 @@
 * ``audio_worker``  -> ``mimir-worker audio``
 * ``latency``       -> ``mimir latency``
 * ``soak``          -> ``mimir soak``
-* ``bench_audio``   -> ``mimir bench audio``
 
 Each turns a bad input into one clear line on stderr and a non-zero exit
 code (2 bad input, 3 missing library, 1 runtime failure), never a traceback.
@@ -23,7 +22,7 @@ import typer
 from .config import EngineConfig, parse_channels
 from .errors import AudioError
 
-__all__ = ["audio_worker", "latency", "soak", "bench_audio", "build_config"]
+__all__ = ["audio_worker", "latency", "soak", "build_config"]
 
 # ---- shared options ------------------------------------------------------------------------------------------------
 Backend = Annotated[str, typer.Option("--backend", help="sounddevice (PortAudio) | synthetic | file")]
@@ -228,20 +227,3 @@ def soak(
     print(json.dumps(doc) if json_out else format_soak(doc))
     if result.worker_exit_code not in (0, None):
         raise typer.Exit(1)
-
-
-# ---- mimir bench audio ---------------------------------------------------------------------------------------------------
-def bench_audio(
-    json_out: JsonOut = False,
-    seconds: Annotated[float, typer.Option("--seconds", help="Seconds per measured phase")] = 15.0,
-) -> None:
-    """Callback cost with the ring write vs bare pass-through, and xruns vs jack_iodelay, on JACK dummy servers."""
-    from bench import audio as bench_module
-    from bench.common import machine_info
-
-    try:
-        records = bench_module.run(seconds=seconds, progress=lambda s: print(s, file=sys.stderr, flush=True))
-    except AudioError as exc:
-        raise _fail("mimir bench audio", exc) from None
-    doc = bench_module.document(records, machine_info())
-    print(json.dumps(doc) if json_out else bench_module.format_table(doc))

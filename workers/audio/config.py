@@ -11,6 +11,9 @@ import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from mimir.config import DEFAULT_EPOCH_UNIX_S
+from mimir.topology import AudioWorkerSpec, WitnessSpec
+
 from .errors import AudioConfigError
 
 __all__ = [
@@ -28,6 +31,7 @@ MIN_BLOCK_FRAMES = 16       # below this a Python callback cannot keep up at any
 MAX_BLOCK_FRAMES = 8192
 MAX_RATE_HZ = 768000
 _NAME_RE = re.compile(r"^[A-Za-z0-9_.]+$")
+DEFAULT_WITNESS = WitnessSpec(codebook_id="mimir-default", seed=0, epoch_unix_s=DEFAULT_EPOCH_UNIX_S, level_dbfs=-20.0)
 
 
 @dataclass(frozen=True)
@@ -135,6 +139,10 @@ class EngineConfig:
     ring: str = "audio"
     ring_seconds: float = 2.0
     metrics_seconds: float = 10.0
+    ring_capacity: int | None = None        # blocks in the audio ring (the rig contract's); overrides ring_seconds
+    metrics_capacity: int | None = None     # callback records in the metrics ring; overrides metrics_seconds
+    source: str = "audio"                   # the source name (ring labels, logs)
+    witness: WitnessSpec = DEFAULT_WITNESS  # --output witness: codebook, seed, epoch and level to play
     health_window_s: float = 3.0
     freeze_gc: bool = False                 # the worker CLI sets True
     realtime_threads: bool = False          # best-effort SCHED_FIFO: paced device thread 10, helpers 1 (worker CLI: True)
@@ -156,6 +164,20 @@ class EngineConfig:
     mls_order: int = 14
     # test and diagnosis hook: busy-wait this long in every callback
     simulate_load_us: float = 0.0
+
+    @classmethod
+    def from_spec(cls, spec: AudioWorkerSpec, **more: object) -> "EngineConfig":
+        """The engine of the rig contract's audio worker (:func:`mimir.topology.audio_worker_spec`)."""
+        device: str | int | None = spec.device
+        if isinstance(device, str) and device.strip().isdigit():
+            device = int(device)
+        return cls(
+            backend=spec.backend, host_api=spec.host_api, device=device, sample_rate_hz=spec.rate_hz,
+            block_frames=spec.block_frames, channels=ChannelSpec(count=spec.channels), output=spec.output,
+            rig=spec.rig, ring=spec.ring.object_id, ring_capacity=spec.ring.capacity,
+            metrics_capacity=spec.metrics_ring.capacity, source=spec.source, witness=spec.witness,
+            path=Path(spec.file) if spec.file else None, signal=spec.signal, **more,
+        ).validate()
 
     def with_(self, **changes: object) -> "EngineConfig":
         return replace(self, **changes)
@@ -194,6 +216,9 @@ class EngineConfig:
                 raise AudioConfigError(f"{name} {value!r}: use letters, digits, '_' and '.' only")
         if not self.ring_seconds > 0 or not self.metrics_seconds > 0:
             raise AudioConfigError("ring and metrics seconds must be positive")
+        for what, value in (("ring capacity", self.ring_capacity), ("metrics capacity", self.metrics_capacity)):
+            if value is not None and value < 8:
+                raise AudioConfigError(f"{what} {value}: at least 8 blocks")
         if not self.health_window_s > 0:
             raise AudioConfigError("--health-window must be positive seconds")
         if self.backend == "file":

@@ -104,15 +104,15 @@ class AudioEngine:
         plan = backend.prepare()
         n_in = len(plan.input_channels)
         rate = plan.sample_rate_hz
-        capacity = max(8, math.ceil(cfg.ring_seconds * rate / plan.expected_frames))
-        metrics_capacity = max(64, math.ceil(cfg.metrics_seconds * rate / plan.expected_frames))
+        capacity = cfg.ring_capacity or max(8, math.ceil(cfg.ring_seconds * rate / plan.expected_frames))
+        metrics_capacity = cfg.metrics_capacity or max(64, math.ceil(cfg.metrics_seconds * rate / plan.expected_frames))
         output = self.output = self._make_output(cfg, plan.sample_rate_hz, n_in, plan.output_channels, plan.slot_frames)
         self.ring = Ring.create(
-            cfg.ring, rig=cfg.rig, descriptor=AudioBlockRecord, capacity=capacity,
-            payload_shape=(plan.slot_frames, n_in), payload_dtype=np.float32, status=AudioStatus,
+            cfg.ring, rig=cfg.rig, descriptor=AudioBlockRecord, capacity=capacity, label=f"{cfg.rig}/{cfg.source}",
+            payload_shape=(plan.slot_frames, n_in), payload_dtype=np.float32, status=AudioStatus, prefault=True,
         )
         self.metrics = Ring.create(metrics_ring_name(cfg.ring), rig=cfg.rig, descriptor=CallbackMetric,
-                                   capacity=metrics_capacity)
+                                   capacity=metrics_capacity, label=f"{cfg.rig}/{cfg.source}.metrics")
         proc = self.processor = BlockProcessor(
             ring=self.ring, metrics=self.metrics, sample_rate_hz=rate, block_frames=plan.block_frames,
             slot_frames=plan.slot_frames, channels=n_in, output=output, output_channels=plan.output_channels,
@@ -140,7 +140,7 @@ class AudioEngine:
         if cfg.output == "passthrough":
             return PassthroughOutput(n_in, n_out, cfg.through_channel)
         if cfg.output == "witness":
-            return load_witness_output(rate, n_out, max_frames)
+            return load_witness_output(rate, max_frames, cfg.witness)
         if not (0 <= cfg.probe_channel < n_out):
             raise AudioConfigError(f"probe channel {cfg.probe_channel}: the output has {n_out} channel(s)")
         if cfg.output == "impulse":

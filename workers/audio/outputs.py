@@ -18,10 +18,12 @@ calls ``fill``.
 
 from __future__ import annotations
 
-import importlib
+import time
 from typing import Protocol, runtime_checkable
 
 import numpy as np
+
+from mimir.topology import WitnessSpec
 
 from .errors import AudioConfigError, OutputUnavailable
 
@@ -201,28 +203,17 @@ class WitnessOutput:
                 out[:, ch] = mono
 
 
-def load_witness_output(sample_rate_hz: int, out_channels: int, max_frames: int) -> OutputStage:
-    """The sync analyzer's witness as an output stage, imported lazily from :mod:`mimir.sync`.
+def load_witness_output(sample_rate_hz: int, max_frames: int, witness: WitnessSpec,
+                        start_canonical_seconds: float | None = None) -> OutputStage:
+    """The rig's witness (``witness``: codebook id, seed, epoch, level) as an output stage on every channel.
 
-    Contract with the sync analyzer: ``mimir.sync`` exposes
-    ``make_witness_output(sample_rate_hz: int, out_channels: int, max_frames: int) -> OutputStage``.
-    Until it does, this raises :class:`OutputUnavailable` with what to do.
+    Device frame 0 plays canonical second ``start_canonical_seconds``
+    (default: the wall clock now, in seconds since the witness epoch).
     """
-    try:
-        sync = importlib.import_module("mimir.sync")
-    except ImportError as exc:
-        raise OutputUnavailable(
-            "--output witness needs the sync analyzer's witness emitter (package mimir.sync), which is not "
-            f"installed in this tree ({exc}); use --output passthrough or --output silence until it lands"
-        ) from None
-    factory = getattr(sync, "make_witness_output", None)
-    if factory is None:
-        raise OutputUnavailable(
-            "--output witness: mimir.sync is present but does not expose "
-            "make_witness_output(sample_rate_hz, out_channels, max_frames) yet; "
-            "use --output passthrough or --output silence until it is wired"
-        )
-    stage = factory(sample_rate_hz=sample_rate_hz, out_channels=out_channels, max_frames=max_frames)
-    if not isinstance(stage, OutputStage):
-        raise OutputUnavailable(f"mimir.sync.make_witness_output returned {stage!r}, which has no fill(out, start_sample)")
-    return stage
+    from mimir.sync import Codebook, WitnessEmitter
+
+    if start_canonical_seconds is None:
+        start_canonical_seconds = time.time() - witness.epoch_unix_s
+    emitter = WitnessEmitter(Codebook.from_id(witness.codebook_id, witness.seed), float(sample_rate_hz),
+                             start_canonical_seconds=start_canonical_seconds, level_dbfs=witness.level_dbfs)
+    return WitnessOutput(emitter, max_frames)

@@ -158,5 +158,5 @@ class CallbackMetric(msgspec.Struct):
 
 
 def metrics_ring_name(ring: str) -> str:
-    """The name of the metrics ring that goes with audio ring ``ring``."""
-    return f"{ring}.metrics"
+    """The object name of the metrics ring that goes with audio ring ``ring`` (short: names must fit macOS)."""
+    return f"{ring}m"

@@ -21,14 +21,15 @@ from typing import TextIO
 
 from . import jack
 from mimir.signals import stop_on_signals
+from mimir.topology import AudioWorkerSpec
 
 from .config import EngineConfig
 from .engine import AudioEngine
 from .errors import AudioConfigError, AudioError
 from .health import try_realtime
-from .records import EngineState, Health
+from .records import EngineState, Health, metrics_ring_name
 
-__all__ = ["run_worker", "READY_PREFIX", "DONE_PREFIX", "WorkerProcess"]
+__all__ = ["run_worker", "run_spec", "READY_PREFIX", "DONE_PREFIX", "WorkerProcess"]
 
 READY_PREFIX = "mimir-audio ready "
 DONE_PREFIX = "mimir-audio done "
@@ -43,6 +44,15 @@ def run_worker(config: EngineConfig, *, duration_s: float | None = None, jack_lo
     log = log or sys.stderr
     with stop_on_signals(threading.Event()) as stop:
         return _run(config, stop, duration_s, jack_loopback, log)
+
+
+def run_spec(spec: AudioWorkerSpec) -> int:
+    """The rig's audio worker (started by the supervisor with its spec); returns the exit code."""
+    config = EngineConfig.from_spec(spec, freeze_gc=True, realtime_threads=True)
+    if metrics_ring_name(spec.ring.object_id) != spec.metrics_ring.object_id:
+        raise AudioConfigError(f"the rig contract names the metrics ring {spec.metrics_ring.object_id!r}, "
+                               f"the engine would create {metrics_ring_name(spec.ring.object_id)!r}")
+    return run_worker(config)
 
 
 def _run(config: EngineConfig, stop: threading.Event, duration_s: float | None, jack_loopback: bool,

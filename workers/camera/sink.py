@@ -31,17 +31,11 @@ from typing import Callable
 import numpy as np
 
 from ringbuf import Ring, RingError
-from ringbuf.hashing import fnv1a_64
 
 from .family import CameraMode, FrameSink
 from .stats import FrameStats
 
-__all__ = ["RingFrameSink", "source_id_hash", "shaped_claim"]
-
-
-def source_id_hash(source_id: str) -> int:
-    """FNV-1a 64 of the source id, with 0 remapped to 1 as the reservoir does."""
-    return fnv1a_64(source_id) or 1
+__all__ = ["RingFrameSink", "shaped_claim"]
 
 
 class RingFrameSink:
@@ -52,7 +46,7 @@ class RingFrameSink:
         "_capacity", "_views", "_claim_ns", "_claimed",
     )
 
-    def __init__(self, ring: Ring, *, source_id: str, mode: CameraMode, stats: FrameStats) -> None:
+    def __init__(self, ring: Ring, *, source_hash: int, mode: CameraMode, stats: FrameStats) -> None:
         shape = ring.layout.payload_shape
         if tuple(shape) != tuple(mode.payload_shape) or np.dtype(ring.layout.payload_dtype) != np.uint8:
             raise RingError(
@@ -61,7 +55,7 @@ class RingFrameSink:
             )
         self._ring = ring
         self._stats = stats
-        self._hash = source_id_hash(source_id)
+        self._hash = source_hash
         self._width = mode.width
         self._height = mode.height
         self._format = int(mode.pixel_format)

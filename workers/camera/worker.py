@@ -4,9 +4,11 @@ Lifecycle (:func:`run_worker`)
     1. resolve the family, discover devices, select them, open every camera in
        the requested mode. Any failure here is a :class:`CameraError` (unknown
        family, missing device, unsupported mode) raised before a ring exists;
-    2. create one ring per camera, ``cam.<family>.<index>`` of the rig
-       (:func:`ring_name`), payload slots shaped as the negotiated mode, the
-       :class:`~workers.camera.stats.CameraStatus` record in its header;
+    2. create one ring per camera, named by the rig contract
+       (:mod:`mimir.topology`: object ``c<k>``, readable name
+       ``cam.<family>.<i>``), payload slots shaped as the negotiated mode and
+       pre-faulted, the :class:`~workers.camera.stats.CameraStatus` record in
+       its header;
     3. freeze the GC (everything allocated so far is permanent), start one
        :class:`CameraRunner` thread per camera;
     4. on the calling thread, refresh every ring's status record each
@@ -37,38 +39,57 @@ import time
 from dataclasses import dataclass, field
 from typing import TextIO
 
-from mimir.signals import stop_on_signals
 from mimir.descriptors import CameraFrameDescriptor
-from ringbuf import Ring, SegmentExists
+from mimir.signals import stop_on_signals
+from mimir.topology import CameraSpec, CameraWorkerSpec, camera_specs, source_hash
+from ringbuf import OutOfSharedMemory, Ring, SegmentExists
 
 from .family import (
     Camera, CameraDisconnected, CameraError, CameraFamily, CameraMode, DeviceInfo, DiscoveryHints,
-    ModeRequest, resolve_family, select_devices,
+    ModeRequest, parse_pixel_format, resolve_family, select_devices,
 )
-from .sink import RingFrameSink, source_id_hash
+from .sink import RingFrameSink
 from .stats import CameraState, CameraStatus, FrameStats, init_status
 
-__all__ = ["WorkerConfig", "CameraRunner", "Worker", "run_worker", "serve", "ring_name", "DEFAULT_CAPACITY"]
+__all__ = ["WorkerConfig", "CameraRunner", "Worker", "run_worker", "serve", "serve_spec", "DEFAULT_CAPACITY"]
 
 DEFAULT_CAPACITY = 16
 RETRY_INITIAL_S = 0.25
 RETRY_MAX_S = 2.0
 
 
-def ring_name(family: str, index: int) -> str:
-    """The ring of camera ``index`` of ``family``: ``cam.<family>.<index>``."""
-    return f"cam.{family}.{index}"
-
-
 @dataclass(frozen=True)
 class WorkerConfig:
+    """What one camera worker runs: the cameras of the rig contract (:func:`mimir.topology.camera_specs`).
+
+    ``cameras`` name each camera's source and ring and say which device or
+    file it opens; ``request`` is the mode every camera is opened in.
+    """
+
     rig: str = "default"
     request: ModeRequest = field(default_factory=ModeRequest)
-    hints: DiscoveryHints = field(default_factory=DiscoveryHints)
-    capacity: int = DEFAULT_CAPACITY
+    cameras: tuple[CameraSpec, ...] = ()
     duration_s: float | None = None
     status_period_s: float = 0.5
     join_timeout_s: float = 5.0
+    prefault: bool = True
+
+    @classmethod
+    def from_spec(cls, spec: CameraWorkerSpec, **more) -> "WorkerConfig":
+        request = ModeRequest(spec.width, spec.height, spec.fps, parse_pixel_format(spec.pixel_format))
+        return cls(rig=spec.rig, request=request, cameras=spec.cameras, **more)
+
+    @classmethod
+    def for_family(cls, family: str, count: int, *, rig: str = "default", capacity: int = DEFAULT_CAPACITY,
+                   devices: tuple[str, ...] = (), files: tuple[str, ...] = (), **more) -> "WorkerConfig":
+        """A worker of ``count`` cameras of ``family`` outside a rig plan (tests, `mimir-worker camera`)."""
+        return cls(rig=rig, cameras=camera_specs(family, count, capacity, devices=devices, files=files), **more)
+
+    @property
+    def hints(self) -> DiscoveryHints:
+        """What discovery needs: the cameras' devices (or files) when they name them, else how many."""
+        specs = tuple(c.device or c.file for c in self.cameras if (c.device or c.file))
+        return DiscoveryHints(count=len(self.cameras), specs=specs)
 
 
 def _log(out: TextIO | None, message: str) -> None:
@@ -80,7 +101,7 @@ class CameraRunner(threading.Thread):
     """Runs one camera's capture loop into its ring; reopens the device after a disconnect."""
 
     def __init__(self, family: CameraFamily, camera: Camera, ring: Ring, stop: threading.Event,
-                 log: TextIO | None = None) -> None:
+                 log: TextIO | None = None, *, source: str) -> None:
         super().__init__(name=f"capture-{ring.name}", daemon=True)
         self.family = family
         self.device: DeviceInfo = camera.device
@@ -88,8 +109,9 @@ class CameraRunner(threading.Thread):
         self.ring = ring
         self.stop = stop
         self.log = log
+        self.source = source
         self.stats = FrameStats()
-        self.sink = RingFrameSink(ring, source_id=self.device.source_id, mode=self.mode, stats=self.stats)
+        self.sink = RingFrameSink(ring, source_hash=source_hash(source), mode=self.mode, stats=self.stats)
         self.state = CameraState.STARTING
         self.disconnects = 0
         self.reconnects = 0
@@ -97,7 +119,7 @@ class CameraRunner(threading.Thread):
         # (current camera or None, dropped and corrupt counts of the cameras closed before it), swapped as
         # one attribute so the worker thread never sees a half-updated total.
         self._current: tuple[Camera | None, int, int] = (camera, 0, 0)
-        init_status(ring.status, mode=self.mode, source_id_hash=source_id_hash(self.device.source_id))
+        init_status(ring.status, mode=self.mode, source_id_hash=source_hash(source))
 
     @property
     def camera(self) -> Camera | None:
@@ -199,23 +221,28 @@ class Worker:
             found = self.family.discover(cfg.hints)
             describe = getattr(self.family, "search_description", None)
             devices = select_devices(found, cfg.hints, self.family.name, describe() if describe else "")
+            if len(devices) != len(cfg.cameras):
+                raise CameraError(f"{self.family.name}: {len(cfg.cameras)} cameras configured, "
+                                  f"{len(devices)} devices selected")
             for device in devices:
                 self._cameras.append(self.family.open(device, cfg.request))
+            specs = list(cfg.cameras)
             while self._cameras:  # hand each camera to its runner, which owns it from then on
-                camera = self._cameras[0]
+                camera, spec = self._cameras[0], specs.pop(0)
                 ring = Ring.create(
-                    ring_name(self.family.name, camera.device.index), rig=cfg.rig,
-                    descriptor=CameraFrameDescriptor, capacity=cfg.capacity,
-                    payload_shape=camera.mode.payload_shape, status=CameraStatus,
+                    spec.ring.object_id, rig=cfg.rig, label=f"{cfg.rig}/{spec.source}",
+                    descriptor=CameraFrameDescriptor, capacity=spec.ring.capacity,
+                    payload_shape=camera.mode.payload_shape, status=CameraStatus, prefault=cfg.prefault,
                 )
                 self._rings.append(ring)
-                self.runners.append(CameraRunner(self.family, camera, ring, self.stop, self.log))
+                self.runners.append(CameraRunner(self.family, camera, ring, self.stop, self.log, source=spec.source))
                 self._cameras.pop(0)
         except BaseException:
             self.close()
             raise
         for runner in self.runners:
-            _log(self.log, f"{runner.device.source_id} -> ring {runner.ring.name} (rig {cfg.rig}): {runner.mode}")
+            _log(self.log, f"{runner.device.source_id} -> {runner.source} (ring {runner.ring.name}, rig {cfg.rig}, "
+                           f"{runner.ring.capacity} frames): {runner.mode}")
 
     def start(self) -> None:
         gc.collect()
@@ -295,11 +322,19 @@ def serve(family: str, config: WorkerConfig, *, log: TextIO = sys.stderr) -> int
     except CameraError as exc:
         print(f"mimir-worker camera: error: {exc}", file=log, flush=True)
         return 2
+    except OutOfSharedMemory as exc:
+        print(f"mimir-worker camera: error: {exc}", file=log, flush=True)
+        return 2
     except SegmentExists as exc:
         print(f"mimir-worker camera: error: {exc}", file=log, flush=True)
         return 1
     for runner in worker.runners:
         s = runner.stats
-        _log(log, f"{runner.ring.name}: {s.frames} frames, {runner.disconnects} disconnects, "
+        _log(log, f"{runner.source}: {s.frames} frames, {runner.disconnects} disconnects, "
                   f"dropped by device {runner.device_counters()[0]}")
     return 0
+
+
+def serve_spec(spec: CameraWorkerSpec, *, log: TextIO = sys.stderr) -> int:
+    """Process entry of a rig's camera worker (its spec from the rig contract); returns the exit code."""
+    return serve(spec.family, WorkerConfig.from_spec(spec), log=log)

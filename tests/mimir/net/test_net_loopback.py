@@ -47,8 +47,8 @@ def test_three_impaired_receivers_report_fits_matching_the_truth(net):
         assert c.accepted == summary["messages_total"] and c.lost == 0 and c.rejected.total() == 0
         fit = s.clock_fit
         assert fit is not None and fit.locked and fit.nominal_rate_hz == w.rate_hz
-        offset = w.offset_error_samples(fit.local_sample_at_epoch, fit.effective_rate_hz)
-        rate_ppm = w.rate_error_ppm(fit.effective_rate_hz)
+        offset = w.offset_error_samples(fit.local_sample_at_epoch, fit.rate_hz)
+        rate_ppm = w.rate_error_ppm(fit.rate_hz)
         if name == "phone":
             assert offset <= 1.0, (name, offset)
         else:
@@ -129,7 +129,7 @@ def test_listener_restart_receivers_reconnect_and_nothing_is_lost(net):
     assert s.acked_through == summary["messages_total"] - 1
     assert accepted_first + s.counters.accepted >= summary["messages_total"]
     assert s.clock_fit.locked
-    assert w.offset_error_samples(s.clock_fit.local_sample_at_epoch, s.clock_fit.effective_rate_hz) <= 0.25
+    assert w.offset_error_samples(s.clock_fit.local_sample_at_epoch, s.clock_fit.rate_hz) <= 0.25
     assert window.status == "ok" and len(window.pcm_s16le) == 2 * round(0.25 * 48000)
     pcm = np.frombuffer(window.pcm_s16le, "<i2") * window.scale
     original = sf.read(str(w.path), dtype="float32")[0][window.local_start_sample:][: pcm.size]

@@ -35,8 +35,8 @@ from mimir.net.sources import REJECT_CAUSES, SourceTable
 
 def _fit(**kw) -> ClockFitSummary:
     base = dict(codebook_id="mimir-default", seed=0, nominal_rate_hz=48000.0, locked=True, segment=0,
-                stream_sample=96000, local_sample_at_epoch=-4_800_000.25, effective_rate_hz=48000.004,
-                confidence=0.97, mean_abs_error_samples=0.02, offset_sigma_samples=0.01, rate_sigma_ppm=0.02,
+                stream_sample=96000, local_sample_at_epoch=-4_800_000.25, rate_hz=48000.004,
+                confidence=0.97, mae_samples=0.02, offset_sigma_samples=0.01, rate_sigma_ppm=0.02,
                 anchor_count=9, first_canonical_s=100.2, last_canonical_s=101.8)
     base.update(kw)
     return ClockFitSummary(**base)
@@ -44,7 +44,7 @@ def _fit(**kw) -> ClockFitSummary:
 
 BODIES = [
     _fit(),
-    _fit(locked=False, local_sample_at_epoch=None, effective_rate_hz=None, confidence=0.0),
+    _fit(locked=False, local_sample_at_epoch=None, rate_hz=None, confidence=0.0),
     AnchorBatch(segment=0, decoded_unix_ns=1_700_000_000_000_000_000,
                 anchors=[Anchor(event_index=501, canonical_s=100.2, local_sample=9600.125, confidence=0.9)]),
     ResponseUpdate(bands=[BandStat(low_hz=2000.0, high_hz=2750.0, gain_db=-1.0, reliability=1.0)],

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from mimir.reservoir.cli import bench_reservoir, load_bench
+from bench.cli import bench_reservoir, load
 from ringbuf.segment import list_segments
 
 
@@ -21,5 +21,5 @@ def test_quick_json_run_prints_one_document(capsys):
     flat = [r for r in doc["results"] if r.get("summary") == "flatness"]
     assert flat and all("ratio_100k_over_1k" in r for r in flat)
     assert "reservoir bench: done" in err
-    bench, _ = load_bench()
+    bench = load("reservoir")
     assert list_segments(bench.RIG) == []  # only the bench's own rig: other rigs may run meanwhile

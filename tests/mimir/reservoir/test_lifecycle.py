@@ -48,7 +48,7 @@ def test_a_dead_writers_segment_is_reclaimed(rig):
         if proc.poll() is None:
             proc.kill()
             proc.wait()
-    assert list_segments(rig) == [segment_name(rig, "reservoir")]  # the crash left it behind
+    assert list_segments(rig) == [segment_name(rig, "res")]  # the crash left it behind
     with Reservoir.create(rig, capacity=8) as res:  # and the next supervisor reclaims it
         assert res.count() == 0
 
@@ -56,7 +56,7 @@ def test_a_dead_writers_segment_is_reclaimed(rig):
 def test_attaching_needs_a_reservoir(rig):
     with pytest.raises(SegmentMissing):
         ReservoirView.attach(rig)
-    ring = Ring.create("reservoir", descriptor=CameraFrameDescriptor, capacity=2, rig=rig)
+    ring = Ring.create("res", descriptor=CameraFrameDescriptor, capacity=2, rig=rig)
     try:
         with pytest.raises(ReservoirLayoutMismatch, match="is a ring, not a reservoir"):
             ReservoirView.attach(rig)

@@ -70,6 +70,8 @@ def test_default_rig_runs_survives_a_worker_kill_and_stops_clean(rig, tmp_path):
     sup = start(config)
     try:
         wait_for(lambda: status(rig)["header"].get("uptime_ns", 0) > 9e9, 30, "10 s of running")
+        # The witness locks within seconds on an idle machine; allow for a busy one.
+        wait_for(lambda: sources(status(rig))["audio"]["clock_locked"] == 1, 60, "the audio clock to lock")
         snap = status(rig)
         by_name = sources(snap)
         cams = [by_name[f"cam.synthetic.{i}"] for i in range(6)]

@@ -44,14 +44,14 @@ def test_each_channel_is_placed_on_the_canonical_timeline_with_its_own_path_dela
         now_s = time.time() - DEFAULT_EPOCH_UNIX_S
 
         def local_sample_now(row) -> float:
-            return float(row["local_sample_at_epoch"]) + now_s * float(row["effective_sample_rate"])
+            return float(row["local_sample_at_epoch"]) + now_s * float(row["rate_hz"])
 
         reference = local_sample_now(rows[0])
         for c in range(1, CHANNELS):
             delay, _ = room_path(c, 48_000)
             measured = local_sample_now(rows[c]) - reference
             assert abs(measured - delay) < 0.25, (c, measured, delay)  # sample-accurate per microphone
-            assert abs(float(rows[c]["effective_sample_rate"]) - 48_000) < 0.05
+            assert abs(float(rows[c]["rate_hz"]) - 48_000) < 0.05
     finally:
         stop.set()
         worker.join(20)

@@ -273,9 +273,6 @@ def test_soak_measures_a_worker_process_and_draws_the_figure(rig, tmp_path):
 
 
 def test_the_sync_witness_plays_through_the_output_stage(rig):
-    sync = pytest.importorskip("mimir.sync", reason="the sync analyzer (mimir.sync) is not in this tree")
-    if not hasattr(sync, "make_witness_output"):
-        pytest.skip("mimir.sync does not expose make_witness_output yet")
     engine = AudioEngine(synthetic(rig, signal="loopback", output="witness", channels=parse_channels("1")))
     engine.init(RATE, 256)
     reader = RingReader.attach("audio", rig=rig, descriptor=AudioBlockRecord)

@@ -89,24 +89,39 @@ def test_passthrough_rejects_layouts_it_cannot_copy():
         PassthroughOutput(2, 2, source_channel=2)
 
 
-def test_witness_fails_clearly_while_the_sync_emitter_is_missing(monkeypatch):
-    monkeypatch.setitem(sys.modules, "mimir.sync", None)  # import of mimir.sync fails
-    with pytest.raises(OutputUnavailable, match="--output passthrough or --output silence"):
-        load_witness_output(48000, 2, 64)
-
-
-def test_witness_plugs_in_any_mono_emitter(monkeypatch):
+def test_witness_output_copies_a_mono_emitter_to_every_channel():
     class Emitter:
         def fill(self, out, start_sample):
             out[:] = np.arange(start_sample, start_sample + len(out), dtype=np.float32)
 
-    fake = type(sys)("mimir.sync")
-    fake.make_witness_output = lambda sample_rate_hz, out_channels, max_frames: WitnessOutput(Emitter(), max_frames)
-    monkeypatch.setitem(sys.modules, "mimir.sync", fake)
-    stage = load_witness_output(48000, 2, 8)
+    stage = WitnessOutput(Emitter(), 8)
     out = np.zeros((8, 2), dtype=np.float32)
     stage.fill(out, 100)
     assert np.array_equal(out[:, 0], np.arange(100, 108)) and np.array_equal(out[:, 1], out[:, 0])
+    with pytest.raises(OutputUnavailable, match="no fill"):
+        WitnessOutput(object(), 8)
+
+
+def test_the_witness_played_is_the_configured_codebook():
+    """The output stage plays the rig's codebook, seed and epoch (the contract's WitnessSpec): a receiver of
+    that codebook locks on it, a receiver of the default codebook never does."""
+    from mimir.sync import Codebook, StreamingReceiver
+    from mimir.topology import WitnessSpec
+
+    rate, seconds = 16_000, 6.0
+    studio = WitnessSpec(codebook_id="studio-b", seed=17, epoch_unix_s=1_700_000_000.0, level_dbfs=-12.0)
+    stage = load_witness_output(rate, 4096, studio, start_canonical_seconds=1234.0)
+    audio = np.zeros((int(rate * seconds), 1), np.float32)
+    for start in range(0, len(audio), 4096):
+        stage.fill(audio[start:start + 4096], start)
+    assert 0.2 < np.abs(audio).max() <= 10 ** (-12 / 20) + 1e-6  # played at the configured level
+    right = StreamingReceiver(Codebook.from_id("studio-b", 17), float(rate), "right", approx_canonical_seconds=1234.0)
+    wrong = StreamingReceiver(Codebook.from_id("mimir-default", 0), float(rate), "wrong",
+                              approx_canonical_seconds=1234.0)
+    right.feed(audio[:, 0])
+    wrong.feed(audio[:, 0])
+    assert right.locked and not wrong.locked
+    assert abs(right.canonical_seconds_at(0) - 1234.0) < 1e-4  # device frame 0 is the canonical start asked for
 
 
 class _NoPortAudio(importlib.abc.MetaPathFinder):
@@ -152,12 +167,6 @@ def test_cli_bad_values_exit_2_with_a_clear_line(rig):
         result = CliRunner().invoke(app, ["worker", "--rig", rig, *args])
         assert result.exit_code == 2, (args, result.output)
         assert expect in result.output, (args, result.output)
-
-
-def test_cli_witness_without_the_emitter_exits_3(monkeypatch, rig):
-    monkeypatch.setitem(sys.modules, "mimir.sync", None)
-    result = CliRunner().invoke(app, ["worker", "--backend", "synthetic", "--output", "witness", "--rig", rig])
-    assert result.exit_code == 3 and "mimir.sync" in result.output
 
 
 @pytest.mark.parametrize("fmt, scale", [("int32", 2.0**-31), ("int16", 2.0**-15), ("float32", 1.0)])

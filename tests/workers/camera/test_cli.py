@@ -10,6 +10,7 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
+from bench.cli import load
 from workers.camera import cli
 
 
@@ -24,9 +25,11 @@ def _run(*args: str, rig: str) -> subprocess.CompletedProcess:
     (["--family", "file", "--file", "/nonexistent/clip.mp4"], ["no device '/nonexistent/clip.mp4'", "devices found"]),
     (["--family", "synthetic", "--format", "MJPG"], ["format MJPG not supported", "supported modes"]),
     (["--family", "synthetic", "--width", "8", "--height", "8"], ["too small for the 192-bit stamp"]),
-    (["--family", "synthetic", "--count", "2", "--device", "5"], ["no device '5'", "[0] 0 (synthetic pattern 0)"]),
+    (["--family", "synthetic", "--count", "2", "--device", "0", "--device", "5"],
+     ["no device '5'", "[0] 0 (synthetic pattern 0)"]),
+    (["--family", "synthetic", "--count", "2", "--device", "0"], ["2 cameras but 1 --device/--file given"]),
 ], ids=["unknown-family", "ks-missing-device", "file-missing", "unsupported-format", "unsupported-size",
-        "synthetic-missing-device"])
+        "synthetic-missing-device", "one-device-per-camera"])
 def test_bad_input_exits_2_with_a_clear_message(rig, args, expected):
     done = _run(*args, rig=rig)
     assert done.returncode == 2, done.stderr
@@ -58,7 +61,7 @@ def test_bad_format_name_is_a_usage_error():
 
 
 def test_bench_json_stdout_holds_only_the_document(monkeypatch, capsys):
-    cameras = cli.import_bench("cameras")
+    cameras = load("cameras")
 
     def fake_run(*, duration_s, progress):
         print("progress chatter", flush=True)  # must not reach stdout
@@ -75,7 +78,7 @@ def test_bench_json_stdout_holds_only_the_document(monkeypatch, capsys):
 
 
 def test_bench_synthetic_part_measures_a_small_worker():
-    cameras = cli.import_bench("cameras")
+    cameras = load("cameras")
     records = cameras.run_synthetic(cameras=1, width=64, height=48, fps=100.0, duration_s=1.0, warmup_s=0.5)
     summary = records[0]
     assert summary["name"] == "synthetic_worker" and summary["cameras"] == 1

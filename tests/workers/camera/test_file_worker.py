@@ -19,7 +19,7 @@ def test_file_replays_frame_exact_and_loops(rig, cam_worker, cam_video):
     path, reference, ref_pts = cam_video
     assert ref_pts == [i * PERIOD_NS for i in range(CLIP_FRAMES)]
     worker = cam_worker(["--family", "file", "--file", str(path), "--capacity", "64"])
-    reader = worker.attach("cam.file.0", rig)
+    reader = worker.attach("c0", rig)
     seen: list[tuple[int, int]] = []  # (device_time_ns, host_time_ns)
     end = time.monotonic() + 20
     while len(seen) < 2 * CLIP_FRAMES + 10:  # more than two loops

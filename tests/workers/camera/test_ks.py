@@ -84,13 +84,13 @@ def test_worker_capture_loop_over_opencv_file_capture(rig, cam_video):
     stop = threading.Event()
     workers = []
     thread = threading.Thread(
-        target=lambda: workers.append(run_worker(_clip_family(path), WorkerConfig(rig=rig, capacity=64),
+        target=lambda: workers.append(run_worker(_clip_family(path), WorkerConfig.for_family("ks", 1, rig=rig, capacity=64),
                                                  stop=stop, log=None)),
         daemon=True,
     )
     thread.start()
     try:
-        reader = _attach("cam.ks.0", rig)
+        reader = _attach("c0", rig)
         frames = []
         end = time.monotonic() + 20
         while len(frames) < 40:  # the 24 frames after the probe, then the next pass
@@ -151,14 +151,14 @@ def test_capture_loop_copies_when_opencv_returns_a_new_array(rig, cam_video):
     device = family.discover(DiscoveryHints())[0]
     camera = family.open(device, ModeRequest())
     stats = FrameStats()
-    with Ring.create("cam.ks.0", rig=rig, descriptor=CameraFrameDescriptor, capacity=32,
+    with Ring.create("c0", rig=rig, descriptor=CameraFrameDescriptor, capacity=32,
                      payload_shape=camera.mode.payload_shape) as ring:
         stop = threading.Event()
-        sink = StopAfter(RingFrameSink(ring, source_id=device.source_id, mode=camera.mode, stats=stats), 5, stop)
+        sink = StopAfter(RingFrameSink(ring, source_hash=7, mode=camera.mode, stats=stats), 5, stop)
         camera.capture(sink, stop)
         camera.close()
         assert stats.fallback_copies == 5
-        with RingReader.attach("cam.ks.0", rig=rig) as reader:
+        with RingReader.attach("c0", rig=rig) as reader:
             for _ in range(5):
                 seq, d, pixels = reader.read()
                 np.testing.assert_array_equal(pixels, reference[d[2] // PERIOD_NS])

@@ -10,9 +10,8 @@ import pytest
 
 from mimir.descriptors import CameraFrameDescriptor, PixelFormat
 from ringbuf import Ring, RingError, RingReader
-from ringbuf.hashing import fnv1a_64
 from workers.camera.family import CameraMode, FrameSink
-from workers.camera.sink import RingFrameSink, shaped_claim, source_id_hash
+from workers.camera.sink import RingFrameSink, shaped_claim
 from workers.camera.stats import CameraStatus, FrameStats, init_status
 from workers.camera.synthetic import SyntheticPattern
 
@@ -26,7 +25,7 @@ def _ring(rig: str, mode: CameraMode = MODE, capacity: int = 4) -> Ring:
 
 def test_sink_publishes_one_descriptor_per_frame(rig):
     with _ring(rig) as ring, RingReader.attach("cam.test.0", rig=rig, descriptor=CameraFrameDescriptor) as reader:
-        sink = RingFrameSink(ring, source_id="test:0", mode=MODE, stats=FrameStats())
+        sink = RingFrameSink(ring, source_hash=7, mode=MODE, stats=FrameStats())
         assert isinstance(sink, FrameSink)
         for n in range(6):
             flat = sink.claim()
@@ -41,26 +40,26 @@ def test_sink_publishes_one_descriptor_per_frame(rig):
             items.append(item)
         assert reader.lost == 2  # capacity 4: the reader was 6 behind
         for seq, d, pixels in items:
-            assert d == (fnv1a_64("test:0"), seq, 1000 + seq, 2000 + seq, 64, 48, int(PixelFormat.BGR3), 192,
+            assert d == (7, seq, 1000 + seq, 2000 + seq, 64, 48, int(PixelFormat.BGR3), 192,
                          64 * 48 * 3, ring.handle(seq))
             assert (pixels == seq).all()
 
 
 def test_sink_errors(rig):
     with _ring(rig) as ring:
-        sink = RingFrameSink(ring, source_id="test:0", mode=MODE, stats=FrameStats())
+        sink = RingFrameSink(ring, source_hash=7, mode=MODE, stats=FrameStats())
         with pytest.raises(RingError, match="without claim"):
             sink.publish(device_time_ns=0, host_time_ns=0, byte_length=0)
         sink.claim()
         with pytest.raises(RingError, match="exceeds the slot"):
             sink.publish(device_time_ns=0, host_time_ns=0, byte_length=MODE.byte_length + 1)
         with pytest.raises(RingError, match="does not hold mode"):
-            RingFrameSink(ring, source_id="x", mode=CameraMode(64, 48, 30.0, PixelFormat.YUYV), stats=FrameStats())
+            RingFrameSink(ring, source_hash=7, mode=CameraMode(64, 48, 30.0, PixelFormat.YUYV), stats=FrameStats())
 
 
 def test_shaped_claim_uses_cached_views_or_reshapes(rig):
     with _ring(rig) as ring:
-        sink = RingFrameSink(ring, source_id="test:0", mode=MODE, stats=FrameStats())
+        sink = RingFrameSink(ring, source_hash=7, mode=MODE, stats=FrameStats())
         assert shaped_claim(sink, (48, 64, 3)) == sink.claim_image
         assert shaped_claim(sink, (48, 192)) == sink.claim_rows
 
@@ -73,11 +72,6 @@ def test_shaped_claim_uses_cached_views_or_reshapes(rig):
 
         view = shaped_claim(Plain(), (48, 192))()
         assert view.shape == (48, 192) and np.shares_memory(view, sink.claim())
-
-
-def test_source_id_hash_never_zero():
-    assert source_id_hash("synthetic:0") == fnv1a_64("synthetic:0")
-    assert source_id_hash("") == fnv1a_64("")  # offset basis, non-zero
 
 
 def test_interval_percentiles_match_numpy():
@@ -131,7 +125,7 @@ def test_hot_path_allocates_no_buffers(rig):
     mode = CameraMode(320, 240, 60.0, PixelFormat.YUYV)
     pattern = SyntheticPattern(mode)
     with _ring(rig, mode, capacity=8) as ring:
-        sink = RingFrameSink(ring, source_id="test:0", mode=mode, stats=FrameStats())
+        sink = RingFrameSink(ring, source_hash=7, mode=mode, stats=FrameStats())
 
         def frames(start: int, count: int) -> None:
             for n in range(start, start + count):

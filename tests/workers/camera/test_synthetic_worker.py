@@ -41,7 +41,7 @@ class CameraCheck:
     def __init__(self, index: int, reader) -> None:
         self.index = index
         self.reader = reader
-        self.hash = fnv1a_64(f"synthetic:{index}") or 1
+        self.hash = fnv1a_64(f"cam.synthetic.{index}")  # the source name is the source id
         self.sequences: list[int] = []
         self.stamps: list[int] = []
         self.hosts: list[int] = []
@@ -76,7 +76,7 @@ class CameraCheck:
 def test_six_vga_cameras_at_60fps_for_10s(rig, cam_worker):
     worker = cam_worker(["--family", "synthetic", "--count", str(CAMERAS), "--width", "640", "--height", "480",
                          "--fps", "60", "--format", "YUYV", "--capacity", "32"])
-    checks = [CameraCheck(i, worker.attach(f"cam.synthetic.{i}", rig)) for i in range(CAMERAS)]
+    checks = [CameraCheck(i, worker.attach(f"c{i}", rig)) for i in range(CAMERAS)]
     deadline = time.monotonic() + RUN_S + 15
     while any(len(c.sequences) + c.torn < RUN_S * FPS for c in checks):
         assert time.monotonic() < deadline, "cameras did not deliver 10 s of frames in 25 s"
@@ -117,7 +117,7 @@ def test_six_vga_cameras_at_60fps_for_10s(rig, cam_worker):
 
 def test_sigint_stops_cleanly_and_unlinks_rings(rig, cam_worker):
     worker = cam_worker(["--family", "synthetic", "--count", "2", "--width", "64", "--height", "48", "--fps", "100"])
-    readers = [worker.attach(f"cam.synthetic.{i}", rig) for i in range(2)]
+    readers = [worker.attach(f"c{i}", rig) for i in range(2)]
     end = time.monotonic() + 5
     while readers[1].published < 10:
         assert time.monotonic() < end

@@ -12,7 +12,7 @@ import time
 
 from ringbuf import RingReader
 from workers.camera.family import (
-    CameraDisconnected, DiscoveryHints, ModeRequest, register_family, unregister_family,
+    CameraDisconnected, ModeRequest, register_family, unregister_family,
 )
 from workers.camera.stats import CameraState
 from workers.camera.synthetic import SyntheticCamera, SyntheticFamily, verify_frame
@@ -56,8 +56,8 @@ def test_unplugged_camera_is_counted_retried_and_others_keep_running(rig):
     register_family("flaky", FlakyFamily)
     stop = threading.Event()
     result, errors = [], []
-    config = WorkerConfig(rig=rig, request=ModeRequest(64, 48, 100.0), hints=DiscoveryHints(count=2),
-                          capacity=512, status_period_s=0.1)
+    config = WorkerConfig.for_family("flaky", 2, rig=rig, request=ModeRequest(64, 48, 100.0), capacity=512,
+                                     status_period_s=0.1)
 
     def main() -> None:
         try:
@@ -75,7 +75,7 @@ def test_unplugged_camera_is_counted_retried_and_others_keep_running(rig):
             time.sleep(0.05)
         time.sleep(0.5)  # the reopened camera streams for a while
         for i in range(2):
-            with RingReader.attach(f"cam.flaky.{i}", rig=rig) as reader:
+            with RingReader.attach(f"c{i}", rig=rig) as reader:
                 status = {k: reader.status[k].item() for k in reader.status.dtype.names}
                 status["items"] = []
                 while (item := reader.read()) is not None:

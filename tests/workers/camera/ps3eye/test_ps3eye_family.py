@@ -7,18 +7,18 @@ import numpy as np
 
 from mimir.descriptors import CameraFrameDescriptor, PixelFormat
 from ringbuf import RingReader
-from workers.camera.family import DiscoveryHints, ModeRequest, register_family, unregister_family
+from workers.camera.family import ModeRequest, register_family, unregister_family
 from workers.camera.ps3eye.fake import FakePS3Eye, FakeUSBBackend, frame_number_of, frame_pixels
 from workers.camera.ps3eye.family import Ps3EyeFamily
-from workers.camera.worker import WorkerConfig, ring_name, run_worker
+from workers.camera.worker import WorkerConfig, run_worker
 
 
 def test_ps3eye_frames_land_in_the_ring_and_verify(rig):
     backend = FakeUSBBackend([FakePS3Eye(bus=1, address=4, realtime=True)])
     register_family("ps3eye_fake", lambda: Ps3EyeFamily(backend=backend))
     stop = threading.Event()
-    config = WorkerConfig(rig=rig, request=ModeRequest(320, 240, 187.0, PixelFormat.GRBG),
-                          hints=DiscoveryHints(count=1), capacity=64, status_period_s=0.1)
+    config = WorkerConfig.for_family("ps3eye_fake", 1, rig=rig, capacity=64, status_period_s=0.1,
+                                     request=ModeRequest(320, 240, 187.0, PixelFormat.GRBG))
     thread = threading.Thread(target=run_worker, args=("ps3eye_fake", config), kwargs={"stop": stop, "log": sys.stderr})
     checked = []
     try:
@@ -27,7 +27,7 @@ def test_ps3eye_frames_land_in_the_ring_and_verify(rig):
         reader = None
         while reader is None and time.monotonic() < deadline:
             try:
-                reader = RingReader.attach(ring_name("ps3eye", 0), rig=rig, descriptor=CameraFrameDescriptor)
+                reader = RingReader.attach(config.cameras[0].ring.object_id, rig=rig, descriptor=CameraFrameDescriptor)
             except FileNotFoundError:
                 time.sleep(0.05)
         assert reader is not None, "the worker never created the camera ring"

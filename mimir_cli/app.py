@@ -1,8 +1,11 @@
-"""The three console scripts: `mimir`, `mimir-supervisor`, `mimir-worker`.
+"""The three console scripts: `mimir`, `mimir-supervisor`, `mimir-worker`: the one CLI wiring.
 
-Each subcommand lives next to the code it drives; this module only wires
-them together, importing lazily so `mimir --help` stays fast and a command's
-heavy dependencies load only when it runs.
+This package is the top layer (``ringbuf`` < ``mimir`` < ``workers`` <
+``bench`` < ``mimir_cli``): the only place that imports all of them. Each
+subcommand lives next to the code it drives (worker commands in
+``workers/``, benchmarks in ``bench/cli.py``, the receiver in
+``mimir/net/cli.py``); the small rig-inspection commands (doctor, rings,
+status, config) are here.
 """
 
 from __future__ import annotations
@@ -157,44 +160,26 @@ def status(
 
 def _wire() -> None:
     """Attach the subcommands that live in their own modules."""
-    from mimir.bench_rings_cli import bench_rings
-
-    bench_app.command("rings")(bench_rings)
-    from workers.camera.cli import bench_cameras, camera_worker
-
-    worker_app.command("camera")(camera_worker)
-    bench_app.command("cameras")(bench_cameras)
-
+    from bench import cli as bench_cli
+    from mimir.net.cli import keys_app, receiver
+    from mimir.supervisor.cli import start
     from mimir.sync.cli import bench_sync, codebook_app, decode
+    from mimir.sync.worker import sync_worker
+    from workers.audio.cli import audio_worker, latency, soak
+    from workers.camera.cli import camera_worker
 
+    for name in ("rings", "reservoir", "pipeline", "cameras", "audio", "receivers"):
+        bench_app.command(name)(getattr(bench_cli, f"bench_{name}"))
+    bench_app.command("sync")(bench_sync)
     app.add_typer(codebook_app, name="codebook", help="The active-witness codebook.")
     app.command("decode")(decode)
-    bench_app.command("sync")(bench_sync)
-
-    from mimir.sync.worker import sync_worker
-    from workers.audio.cli import audio_worker, bench_audio, latency, soak
-
     app.command("latency")(latency)
     app.command("soak")(soak)
-    bench_app.command("audio")(bench_audio)
-
-    worker_app.command("audio")(audio_worker)
-    worker_app.command("sync")(sync_worker)
-
-    from mimir.net.cli import bench_receivers, keys_app, receiver
-
     app.command("receiver")(receiver)
     app.add_typer(keys_app, name="keys", help="CURVE keys for remote receivers.")
-    bench_app.command("receivers")(bench_receivers)
-
-    from mimir.reservoir.cli import bench_reservoir
-    from mimir.supervisor.bench_cli import bench_pipeline
-
-    bench_app.command("pipeline")(bench_pipeline)
-    from mimir.supervisor.cli import start
-
-    bench_app.command("reservoir")(bench_reservoir)
-
+    worker_app.command("camera")(camera_worker)
+    worker_app.command("audio")(audio_worker)
+    worker_app.command("sync")(sync_worker)
     supervisor_app.command("start")(start)
 
 

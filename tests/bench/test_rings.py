@@ -14,9 +14,9 @@ from dataclasses import replace
 
 import pytest
 
-from mimir.bench_rings_cli import bench_rings, load_bench
+from bench.cli import bench_rings, load
 
-rings, common = load_bench()
+rings, common = load("rings"), load("common")
 
 BASE_KEYS = {"transport", "payload_bytes", "items_per_s", "mb_per_s",
              "latency_us_p50", "latency_us_p99", "latency_us_p999"}

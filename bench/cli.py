@@ -1,0 +1,138 @@
+"""``mimir bench ...``: one typer command function per benchmark, wired by :mod:`mimir_cli.app`.
+
+Every benchmark body lives in ``bench/<name>.py`` and is imported only when
+its command runs. Progress goes to stderr; with ``--json`` stdout holds
+exactly one JSON document ``{"bench": NAME, "machine": {...}, "results": [...]}``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import math
+import sys
+from typing import Annotated
+
+import typer
+
+__all__ = [
+    "bench_rings", "bench_reservoir", "bench_pipeline", "bench_cameras", "bench_audio", "bench_receivers",
+    "load", "finite",
+]
+
+JsonOut = Annotated[bool, typer.Option("--json", help="Print only one JSON document on stdout.")]
+
+
+def load(name: str):
+    """Import ``bench.<name>`` (lazily: a benchmark pulls in its peers)."""
+    return importlib.import_module(f"bench.{name}")
+
+
+def _progress(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def finite(value):
+    """JSON has no NaN or infinity: map them to null, recursively."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [finite(v) for v in value]
+    return value
+
+
+def _machine() -> dict:
+    return load("common").machine_info()
+
+
+def bench_rings(
+    quick: Annotated[bool, typer.Option("--quick", help="Fewer items and latency samples; under a minute.")] = False,
+    json_out: JsonOut = False,
+) -> None:
+    """Throughput, 1 kHz latency and reader CPU of the ring vs multiprocessing Queue/Pipe, faster-fifo, iceoryx2.
+
+    Exit status 1 when a transport failed to deliver every item it sent (a
+    correctness failure); goals missed on a busy machine do not change it.
+    """
+    rings = load("rings")
+    records = rings.run(quick, progress=_progress)
+    doc = finite(rings.document(records, _machine()))
+    if json_out:
+        sys.stdout.write(json.dumps(doc, allow_nan=False) + "\n")
+    else:
+        print(rings.format_table(doc))
+    if any(r.get("complete") is False for r in doc["results"]):
+        raise typer.Exit(1)
+
+
+def bench_reservoir(
+    json_out: JsonOut = False,
+    quick: Annotated[bool, typer.Option("--quick", help="Fewer pushes and queries (seconds instead of ~10).")] = False,
+) -> None:
+    """Push rates (single, typed, batched) and O(1) query latency at 1k/10k/100k samples vs a filtered scan."""
+    reservoir = load("reservoir")
+    records = reservoir.run(quick, progress=_progress)
+    if json_out:
+        sys.stdout.write(json.dumps({"bench": "reservoir", "machine": _machine(), "results": records},
+                                    allow_nan=False) + "\n")
+    else:
+        print(reservoir.format_table(records))
+
+
+def bench_pipeline(
+    seconds: Annotated[float, typer.Option("--seconds", min=1.0, help="Measured seconds per workload (after a warm-up).")] = 60.0,
+    workload: Annotated[str, typer.Option("--workload", help="default | ps3eye | idle | all")] = "default",
+    load_procs: Annotated[int, typer.Option("--load", min=0, help="Busy processes beside the rig (compared with the same run unloaded).")] = 0,
+    json_out: JsonOut = False,
+) -> None:
+    """The whole rig under the real supervisor: loss, supervisor CPU (vs the floor), index latency, rates."""
+    pipeline = load("pipeline")
+    try:
+        records = pipeline.run(seconds, workload=workload, load_procs=load_procs, progress=_progress)
+    except ValueError as exc:
+        typer.echo(f"mimir bench pipeline: {exc}", err=True)
+        raise typer.Exit(2) from None
+    if json_out:
+        sys.stdout.write(json.dumps({"bench": "pipeline", "machine": _machine(), "results": finite(records)}) + "\n")
+    else:
+        print(pipeline.format_table(records))
+
+
+def bench_cameras(
+    json_out: JsonOut = False,
+    duration: Annotated[float, typer.Option("--duration", min=1.0, help="Measured seconds of the six-camera run.")] = 8.0,
+) -> None:
+    """Six synthetic VGA cameras at 60 fps in one worker, plus the PS3 Eye parser records when available."""
+    raise typer.Exit(load("cameras").main(json_out=json_out, duration_s=duration))
+
+
+def bench_audio(
+    json_out: JsonOut = False,
+    seconds: Annotated[float, typer.Option("--seconds", help="Seconds per measured phase")] = 15.0,
+) -> None:
+    """Callback cost with the ring write vs bare pass-through, and xruns vs jack_iodelay, on JACK dummy servers."""
+    from workers.audio.errors import AudioError
+
+    audio = load("audio")
+    try:
+        records = audio.run(seconds=seconds, progress=_progress)
+    except AudioError as exc:
+        typer.echo(f"mimir bench audio: error: {exc}", err=True)
+        raise typer.Exit(exc.exit_code) from None
+    doc = audio.document(records, _machine())
+    print(json.dumps(doc) if json_out else audio.format_table(doc))
+
+
+def bench_receivers(
+    json_out: JsonOut = False,
+    quick: Annotated[bool, typer.Option("--quick", help="Shorter runs (about a minute).")] = False,
+) -> None:
+    """Receivers over loopback: bytes/s per receiver, decode-to-listener latency, listener capacity."""
+    receivers = load("receivers")
+    results = receivers.run_bench(quick=quick, progress=_progress)
+    if json_out:
+        sys.stdout.write(json.dumps({"bench": "receivers", "machine": _machine(), "results": results}) + "\n")
+    else:
+        typer.echo(receivers.format_table(results))

@@ -1,0 +1,1 @@
+"""Mimir's command line: the one place that wires ``mimir``, ``mimir-supervisor`` and ``mimir-worker`` together."""
