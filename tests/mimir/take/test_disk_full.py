@@ -1,0 +1,77 @@
+"""Disk full for real: a 2 MiB tmpfs mounted by the test fills up in the middle of a take.
+
+The writer must raise :class:`DiskFull` (one line, errno ENOSPC), leave every
+file closed and readable by PyAV, soundfile and pyxdf, and leave a manifest
+that says ``complete = false`` with the cause and counts what the files hold.
+"""
+
+from __future__ import annotations
+
+import errno
+import subprocess
+
+import numpy as np
+import pyxdf
+import pytest
+import soundfile
+
+from mimir.take import AudioSource, CameraSource, DiskFull, TakeClosed, TakeWriter, open_take, read_manifest
+
+RATE = 48_000
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    mnt = tmp_path / "small"
+    mnt.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mnt)], capture_output=True, text=True)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here (needs root): {done.stderr.strip()}")
+    try:
+        yield mnt
+    finally:
+        subprocess.run(["umount", str(mnt)], check=True)
+
+
+def test_disk_full_closes_everything_readable_and_marks_the_take_incomplete(small_disk, synth):
+    pat = synth.pattern("YUYV", 64, 48)
+    cam = CameraSource("cam", 64, 48, "YUYV", 60.0, encoding="raw")  # 6 KiB a frame: fills 2 MiB quickly
+    mic = AudioSource("mic", 2, RATE, "float32")
+    take_dir = small_disk / "take"
+    take = TakeWriter(take_dir, [cam, mic], rig={"disk": "2 MiB"}, flush_interval_s=0.05)
+    written = 0
+    with pytest.raises(DiskFull) as raised:
+        for n in range(100_000):
+            t = synth.T0_NS + n * 16_666_667
+            take.write_frame("cam", pat.render(n, t), t, sequence=n)
+            written += 1
+            take.write_audio("mic", np.full((800, 2), n, np.float32), t, start_sample=n * 800)
+    err = raised.value
+    assert isinstance(err, OSError) and err.errno == errno.ENOSPC
+    assert "\n" not in str(err) and "disk full writing" in str(err) and str(take_dir) in str(err)
+    assert take.closed
+    with pytest.raises(TakeClosed, match="disk full"):
+        take.write_frame("cam", pat.render(0, 0), 0, sequence=0)
+    assert take.close() is take.manifest  # closing again is harmless
+
+    manifest = read_manifest(take_dir)
+    assert manifest.complete is False and manifest.closed_unix_ns is not None
+    assert any("disk full writing" in m.cause for m in manifest.missing)
+    assert not (take_dir / ".manifest-reserve").exists()
+
+    # Every file is closed and readable by the usual libraries, and the manifest counts what they hold.
+    frames = open_take(take_dir).frames("cam")
+    assert 10 < len(frames.sequence) <= written
+    assert manifest.source("cam").written == len(frames.sequence)
+    for n in range(len(frames.sequence)):
+        assert pat.verify(frames.pixels[n]) == (n, synth.T0_NS + n * 16_666_667)
+    runs = open_take(take_dir).audio("mic")
+    samples = np.concatenate([r.samples for r in runs])
+    assert len(samples) >= manifest.source("mic").written_samples > 0
+    for r in runs:
+        assert soundfile.info(str(r.path)).frames == len(r.samples)
+    n_blocks = manifest.source("mic").written
+    assert np.array_equal(samples[: 800 * n_blocks, 0], np.repeat(np.arange(n_blocks, dtype=np.float32), 800))
+    for f in manifest.files_of(None, "xdf"):
+        streams, _ = pyxdf.load_xdf(str(take_dir / f.path), dejitter_timestamps=False)
+        assert {s["info"]["name"][0] for s in streams} <= {"cam", "mic"}
