@@ -7,6 +7,9 @@ What is measured, per encoding (``raw``, ``ffv1``, ``h264``), in one run:
   (default 5), handed to one :class:`mimir.take.TakeWriter` as fast as it
   takes them (round robin, in canonical-time order), then closed and every
   file fsynced;
+* the writer's **fixed cost per frame**: a 64x48 camera in steady state,
+  where encoding and bytes are negligible, against an ``os.write`` of the
+  same 6 KiB (``small_frame_us`` / ``small_frame_plain_us``);
 * the **plain write** of the same bytes (every camera frame and audio block,
   one ``os.write`` each, one ``fdatasync`` at the end) to the same folder,
   measured right before the take so both meet the same disk.
@@ -141,6 +144,32 @@ def _take_write(folder: str, cfg: Config, encoding: str, schedule, frames, audio
     return wall, closed, cpu, size
 
 
+def _fixed_overhead(folder: str, encoding: str, frames: int) -> tuple[float, float]:
+    """Steady-state wall us per frame of a 64x48 YUYV camera (encoding and bytes are then negligible: what is
+    left is the writer's own work per frame), and of a plain ``os.write`` of the same 6 KiB."""
+    cam = CameraSource("cam", 64, 48, "YUYV", 60.0, encoding=encoding)
+    pixels = camera_like_frames(64, 48, 4)
+    with TakeWriter(os.path.join(folder, "overhead"), [cam]) as take:
+        for n in range(50):  # warm-up: files open, encoder started
+            take.write_frame("cam", pixels[n % 4], T0_NS + n * 16_666_667, sequence=n)
+        start = time.perf_counter()
+        for n in range(50, 50 + frames):
+            take.write_frame("cam", pixels[n % 4], T0_NS + n * 16_666_667, sequence=n)
+        take_us = (time.perf_counter() - start) / frames * 1e6
+    shutil.rmtree(os.path.join(folder, "overhead"))
+    path = os.path.join(folder, "plain-small.bin")
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    try:
+        start = time.perf_counter()
+        for n in range(frames):
+            os.write(fd, pixels[n % 4])
+        plain_us = (time.perf_counter() - start) / frames * 1e6
+    finally:
+        os.close(fd)
+        os.unlink(path)
+    return take_us, plain_us
+
+
 def run(cfg: Config = Config(), progress: Callable[[str], None] = lambda m: None) -> list[dict]:
     """One record per encoding (flat dicts, units in the keys)."""
     frames = camera_like_frames(cfg.width, cfg.height, cfg.distinct_frames)
@@ -158,6 +187,7 @@ def run(cfg: Config = Config(), progress: Callable[[str], None] = lambda m: None
             folder = os.path.join(root, encoding)
             wall, closed, cpu, size = _take_write(folder, cfg, encoding, schedule, frames, audio)
             shutil.rmtree(folder)
+            small_us, small_plain_us = _fixed_overhead(root, encoding, 200 if cfg is QUICK else 2000)
             needed = cfg.cameras * cfg.fps
             records.append({
                 "encoding": encoding,
@@ -173,6 +203,7 @@ def run(cfg: Config = Config(), progress: Callable[[str], None] = lambda m: None
                 "realtime_factor": round(cfg.seconds / wall, 2), "keeps_up": cfg.seconds / wall >= 1.0,
                 "cpu_s": round(cpu, 2), "cpu_per_frame_us": round(cpu / n_frames * 1e6, 1),
                 "cpu_cores_used": round(cpu / wall, 2),
+                "small_frame_us": round(small_us, 1), "small_frame_plain_us": round(small_plain_us, 1),
             })
     finally:
         shutil.rmtree(root, ignore_errors=True)
@@ -193,6 +224,9 @@ def format_table(records: list[dict]) -> str:
                      f"{r['take_wall_s']:>8.2f}{r['plain_wall_s']:>8.2f}{r['wall_ratio_vs_plain']:>8.2f}"
                      f"{r['per_frame_us']:>10.0f}{r['plain_per_frame_us']:>9.0f}{r['cpu_per_frame_us']:>8.0f}"
                      f"{r['cpu_cores_used']:>6.2f}{r['realtime_factor']:>9.2f}  {'yes' if r['keeps_up'] else 'NO'}")
+    lines.append("writer's own cost per frame (64x48 YUYV, steady state) vs a plain write of its 6 KiB: "
+                 + ", ".join(f"{r['encoding']} {r['small_frame_us']:.0f} us vs {r['small_frame_plain_us']:.0f} us"
+                             for r in records))
     return "\n".join(lines)
 
 

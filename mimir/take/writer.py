@@ -42,6 +42,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import av
 import msgspec
 import numpy as np
 import soundfile
@@ -249,10 +250,9 @@ class TakeWriter:
                     st.current = None
             for part in sorted(self._xdf):
                 self._close_xdf(part)
-        except DiskFull:
-            raise
         except BaseException as exc:
-            self._fail(f"{type(exc).__name__}: {_one_line(exc)}")
+            if not self._closed:  # _io has already closed the take after an I/O error
+                self._fail(f"{type(exc).__name__} while closing: {_one_line(exc)}")
             raise
         self._closed = True
         self.manifest.missing.extend(missing)
@@ -501,7 +501,7 @@ class TakeWriter:
         """Run one file operation; on failure close the take (incomplete) and raise (DiskFull when out of space)."""
         try:
             return fn(*args)
-        except (OSError, soundfile.LibsndfileError, MemoryError) as exc:
+        except (OSError, soundfile.LibsndfileError, av.error.FFmpegError, MemoryError) as exc:
             if self._closed:
                 raise
             if _is_disk_full(exc, self.directory):

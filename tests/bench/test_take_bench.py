@@ -19,7 +19,7 @@ take_bench, _ = load_bench()
 
 KEYS = {"encoding", "lossless", "frames", "raw_mb", "file_mb", "size_ratio", "take_wall_s", "plain_wall_s",
         "wall_ratio_vs_plain", "per_frame_us", "plain_per_frame_us", "take_fps", "needed_fps", "realtime_factor",
-        "keeps_up", "cpu_s", "cpu_per_frame_us", "cpu_cores_used"}
+        "keeps_up", "cpu_s", "cpu_per_frame_us", "cpu_cores_used", "small_frame_us", "small_frame_plain_us"}
 
 
 def test_quick_run_reports_every_encoding(tmp_path):
