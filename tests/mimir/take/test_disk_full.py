@@ -8,6 +8,7 @@ that says ``complete = false`` with the cause and counts what the files hold.
 from __future__ import annotations
 
 import errno
+import shutil
 import subprocess
 
 import numpy as np
@@ -75,3 +76,40 @@ def test_disk_full_closes_everything_readable_and_marks_the_take_incomplete(smal
     for f in manifest.files_of(None, "xdf"):
         streams, _ = pyxdf.load_xdf(str(take_dir / f.path), dejitter_timestamps=False)
         assert {s["info"]["name"][0] for s in streams} <= {"cam", "mic"}
+
+
+STRESS = [  # (encoding, pixel format, width, audio channels, audio dtype, flush interval s, split s)
+    ("raw", "YUYV", 96, 2, "float32", 0.001, None), ("ffv1", "GREY", 64, 8, "int16", 1.0, None),
+    ("h264", "BGR3", 32, 1, "float32", 0.01, 0.05), ("raw", "BGR3", 64, 8, "float32", 0.3, 0.5),
+    ("ffv1", "YUYV", 96, 2, "int16", 0.001, 0.05), ("h264", "YUYV", 16, 8, "float32", 1.0, None),
+    ("raw", "GREY", 16, 1, "int16", 0.01, 0.05), ("ffv1", "BGR3", 32, 2, "float32", 0.3, None),
+]
+
+
+def test_disk_full_anywhere_leaves_a_take_whose_manifest_counts_what_the_files_hold(small_disk, synth):
+    """The disk fills at a different kind of write each time (video, WAV header or data, table, XDF, manifest)."""
+    for i, (encoding, fmt, width, channels, dtype, flush_s, split_s) in enumerate(STRESS):
+        cam = CameraSource("cam", width, 24, fmt, 60.0, encoding=encoding)
+        mic = AudioSource("mic", channels, RATE, dtype)
+        take_dir = small_disk / f"take{i}"
+        take = TakeWriter(take_dir, [cam, mic], flush_interval_s=flush_s, split_seconds=split_s)
+        with pytest.raises(DiskFull):
+            for n in range(100_000):
+                t = synth.T0_NS + n * 16_666_667
+                take.write_frame("cam", synth.noise(cam.shape, n), t, sequence=n)
+                for k in range(2):
+                    take.write_audio("mic", np.full((480, channels), n, dtype), t + k * 10_000_000,
+                                     start_sample=(2 * n + k) * 480)
+        manifest = read_manifest(take_dir)
+        assert not manifest.complete and any("disk full" in m.cause for m in manifest.missing)
+        reader = open_take(take_dir)
+        frames = reader.frames("cam")
+        assert manifest.source("cam").written == len(frames.sequence), (i, encoding, fmt)
+        assert frames.sequence.tolist() == list(range(len(frames.sequence)))
+        if encoding != "h264":
+            for n in range(len(frames.sequence)):
+                assert np.array_equal(frames.pixels[n], synth.noise(cam.shape, n))
+        runs = reader.audio("mic")
+        assert manifest.source("mic").written_samples <= sum(len(r.samples) for r in runs)
+        reader.xdf()  # pyxdf reads every XDF part
+        shutil.rmtree(take_dir)
