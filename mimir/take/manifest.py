@@ -211,23 +211,25 @@ _encoder = msgspec.json.Encoder()
 _decoder = msgspec.json.Decoder(Manifest)
 
 
-def encode_manifest(manifest: Manifest) -> bytes:
-    return msgspec.json.format(_encoder.encode(manifest), indent=2) + b"\n"
+def encode_manifest(manifest: Manifest, *, compact: bool = False) -> bytes:
+    data = _encoder.encode(manifest)
+    return (data if compact else msgspec.json.format(data, indent=2)) + b"\n"
 
 
 def decode_manifest(data: bytes) -> Manifest:
     return _decoder.decode(data)
 
 
-def write_manifest(take_dir: str | os.PathLike, manifest: Manifest, *, sync: bool = False) -> int:
+def write_manifest(take_dir: str | os.PathLike, manifest: Manifest, *, sync: bool = False, compact: bool = False) -> int:
     """Write ``manifest.json`` atomically (temporary file, then rename); return its size in bytes.
 
     The rename makes it safe against a crash of the writing process. ``sync``
     also fsyncs the file first (survives power loss); the writer asks for it
     only at close, because an fsync on some file systems (ext4 ordered mode)
-    forces out every dirty page of the take's other files too.
+    forces out every dirty page of the take's other files too. ``compact``
+    drops the indentation (the writer's last resort on a full disk).
     """
-    data = encode_manifest(manifest)
+    data = encode_manifest(manifest, compact=compact)
     final = Path(take_dir) / MANIFEST_NAME
     tmp = final.with_name(MANIFEST_NAME + ".tmp")
     try:

@@ -60,6 +60,7 @@ from .xdf import CHANNEL_FORMATS, StreamInfo, XdfWriter, block_records, samples_
 __all__ = ["TakeWriter", "xdf_name"]
 
 _RESERVE_MIN_BYTES = 64 << 10
+_ENTRY_BYTES = 400  # an upper bound of one file entry in the pretty-printed manifest (about 315 B)
 _NAME_OK = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
 
@@ -144,6 +145,8 @@ class TakeWriter:
         self._closed = False
         self._failure: Missing | None = None
         self._reserve_bytes = 0
+        self._manifest_bytes = 0
+        self._entries_since_write = 0
         self.manifest = Manifest(created_unix_ns=time.time_ns(), rig=dict(rig or {}), sources=[],
                                  split_seconds=split_seconds, origin_ns=origin_ns)
         self.directory.mkdir(parents=True, exist_ok=True)
@@ -343,6 +346,7 @@ class TakeWriter:
                                      file=st.file_index, part=part, clock_segment=segment)
                            for r, p in zip(roles, paths))
         self._files.extend(st.entries)
+        self._entries_since_write += 2
         self._xdf_for(part)  # opened eagerly: every part a source is in has its XDF file open
         self._newest_part = max(self._newest_part, part)
         self._retire_parts()
@@ -398,6 +402,8 @@ class TakeWriter:
             entry = FileEntry(path=xdf_name(part), role="xdf", source=None, file=part, part=part, clock_segment=None)
             self._xdf_entries[part] = entry
             self._files.append(entry)
+            self._entries_since_write += 1
+            self._io(self.directory / RESERVE_NAME, self._ensure_reserve)  # the manifest grows with every file
         return xdf
 
     def _drain(self, st: _State) -> None:
@@ -477,13 +483,20 @@ class TakeWriter:
         return m
 
     def _write_manifest(self, sync: bool = False) -> None:
-        size = write_manifest(self.directory, self._build_manifest(), sync=sync)
+        self._manifest_bytes = write_manifest(self.directory, self._build_manifest(), sync=sync)
+        self._entries_since_write = 0
         if not self._closed:
-            self._ensure_reserve(size)
+            self._ensure_reserve()
 
-    def _ensure_reserve(self, manifest_bytes: int) -> None:
-        """Keep a file of at least twice the manifest's size: deleting it frees room for the last manifest."""
-        want = max(_RESERVE_MIN_BYTES, 2 * manifest_bytes)
+    def _ensure_reserve(self) -> None:
+        """Keep a file of twice the manifest's (estimated) size: deleting it frees room for the last manifest.
+
+        Grown when the manifest is written and whenever a part's files are
+        added (a manifest grows by a few hundred bytes per file, and a short
+        split period adds files faster than flushes rewrite the manifest).
+        """
+        estimate = self._manifest_bytes + _ENTRY_BYTES * (self._entries_since_write + 2 * len(self._states))
+        want = max(_RESERVE_MIN_BYTES, 2 * estimate)
         if want <= self._reserve_bytes:
             return
         fd = os.open(self.directory / RESERVE_NAME, os.O_WRONLY | os.O_CREAT, 0o644)
@@ -539,10 +552,12 @@ class TakeWriter:
         manifest.missing.append(self._failure)
         manifest.closed_unix_ns = time.time_ns()
         self._release_reserve()  # frees room for the manifest below on a full disk
-        try:
-            write_manifest(self.directory, manifest, sync=True)
-        except OSError:
-            pass  # the manifest of the last flush (complete = false) stays; repair() rebuilds it from the files
+        for compact in (False, True):  # compact JSON is about a third smaller
+            try:
+                write_manifest(self.directory, manifest, sync=True, compact=compact)
+                break
+            except OSError:
+                pass  # if both fail the manifest of the last flush (complete = false) stays; repair() rebuilds it
 
 
 def _one_line(exc: BaseException) -> str:

@@ -79,10 +79,14 @@ def test_disk_full_closes_everything_readable_and_marks_the_take_incomplete(smal
 
 
 STRESS = [  # (encoding, pixel format, width, audio channels, audio dtype, flush interval s, split s)
-    ("raw", "YUYV", 96, 2, "float32", 0.001, None), ("ffv1", "GREY", 64, 8, "int16", 1.0, None),
-    ("h264", "BGR3", 32, 1, "float32", 0.01, 0.05), ("raw", "BGR3", 64, 8, "float32", 0.3, 0.5),
-    ("ffv1", "YUYV", 96, 2, "int16", 0.001, 0.05), ("h264", "YUYV", 16, 8, "float32", 1.0, None),
-    ("raw", "GREY", 16, 1, "int16", 0.01, 0.05), ("ffv1", "BGR3", 32, 2, "float32", 0.3, None),
+    ("raw", "YUYV", 320, 1, "int16", 1.0, None),      # fills during a video write
+    ("raw", "GREY", 320, 1, "int16", 0.3, 0.02),      # ... while a new WAV's header is written
+    ("raw", "YUYV", 96, 2, "float32", 0.001, None),   # ... during WAV data
+    ("h264", "BGR3", 32, 1, "float32", 0.01, 0.05),   # ... while the manifest is rewritten
+    ("raw", "BGR3", 64, 8, "float32", 0.3, 0.5),      # ... during an XDF flush
+    ("ffv1", "YUYV", 320, 1, "int16", 1.0, None),
+    ("raw", "GREY", 16, 1, "int16", 0.01, 0.05),
+    ("ffv1", "GREY", 64, 8, "int16", 1.0, None),
 ]
 
 
