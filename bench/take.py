@@ -33,7 +33,6 @@ from __future__ import annotations
 import os
 import resource
 import shutil
-import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -123,7 +122,8 @@ def _plain_write(path: str, schedule, frames, audio) -> float:
 
 
 def _take_write(folder: str, cfg: Config, encoding: str, schedule, frames, audio) -> tuple[float, float, float, int]:
-    cams = [CameraSource(f"cam{c}", cfg.width, cfg.height, "YUYV", cfg.fps, encoding=encoding) for c in range(cfg.cameras)]
+    cams = [CameraSource(f"cam{c}", cfg.width, cfg.height, "YUYV", cfg.fps, encoding=encoding)
+            for c in range(cfg.cameras)]
     mic = AudioSource("mic", cfg.audio_channels, AUDIO_RATE, "float32")
     names = [c.name for c in cams]
     cpu0 = _cpu_s()

@@ -22,8 +22,22 @@ takes numpy arrays and integer canonical times. The folder format is in
 
 from .errors import DiskFull, NotATake, TakeClosed, TakeError, TakeExists
 from .manifest import (
-    MANIFEST_NAME, PIXEL_FORMATS, SAMPLE_FORMATS, VIDEO_ENCODINGS, AudioSource, CameraSource, ClockSegment, FileEntry,
-    Gap, Manifest, Missing, Skip, Source, SourceRecord, Span, read_manifest,
+    MANIFEST_NAME,
+    PIXEL_FORMATS,
+    SAMPLE_FORMATS,
+    VIDEO_ENCODINGS,
+    AudioSource,
+    CameraSource,
+    ClockSegment,
+    FileEntry,
+    Gap,
+    Manifest,
+    Missing,
+    Skip,
+    Source,
+    SourceRecord,
+    Span,
+    read_manifest,
 )
 from .read import AudioRun, Frames, Take, open_take
 from .repair import repair

@@ -1,4 +1,6 @@
-"""``mimir bench take [--seconds N] [--dir DIR] [--quick] [--json]`` (typer command; wire it as ``bench_app.command("take")``).
+"""``mimir bench take [--seconds N] [--dir DIR] [--quick] [--json]``.
+
+A typer command function; wire it as ``bench_app.command("take")(bench_take)``.
 
 The benchmark body is ``bench/take.py`` in the repository (imported from
 the checkout, like the other benches). Progress goes to stderr; stdout gets
@@ -11,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import json
+import os
 import sys
 
 import typer
@@ -33,6 +36,9 @@ def bench_take(
     bench, common = load_bench()
     if not seconds > 0:
         typer.echo(f"--seconds must be > 0, got {seconds}", err=True)
+        raise typer.Exit(2)
+    if directory is not None and not os.path.isdir(directory):
+        typer.echo(f"--dir {directory}: no such folder", err=True)
         raise typer.Exit(2)
     base = bench.QUICK if quick else dataclasses.replace(bench.Config(), seconds=seconds)
     cfg = dataclasses.replace(base, directory=directory)

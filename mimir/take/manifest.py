@@ -220,7 +220,8 @@ def decode_manifest(data: bytes) -> Manifest:
     return _decoder.decode(data)
 
 
-def write_manifest(take_dir: str | os.PathLike, manifest: Manifest, *, sync: bool = False, compact: bool = False) -> int:
+def write_manifest(take_dir: str | os.PathLike, manifest: Manifest, *, sync: bool = False,
+                   compact: bool = False) -> int:
     """Write ``manifest.json`` atomically (temporary file, then rename); return its size in bytes.
 
     The rename makes it safe against a crash of the writing process. ``sync``

@@ -36,7 +36,14 @@ import soundfile
 
 from .audio import BLOCK_COLUMNS
 from .errors import NotATake, TakeError
-from .manifest import MANIFEST_NAME, AudioSource, CameraSource, FileEntry, Manifest, read_manifest
+from .manifest import (
+    MANIFEST_NAME,
+    AudioSource,
+    CameraSource,
+    FileEntry,
+    Manifest,
+    read_manifest,
+)
 from .pixels import payload_from_frame
 from .table import read_table
 from .video import FRAME_COLUMNS, count_video_packets

@@ -28,7 +28,14 @@ from pathlib import Path
 import msgspec
 
 from .errors import NotATake
-from .manifest import MANIFEST_NAME, RESERVE_NAME, Manifest, Missing, read_manifest, write_manifest
+from .manifest import (
+    MANIFEST_NAME,
+    RESERVE_NAME,
+    Manifest,
+    Missing,
+    read_manifest,
+    write_manifest,
+)
 from .scan import scan
 
 __all__ = ["repair"]

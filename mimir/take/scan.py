@@ -28,7 +28,17 @@ import numpy as np
 import soundfile
 
 from .audio import BLOCK_COLUMNS, SUBTYPES
-from .manifest import AudioSource, CameraSource, FileEntry, Gap, Manifest, Missing, Skip, SourceRecord, Span
+from .manifest import (
+    AudioSource,
+    CameraSource,
+    FileEntry,
+    Gap,
+    Manifest,
+    Missing,
+    Skip,
+    SourceRecord,
+    Span,
+)
 from .table import TableWriter, read_table
 from .video import FRAME_COLUMNS, count_video_packets
 from .xdf import truncate_torn_tail, walk_chunks

@@ -80,7 +80,10 @@ def read_table(path: str | os.PathLike, columns: Sequence[str] | None = None) ->
         raise ValueError(f"{os.fspath(path)}: columns {names} are not the expected {list(columns)}")
     if not body.endswith("\n"):
         body = body[: body.rfind("\n") + 1]  # drop a torn last line
-    data = np.loadtxt(io.StringIO(body), delimiter=",", dtype=np.int64, ndmin=2) if body else np.zeros((0, len(names)), np.int64)
+    if body:
+        data = np.loadtxt(io.StringIO(body), delimiter=",", dtype=np.int64, ndmin=2)
+    else:
+        data = np.zeros((0, len(names)), np.int64)
     if data.shape[1] != len(names):
         raise ValueError(f"{os.fspath(path)}: rows have {data.shape[1]} fields, header has {len(names)}")
     return {name: data[:, i].copy() for i, name in enumerate(names)}

@@ -74,8 +74,8 @@ class VideoFile:
             raise
         try:
             container.metadata["title"] = f"{source.name} ({source.pixel_format})"
-            stream = container.add_stream(self._layout.codec, rate=Fraction(source.nominal_rate_hz).limit_denominator(1001),
-                                          options=dict(self._layout.options))
+            rate = Fraction(source.nominal_rate_hz).limit_denominator(1001)
+            stream = container.add_stream(self._layout.codec, rate=rate, options=dict(self._layout.options))
             stream.width = source.width
             stream.height = source.height
             stream.pix_fmt = self._layout.av_format
@@ -98,7 +98,8 @@ class VideoFile:
     def lossless(self) -> bool:
         return self._layout.lossless
 
-    def write(self, payload: np.ndarray, canonical_ns: int, sequence: int, device_time_ns: int, host_time_ns: int) -> None:
+    def write(self, payload: np.ndarray, canonical_ns: int, sequence: int, device_time_ns: int,
+              host_time_ns: int) -> None:
         pts = pts_ms(canonical_ns)
         if self._last_pts is not None and pts <= self._last_pts:
             pts = self._last_pts + 1

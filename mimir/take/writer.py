@@ -50,12 +50,33 @@ import soundfile
 from .audio import AudioFile
 from .errors import DiskFull, TakeClosed, TakeExists
 from .manifest import (
-    FORMAT, MANIFEST_NAME, RESERVE_NAME, VERSION, AudioSource, CameraSource, ClockSegment, FileEntry, Gap, Manifest, Missing,
-    Skip, Source, SourceRecord, Span, write_manifest,
+    FORMAT,
+    MANIFEST_NAME,
+    RESERVE_NAME,
+    VERSION,
+    AudioSource,
+    CameraSource,
+    ClockSegment,
+    FileEntry,
+    Gap,
+    Manifest,
+    Missing,
+    Skip,
+    Source,
+    SourceRecord,
+    Span,
+    write_manifest,
 )
 from .scan import scan
 from .video import VideoFile
-from .xdf import CHANNEL_FORMATS, StreamInfo, XdfWriter, block_records, samples_records, seconds
+from .xdf import (
+    CHANNEL_FORMATS,
+    StreamInfo,
+    XdfWriter,
+    block_records,
+    samples_records,
+    seconds,
+)
 
 __all__ = ["TakeWriter", "xdf_name"]
 
@@ -126,7 +147,8 @@ class TakeWriter:
         if len(set(names)) != len(names):
             raise ValueError(f"source names must be unique, got {names}")
         for s in sources:
-            if isinstance(s, CameraSource) and (s.width % 2 and s.pixel_format == "YUYV" or s.width <= 0 or s.height <= 0):
+            odd_yuyv = isinstance(s, CameraSource) and s.pixel_format == "YUYV" and s.width % 2
+            if isinstance(s, CameraSource) and (odd_yuyv or s.width <= 0 or s.height <= 0):
                 raise ValueError(f"camera {s.name!r}: bad frame size {s.width}x{s.height}")
             if isinstance(s, AudioSource) and (s.channels <= 0 or s.sample_rate_hz <= 0):
                 raise ValueError(f"audio source {s.name!r}: needs channels > 0 and sample_rate_hz > 0")
@@ -231,7 +253,7 @@ class TakeWriter:
         st.skipped.append(Skip(int(first_ns), int(last_ns), int(count), str(cause)))
 
     def flush(self) -> None:
-        """Hand everything buffered to the OS and rewrite the manifest (called by write calls at least once a second)."""
+        """Hand everything buffered to the OS and rewrite the manifest (write calls do it at least once a second)."""
         self._check_open()
         self._flush()
 
@@ -344,7 +366,7 @@ class TakeWriter:
         segment = st.segments[-1].index
         st.entries = tuple(FileEntry(path=str(p.relative_to(self.directory)), role=r, source=st.source.name,
                                      file=st.file_index, part=part, clock_segment=segment)
-                           for r, p in zip(roles, paths))
+                           for r, p in zip(roles, paths, strict=True))
         self._files.extend(st.entries)
         self._entries_since_write += 2
         self._xdf_for(part)  # opened eagerly: every part a source is in has its XDF file open
@@ -375,7 +397,8 @@ class TakeWriter:
             desc = {"mimir": common, "clock": clock,
                     "channels": {"channel": [{"label": lab, "type": "index"} for lab in labels]},
                     "video": {"folder": cam.name, "file_pattern": "NNNNN.mkv (NNNNN = channel 'file', 5 digits)",
-                              "timestamp_table": "NNNNN.frames.csv", "frame": "channel 'frame' = frame index in the file",
+                              "timestamp_table": "NNNNN.frames.csv",
+                              "frame": "channel 'frame' = frame index in the file",
                               "encoding": cam.encoding, "width": cam.width, "height": cam.height,
                               "pixel_format": cam.pixel_format}}
             return StreamInfo(cam.name, "VideoFrameIndex", 3, cam.nominal_rate_hz, "int64",
@@ -414,7 +437,8 @@ class TakeWriter:
         if st.is_camera:
             rows = np.array(st.rows, dtype=np.int64)
             stamps = seconds(rows[:, 0])
-            body, count, first_s, last_s = samples_records(rows[:, 1:], stamps), len(rows), float(stamps[0]), float(stamps[-1])
+            body, count = samples_records(rows[:, 1:], stamps), len(rows)
+            first_s, last_s = float(stamps[0]), float(stamps[-1])
             st.rows.clear()
         else:
             body, count, first_s, last_s = b"".join(st.bodies), st.body_samples, st.body_first_s, st.body_last_s

@@ -42,3 +42,5 @@ def test_cli_json_document_and_bad_input(tmp_path):
     assert doc["bench"] == "take" and len(doc["results"]) == 3 and doc["config"]["cameras"] == 2
     bad = CliRunner().invoke(app, ["--seconds", "0"])
     assert bad.exit_code == 2 and "--seconds must be > 0" in bad.output
+    bad = CliRunner().invoke(app, ["--dir", str(tmp_path / "nowhere")])
+    assert bad.exit_code == 2 and "no such folder" in bad.output

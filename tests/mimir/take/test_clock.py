@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import numpy as np
-import pyxdf
 import pytest
+import pyxdf
 
 from mimir.take import AudioSource, CameraSource, ClockSegment, TakeWriter, open_take
 

@@ -18,8 +18,8 @@ import time
 from pathlib import Path
 
 import numpy as np
-import pyxdf
 import pytest
+import pyxdf
 import soundfile
 
 from mimir.take import open_take, read_manifest, repair
@@ -59,14 +59,15 @@ def test_kill_minus_nine_leaves_readable_files_and_repair_rebuilds_the_manifest(
     log = _log(log_path)
     before = log[log[:, 0] <= kill_ns - 1_000_000_000]
     assert len(before), "the writer logged nothing older than one second before the kill"
-    must = dict(zip(("cam0", "cam1", "mic"), before[-1, 1:].tolist()))
+    must = dict(zip(("cam0", "cam1", "mic"), before[-1, 1:].tolist(), strict=True))
     assert must["cam0"] >= 60 and must["mic"] >= 100
 
     # --- the files as the kill left them, read by the libraries users have -------------------------------
     pats = {name: synth.pattern(fmt, 32, 24, fps) for name, (fps, fmt, _) in writer_mod.CAMS.items()}
     for cam, pat in pats.items():
-        decoded = [payload for path in sorted((take_dir / cam).glob("*.mkv")) for payload, _ in iter_video(path, pat.mode.pixel_format.name)]
-        assert len(decoded) >= must[cam], f"{cam}: {len(decoded)} frames readable, {must[cam]} written 1 s before the kill"
+        videos = sorted((take_dir / cam).glob("*.mkv"))
+        decoded = [payload for path in videos for payload, _ in iter_video(path, pat.mode.pixel_format.name)]
+        assert len(decoded) >= must[cam], f"{cam}: {len(decoded)} readable, {must[cam]} written 1 s before the kill"
         fps = writer_mod.CAMS[cam][0]
         for n, payload in enumerate(decoded):  # bit-exact, in order, at its time
             assert pat.verify(payload) == (n, writer_mod.T0_NS + round(n * 1e9 / fps))
@@ -107,7 +108,8 @@ def test_kill_minus_nine_leaves_readable_files_and_repair_rebuilds_the_manifest(
     assert record.written_samples == sum(len(r.samples) for r in runs) == record.written * writer_mod.BLOCK
     assert record.written >= must["mic"]
     got = np.concatenate([r.samples for r in runs])
-    assert np.array_equal(got.view(np.uint32), np.concatenate([writer_mod.audio_block(b) for b in range(record.written)]).view(np.uint32))
+    sent = np.concatenate([writer_mod.audio_block(b) for b in range(record.written)])
+    assert np.array_equal(got.view(np.uint32), sent.view(np.uint32))
     for r in runs:  # repaired WAVs have true header sizes: the header alone gives the sample count
         with open(r.path, "rb") as f:
             head = f.read(12)

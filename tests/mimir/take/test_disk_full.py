@@ -12,11 +12,19 @@ import shutil
 import subprocess
 
 import numpy as np
-import pyxdf
 import pytest
+import pyxdf
 import soundfile
 
-from mimir.take import AudioSource, CameraSource, DiskFull, TakeClosed, TakeWriter, open_take, read_manifest
+from mimir.take import (
+    AudioSource,
+    CameraSource,
+    DiskFull,
+    TakeClosed,
+    TakeWriter,
+    open_take,
+    read_manifest,
+)
 
 RATE = 48_000
 

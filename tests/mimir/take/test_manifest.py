@@ -9,7 +9,17 @@ import numpy as np
 import pytest
 
 from mimir.take import (
-    AudioSource, CameraSource, ClockSegment, FileEntry, Gap, Manifest, Missing, Skip, SourceRecord, Span, TakeWriter,
+    AudioSource,
+    CameraSource,
+    ClockSegment,
+    FileEntry,
+    Gap,
+    Manifest,
+    Missing,
+    Skip,
+    SourceRecord,
+    Span,
+    TakeWriter,
     read_manifest,
 )
 from mimir.take.manifest import decode_manifest, encode_manifest
@@ -47,7 +57,8 @@ def test_a_finished_take_records_sources_spans_counts_files_and_rig(take_dir, sy
     rig = {"name": "lab", "window_s": 5, "cameras": ["cam0"]}
     with TakeWriter(take_dir, [cam, mic], rig=rig) as take:
         for n in range(5):
-            take.write_frame("cam0", synth.noise(cam.shape, n), synth.T0_NS + n * 1000, sequence=2 * n)  # every other frame
+            # every other frame: four one-frame gaps
+            take.write_frame("cam0", synth.noise(cam.shape, n), synth.T0_NS + n * 1000, sequence=2 * n)
             take.write_audio("mic", np.zeros((10, 1), np.int16), synth.T0_NS + n * 500, start_sample=10 * n)
         take.skip("cam0", synth.T0_NS + 500, synth.T0_NS + 3500, 4, "lapped by the ring")
     on_disk = read_manifest(take_dir)

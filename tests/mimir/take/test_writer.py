@@ -6,7 +6,15 @@ import numpy as np
 import pytest
 
 from mimir.take import (
-    AudioSource, CameraSource, NotATake, TakeClosed, TakeExists, TakeWriter, open_take, read_manifest, repair,
+    AudioSource,
+    CameraSource,
+    NotATake,
+    TakeClosed,
+    TakeExists,
+    TakeWriter,
+    open_take,
+    read_manifest,
+    repair,
 )
 
 CAM = CameraSource("cam", 16, 8, "GREY", 60.0)

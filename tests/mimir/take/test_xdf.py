@@ -6,12 +6,20 @@ import struct
 from fractions import Fraction
 
 import numpy as np
-import pyxdf
 import pytest
+import pyxdf
 
 from mimir.take import AudioSource, CameraSource, ClockSegment, TakeWriter
 from mimir.take.table import read_table
-from mimir.take.xdf import StreamInfo, XdfWriter, block_records, seconds, truncate_torn_tail, varlen, walk_chunks
+from mimir.take.xdf import (
+    StreamInfo,
+    XdfWriter,
+    block_records,
+    seconds,
+    truncate_torn_tail,
+    varlen,
+    walk_chunks,
+)
 
 RATE = 48_000
 EPOCHS = {
@@ -29,7 +37,7 @@ def test_seconds_rounds_once_and_stays_within_a_microsecond_for_any_int64():
     values = [0, 1, 999_999_999, 10**9, 2**53, 2**53 + 1, 2**62 + 12345, 2**63 - 1,
               *EPOCHS.values(), *(int(v) for v in rng.integers(0, 2**63 - 1, 2000, dtype=np.int64))]
     arr = seconds(np.array(values, dtype=np.int64))
-    for ns, s_arr in zip(values, arr.tolist()):
+    for ns, s_arr in zip(values, arr.tolist(), strict=True):
         s_int = seconds(ns)
         half_ulp = Fraction(np.spacing(s_int)) / 2
         assert _exact_error_s(ns, s_int) <= half_ulp  # Python's int / int: correctly rounded
