@@ -6,7 +6,7 @@
 
     take = open_take("takes/2026-12-01T10-00")
     take.manifest.complete, [s.source.name for s in take.manifest.sources]
-    cam = take.frames("cam0")            # every frame, in order, across files
+    cam = take.frames("cam0")            # every frame, in order, across files (file=N: one file)
     cam.pixels[i]                        # the ring payload, bit-exact for ffv1 and raw
     cam.canonical_ns[i], cam.sequence[i] # from the timestamp tables; cam.pts_ms[i] from the video file
     for run in take.audio("mic"):        # one run per file: contiguous samples
@@ -120,8 +120,12 @@ class Take:
             self.manifest.source(source)  # KeyError with the known names
         return self.manifest.files_of(source, role)
 
-    def frames(self, camera: str) -> Frames:
-        """Decode every frame of ``camera`` (all files, in order) with its timestamp row."""
+    def frames(self, camera: str, file: int | None = None) -> Frames:
+        """Decode every frame of ``camera`` (all files in order, or only file number ``file``) with its table row.
+
+        Everything is decoded into memory: for a long take read it file by
+        file (``file=`` each number in ``manifest.files_of(camera, "video")``).
+        """
         spec = self.manifest.source(camera).source
         if not isinstance(spec, CameraSource):
             raise TypeError(f"{camera!r} is not a camera")
@@ -130,6 +134,8 @@ class Take:
         file_numbers: list[np.ndarray] = []
         pts_file: list[int] = []
         for entry in self._files(camera, "video"):
+            if file is not None and entry.file != file:
+                continue
             video = self.directory / entry.path
             table = read_table(video.with_name(video.stem + ".frames.csv"), FRAME_COLUMNS)
             decoded = list(iter_video(video, spec.pixel_format))

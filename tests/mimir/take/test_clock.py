@@ -52,6 +52,8 @@ def test_clock_step_starts_new_files_and_streams_and_keeps_every_timestamp(take_
     frames = take_r.frames("cam")
     assert frames.canonical_ns.tolist() == frame_ns  # exactly as given, the step included
     assert frames.file.tolist() == [0] * 10 + [1] * 10
+    second = take_r.frames("cam", file=1)
+    assert second.canonical_ns.tolist() == frame_ns[10:] and second.frame.tolist() == list(range(10))
     runs = take_r.audio("mic")
     assert [r.first_ns for r in runs] == [block_ns[0], block_ns[10]]
     assert [r.clock_segment for r in runs] == [0, 1]
