@@ -206,7 +206,11 @@ class DeviceFrame:
 
 
 class PendingCopy:
-    """A copy in flight; :meth:`result` resolves it exactly once. Pool-owned and reused like the frames."""
+    """A copy in flight; :meth:`result` resolves it exactly once. Pool-owned and reused like the frames.
+
+    The copier's one "stale" instance (index -1) stands for a slot found overwritten before any copy
+    started: its result is always None.
+    """
 
     __slots__ = ("_copier", "_index", "_still_valid", "_in_flight")
 
@@ -218,6 +222,8 @@ class PendingCopy:
 
     def result(self) -> DeviceFrame | None:
         """Wait for the copy, re-check the seqlock: the frame, or None if it was stale or overwritten (counted)."""
+        if self._index < 0:
+            return None
         if not self._in_flight:
             raise FrameReleased("this PendingCopy was already resolved")
         self._in_flight = False
@@ -252,7 +258,7 @@ class GpuFrameCopier:
         self._frames = [DeviceFrame(self, i, b) for i, b in enumerate(buffers)]
         self._pending = [PendingCopy(self, i) for i in range(pool_size)]
         self._free = list(range(pool_size - 1, -1, -1))  # a stack: pop() takes the most recently freed
-        self._stale = _StaleCopy()
+        self._stale = PendingCopy(self, -1)
         self.started = 0
         self.handed_out = 0
         self.torn_dropped = 0
@@ -264,7 +270,7 @@ class GpuFrameCopier:
         """Buffers handed out and not yet released."""
         return self.pool_size - len(self._free) - self.in_flight
 
-    def start(self, src: np.ndarray, still_valid: Callable[[], bool]) -> "PendingCopy | _StaleCopy":
+    def start(self, src: np.ndarray, still_valid: Callable[[], bool]) -> PendingCopy:
         """Begin copying slot view ``src``; resolve with ``.result()`` (start several, then resolve, to overlap)."""
         if src.shape != self.shape or src.dtype != self.dtype or not src.flags.c_contiguous:
             raise ValueError(
@@ -309,12 +315,3 @@ class GpuFrameCopier:
     def _give_back(self, index: int, stream: int | None) -> None:
         self.backend.release_fence(index, stream)
         self._free.append(index)
-
-
-class _StaleCopy:
-    """What :meth:`GpuFrameCopier.start` returns when the slot was already overwritten: resolves to None."""
-
-    __slots__ = ()
-
-    def result(self) -> None:
-        return None
