@@ -17,7 +17,7 @@ import typer
 
 __all__ = [
     "bench_rings", "bench_reservoir", "bench_pipeline", "bench_cameras", "bench_audio", "bench_receivers",
-    "load", "finite",
+    "bench_take", "bench_gpu", "load", "finite",
 ]
 
 JsonOut = Annotated[bool, typer.Option("--json", help="Print only one JSON document on stdout.")]
@@ -136,3 +136,62 @@ def bench_receivers(
         sys.stdout.write(json.dumps({"bench": "receivers", "machine": _machine(), "results": results}) + "\n")
     else:
         typer.echo(receivers.format_table(results))
+
+
+def bench_take(
+    seconds: Annotated[float, typer.Option("--seconds", help="Seconds of media per encoding (six VGA cameras at 60 fps).")] = 5.0,
+    directory: Annotated[str, typer.Option("--dir", help="Folder on the disk to measure (default: the temp folder).")] = None,
+    quick: Annotated[bool, typer.Option("--quick", help="Two small cameras for half a second (a smoke run).")] = False,
+    json_out: JsonOut = False,
+) -> None:
+    """Take writer per video encoding (raw, ffv1, h264) against a plain write of the same bytes: keeps up or not."""
+    import dataclasses
+    import os
+
+    take = load("take")
+    if not seconds > 0:
+        typer.echo(f"mimir bench take: --seconds must be > 0, got {seconds}", err=True)
+        raise typer.Exit(2)
+    if directory is not None and not os.path.isdir(directory):
+        typer.echo(f"mimir bench take: --dir {directory}: no such folder", err=True)
+        raise typer.Exit(2)
+    base = take.QUICK if quick else dataclasses.replace(take.Config(), seconds=seconds)
+    cfg = dataclasses.replace(base, directory=directory)
+    records = take.run(cfg, progress=_progress)
+    if json_out:
+        doc = {"bench": "take", "machine": _machine(), "config": dataclasses.asdict(cfg), "results": records}
+        sys.stdout.write(json.dumps(doc, allow_nan=False) + "\n")
+    else:
+        print(take.format_table(records))
+
+
+def bench_gpu(
+    quick: Annotated[bool, typer.Option("--quick", help="Fewer frames and shorter live phases (about a minute).")] = False,
+    json_out: JsonOut = False,
+) -> None:
+    """H2D GB/s and latency from a registered ring arena vs pageable vs cudaMallocHost, GPU RGB conversion, torn frames.
+
+    One line and exit 2 where CuPy or a CUDA device is missing, or /dev/shm
+    cannot hold the bench's rings; exit 1 when a torn frame was handed out or
+    a copy or conversion differed from its reference (missed speed goals do
+    not change the exit status).
+    """
+    from mimir.gpu.device import cuda_unavailable_reason
+
+    reason = cuda_unavailable_reason()
+    if reason is not None:
+        print(f"mimir bench gpu: no CUDA device: {reason}", file=sys.stderr)
+        raise typer.Exit(2)
+    gpu = load("gpu")
+    try:
+        records, info = gpu.run(quick, progress=_progress)
+    except gpu.BenchUnavailable as exc:
+        print(f"mimir bench gpu: {exc}", file=sys.stderr)
+        raise typer.Exit(2) from None
+    doc = gpu.document(records, {**_machine(), **info})  # every figure is finite or None
+    if json_out:
+        sys.stdout.write(json.dumps(doc, allow_nan=False) + "\n")
+    else:
+        print(gpu.format_table(doc))
+    if gpu.correctness_failed(doc):
+        raise typer.Exit(1)

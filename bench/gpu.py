@@ -24,9 +24,8 @@ same run:
   synchronises; latency from the writer's ``host_time_ns`` (taken right
   before publish) to the RGB frame complete on the GPU.
 
-The ring arena is taken from the ring's private mapping (:func:`ring_arena`)
-until the ring exposes it; the writer processes are started with ``spawn``
-and own (and unlink) their rings.
+The ring arena is the ring's ``arena_bytes``; the writer processes are
+started with ``spawn`` and own (and unlink) their rings.
 """
 
 from __future__ import annotations
@@ -77,9 +76,8 @@ def _check_shm() -> None:
 
 
 def ring_arena(ring: Ring | RingReader) -> np.ndarray:
-    """The uint8 view of a ring's whole payload arena (page aligned). Reads the ring's private mapping."""
-    m = ring._m
-    return m.u8[m.payload_offset:m.payload_offset + m.capacity * m.slot_bytes]
+    """The uint8 view of a ring's whole payload arena (page aligned)."""
+    return ring.arena_bytes
 
 
 def _percentile_us(lat_ns: list[int] | np.ndarray, q: float) -> float | None:

@@ -168,7 +168,7 @@ def _wire() -> None:
     from workers.audio.cli import audio_worker, latency, soak
     from workers.camera.cli import camera_worker
 
-    for name in ("rings", "reservoir", "pipeline", "cameras", "audio", "receivers"):
+    for name in ("rings", "reservoir", "pipeline", "cameras", "audio", "receivers", "take", "gpu"):
         bench_app.command(name)(getattr(bench_cli, f"bench_{name}"))
     bench_app.command("sync")(bench_sync)
     app.add_typer(codebook_app, name="codebook", help="The active-witness codebook.")

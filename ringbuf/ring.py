@@ -362,9 +362,13 @@ class _RingIdentity:
         return self._m.layout
 
     @property
-    def arena(self) -> np.ndarray | None:
-        """The whole payload arena (``capacity`` slots; None for descriptor-only rings): for DMA registration."""
-        return self._m.arena
+    def arena_bytes(self) -> np.ndarray | None:
+        """The whole payload arena as flat uint8 (``capacity`` page-aligned slots with their padding; None for
+        descriptor-only rings): what a DMA engine registers once (see :mod:`mimir.gpu`)."""
+        m = self._m
+        if m.arena is None:
+            return None
+        return m.u8[m.payload_offset:m.payload_offset + m.capacity * m.slot_bytes]
 
 
 class Ring(_RingIdentity):

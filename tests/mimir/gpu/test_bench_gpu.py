@@ -4,17 +4,14 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
 from ringbuf.segment import list_segments
 
-_RUN_COMMAND = "import typer; from mimir.gpu.bench_cli import bench_gpu; app = typer.Typer(); app.command()(bench_gpu); app()"
-_STAND_IN = Path(__file__).resolve().parent / "numpy_stand_in"
+_RUN_COMMAND = "import typer; from bench.cli import bench_gpu; app = typer.Typer(); app.command()(bench_gpu); app()"
 
 
 @pytest.mark.parametrize("args", [[], ["--json"]])
@@ -76,40 +73,6 @@ def test_a_torn_frame_handed_out_is_a_correctness_failure():
     doc = document(_records(torn_handed_out=1), {})
     assert correctness_failed(doc)
     assert {g["goal"]: g["pass"] for g in doc["goals"]}["zero_torn_handed_out"] is False
-
-
-@pytest.mark.slow
-def test_bench_runs_end_to_end_with_a_numpy_stand_in_for_cupy(tmp_path):
-    """Every code path of the bench (rings, arenas, writer processes, verification, JSON, cleanup) on this machine.
-
-    The stand-in (numpy_stand_in/cupy) moves bytes with memmove and runs the kernels' per-pixel C on the CPU:
-    the figures mean nothing, but a torn frame handed out, a wrong conversion or a leaked ring would show.
-    """
-    if shutil.which("g++") is None:
-        pytest.skip("no host C++ compiler (g++): the stand-in builds the kernels as host C++")
-    script = tmp_path / "bench_gpu.py"  # spawn re-imports the main module: it needs a __main__ guard
-    script.write_text(f"if __name__ == '__main__':\n    {_RUN_COMMAND.replace('; ', chr(10) + '    ')}\n")
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(_STAND_IN), os.environ.get("PYTHONPATH", "")])}
-    result = subprocess.run([sys.executable, str(script), "--quick", "--json"], env=env, capture_output=True,
-                            text=True, timeout=600)
-    assert result.returncode == 0, result.stderr[-3000:]
-    doc = json.loads(result.stdout)  # the whole of stdout is one document
-    assert doc["bench"] == "gpu" and doc["machine"]["gpu"].startswith("NumPy stand-in")
-    metrics = [(r["metric"], r.get("frame"), r.get("format"), r.get("source")) for r in doc["results"]]
-    assert len(metrics) == 13 and len(set(metrics)) == 13
-    verdicts = {g["goal"]: g["pass"] for g in doc["goals"]}
-    assert verdicts["zero_torn_handed_out"] is True and verdicts["bytes_equal"] is True
-    torn = next(r for r in doc["results"] if r["metric"] == "torn")
-    assert torn["handed_out"] == torn["verified_intact"] > 0
-    assert torn["attempts"] == torn["handed_out"] + torn["torn_dropped"] + torn["stale_before_copy"]
-    live = next(r for r in doc["results"] if r["metric"] == "publish_to_rgb")
-    assert live["frames"] > 0
-    ring = [r for r in doc["results"] if r.get("source") == "ring_registered" and r["metric"] == "h2d"]
-    assert all(r["registered"] and r["arena_bytes"] >= 64 * r["frame_bytes"] for r in ring)
-    assert "gpu bench: done" in result.stderr
-    from bench.gpu import RIG
-
-    assert list_segments(RIG) == []
 
 
 @pytest.mark.slow
