@@ -16,6 +16,7 @@ __all__ = ["start"]
 def start(
     config: Optional[Path] = typer.Option(None, "--config", help="Rig config (TOML); `mimir config example` shows every option. Default: the embedded synthetic rig."),
     duration: Optional[float] = typer.Option(None, "--duration", min=0.0, help="Stop after this many seconds (default: until SIGINT/SIGTERM)."),
+    final_status: Optional[Path] = typer.Option(None, "--final-status", help="Also write the final status (what `mimir status --json` shows) to this file at stop."),
 ) -> None:
     """Start the rig: workers, rings, reservoir, sync analyzer, status. `mimir status` shows it running."""
     from mimir.config import ConfigError, default_rig, load_config
@@ -48,7 +49,11 @@ def start(
         threading.Timer(0.5, lambda: typer.echo(f"mimir-supervisor: {rig.realtime}", err=True)).start()
         rig.run(duration)
         if rig.final_status is not None:
+            import msgspec
+
             from mimir.supervisor.status import text
 
             typer.echo(text(rig.final_status))
+            if final_status is not None:
+                final_status.write_bytes(msgspec.json.encode(rig.final_status))
         typer.echo(f"mimir-supervisor: rig {rig_config.rig!r} stopped", err=True)

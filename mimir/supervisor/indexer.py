@@ -10,7 +10,8 @@ resolves to the ring slot.
 
 Counters per source: ``published`` (what the ring says was written),
 ``indexed``, ``lost_overrun`` (overwritten before we read them: the ring
-reader's exact loss count) and publish-to-indexed latency samples.
+reader's exact loss count), ``refused`` (read, but the reservoir refused
+them: a timestamp it cannot hold) and publish-to-indexed latency samples.
 """
 
 from __future__ import annotations
@@ -88,20 +89,31 @@ class RingIndexer:
             raise ValueError(f"ring {reader.name}: cannot index descriptors of layout {layout_name}")
         self._producer = reservoir.producer(self.kind, sensor_id_hash=source_hash)
         self.indexed = 0
+        self.refused = 0          # read from the ring but refused by the reservoir (counted, never silent)
+        self.last_error = ""
         self.first_host_ns = 0  # host time of the first and the newest item indexed
         self.last_host_ns = 0
         self._canonical = np.zeros(BATCH, dtype=np.uint64)
 
     def poll(self) -> int:
-        """Index everything new; return how many descriptors were indexed."""
-        if self.reader.available() <= 0:  # the common case at 2 kHz polling: one shared-memory word read
+        """Index everything new; return how many descriptors were read (indexed or refused).
+
+        Never raises for what a worker published: a batch the reservoir
+        refuses (a timestamp it cannot hold) is counted in ``refused`` with
+        the reason in ``last_error``, and indexing goes on.
+        """
+        if self.reader.available() <= 0:  # the common case: one shared-memory word read
             return 0
         total = 0
         while True:
             n = self.reader.read_batch(self._out)
             if n == 0:
                 return total
-            self._index(n)
+            try:
+                self._index(n)
+            except (ValueError, TypeError, OverflowError) as exc:
+                self.refused += n
+                self.last_error = f"{n} descriptors refused by the reservoir: {exc}"
             total += n
             if n < BATCH:
                 return total

@@ -31,6 +31,8 @@ import sys
 import time
 from typing import Callable
 
+import psutil
+
 from mimir.config import SupervisionConfig
 from mimir.process_control import request_stop, spawn_options
 from mimir.supervisor.status import WorkerState
@@ -38,7 +40,8 @@ from mimir.topology import SPEC_ENV, WorkerSpec, encode_worker_spec
 
 __all__ = ["SupervisedWorker"]
 
-STARTUP_GRACE_S = 10.0  # a fresh worker may take this long to publish its first heartbeat
+STARTUP_GRACE_S = 10.0      # a fresh worker may take this long to publish its first heartbeat ...
+STARTUP_HARD_LIMIT_S = 120.0  # ... or longer while it keeps using CPU (a busy machine), up to this
 
 
 class SupervisedWorker:
@@ -65,6 +68,8 @@ class SupervisedWorker:
         self._started_mono = 0.0
         self._crashes: collections.deque[float] = collections.deque()
         self._restart_at = 0.0
+        self._cpu_mark = (0.0, 0.0)
+        self._last_why = ""
         self.on_restart: Callable[["SupervisedWorker"], None] | None = None
 
     @classmethod
@@ -84,6 +89,7 @@ class SupervisedWorker:
         self.state = WorkerState.STARTING
         self.started_unix_ns = time.time_ns()
         self._started_mono = time.monotonic()
+        self._cpu_mark = (0.0, self._started_mono)
 
     def tick(self, now: float | None = None) -> None:
         """Advance the state machine: notice exits and silence, restart when the backoff has passed."""
@@ -95,21 +101,42 @@ class SupervisedWorker:
                 return
             beat_ns = self.heartbeat_ns()
             if beat_ns:
+                if self.state == WorkerState.STARTING and self.error:
+                    self.error = f"running again after {self.restarts} restart(s); last: {self._last_why}"
                 self.state = WorkerState.RUNNING
                 age_s = time.monotonic_ns() / 1e9 - beat_ns / 1e9
                 if age_s > self.policy.heartbeat_timeout_s and now - self._started_mono > self.policy.heartbeat_timeout_s:
                     self._kill()
                     self._crashed(now, self.proc.returncode or -9, f"stopped heartbeating ({age_s:.1f} s)")
-            elif now - self._started_mono > STARTUP_GRACE_S:
+            elif now - self._started_mono > STARTUP_GRACE_S and not self._making_progress(now):
                 self._kill()
-                self._crashed(now, self.proc.returncode or -9, f"no heartbeat within {STARTUP_GRACE_S:.0f} s of start")
+                self._crashed(now, self.proc.returncode or -9,
+                              f"no heartbeat within {now - self._started_mono:.0f} s of start and no CPU used "
+                              f"in the last {STARTUP_GRACE_S:.0f} s (hung)")
         elif self.state == WorkerState.BACKOFF and now >= self._restart_at:
             self.restarts += 1
             self.start()
             if self.on_restart:
                 self.on_restart(self)
 
+    def _making_progress(self, now: float) -> bool:
+        """True while a worker that has not beaten yet keeps using CPU (slow because the machine is busy, not
+        hung), up to :data:`STARTUP_HARD_LIMIT_S`."""
+        if now - self._started_mono > STARTUP_HARD_LIMIT_S:
+            return False
+        try:
+            times = psutil.Process(self.proc.pid).cpu_times()
+            cpu_s = times.user + times.system
+        except psutil.Error:
+            return False
+        last_cpu_s, last_check = self._cpu_mark
+        if now - last_check < STARTUP_GRACE_S:
+            return True  # judged once per grace period
+        self._cpu_mark = (cpu_s, now)
+        return cpu_s > last_cpu_s + 0.05
+
     def _crashed(self, now: float, code: int, why: str) -> None:
+        self._last_why = why
         self.last_exit_code = code
         self._crashes.append(now)
         while self._crashes and now - self._crashes[0] > self.policy.restart_window_s:

@@ -25,6 +25,7 @@ Loop (one thread; event driven)
 
 from __future__ import annotations
 
+import os
 import select
 import threading
 import time
@@ -32,6 +33,7 @@ from dataclasses import dataclass
 
 import msgspec
 import numpy as np
+import psutil
 
 from mimir.config import ConfigError, RigConfig
 from mimir.contract import publish_plan
@@ -39,6 +41,7 @@ from mimir.descriptors import SampleKind
 from mimir.process_control import go_realtime
 from mimir.reservoir import Reservoir
 from mimir.supervisor.clock import CanonicalClock, DeviceToCanonical
+from mimir.supervisor.clock_board import ClockBoard
 from mimir.supervisor.indexer import LatencyWindow, RingIndexer
 from mimir.supervisor.processes import SupervisedWorker
 from mimir.supervisor.status import (
@@ -46,10 +49,10 @@ from mimir.supervisor.status import (
 )
 from mimir.sync.fits import FitsHeader
 from mimir.topology import RESERVOIR, RigPlan, SourceSpec, SyncWorkerSpec, plan_rig
-from ringbuf import OutOfSharedMemory, RingReader, SegmentExists, SegmentMissing, dtype_of, remove_stale
+from ringbuf import OutOfSharedMemory, RingReader, SegmentExists, SegmentMissing, dtype_of, remove_stale, scan
 from ringbuf.platform import PLATFORM
 
-__all__ = ["Rig", "Source", "RigAlreadyRunning", "check_budget"]
+__all__ = ["Rig", "Source", "RigAlreadyRunning", "check_budget", "reap_orphans"]
 
 TICK_PERIOD_S = 0.05
 STATUS_PERIOD_S = 0.2
@@ -70,6 +73,7 @@ class Source:
     published_before: int = 0
     indexed_before: int = 0
     lost_before: int = 0
+    refused_before: int = 0
     restart_gap: int = 0
     gap_open_since_ns: int = 0          # host time of the last item before a worker restart
     rate_mark: tuple[float, int] = (0.0, 0)
@@ -87,6 +91,10 @@ class Source:
     @property
     def indexed(self) -> int:
         return self.indexed_before + (self.indexer.indexed if self.indexer else 0)
+
+    @property
+    def refused(self) -> int:
+        return self.refused_before + (self.indexer.refused if self.indexer else 0)
 
     @property
     def lost_overrun(self) -> int:
@@ -110,6 +118,50 @@ def check_budget(plan: RigPlan) -> None:
         f"{available / 2**20:,.0f} MiB available; largest: {parts}. Shorten reservoir.window_s, lower camera "
         "resolution or count, or give the machine more shared memory (e.g. a larger /dev/shm)"
     )
+
+
+def reap_orphans(rig: str, *, grace_s: float = 2.0) -> list[int]:
+    """Stop the workers of ``rig`` that a killed supervisor left behind; return their pids.
+
+    Called with the rig lock held (our status board exists), so no live
+    supervisor runs this rig: a live process still writing one of its worker
+    objects is an orphan of a previous supervisor -- typically a worker that
+    was stopped (SIGSTOP) when its supervisor was killed, so its parent-death
+    signal is still pending. A Mimir worker of this rig (its spec names the
+    rig) is continued, asked to stop, then killed; any other live writer is
+    refused with what to do.
+    """
+    from mimir.topology import SPEC_ENV
+
+    me = os.getpid()
+    reaped = []
+    for obj in scan(rig):
+        pid = obj.writer_pid
+        if obj.role != "object" or obj.stale or pid in (0, me) or pid in reaped:
+            continue
+        try:
+            proc = psutil.Process(pid)
+            spec = proc.environ().get(SPEC_ENV, "")
+            is_ours = "mimir_cli.worker_main" in " ".join(proc.cmdline()) and f'"rig":"{rig}"' in spec
+        except psutil.Error:
+            continue  # gone meanwhile, or another user's: the create that follows says so
+        if not is_ours:
+            raise SegmentExists(
+                f"{obj.name} ({obj.label}) of rig {rig!r} is written by live process {pid}, which is not a worker of "
+                f"this rig; stop it (e.g. `kill {pid}`), then start the rig again"
+            )
+        try:
+            proc.resume()  # a stopped process cannot act on a stop request
+            proc.terminate()
+            try:
+                proc.wait(grace_s)
+            except psutil.TimeoutExpired:
+                proc.kill()
+                proc.wait(grace_s)
+        except psutil.NoSuchProcess:
+            pass
+        reaped.append(pid)
+    return reaped
 
 
 def _set_clock(row: np.void, locked: bool, local_sample_at_epoch: float, rate_hz: float, confidence: float,
@@ -166,6 +218,8 @@ class Rig:
         self.clock = CanonicalClock(config.sync.epoch_unix_s)
         self.latency = LatencyWindow()
         self.board: StatusBoard | None = None
+        self.clock_board: ClockBoard | None = None
+        self.reference_channel = 0  # the sync fit row that defines canonical time (the loopback)
         self.reservoir: Reservoir | None = None
         self.plan_object = None
         self.fits_reader: RingReader | None = None
@@ -181,6 +235,7 @@ class Rig:
         self._cpu_mark = (time.monotonic(), time.process_time())
         self.cpu_pct = 0.0
         self.wakeups = 0
+        self.orphans_reaped: list[int] = []
         if len(self.plan.workers) > MAX_WORKERS or len(self.plan.sources) > MAX_SOURCES:
             raise ConfigError(f"a rig holds at most {MAX_WORKERS} workers and {MAX_SOURCES} sources")
 
@@ -215,16 +270,19 @@ class Rig:
                 self._detach(source)
         remove_stale(self.name)  # the previous incarnation's doorbells, if it was killed
 
-    def _detach(self, source: Source) -> None:
+    def _detach(self, source: Source, *, final: bool = False) -> None:
         ix = source.indexer
         ix.poll()  # whatever the dead writer left is still readable
         source.published_before += ix.reader.published
         source.indexed_before += ix.indexed
         source.lost_before += ix.reader.lost
+        source.refused_before += ix.refused
         source.gap_open_since_ns = ix.last_host_ns
         ix.reader.close()
         source.indexer = None
         self._active = [s.indexer for s in self.sources if s.indexer is not None]
+        if source.kind == SampleKind.AUDIO_BLOCK and not final:
+            self.clock.stream_restarted()  # the next audio ring is a new device clock: hold time until relock
 
     def _attach(self, source: Source) -> None:
         """Attach the source's ring if its worker's current incarnation made it. Never raises."""
@@ -292,8 +350,10 @@ class Rig:
         except SegmentExists as exc:
             raise RigAlreadyRunning(f"rig {self.name!r} is already supervised: {exc}") from None
         try:
+            self.orphans_reaped = reap_orphans(self.name)  # workers a killed predecessor left running (stopped ones)
             remove_stale(self.name)  # what a killed predecessor left; the board itself is ours and live
             self.plan_object = publish_plan(self.plan)
+            self.clock_board = ClockBoard(self.name)
             self.reservoir = Reservoir.create(self.name, name=RESERVOIR, capacity=self.plan.reservoir_capacity,
                                               duration_ns=self.plan.window_ns)
             self._bell = PLATFORM.doorbell_listener(self.name)
@@ -368,6 +428,7 @@ class Rig:
             worker.tick(now)
         self._attach_new_rings()
         self._adopt_fit()
+        self.clock_board.publish(self.clock, time.monotonic_ns())
         for source in self.sources:
             ix = source.indexer
             if ix is not None and source.gap_open_since_ns and ix.first_host_ns:
@@ -377,19 +438,27 @@ class Rig:
                 source.gap_open_since_ns = 0
 
     def _adopt_fit(self) -> None:
+        """Adopt the reference channel's fit -- only one measured on the audio stream indexed now."""
         if self.fits_reader is None:
             return
         item = self.fits_reader.latest()
         if item is None:
             return
-        rows = item.payload
-        reference = rows[0]  # channel 0: the loopback / reference input
+        audio = next((s for s in self.sources if s.kind == SampleKind.AUDIO_BLOCK), None)
+        stream_pid = dict(zip(FitsHeader.__struct_fields__, item.descriptor))["stream_pid"]
+        if audio is None or audio.indexer is None or stream_pid != audio.indexer.reader.writer_pid():
+            return  # fits of a previous stream, or of none yet
+        if item.descriptor[0] <= self.reference_channel:
+            return
+        reference = item.payload[self.reference_channel]
         if reference["locked"] and reference["rate_hz"] > 0:
             fit = DeviceToCanonical(float(reference["local_sample_at_epoch"]), float(reference["rate_hz"]),
                                     float(reference["confidence"]))
             current = self.clock.fit
             if current is None or (current.local_sample_at_epoch, current.rate_hz) != (fit.local_sample_at_epoch, fit.rate_hz):
                 self.clock.set_fit(fit)
+        else:
+            self.clock.lock_lost()
 
     def _index_event_claims(self) -> None:
         """Remote anchors, fits and trust decisions into the reservoir as EVENT_CLAIM samples.
@@ -443,6 +512,7 @@ class Rig:
         row["indexed"] = s.indexed
         row["lost_overrun"] = s.lost_overrun
         row["lost_restart_gap"] = s.restart_gap
+        row["rejected"] = s.refused
         if s.indexer is not None:
             reader = s.indexer.reader
             lag = reader.available()
@@ -481,7 +551,9 @@ class Rig:
             self._cpu_mark = (now, cpu_now)
         workers = np.zeros(len(self.workers), dtype_of(WorkerRow))
         for i, w in enumerate(self.workers):
-            error = w.error or next((s.attach_error for s in self.sources if s.worker is w and s.attach_error), "")
+            error = w.error or next((s.attach_error or (s.indexer.last_error if s.indexer else "")
+                                     for s in self.sources if s.worker is w
+                                     and (s.attach_error or (s.indexer and s.indexer.last_error))), "")
             workers[i] = (w.name.encode()[:24], w.pid, int(w.state), w.restarts, w.last_exit_code, w.started_unix_ns,
                           error.encode()[:120])
         sources = np.zeros(len(self.sources), dtype_of(SourceRow))
@@ -498,10 +570,12 @@ class Rig:
             pid=_pid(), state=int(WorkerState.RUNNING), started_unix_ns=self.started_unix_ns,
             uptime_ns=time.time_ns() - self.started_unix_ns, workers=len(self.workers), sources=len(sources),
             indexed_total=sum(s.indexed for s in self.sources),
-            lost_total=sum(s.lost_overrun + s.restart_gap for s in self.sources),
+            lost_total=sum(s.lost_overrun + s.restart_gap + s.refused for s in self.sources),
             cpu_pct=self.cpu_pct, index_latency_p50_us=p50, index_latency_p99_us=p99,
             reservoir_edge_ns=res.edge_ns, reservoir_window_start_ns=res.window_start_ns,
-            reservoir_samples=res.total_sample_count,
+            reservoir_samples=res.total_sample_count, clock_state=int(self.clock.state),
+            clock_segment=self.clock.segment.index, clock_stream=self.clock.stream,
+            clock_last_step_ns=self.clock.last_step_ns, clock_relocks=self.clock.relocks,
         )
         self.board.publish(header, workers, sources)
 
@@ -517,7 +591,7 @@ class Rig:
             worker.stop()
         for source in self.sources:
             if source.indexer is not None:
-                self._detach(source)  # the final read: nothing published goes unindexed
+                self._detach(source, final=True)  # the final read: nothing published goes unindexed
 
     def shutdown(self) -> None:
         """Stop the workers, then unlink everything the supervisor made. Idempotent."""
@@ -534,6 +608,9 @@ class Rig:
         if self.reservoir is not None:
             self.reservoir.close()
             self.reservoir = None
+        if self.clock_board is not None:
+            self.clock_board.close()
+            self.clock_board = None
         if self.plan_object is not None:
             self.plan_object.close()
             self.plan_object.unmap()
@@ -545,6 +622,4 @@ class Rig:
 
 
 def _pid() -> int:
-    import os
-
     return os.getpid()

@@ -23,7 +23,7 @@ import msgspec
 import numpy as np
 
 from mimir.topology import BOARD_SOURCES, BOARD_WORKERS
-from ringbuf import F32, F64, I32, U32, U64, Ring, RingReader
+from ringbuf import F32, F64, I32, I64, U32, U64, Ring, RingReader
 from ringbuf.layout import Bytes
 
 __all__ = [
@@ -66,6 +66,11 @@ class SupervisorHeader(msgspec.Struct):
     reservoir_edge_ns: U64
     reservoir_window_start_ns: U64
     reservoir_samples: U64
+    clock_state: U32           # mimir.supervisor.clock.ClockState: provisional, locked, holdover
+    clock_stream: U32          # audio stream incarnation the clock follows
+    clock_segment: U64         # index of the present clock segment (every lock, step, restart starts one)
+    clock_last_step_ns: I64    # how far the last lock or step moved canonical time
+    clock_relocks: U32
 
 
 class WorkerRow(msgspec.Struct):
@@ -104,7 +109,7 @@ class SourceRow(msgspec.Struct):
     clock_mae_samples: F32
     trust_level: U32           # remote sources: 1 + rank in mimir.net.trust.TRUST_LEVELS; 0 for local sources
     influences_canonical: U32  # remote sources at or above network.influence_at
-    rejected: U64              # remote reports rejected, all causes
+    rejected: U64              # local: descriptors the reservoir refused; remote: reports rejected, all causes
 
 
 class StatusBoard:
@@ -197,6 +202,7 @@ def _reservoir_status(rig: str) -> dict:
 _TRUST_NAMES = {0: "", 1: "reject", 2: "observe-only", 3: "candidate-evidence", 4: "trusted-evidence",
                 5: "canonical-authority"}
 _STATE_NAMES = {s.value: s.name.lower() for s in WorkerState}
+_CLOCK_NAMES = {0: "provisional", 1: "locked", 2: "HOLDOVER"}
 _HEALTH_NAMES = {h.value: h.name.lower() for h in Health}
 
 
@@ -208,6 +214,12 @@ def text(snapshot: StatusSnapshot) -> str:
     lines.append(
         f"rig {snapshot.rig}: supervisor pid {h.get('pid', '?')} {alive}, up {h.get('uptime_ns', 0) / 1e9:.1f} s, "
         f"cpu {h.get('cpu_pct', 0):.1f} %"
+    )
+    clock_state = _CLOCK_NAMES.get(h.get("clock_state", 0), "?")
+    lines.append(
+        f"canonical clock: {clock_state}, segment {h.get('clock_segment', 0)} (audio stream {h.get('clock_stream', 0)}), "
+        f"{h.get('clock_relocks', 0)} locks, last step {h.get('clock_last_step_ns', 0) / 1e6:+.3f} ms"
+        + ("" if clock_state == "locked" else "  (timestamps are not from a current witness fit)")
     )
     lines.append(
         f"reservoir: {h.get('reservoir_samples', 0):,} samples, window "
@@ -252,6 +264,8 @@ def text(snapshot: StatusSnapshot) -> str:
         if trust:
             clock += f"; trust {trust}" + (", influences canonical time" if s["influences_canonical"] else "") \
                 + f"; rejected {s['rejected']:,}"
+        elif s["rejected"]:
+            clock += f"; REFUSED by the reservoir {s['rejected']:,} (see the worker's error)"
         lines.append(
             f"{s['name']:24s} {s['delivered_hz']:>9.1f} {s['configured_hz']:>7.1f} {s['indexed']:>10,d} "
             f"{s['lost_overrun']:>8,d} {s['lost_restart_gap']:>6,d} {s['device_dropped']:>8,d} {s['corrupt']:>7,d} "

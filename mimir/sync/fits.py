@@ -23,6 +23,7 @@ class FitsHeader(msgspec.Struct):
     published_host_ns: U64
     blocks_read: U64
     blocks_lost: U64            # audio blocks the sync worker could not read in time (ring overrun)
+    stream_pid: U64             # writer pid of the audio ring these fits were measured on (its stream)
 
 
 class FitRow(msgspec.Struct):

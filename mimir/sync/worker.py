@@ -9,9 +9,12 @@ buffers (contiguous device samples) -> one :class:`StreamingReceiver` per
 channel, fed in chunks of ``chunk_frames`` (results do not depend on
 chunking) -> the ``sync.fits`` snapshot ring (:mod:`mimir.sync.fits`).
 
-A gap in device samples (blocks lost to overrun, or an audio worker restart)
-is passed to the receivers as a jump in ``start_sample``; they segment their
-fits across it. Blocks lost are counted in the fits header.
+A gap in device samples (blocks lost to overrun) is passed to the receivers
+as a jump in ``start_sample``; they segment their fits across it. An audio
+worker restart is a new stream (a new device counter): the worker follows the
+new ring with new receivers, and the fits header names the stream (the audio
+ring's writer pid) so the supervisor never adopts a fit of another stream.
+Blocks lost are counted in the fits header.
 """
 
 from __future__ import annotations
@@ -37,14 +40,16 @@ from .witness_output import DEFAULT_EPOCH_UNIX_S
 __all__ = ["run_sync_worker", "run_sync_spec"]
 
 
-def _attach(rig: str, ring: str, stop: threading.Event, timeout_s: float) -> RingReader:
-    deadline = time.monotonic() + timeout_s
+def _attach(rig: str, ring: str, stop: threading.Event, timeout_s: float | None, heartbeat) -> RingReader:
+    """Wait for the audio ring (beating the fits ring's heartbeat meanwhile: waiting is not hanging)."""
+    deadline = None if timeout_s is None else time.monotonic() + timeout_s
     while True:
         try:
             return RingReader.attach(ring, rig=rig, descriptor=AudioBlockRecord, start="latest")
         except SegmentMissing:
-            if stop.is_set() or time.monotonic() > deadline:
+            if stop.is_set() or (deadline is not None and time.monotonic() > deadline):
                 raise
+            heartbeat()
             time.sleep(0.05)
 
 
@@ -53,7 +58,8 @@ def run_sync_spec(spec: SyncWorkerSpec) -> int:
     w = spec.witness
     try:
         return run_sync_worker(spec.rig, ring=spec.audio_ring.object_id, fits_ring=spec.fits_ring.object_id,
-                               codebook_id=w.codebook_id, seed=w.seed, epoch_unix_s=w.epoch_unix_s)
+                               codebook_id=w.codebook_id, seed=w.seed, epoch_unix_s=w.epoch_unix_s,
+                               attach_timeout_s=None)  # supervised: wait for the audio worker as long as it takes
     except SegmentMissing as exc:
         print(f"mimir-worker sync: {exc}", file=sys.stderr)
         return 2
@@ -61,7 +67,7 @@ def run_sync_spec(spec: SyncWorkerSpec) -> int:
 
 def run_sync_worker(rig: str, *, ring: str = "audio", codebook_id: str = "mimir-default", seed: int = 0,
                     epoch_unix_s: float = DEFAULT_EPOCH_UNIX_S, chunk_frames: int = 4096,
-                    publish_period_s: float = 0.25, attach_timeout_s: float = 30.0,
+                    publish_period_s: float = 0.25, attach_timeout_s: float | None = 30.0,
                     stop: threading.Event | None = None, duration_s: float | None = None,
                     fits_ring: str = FITS_RING) -> int:
     """Run until ``stop`` is set, SIGTERM/SIGINT, or ``duration_s``; return an exit code.
@@ -78,17 +84,21 @@ def run_sync_worker(rig: str, *, ring: str = "audio", codebook_id: str = "mimir-
 
 
 def _run(rig: str, *, ring: str, codebook_id: str, seed: int, epoch_unix_s: float, chunk_frames: int,
-         publish_period_s: float, attach_timeout_s: float, stop: threading.Event, duration_s: float | None,
+         publish_period_s: float, attach_timeout_s: float | None, stop: threading.Event, duration_s: float | None,
          fits_ring: str) -> int:
     if threading.current_thread() is threading.main_thread():
         lower_priority()
-    reader = _attach(rig, ring, stop, attach_timeout_s)
+    fits = Ring.create(fits_ring, rig=rig, descriptor=FitsHeader, capacity=4, label=f"{rig}/sync.fits",
+                       payload_shape=(MAX_SOURCES,), payload_dtype=FitRow)
+    try:
+        reader = _attach(rig, ring, stop, attach_timeout_s, fits.heartbeat)
+    except BaseException:
+        fits.close()
+        raise
     layout = reader.layout
     slot_frames, channels = layout.payload_shape
     channels = min(channels, MAX_SOURCES)
     codebook = Codebook.from_id(codebook_id, seed)
-    fits = Ring.create(fits_ring, rig=rig, descriptor=FitsHeader, capacity=4, label=f"{rig}/sync.fits",
-                       payload_shape=(MAX_SOURCES,), payload_dtype=FitRow)
     desc = np.zeros(1, reader.descriptor_dtype)
     desc_bytes = desc.view(np.uint8)
     block = np.zeros((slot_frames, layout.payload_shape[1]), np.float32)
@@ -131,24 +141,25 @@ def _run(rig: str, *, ring: str, codebook_id: str, seed: int, epoch_unix_s: floa
                     staged += frames
                     if staged >= chunk_frames:
                         feed_staged()
-            if not reader.writer_alive():
-                # The audio worker is gone (restart): follow its next incarnation's ring.
-                if staged:
-                    feed_staged()
+            now = time.monotonic()
+            if reader.writer_closed or (now >= next_publish and not reader.writer_alive()):
+                # The audio worker is gone (restart): follow its next incarnation's ring. A new stream is a new
+                # device clock, so it gets new receivers: no fit ever mixes two streams.
+                staged = 0
+                receivers = []
                 lost = reader.lost
                 reader.close()
                 try:
-                    reader = _attach(rig, ring, stop, attach_timeout_s)
+                    reader = _attach(rig, ring, stop, attach_timeout_s, fits.heartbeat)
                 except SegmentMissing:
                     if stop.is_set():  # told to stop while the audio worker was gone: a clean exit
                         reader = None
                         break
                     raise
                 reader.lost += lost
-            now = time.monotonic()
             if now >= next_publish and receivers:
                 next_publish = now + publish_period_s
-                _publish(fits, receivers, rate_hz, blocks_read, reader.lost)
+                _publish(fits, receivers, rate_hz, blocks_read, reader.lost, reader.writer_pid())
             elif now >= next_publish:
                 fits.heartbeat()
     finally:
@@ -158,7 +169,8 @@ def _run(rig: str, *, ring: str, codebook_id: str, seed: int, epoch_unix_s: floa
     return 0
 
 
-def _publish(fits: Ring, receivers: list[StreamingReceiver], rate_hz: int, blocks_read: int, blocks_lost: int) -> None:
+def _publish(fits: Ring, receivers: list[StreamingReceiver], rate_hz: int, blocks_read: int, blocks_lost: int,
+             stream_pid: int) -> None:
     rows = fits.claim()
     rows[:] = np.zeros((), rows.dtype)
     for c, rx in enumerate(receivers):
@@ -178,7 +190,7 @@ def _publish(fits: Ring, receivers: list[StreamingReceiver], rate_hz: int, block
         row["locks"] = health.locks
         row["relocks"] = health.relocks
         row["discontinuities"] = health.discontinuities
-    fits.publish(len(receivers), rate_hz, time.monotonic_ns(), blocks_read, blocks_lost)
+    fits.publish(len(receivers), rate_hz, time.monotonic_ns(), blocks_read, blocks_lost, stream_pid)
 
 
 def sync_worker(

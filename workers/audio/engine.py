@@ -43,7 +43,8 @@ from .config import EngineConfig
 from .errors import AudioConfigError, EngineStateError
 from .health import HealthMonitor
 from .outputs import (
-    ImpulseOutput, MlsOutput, OutputStage, PassthroughOutput, SilenceOutput, load_witness_output,
+    ImpulseOutput, MlsOutput, OutputStage, PassthroughOutput, SilenceOutput, WitnessOutput, load_witness_output,
+    rig_clock_anchor,
 )
 from .records import AudioStatus, BackendKind, CallbackMetric, EngineState, OutputKind, metrics_ring_name
 
@@ -120,6 +121,8 @@ class AudioEngine:
         )
         proc.simulate_load_ns = int(cfg.simulate_load_us * 1000)
         self.info = backend.open(proc)
+        if isinstance(output, WitnessOutput):
+            output.latency_ns = int(round(self.info.output_latency_s * 1e9))
         status = self.ring.status
         status["backend"] = int(_BACKEND_KIND[cfg.backend])
         status["output_kind"] = int(_OUTPUT_KIND[cfg.output] if plan.output_channels else OutputKind.NONE)
@@ -140,7 +143,7 @@ class AudioEngine:
         if cfg.output == "passthrough":
             return PassthroughOutput(n_in, n_out, cfg.through_channel)
         if cfg.output == "witness":
-            return load_witness_output(rate, max_frames, cfg.witness)
+            return load_witness_output(rate, max_frames, cfg.witness, anchor=rig_clock_anchor(cfg.rig))
         if not (0 <= cfg.probe_channel < n_out):
             raise AudioConfigError(f"probe channel {cfg.probe_channel}: the output has {n_out} channel(s)")
         if cfg.output == "impulse":

@@ -19,7 +19,7 @@ calls ``fill``.
 from __future__ import annotations
 
 import time
-from typing import Protocol, runtime_checkable
+from typing import Callable, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -29,7 +29,7 @@ from .errors import AudioConfigError, OutputUnavailable
 
 __all__ = [
     "OutputStage", "SilenceOutput", "PassthroughOutput", "ImpulseOutput", "MlsOutput", "WitnessOutput",
-    "load_witness_output", "mls_sequence",
+    "load_witness_output", "rig_clock_anchor", "mls_sequence",
 ]
 
 
@@ -179,22 +179,45 @@ class WitnessOutput:
 
     The emitter renders into a preallocated mono buffer, which is copied to
     ``channels`` (default: every output channel).
+
+    ``anchor(host_ns) -> canonical seconds`` (the rig's clock, when there is
+    one) places the first frame played where the rig's schedule is: at the
+    first :meth:`fill` the output is shifted by a whole number of samples so
+    that the frame leaving the converter then (``latency_ns`` after the
+    callback) plays the canonical time the rig's clock gives it. Later
+    callbacks only add that offset. A restarted audio worker therefore
+    continues the rig's schedule instead of re-anchoring it to its own start.
     """
 
     needs_input = False
 
-    def __init__(self, emitter: object, max_frames: int, channels: tuple[int, ...] | None = None) -> None:
+    def __init__(self, emitter: object, max_frames: int, channels: tuple[int, ...] | None = None,
+                 anchor: Callable[[int], float] | None = None) -> None:
         if not callable(getattr(emitter, "fill", None)):
             raise OutputUnavailable(f"witness emitter {emitter!r} has no fill(out, start_sample) method")
         self.emitter = emitter
         self.channels = channels
+        self.anchor = anchor
+        self.latency_ns = 0          # the stream's output latency, set once the stream is open
+        self.offset_samples = 0      # emitter sample = stream sample + offset
+        self.anchored_at_ns = 0      # host time the anchor was applied (0: not yet)
         self._mono = np.zeros(max_frames, dtype=np.float32)
         self._mono_col = self._mono.reshape(-1, 1)
 
+    def _apply_anchor(self, start_sample: int) -> None:
+        now = time.monotonic_ns()
+        self.anchored_at_ns = now
+        emitter = self.emitter
+        target_s = self.anchor(now + self.latency_ns)
+        emitter_sample = (target_s - emitter.start_canonical_seconds) * emitter.sample_rate_hz
+        self.offset_samples = int(round(emitter_sample)) - start_sample
+
     def fill(self, out: np.ndarray, start_sample: int) -> None:
+        if self.anchor is not None and not self.anchored_at_ns:
+            self._apply_anchor(start_sample)
         frames = out.shape[0]
         mono = self._mono if frames == len(self._mono) else self._mono[:frames]
-        self.emitter.fill(mono, start_sample)
+        self.emitter.fill(mono, start_sample + self.offset_samples)
         if self.channels is None:
             np.copyto(out, self._mono_col if frames == len(self._mono) else mono.reshape(-1, 1))
         else:
@@ -204,16 +227,30 @@ class WitnessOutput:
 
 
 def load_witness_output(sample_rate_hz: int, max_frames: int, witness: WitnessSpec,
-                        start_canonical_seconds: float | None = None) -> OutputStage:
+                        start_canonical_seconds: float | None = None,
+                        anchor: Callable[[int], float] | None = None) -> WitnessOutput:
     """The rig's witness (``witness``: codebook id, seed, epoch, level) as an output stage on every channel.
 
-    Device frame 0 plays canonical second ``start_canonical_seconds``
-    (default: the wall clock now, in seconds since the witness epoch).
+    With ``anchor`` (host monotonic ns -> canonical seconds: the rig's
+    clock) the first frame played is placed on the rig's timeline (see
+    :class:`WitnessOutput`). Without it, device frame 0 plays canonical second
+    ``start_canonical_seconds`` (default: the wall clock now, in seconds since
+    the witness epoch).
     """
     from mimir.sync import Codebook, WitnessEmitter
 
     if start_canonical_seconds is None:
-        start_canonical_seconds = time.time() - witness.epoch_unix_s
+        start_canonical_seconds = anchor(time.monotonic_ns()) if anchor else time.time() - witness.epoch_unix_s
     emitter = WitnessEmitter(Codebook.from_id(witness.codebook_id, witness.seed), float(sample_rate_hz),
                              start_canonical_seconds=start_canonical_seconds, level_dbfs=witness.level_dbfs)
-    return WitnessOutput(emitter, max_frames)
+    return WitnessOutput(emitter, max_frames, anchor=anchor)
+
+
+def rig_clock_anchor(rig: str) -> Callable[[int], float] | None:
+    """The rig's canonical clock as ``host_ns -> canonical seconds``, or None when no supervisor publishes one."""
+    from mimir.supervisor.clock_board import read_clock
+
+    snapshot = read_clock(rig)
+    if snapshot is None:
+        return None
+    return lambda host_ns: snapshot.canonical_ns_at(host_ns) / 1e9

@@ -227,15 +227,16 @@ class SyntheticCamera:
 
 
 class SyntheticFamily:
-    """``--count N`` synthetic devices ``synthetic:0`` ... ; every supported mode is available."""
+    """Virtual devices ``synthetic:0`` ...: one for every index asked for (``--count N`` makes 0..N-1 exist,
+    ``--device 3`` makes 0..3 exist); every supported mode is available."""
 
     name = "synthetic"
 
     def discover(self, hints: DiscoveryHints) -> list[DeviceInfo]:
         count = hints.count if hints.count is not None else 1
         indices = [int(s) for s in hints.specs if s.isdigit()]
-        if indices and hints.count is None:
-            count = max(indices) + 1  # synthetic devices are virtual: --device 3 alone makes 0..3 exist
+        if indices:
+            count = max(count, max(indices) + 1)  # virtual devices: the ones named exist
         return [DeviceInfo(self.name, i, str(i), f"synthetic pattern {i}") for i in range(count)]
 
     def open(self, device: DeviceInfo, request: ModeRequest) -> SyntheticCamera:

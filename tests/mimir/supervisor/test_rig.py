@@ -151,3 +151,36 @@ def test_invalid_config_exits_2_naming_the_field(tmp_path):
                           capture_output=True, text=True, timeout=30)
     assert done.returncode == 2
     assert "cameras[0].fps" in done.stderr and "'sixty'" in done.stderr
+
+
+def test_a_rig_with_its_own_codebook_seed_epoch_and_level_locks_every_channel(rig, tmp_path):
+    """The witness the audio worker plays and the one the sync worker decodes come from one place (the rig
+    contract): a config naming its own codebook locks every channel, and canonical time counts from its epoch."""
+    config = tmp_path / "rig.toml"
+    epoch = 1_700_000_000.0
+    config.write_text(f'''
+rig = "{rig}"
+[sync]
+codebook_id = "studio-b"
+seed = 17
+epoch_unix_s = {epoch}
+level_dbfs = -12.0
+[audio]
+backend = "synthetic"
+channels = 4
+''')
+    sup = start(config)
+    try:
+        def all_locked():
+            rows = [s for s in status(rig)["sources"] if s["name"].startswith("audio.ch")]
+            return rows if len(rows) == 4 and all(r["clock_locked"] for r in rows) else None
+
+        wait_for(all_locked, 60, "every channel to lock on the configured codebook")
+        header = status(rig)["header"]
+        expected_s = time.time() - epoch
+        assert abs(header["reservoir_edge_ns"] / 1e9 - expected_s) < 5.0  # canonical seconds since *this* epoch
+    finally:
+        sup.send_signal(signal.SIGTERM)
+        out, err = sup.communicate(timeout=60)
+    assert sup.returncode == 0, err
+    assert list_segments(rig) == []

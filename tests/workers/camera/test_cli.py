@@ -25,8 +25,8 @@ def _run(*args: str, rig: str) -> subprocess.CompletedProcess:
     (["--family", "file", "--file", "/nonexistent/clip.mp4"], ["no device '/nonexistent/clip.mp4'", "devices found"]),
     (["--family", "synthetic", "--format", "MJPG"], ["format MJPG not supported", "supported modes"]),
     (["--family", "synthetic", "--width", "8", "--height", "8"], ["too small for the 192-bit stamp"]),
-    (["--family", "synthetic", "--count", "2", "--device", "0", "--device", "5"],
-     ["no device '5'", "[0] 0 (synthetic pattern 0)"]),
+    (["--family", "synthetic", "--count", "2", "--device", "0", "--device", "north"],
+     ["no device 'north'", "[0] 0 (synthetic pattern 0)"]),
     (["--family", "synthetic", "--count", "2", "--device", "0"], ["2 cameras but 1 --device/--file given"]),
 ], ids=["unknown-family", "ks-missing-device", "file-missing", "unsupported-format", "unsupported-size",
         "synthetic-missing-device", "one-device-per-camera"])
