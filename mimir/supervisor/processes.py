@@ -41,7 +41,7 @@ from mimir.topology import SPEC_ENV, WorkerSpec, encode_worker_spec
 __all__ = ["SupervisedWorker"]
 
 STARTUP_GRACE_S = 10.0      # a fresh worker may take this long to publish its first heartbeat ...
-STARTUP_HARD_LIMIT_S = 120.0  # ... or longer while it keeps using CPU (a busy machine), up to this
+STARTUP_HARD_LIMIT_S = 120.0  # a silent worker that keeps using CPU (a busy machine) is waited for up to this
 
 
 class SupervisedWorker:
@@ -105,10 +105,13 @@ class SupervisedWorker:
                     self.error = f"running again after {self.restarts} restart(s); last: {self._last_why}"
                 self.state = WorkerState.RUNNING
                 age_s = time.monotonic_ns() / 1e9 - beat_ns / 1e9
-                if age_s > self.policy.heartbeat_timeout_s and now - self._started_mono > self.policy.heartbeat_timeout_s:
+                timeout_s = self.policy.heartbeat_timeout_s
+                if age_s > timeout_s and now - self._started_mono > timeout_s \
+                        and not self._making_progress(now, window_s=timeout_s, since=now - age_s):
                     self._kill()
-                    self._crashed(now, self.proc.returncode or -9, f"stopped heartbeating ({age_s:.1f} s)")
-            elif now - self._started_mono > STARTUP_GRACE_S and not self._making_progress(now):
+                    self._crashed(now, self.proc.returncode or -9, f"stopped heartbeating ({age_s:.1f} s, no CPU used)")
+            elif now - self._started_mono > STARTUP_GRACE_S and \
+                    not self._making_progress(now, window_s=STARTUP_GRACE_S, since=self._started_mono):
                 self._kill()
                 self._crashed(now, self.proc.returncode or -9,
                               f"no heartbeat within {now - self._started_mono:.0f} s of start and no CPU used "
@@ -119,10 +122,15 @@ class SupervisedWorker:
             if self.on_restart:
                 self.on_restart(self)
 
-    def _making_progress(self, now: float) -> bool:
-        """True while a worker that has not beaten yet keeps using CPU (slow because the machine is busy, not
-        hung), up to :data:`STARTUP_HARD_LIMIT_S`."""
-        if now - self._started_mono > STARTUP_HARD_LIMIT_S:
+    def _making_progress(self, now: float, *, window_s: float, since: float) -> bool:
+        """True while a silent worker keeps using CPU: slow because the machine is busy, not hung.
+
+        A stopped or deadlocked process uses no CPU and is replaced after one
+        ``window_s`` of silence; one that keeps computing is given up to
+        :data:`STARTUP_HARD_LIMIT_S` of silence (since ``since``), then
+        replaced too (a livelock is not progress forever).
+        """
+        if now - since > STARTUP_HARD_LIMIT_S:
             return False
         try:
             times = psutil.Process(self.proc.pid).cpu_times()
@@ -130,10 +138,13 @@ class SupervisedWorker:
         except psutil.Error:
             return False
         last_cpu_s, last_check = self._cpu_mark
-        if now - last_check < STARTUP_GRACE_S:
-            return True  # judged once per grace period
+        if last_check < since:  # the first judgement of this silence: mark, and give it one window
+            self._cpu_mark = (cpu_s, now)
+            return True
+        if now - last_check < window_s:
+            return True  # judged once per window
         self._cpu_mark = (cpu_s, now)
-        return cpu_s > last_cpu_s + 0.05
+        return cpu_s > last_cpu_s + 0.01
 
     def _crashed(self, now: float, code: int, why: str) -> None:
         self._last_why = why

@@ -73,7 +73,7 @@ def run_sync_worker(rig: str, *, ring: str = "audio", codebook_id: str = "mimir-
     """Run until ``stop`` is set, SIGTERM/SIGINT, or ``duration_s``; return an exit code.
 
     Decoding is throughput work with seconds of slack; indexing and capture
-    are latency work. The worker lowers its own priority (nice +10) so that
+    are latency work. The worker lowers its own priority (nice +5) so that
     on a busy machine the scheduler serves the supervisor and capture first.
     """
     stop = stop or threading.Event()

@@ -81,10 +81,24 @@ class RigRun:
         path = self.tmp / f"{self.rig}.toml"
         path.write_text(self.config.format(rig=self.rig))
         self.final_path = self.tmp / f"{self.rig}.final.json"
+        # Output goes to files, not pipes: after a supervisor SIGKILL its orphaned workers would hold a pipe open.
+        self._out = open(self.tmp / f"{self.rig}.{time.monotonic_ns()}.out", "w+")
+        self._err = open(self.tmp / f"{self.rig}.{time.monotonic_ns()}.err", "w+")
         self.proc = subprocess.Popen([str(BIN / "mimir-supervisor"), "start", "--config", str(path),
                                       "--final-status", str(self.final_path), *extra],
-                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                                     stdout=self._out, stderr=self._err, text=True)
         return self
+
+    def wait(self, timeout_s: float = 60) -> tuple[int, str, str]:
+        """Wait for the supervisor to exit; its exit code, stdout and stderr."""
+        code = self.proc.wait(timeout_s)
+        self._out.seek(0)
+        self._err.seek(0)
+        return code, self._out.read(), self._err.read()
+
+    def kill(self) -> None:
+        self.proc.kill()
+        self.proc.wait(30)
 
     def status(self) -> dict:
         done = subprocess.run([str(BIN / "mimir"), "status", "--rig", self.rig, "--json"], capture_output=True,
@@ -112,10 +126,10 @@ class RigRun:
     def stop(self, timeout_s: float = 60) -> tuple[int, str]:
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
-        out, err = self.proc.communicate(timeout=timeout_s)
+        code, _, err = self.wait(timeout_s)
         if self.final_path.exists():
             self.final = json.loads(self.final_path.read_text())
-        return self.proc.returncode, err
+        return code, err
 
 
 @pytest.fixture
@@ -123,8 +137,7 @@ def rig_run(rig, tmp_path):
     run = RigRun(rig, tmp_path)
     yield run
     if run.proc is not None and run.proc.poll() is None:  # the test failed midway: clean up after it
-        run.proc.kill()
-        run.proc.communicate(timeout=30)
+        run.kill()
         from ringbuf import remove_stale
 
         time.sleep(1.0)  # its workers die with it (parent-death signal) and unlink their rings
