@@ -87,8 +87,15 @@ def test_json_document_shape_and_every_item_delivered(rig, monkeypatch, capsys):
     assert {"frames_vs_iceoryx2", "frames_vs_memcpy", "frames_zero_copy_vs_memcpy", "small_vs_pipe",
             "batch_rate", "latency_p99_vs_queue_64", "latency_p99_vs_iceoryx2_64"} <= set(goals)
     assert goals["every_item_delivered"]["pass"] is True, goals["every_item_delivered"]
-    for g in goals.values():
-        assert g["pass"] in (True, False, None)
+    for g in goals.values():  # each verdict follows from its own ratio and target, or is n/a with no ratio
+        if g["goal"] == "every_item_delivered":
+            continue
+        op, target = g["target"].split()
+        expected = None if g["ratio"] is None else (g["ratio"] >= float(target) if op == ">=" else
+                                                     g["ratio"] <= float(target))
+        assert g["pass"] is expected, g
+        if g["measured"] is not None and g["peer"] not in (None, 0):
+            assert g["ratio"] == pytest.approx(g["measured"] / g["peer"])
 
     # iceoryx2's files (its root dir and /dev/shm entries) are gone; the rig fixture checks the rings.
     assert _iox2_leftovers() <= before

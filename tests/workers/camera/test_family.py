@@ -36,15 +36,19 @@ def test_a_missing_plugin_module_is_a_clear_error(monkeypatch):
         resolve_family("broken")
 
 
-def test_ps3eye_family_resolves_or_says_why():
-    """ps3eye plugs in through workers/camera/ps3eye/family.py; until it exists the error says so."""
-    try:
-        family = resolve_family("ps3eye")
-    except FamilyUnavailable as exc:
-        assert "workers/camera/ps3eye/family.py" in str(exc) and "Ps3EyeFamily" in str(exc)
-    else:
-        assert family.name == "ps3eye"
-        assert callable(family.discover) and callable(family.open)
+def test_ps3eye_family_resolves():
+    family = resolve_family("ps3eye")
+    assert family.name == "ps3eye" and type(family).__name__ == "Ps3EyeFamily"
+    assert callable(family.discover) and callable(family.open)
+
+
+def test_a_builtin_family_whose_module_is_missing_says_which_file_to_add(monkeypatch):
+    from workers.camera import family as family_module
+
+    monkeypatch.setitem(family_module.BUILTIN_FAMILIES, "ghost", "workers.camera.ghost.family:GhostFamily")
+    with pytest.raises(FamilyUnavailable) as info:
+        resolve_family("ghost")
+    assert "workers/camera/ghost/family.py" in str(info.value) and "GhostFamily" in str(info.value)
 
 
 def test_register_family_plugs_in_and_overrides():

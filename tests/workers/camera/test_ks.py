@@ -14,6 +14,8 @@
 
 from __future__ import annotations
 
+import os
+
 import errno
 import struct
 import threading
@@ -356,6 +358,30 @@ def test_v4l2_enumeration_parses_the_kernel_structs():
     assert v4l2.query_device(meta)[3] is False
 
 
-def test_v4l2_enumeration_on_this_machine_finds_no_capture_nodes(tmp_path):
-    # No /dev/video* here (REFERENCE.md section 4); an empty or missing directory is not an error.
-    assert v4l2.enumerate_devices(str(tmp_path)) == []
+def test_v4l2_enumeration_opens_video_nodes_and_keeps_only_capture_devices(tmp_path, monkeypatch):
+    """enumerate_devices walks <root>/videoN in numeric order, skips what is not a node or not a capture device,
+    and lists each capture device's modes (the ioctls are faked at the fd seam: no /dev/video* here)."""
+    cards = {"video0": FakeV4l2("Razer Kiyo", True, {"YUYV": {(640, 480): (30,)}}),
+             "video1": FakeV4l2("Kiyo metadata", False, {}),
+             "video10": FakeV4l2("Leap", True, {"YUYV": {(640, 240): (110,)}})}
+    for name in [*cards, "video-bad", "vbi0"]:
+        (tmp_path / name).write_bytes(b"")
+    opened = {}
+
+    def fake_fd_ioctl(fd):
+        return cards[opened[fd]]
+
+    real_open = v4l2.os.open
+
+    def fake_open(path, flags, *args):
+        fd = real_open(path, os.O_RDONLY)
+        opened[fd] = os.path.basename(path)
+        return fd
+
+    monkeypatch.setattr(v4l2, "_fd_ioctl", fake_fd_ioctl)
+    monkeypatch.setattr(v4l2.os, "open", fake_open)
+    found = v4l2.enumerate_devices(str(tmp_path))
+    assert [(d.path.rsplit("/", 1)[1], d.index, d.card) for d, _ in found] == [("video0", 0, "Razer Kiyo"),
+                                                                             ("video10", 10, "Leap")]
+    assert [str(m) for m in found[1][1]] == ["640x240 YUYV @ 110 fps"]
+    assert v4l2.enumerate_devices(str(tmp_path / "missing")) == []
