@@ -97,17 +97,25 @@ class AudioBlockDescriptor(msgspec.Struct):
 class AudioBlockRecord(AudioBlockDescriptor):
     """What the audio worker publishes per block: the descriptor plus the driver's timing.
 
-    ``adc_time_ns`` is the callback's input ADC time on the stream clock
-    (PortAudio ``inputBufferAdcTime``), ``host_time_ns`` the host monotonic
-    clock (``time.monotonic_ns``) at callback entry. Pairs of the two let the
-    supervisor map device time to host time. ``status_flags`` are the
-    callback's xrun flags (bit 0 input overflow, bit 1 output underflow).
+    ``adc_time_ns`` is the block's first input sample's ADC time on the
+    stream clock (PortAudio ``inputBufferAdcTime``; the driver's sample
+    position: ASIO's ``bufferSwitchTimeInfo``), ``stream_time_ns`` the stream
+    clock when the callback was invoked (``currentTime``) and
+    ``host_time_ns`` the host monotonic clock (``time.monotonic_ns``) at
+    callback entry. The supervisor places ADC times on the host clock with
+    the smallest ``host_time_ns - stream_time_ns`` seen (a late callback only
+    makes that difference larger), so block timing follows the driver's
+    clock, not when the callback happened to run; 0 in either driver field
+    means the backend gives none, and the entry time is used.
+    ``status_flags`` are the callback's xrun flags (bit 0 input overflow,
+    bit 1 output underflow).
     """
 
     adc_time_ns: I64
     host_time_ns: U64
     status_flags: U32
     callback_ns: U32
+    stream_time_ns: I64
 
 
 class CameraFrameDescriptor(msgspec.Struct):

@@ -22,7 +22,7 @@ import numpy as np
 
 from mimir.descriptors import AudioBlockDescriptor, AudioBlockRecord, CameraFrameDescriptor, SampleKind
 from mimir.reservoir import Reservoir
-from mimir.supervisor.clock import CanonicalClock
+from mimir.supervisor.clock import CanonicalClock, DeviceTimeToHost, StreamToHost
 from ringbuf import RingReader, dtype_of
 
 __all__ = ["RingIndexer", "LatencyWindow"]
@@ -31,8 +31,11 @@ BATCH = 512
 SINGLE_PUSH_MAX = 32  # below this many items one typed push per item is cheaper than the vectorised batch path
 # Positions of the fields the row path reads, derived from the declared Structs.
 _CAM_HOST = CameraFrameDescriptor.__struct_fields__.index("host_time_ns")
+_CAM_DEVICE = CameraFrameDescriptor.__struct_fields__.index("device_time_ns")
 _AUDIO_START = AudioBlockRecord.__struct_fields__.index("start_sample")
 _AUDIO_HOST = AudioBlockRecord.__struct_fields__.index("host_time_ns")
+_AUDIO_ADC = AudioBlockRecord.__struct_fields__.index("adc_time_ns")
+_AUDIO_STREAM = AudioBlockRecord.__struct_fields__.index("stream_time_ns")
 _AUDIO_DESCRIPTOR_FIELDS = len(AudioBlockDescriptor.__struct_fields__)  # the record extends the descriptor
 
 
@@ -88,12 +91,20 @@ class RingIndexer:
         else:
             raise ValueError(f"ring {reader.name}: cannot index descriptors of layout {layout_name}")
         self._producer = reservoir.producer(self.kind, sensor_id_hash=source_hash)
+        self.stream_to_host = StreamToHost()  # audio: the driver's ADC times on the host clock
+        self.device_to_host = DeviceTimeToHost()  # cameras: the driver's frame timestamps on the host clock
         self.indexed = 0
         self.refused = 0          # read from the ring but refused by the reservoir (counted, never silent)
         self.last_error = ""
         self.first_host_ns = 0  # host time of the first and the newest item indexed
         self.last_host_ns = 0
         self._canonical = np.zeros(BATCH, dtype=np.uint64)
+
+    @property
+    def time_source(self) -> int:
+        """Which clock places this ring's samples (:class:`mimir.supervisor.clock.TimeSource`)."""
+        mapper = self.device_to_host if self.kind == SampleKind.CAMERA_FRAME else self.stream_to_host
+        return int(mapper.source)
 
     def poll(self) -> int:
         """Index everything new; return how many descriptors were read (indexed or refused).
@@ -134,18 +145,21 @@ class RingIndexer:
         if self.kind == SampleKind.CAMERA_FRAME:
             host_at = _CAM_HOST
             producer = self._producer
+            frame_host = self.device_to_host.host_of
             for values in rows:
-                host = values[_CAM_HOST]
-                producer.push_camera_frame(clock.from_host_ns(host), now_ns, values)
-                record(now_ns - host)
+                receipt = values[_CAM_HOST]
+                producer.push_camera_frame(clock.from_host_ns(frame_host(values[_CAM_DEVICE], receipt)), now_ns, values)
+                record(now_ns - receipt)
         else:
             host_at = _AUDIO_HOST
             producer = self._producer
+            adc_host = self.stream_to_host.host_of
             for values in rows:
-                start, host = values[_AUDIO_START], values[_AUDIO_HOST]
+                start, entry = values[_AUDIO_START], values[_AUDIO_HOST]
+                host = adc_host(values[_AUDIO_ADC], entry, values[_AUDIO_STREAM])
                 clock.observe_audio_block(host, start)
                 producer.push_audio_block(clock.from_device_sample(start, host), now_ns, values[:_AUDIO_DESCRIPTOR_FIELDS])
-                record(now_ns - host)
+                record(now_ns - entry)
         if not self.first_host_ns:
             self.first_host_ns = rows[0][host_at]
         self.last_host_ns = rows[-1][host_at]
@@ -156,16 +170,22 @@ class RingIndexer:
         host = out["host_time_ns"]
         canonical = self._canonical[:n]
         if self.kind == SampleKind.CAMERA_FRAME:
-            origin_host, origin_canonical, scale = self.clock.host_affine(int(host[-1]))
-            np.add(origin_canonical, np.rint((host.astype(np.int64) - origin_host) * scale).astype(np.int64),
+            frame_host = self.device_to_host.host_of
+            placed = np.fromiter((frame_host(int(d), int(h)) for d, h in zip(out["device_time_ns"], host)),
+                                 dtype=np.int64, count=n)
+            origin_host, origin_canonical, scale = self.clock.host_affine(int(placed[-1]))
+            np.add(origin_canonical, np.rint((placed - origin_host) * scale).astype(np.int64),
                    out=canonical, casting="unsafe")
             descriptors = out
             handles = out["payload_handle"]
         else:
-            for h, s in zip(host[-4:], out["start_sample"][-4:]):  # a few pairs per batch feed the host fit
-                self.clock.observe_audio_block(int(h), int(s))
+            adc_host = self.stream_to_host.host_of
+            hosts = [adc_host(int(a), int(h), int(t))
+                     for a, h, t in zip(out["adc_time_ns"], host, out["stream_time_ns"])]
+            for h, s in zip(hosts[-4:], out["start_sample"][-4:]):  # a few pairs per batch feed the host fit
+                self.clock.observe_audio_block(h, int(s))
             for i in range(n):
-                canonical[i] = self.clock.from_device_sample(int(out["start_sample"][i]), int(host[i]))
+                canonical[i] = self.clock.from_device_sample(int(out["start_sample"][i]), hosts[i])
             typed = self._typed[:n]
             for field in typed.dtype.names:
                 typed[field] = out[field]

@@ -44,6 +44,7 @@ from mimir.supervisor.clock import CanonicalClock, DeviceToCanonical
 from mimir.supervisor.clock_board import ClockBoard
 from mimir.supervisor.indexer import LatencyWindow, RingIndexer
 from mimir.supervisor.processes import SupervisedWorker
+from mimir.supervisor.reference import ReferenceChooser
 from mimir.supervisor.status import (
     MAX_SOURCES, MAX_WORKERS, Health, SourceRow, StatusBoard, SupervisorHeader, WorkerRow, WorkerState, read_status,
 )
@@ -219,7 +220,7 @@ class Rig:
         self.latency = LatencyWindow()
         self.board: StatusBoard | None = None
         self.clock_board: ClockBoard | None = None
-        self.reference_channel = 0  # the sync fit row that defines canonical time (the loopback)
+        self.reference = ReferenceChooser()  # which audio channel defines canonical time (declared or found)
         self.reservoir: Reservoir | None = None
         self.plan_object = None
         self.fits_reader: RingReader | None = None
@@ -448,9 +449,12 @@ class Rig:
         stream_pid = dict(zip(FitsHeader.__struct_fields__, item.descriptor))["stream_pid"]
         if audio is None or audio.indexer is None or stream_pid != audio.indexer.reader.writer_pid():
             return  # fits of a previous stream, or of none yet
-        if item.descriptor[0] <= self.reference_channel:
+        now_ns = time.monotonic_ns()
+        choice = self.reference.choose(item.payload[: item.descriptor[0]], self.clock.from_host_ns(now_ns) / 1e9)
+        if choice.channel is None or choice.channel >= item.descriptor[0]:
+            self.clock.lock_lost()  # no channel may define canonical time now: hold the line, visibly
             return
-        reference = item.payload[self.reference_channel]
+        reference = item.payload[choice.channel]
         if reference["locked"] and reference["rate_hz"] > 0:
             fit = DeviceToCanonical(float(reference["local_sample_at_epoch"]), float(reference["rate_hz"]),
                                     float(reference["confidence"]))
@@ -515,6 +519,7 @@ class Rig:
         row["rejected"] = s.refused
         if s.indexer is not None:
             reader = s.indexer.reader
+            row["time_source"] = s.indexer.time_source
             lag = reader.available()
             row["reader_lag"] = max(0, lag)
             row["ring_fill"] = min(1.0, max(0, lag) / reader.capacity)
@@ -576,6 +581,8 @@ class Rig:
             reservoir_samples=res.total_sample_count, clock_state=int(self.clock.state),
             clock_segment=self.clock.segment.index, clock_stream=self.clock.stream,
             clock_last_step_ns=self.clock.last_step_ns, clock_relocks=self.clock.relocks,
+            clock_reference=-1 if self.reference.current.channel is None else self.reference.current.channel,
+            clock_reference_why=self.reference.current.why.encode()[:80],
         )
         self.board.publish(header, workers, sources)
 

@@ -71,6 +71,8 @@ class SupervisorHeader(msgspec.Struct):
     clock_segment: U64         # index of the present clock segment (every lock, step, restart starts one)
     clock_last_step_ns: I64    # how far the last lock or step moved canonical time
     clock_relocks: U32
+    clock_reference: I32       # the audio channel that defines canonical time, -1 none (see supervisor/reference.py)
+    clock_reference_why: Bytes(80)
 
 
 class WorkerRow(msgspec.Struct):
@@ -110,6 +112,7 @@ class SourceRow(msgspec.Struct):
     trust_level: U32           # remote sources: 1 + rank in mimir.net.trust.TRUST_LEVELS; 0 for local sources
     influences_canonical: U32  # remote sources at or above network.influence_at
     rejected: U64              # local: descriptors the reservoir refused; remote: reports rejected, all causes
+    time_source: U32           # mimir.supervisor.clock.TimeSource: adc, callback entry, device timestamp, receipt
 
 
 class StatusBoard:
@@ -177,6 +180,7 @@ def read_status(rig: str) -> StatusSnapshot:
         alive = workers.writer_alive()
         w_item, s_item = workers.latest(), sources.latest()
         header = dict(zip(SupervisorHeader.__struct_fields__, w_item.descriptor)) if w_item else {}
+        header = {k: v.rstrip(b"\0").decode(errors="replace") if isinstance(v, bytes) else v for k, v in header.items()}
         worker_rows = _rows(w_item.payload, header.get("workers", 0)) if w_item else []
         source_rows = _rows(s_item.payload, s_item.descriptor[0]) if s_item else []
         return StatusSnapshot(rig, alive, header, worker_rows, source_rows, _reservoir_status(rig))
@@ -203,6 +207,8 @@ _TRUST_NAMES = {0: "", 1: "reject", 2: "observe-only", 3: "candidate-evidence", 
                 5: "canonical-authority"}
 _STATE_NAMES = {s.value: s.name.lower() for s in WorkerState}
 _CLOCK_NAMES = {0: "provisional", 1: "locked", 2: "HOLDOVER"}
+_TIME_SOURCES = {0: "", 1: "timed by callback entry", 2: "timed by the driver's ADC clock",
+                 3: "timed by the device's frame clock", 4: "timed at receipt (latency estimated)"}
 _HEALTH_NAMES = {h.value: h.name.lower() for h in Health}
 
 
@@ -221,6 +227,9 @@ def text(snapshot: StatusSnapshot) -> str:
         f"{h.get('clock_relocks', 0)} locks, last step {h.get('clock_last_step_ns', 0) / 1e6:+.3f} ms"
         + ("" if clock_state == "locked" else "  (timestamps are not from a current witness fit)")
     )
+    ref_channel = h.get("clock_reference", -1)
+    why = h.get("clock_reference_why", "")
+    lines.append("reference channel: " + (f"ch{ref_channel} ({why})" if ref_channel >= 0 else f"none ({why})"))
     lines.append(
         f"reservoir: {h.get('reservoir_samples', 0):,} samples, window "
         f"{h.get('reservoir_window_start_ns', 0) / 1e9:.3f} .. {h.get('reservoir_edge_ns', 0) / 1e9:.3f} s; "
@@ -247,7 +256,9 @@ def text(snapshot: StatusSnapshot) -> str:
         f"{'source':24s} {'rate/s':>9s} {'of':>7s} {'indexed':>10s} {'overrun':>8s} {'gap':>6s} {'dev.drop':>8s} "
         f"{'corrupt':>7s} {'fill':>5s} {'health':>7s}  clock fit"
     )
-    reference = next((s for s in snapshot.sources if s["name"] == "audio.ch0" and s["clock_locked"]), None)
+    ref_channel = h.get("clock_reference", -1)
+    reference = next((s for s in snapshot.sources if s["name"] == f"audio.ch{ref_channel}" and s["clock_locked"]),
+                     None)
     for s in snapshot.sources:
         clock = (
             f"{s['clock_rate_hz']:.3f} Hz, conf {s['clock_confidence']:.2f}, mae {s['clock_mae_samples']:.2f} smp"
@@ -259,13 +270,16 @@ def text(snapshot: StatusSnapshot) -> str:
             now_s = h.get("reservoir_edge_ns", 0) / 1e9
             path = (s["clock_local_sample_at_epoch"] - reference["clock_local_sample_at_epoch"]
                     + now_s * (s["clock_rate_hz"] - reference["clock_rate_hz"]))
-            clock += f", path {path:+.2f} smp vs ch0"
+            clock += f", path {path:+.2f} smp vs ch{ref_channel}" if s is not reference else ", REFERENCE"
         trust = _TRUST_NAMES.get(s.get("trust_level", 0), "?")
         if trust:
             clock += f"; trust {trust}" + (", influences canonical time" if s["influences_canonical"] else "") \
                 + f"; rejected {s['rejected']:,}"
         elif s["rejected"]:
             clock += f"; REFUSED by the reservoir {s['rejected']:,} (see the worker's error)"
+        timed = _TIME_SOURCES.get(s.get("time_source", 0), "")
+        if timed:
+            clock += f"; {timed}"
         lines.append(
             f"{s['name']:24s} {s['delivered_hz']:>9.1f} {s['configured_hz']:>7.1f} {s['indexed']:>10,d} "
             f"{s['lost_overrun']:>8,d} {s['lost_restart_gap']:>6,d} {s['device_dropped']:>8,d} {s['corrupt']:>7,d} "

@@ -4,7 +4,7 @@ A backend's callback does, per block::
 
     slot = processor.claim()                 # the ring's next payload slot (preallocated view)
     <write `frames` input frames into slot>  # convert once, straight into shared memory
-    out = processor.commit(slot, frames, adc_time_ns, entry_ns, pa_flags)
+    out = processor.commit(slot, frames, adc_time_ns, entry_ns, pa_flags, stream_time_ns)
     <copy `out` to the device>               # the output stage's samples
 
 ``commit`` runs the output stage, publishes the block's
@@ -131,7 +131,7 @@ class BlockProcessor:
 
     # ---- the hot path ------------------------------------------------------------------------------------------
     def commit(self, slot: np.ndarray, frames: int, adc_time_ns: int, entry_ns: int, pa_flags: int,
-               _map: tuple = PA_FLAGS_TO_MIMIR, _now=time.monotonic_ns) -> np.ndarray:
+               stream_time_ns: int = 0, _map: tuple = PA_FLAGS_TO_MIMIR, _now=time.monotonic_ns) -> np.ndarray:
         """Play, publish and measure the block whose ``frames`` input frames are in ``slot``; return the output.
 
         The returned array is what the device must play (``frames`` rows): the
@@ -166,7 +166,7 @@ class BlockProcessor:
             so_far = U32_MAX
         self._publish(
             self._handle_base | seq, frames, self.channels, self.sample_rate_hz, _F32, start,
-            self.channel_layout_hash, adc_time_ns, entry_ns, flags, so_far,
+            self.channel_layout_hash, adc_time_ns, entry_ns, flags, so_far, stream_time_ns,
         )
         self._seq = seq + 1
         self.next_sample = start + frames
@@ -215,3 +215,26 @@ class BlockProcessor:
             if flags & FLAG_OUTPUT_UNDERFLOW:
                 self.output_underflows += 1
             self.last_bad_ns = entry_ns
+
+
+def lateness(jitter_us: float, *, seed: int = 1):
+    """A test and benchmark hook: ``late(entry_ns)`` busy-waits until a pseudo-random time up to ``jitter_us``
+    after ``entry_ns`` -- a callback invoked late, as on a loaded machine. None for no jitter.
+
+    The delays are drawn once (4096 of them, cycled), so the hook allocates
+    nothing per call.
+    """
+    if not jitter_us > 0:
+        return None
+    delays = [int(d) for d in np.random.default_rng(seed).uniform(0, jitter_us * 1000, 4096)]
+    state = [0]
+    now = time.monotonic_ns
+
+    def late(entry_ns: int) -> None:
+        i = state[0]
+        state[0] = (i + 1) & 4095
+        until = entry_ns + delays[i]
+        while now() < until:
+            pass
+
+    return late

@@ -123,6 +123,7 @@ def audio_worker(
     health_window: Annotated[float, typer.Option("--health-window", help="Seconds without xrun/miss before health is green")] = 3.0,
     impulse_period: Annotated[Optional[int], typer.Option("--impulse-period", help="--output impulse: frames between impulses")] = None,
     simulate_load_us: Annotated[float, typer.Option("--simulate-load-us", hidden=True)] = 0.0,
+    callback_jitter_us: Annotated[float, typer.Option("--callback-jitter-us", hidden=True)] = 0.0,
 ) -> None:
     """Capture audio into the rig's ring (duplex: pass-through, witness or silence out) until SIGTERM/SIGINT."""
     from .runner import run_worker
@@ -134,6 +135,7 @@ def audio_worker(
             through_channel=through_channel, output_channels=output_channels, sample_format=sample_format,
             jack_client_name=jack_name, ring_seconds=ring_seconds, metrics_seconds=metrics_seconds,
             health_window_s=health_window, impulse_period_frames=impulse_period, simulate_load_us=simulate_load_us,
+            callback_jitter_us=callback_jitter_us,
             freeze_gc=True, realtime_threads=True,
         )
         code = run_worker(cfg, duration_s=duration, jack_loopback=jack_loopback)

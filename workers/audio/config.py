@@ -162,8 +162,9 @@ class EngineConfig:
     impulse_period_frames: int | None = None
     probe_channel: int = 0
     mls_order: int = 14
-    # test and diagnosis hook: busy-wait this long in every callback
+    # test and diagnosis hooks: busy-wait this long in every callback; invoke callbacks up to this late
     simulate_load_us: float = 0.0
+    callback_jitter_us: float = 0.0
 
     @classmethod
     def from_spec(cls, spec: AudioWorkerSpec, **more: object) -> "EngineConfig":
@@ -234,8 +235,8 @@ class EngineConfig:
             raise AudioConfigError("--through-channel is a 0-based index into the captured channels")
         if self.output_channels is not None and self.output_channels < 0:
             raise AudioConfigError("--output-channels must be >= 0")
-        if self.simulate_load_us < 0:
-            raise AudioConfigError("simulate_load_us must be >= 0")
+        if self.simulate_load_us < 0 or self.callback_jitter_us < 0:
+            raise AudioConfigError("simulate_load_us and callback_jitter_us must be >= 0")
         if self.impulse_period_frames is not None and self.impulse_period_frames < 2:
             raise AudioConfigError("--impulse-period must be at least 2 frames")
         if not (4 <= self.mls_order <= 20):

@@ -80,3 +80,67 @@ def test_locks_steps_restarts_and_lost_locks_are_segments_that_never_smooth_time
     assert clock.state == ClockState.HOLDOVER and clock.segment.reason == SegmentReason.LOCK_LOST
     assert abs(clock.from_host_ns(u) - before) <= 1
     assert [s.index for s in clock.segments] == list(range(len(clock.segments)))
+
+
+def test_driver_adc_times_map_blocks_tighter_than_callback_entry_under_injected_jitter(rig):
+    """A synthetic device whose callbacks run up to 3 ms late: the host fit on ADC times (placed on the host clock
+    by StreamToHost) stays on the device's true line; the fit on entry times carries the lateness."""
+    import time
+
+    from mimir.descriptors import AudioBlockRecord
+    from mimir.supervisor.clock import StreamToHost
+    from ringbuf import RingReader
+    from workers.audio import AudioEngine, EngineConfig, parse_channels
+
+    engine = AudioEngine(EngineConfig(backend="synthetic", rig=rig, channels=parse_channels("1"), ring_seconds=4.0,
+                                      callback_jitter_us=3000.0))
+    engine.init(48_000, 64)
+    reader = RingReader.attach("audio", rig=rig, descriptor=AudioBlockRecord)
+    try:
+        engine.start()
+        time.sleep(2.5)
+        engine.stop()
+        rows = []
+        while (item := reader.read(copy_payload=False)) is not None:
+            rows.append(dict(zip(AudioBlockRecord.__struct_fields__, item.descriptor)))
+    finally:
+        reader.close()
+        engine.shutdown()
+    assert len(rows) > 1000
+    to_host = StreamToHost()
+    entry_fit, adc_fit = HostToDevice(), HostToDevice()
+    for r in rows:
+        entry_fit.add(r["host_time_ns"], r["start_sample"])
+        adc_fit.add(to_host.host_of(r["adc_time_ns"], r["host_time_ns"], r["stream_time_ns"]), r["start_sample"])
+    assert to_host.mode == "adc"
+
+    def residual_us(fit, key):
+        errors = [(fit.host_ns_at(r["start_sample"]) - key(r)) / 1e3 for r in rows]
+        return float(np.sqrt(np.mean(np.square(errors))))
+
+    adc_us = residual_us(adc_fit, lambda r: to_host.host_of(r["adc_time_ns"], r["host_time_ns"], r["stream_time_ns"]))
+    entry_us = residual_us(entry_fit, lambda r: r["host_time_ns"])
+    assert adc_us < 50 and entry_us > 300, (adc_us, entry_us)  # 3 ms of uniform lateness: ~0.9 ms rms
+
+
+def test_camera_frame_timestamps_follow_the_device_clock_not_the_receipt_jitter():
+    """Frames stamped by a device clock 50 ppm fast, from an arbitrary origin, received 1 ms + up to 4 ms late:
+    the mapped host time of each frame sits on the device's line (plus the smallest latency), within 0.1 ms."""
+    from mimir.supervisor.clock import DeviceTimeToHost, TimeSource
+
+    rng = np.random.default_rng(7)
+    mapper = DeviceTimeToHost()
+    t0, period, ppm = 5_000_000_000, 16_666_667, 50e-6
+    errors, receipt_errors = [], []
+    for k in range(3000):
+        device = 123_456_789_000 + k * period
+        true_host = t0 + int(k * period * (1 + ppm))
+        receipt = true_host + 1_000_000 + int(rng.uniform(0, 4_000_000))
+        mapped = mapper.host_of(device, receipt)
+        if k > 600:  # once the window has seen a frame received with the smallest latency
+            errors.append(mapped - (true_host + 1_000_000))
+            receipt_errors.append(receipt - (true_host + 1_000_000))
+    assert mapper.source == TimeSource.DEVICE
+    assert max(abs(e) for e in errors) < 100_000, max(abs(e) for e in errors)
+    assert np.std(errors) * 10 < np.std(receipt_errors)
+    assert mapper.host_of(0, 10_000_000) == 10_000_000 and mapper.source == TimeSource.RECEIPT

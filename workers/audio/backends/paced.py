@@ -25,7 +25,7 @@ import traceback
 
 import numpy as np
 
-from ..callback import BlockProcessor
+from ..callback import BlockProcessor, lateness
 from ..config import EngineConfig
 from ..records import PA_INPUT_OVERFLOW
 from .base import DevicePlan, StreamInfo
@@ -110,6 +110,7 @@ class PacedBackend:
         wait = self._stop.wait
         stopped = self._stop.is_set
         monotonic_ns = time.monotonic_ns
+        late = lateness(cfg.callback_jitter_us)
         t0 = monotonic_ns()
         done = 0
         while True:
@@ -121,6 +122,9 @@ class PacedBackend:
             elif stopped():
                 return
             entry = monotonic_ns()
+            if late is not None:
+                late(entry)
+                entry = monotonic_ns()
             pa_flags = PA_INPUT_OVERFLOW if entry - due > fifo_ns else 0
             start = proc.next_sample
             slot = claim()
@@ -128,6 +132,7 @@ class PacedBackend:
             if frames <= 0:
                 self.finished = True
                 return
-            out = commit(slot, frames, t0 + int(done * ns_per_frame), entry, pa_flags)
+            # The stream clock of a paced device is the host clock: its ADC time is exact, its callback not.
+            out = commit(slot, frames, t0 + int(done * ns_per_frame), entry, pa_flags, entry)
             consume(out, start, frames)
             done += frames

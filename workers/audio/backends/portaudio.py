@@ -10,9 +10,12 @@ block converted once into the slot (int32/int16 device format or a subset of
 channels). The output stage's block is copied to PortAudio's output pointer
 the same way.
 
-Timing: ``inputBufferAdcTime`` (PortAudio's stream clock) becomes the
-record's ``adc_time_ns``; ``host_time_ns`` is ``time.monotonic_ns()`` at
-callback entry.
+Timing: ``inputBufferAdcTime`` and ``currentTime`` (PortAudio's stream
+clock) become the record's ``adc_time_ns`` and ``stream_time_ns``;
+``host_time_ns`` is ``time.monotonic_ns()`` at callback entry (see
+:class:`mimir.descriptors.AudioBlockRecord`). ``callback_jitter_us`` (a test
+and benchmark hook) busy-waits a random time up to that before taking the
+entry time: a callback invoked late, as on a loaded machine.
 
 ASIO (Windows): the sounddevice wheel's ASIO build is selected by setting
 ``SD_ENABLE_ASIO=1`` before sounddevice is imported (done here when
@@ -32,7 +35,7 @@ from types import ModuleType
 
 import numpy as np
 
-from ..callback import BlockProcessor
+from ..callback import BlockProcessor, lateness
 from ..config import MAX_BLOCK_FRAMES, MIN_BLOCK_FRAMES, EngineConfig
 from ..errors import AudioConfigError, BackendUnavailable
 from .base import DevicePlan, StreamInfo
@@ -403,6 +406,8 @@ class PortAudioBackend:
         monotonic_ns = time.monotonic_ns
         claim = proc.claim
         commit = proc.commit
+        _late = lateness(self.config.callback_jitter_us)
+        jitter_ns = _late is not None
         plan = self.plan
         slot_frames = plan.slot_frames
         in_dtype = _DTYPES[plan.sample_format]
@@ -423,9 +428,13 @@ class PortAudioBackend:
         if self._direct:
             def callback(iptr, optr, frames, time_info, status, userdata):
                 entry_ns = monotonic_ns()
+                if jitter_ns:
+                    _late(entry_ns)
+                    entry_ns = monotonic_ns()
                 slot = claim()
                 memmove(slot, iptr, frames * in_frame_bytes if frames <= slot_frames else slot_in_bytes)
-                out = commit(slot, frames, int(time_info.inputBufferAdcTime * 1e9), entry_ns, status)
+                out = commit(slot, frames, int(time_info.inputBufferAdcTime * 1e9), entry_ns, status,
+                             int(time_info.currentTime * 1e9))
                 if has_output:
                     if frames <= slot_frames:
                         memmove(optr, out, frames * out_frame_bytes)
@@ -443,6 +452,9 @@ class PortAudioBackend:
 
         def callback(iptr, optr, frames, time_info, status, userdata):
             entry_ns = monotonic_ns()
+            if jitter_ns:
+                _late(entry_ns)
+                entry_ns = monotonic_ns()
             slot = claim()
             memmove(stage, iptr, frames * in_frame_bytes if frames <= slot_frames else slot_in_bytes)
             src = stage
@@ -451,7 +463,8 @@ class PortAudioBackend:
                 src = selected
             if scale:
                 np.multiply(src, scale, out=slot, casting="unsafe")
-            out = commit(slot, frames, int(time_info.inputBufferAdcTime * 1e9), entry_ns, status)
+            out = commit(slot, frames, int(time_info.inputBufferAdcTime * 1e9), entry_ns, status,
+                         int(time_info.currentTime * 1e9))
             if has_output:
                 play(optr, out, frames)
             return PA_CONTINUE

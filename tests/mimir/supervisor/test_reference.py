@@ -1,0 +1,54 @@
+"""Which channel defines canonical time: declared, or found as the earliest clean locked channel."""
+
+import numpy as np
+
+from mimir.supervisor.reference import ReferenceChooser
+from mimir.sync.fits import FitRow
+from ringbuf import dtype_of
+
+NOW_S = 29_000_000.0
+RATE = 48_000.0
+
+
+def rows(*channels):
+    """Fit rows: (locked, path delay in samples vs the loopback, confidence, mae) per channel."""
+    out = np.zeros(len(channels), dtype_of(FitRow))
+    for c, (locked, delay, confidence, mae) in enumerate(channels):
+        out[c]["channel"] = c
+        out[c]["locked"] = int(locked)
+        out[c]["rate_hz"] = RATE
+        out[c]["local_sample_at_epoch"] = -NOW_S * RATE + 1_000_000 + delay
+        out[c]["confidence"] = confidence
+        out[c]["mae_samples"] = mae
+    return out
+
+
+def test_the_loopback_on_channel_2_of_4_is_found_as_the_earliest_clean_channel():
+    chooser = ReferenceChooser()
+    scarlett = rows((True, 84.0, 0.97, 0.02), (True, 154.0, 0.95, 0.05), (True, 0.0, 0.99, 0.0),
+                    (False, 0.0, 0.0, 0.0))
+    choice = chooser.choose(scarlett, NOW_S)
+    assert choice.channel == 2 and not choice.declared and "earliest by 84.0 smp" in choice.why
+
+
+def test_a_declared_reference_wins_and_microphones_are_never_found():
+    assert ReferenceChooser(declared=3).choose(rows((True, 0.0, 1.0, 0.0)), NOW_S).channel == 3
+    roles = ("microphone", "line", "unused")
+    choice = ReferenceChooser(roles=roles).choose(rows((True, 0.0, 1.0, 0.0), (True, 12.0, 0.99, 0.1),
+                                                        (True, 0.0, 1.0, 0.0)), NOW_S)
+    assert choice.channel == 1  # the microphone heard it first, but may not define time
+
+
+def test_no_clean_channel_means_no_reference_and_says_why():
+    choice = ReferenceChooser().choose(rows((True, 0.0, 0.6, 2.5), (False, 0.0, 0.0, 0.0)), NOW_S)
+    assert choice.channel is None and "not clean" in choice.why and "mae 2.50" in choice.why
+
+
+def test_a_tied_stereo_loopback_pair_takes_the_cleaner_and_a_found_reference_is_kept_while_locked():
+    chooser = ReferenceChooser()
+    pair = rows((True, 40.0, 0.99, 0.1), (True, 0.3, 0.99, 0.08), (True, 0.0, 0.99, 0.2))
+    assert chooser.choose(pair, NOW_S).channel == 1  # ch1 and ch2 tie within 0.5 smp: ch1 is cleaner
+    pair[2]["mae_samples"] = 0.0
+    assert chooser.choose(pair, NOW_S).channel == 1  # kept while it holds its lock
+    pair[1]["locked"] = 0
+    assert chooser.choose(pair, NOW_S).channel == 2
