@@ -197,3 +197,14 @@ def test_worker_exits_cleanly_on_sigint(jack_server, rig, start_worker):
     assert worker.signal(signal.SIGINT) == 0, worker.stderr()
     assert worker.done["callbacks"] > 0 and worker.done["state"] == "STOPPED"
     assert not list_segments(rig)
+
+
+def test_driver_adc_times_place_blocks_at_least_as_tightly_as_late_callbacks(jack_server, rig):
+    """On a real JACK server, callbacks made up to 1.5 ms late: the blocks' ADC times (the driver's frame time,
+    placed on the host clock) lie at least as close to the fitted device line as the callback entry times."""
+    from bench.audio import clock_mapping
+
+    record = clock_mapping(48_000, 256, 4.0, jitter_us=1500.0, hogs=0)
+    assert record["adc_available"], "PortAudio's JACK host API reported no ADC times"
+    assert record["blocks"] > 500
+    assert record["adc_p99_us"] <= record["entry_p99_us"], record
