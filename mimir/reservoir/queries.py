@@ -326,7 +326,9 @@ class ReservoirQueries:
         attempt = 0
         while True:
             if words[head_word] > kind_position:
-                raise Evicted(f"reservoir {self._m.name}: {KINDS[kind].name} position {kind_position} has left the window")
+                raise Evicted(
+                    f"reservoir {self._m.name}: {KINDS[kind].name} position {kind_position} has left the window"
+                )
             if kind_position >= words[W.KIND_TAIL + kind] or kind_position < 0:
                 raise IndexError(
                     f"reservoir {self._m.name}: {KINDS[kind].name} position {kind_position} has not been pushed yet"

@@ -8,8 +8,7 @@ import numpy as np
 import pytest
 
 from mimir.descriptors import CameraFrameDescriptor, SampleKind
-from mimir.reservoir import Evicted, Reservoir
-from mimir.reservoir import timeline
+from mimir.reservoir import Evicted, Reservoir, timeline
 
 CAMERA = int(SampleKind.CAMERA_FRAME)
 AUDIO = int(SampleKind.AUDIO_BLOCK)
@@ -142,7 +141,7 @@ def test_typed_snapshot_gives_every_descriptor_of_the_view(rig):
         assert rows["timestamp_ns"].tolist() == list(range(10, 30))
         assert descriptors["sequence"].tolist() == list(range(20))
         assert descriptors["payload_handle"].tolist() == [999 + n for n in range(20)]
-        for row, d in zip(rows, descriptors):
+        for row, d in zip(rows, descriptors, strict=True):
             assert res.descriptor_at(int(row["position"])).device_time_ns == d["device_time_ns"]
         with pytest.raises(LookupError, match="carry no descriptor"):
             res.typed_snapshot(int(SampleKind.EVENT_CLAIM))
