@@ -93,9 +93,11 @@ def audio_splits(canonical_ns: np.ndarray, host_ns: np.ndarray, start_sample: np
 
 
 def _provisional(ts: np.ndarray, host: np.ndarray) -> bool:
-    if len(ts) < 2 or (host == 0).any():
+    """Canonical = host + one constant for every block whose host time is known (at least two)."""
+    known = host != 0
+    if known.sum() < 2:
         return False
-    offset = ts - host
+    offset = ts[known] - host[known]
     return bool(np.abs(offset - offset[0]).max() <= _EXACT_NS)
 
 
@@ -111,7 +113,7 @@ def audio_segment_states(canonical_ns: np.ndarray, host_ns: np.ndarray, splits: 
     for k in range(len(bounds) - 1):
         sl = slice(bounds[k], bounds[k + 1])
         last = k == len(bounds) - 2
-        if bounds[k + 1] - bounds[k] >= 2:
+        if (host_ns[sl] != 0).sum() >= 2:
             provisional = _provisional(canonical_ns[sl].astype(np.int64), host_ns[sl].astype(np.int64))
         else:
             provisional = fit_now is None if last else k == 0
