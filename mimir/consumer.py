@@ -190,10 +190,11 @@ class RigConsumer:
     # ---- the window -----------------------------------------------------------------------------------------
     def window(self) -> tuple[int, int]:
         """``(window_start_ns, edge_ns)``: the canonical span the reservoir holds now."""
-        status = self.view.status()
-        if status.total_sample_count == 0:
+        start = self.view.window_start_ns  # first: both only grow, so the pair never claims more than it holds
+        edge = self.view.edge_ns
+        if edge == 0:
             raise EmptyWindow(f"rig {self.rig!r}: the reservoir's window is empty (nothing indexed yet)")
-        return status.window_start_ns, status.edge_ns
+        return start, edge
 
     def _check_in_window(self, *times_ns: int) -> tuple[int, int]:
         start, edge = self.window()

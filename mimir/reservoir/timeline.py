@@ -7,13 +7,19 @@ can be pushed after camera 2's newer one), but each sensor's own samples are
 pushed in its ring order and carry non-decreasing canonical times while the
 canonical clock does not step back. These searches rely on exactly that:
 
-* :func:`neighbours` binary-searches kind positions for the boundary between
-  the sensor's samples at or before ``t_ns`` and those after it. Each probe
-  at kind position ``m`` walks forward to the sensor's first sample at or
-  after ``m``; that walk passes the other sensors' samples pushed between two
-  of this sensor's (about the number of sensors of the kind in steady state,
-  more across a gap in this sensor's samples). So a lookup reads
-  ``O(sensors x log n)`` records, never the whole window.
+* :func:`neighbours` first binary-searches the whole view by time, ignoring
+  sensors (one lean probe per step, :meth:`ReservoirQueries.sensor_time_at`):
+  the view is nearly sorted, so this lands within a few samples of the
+  answer. It then walks back and forward to the sensor's own samples on
+  either side; when the one behind is at or before ``t_ns`` and the one ahead
+  after it, they are the answer (the sensor's times only grow). Otherwise
+  (disorder right at ``t_ns``) an exact search runs over the bracket known to
+  be right: a binary search whose probe at kind position ``m`` walks forward
+  to the sensor's first sample at or after ``m``. A walk passes the other
+  sensors' samples pushed between two of this sensor's: about the number of
+  sensors in steady state, more across a gap in this sensor's samples. So a
+  lookup reads ``O(log n + sensors)`` records in the common case and
+  ``O(sensors x log n)`` at worst, never the whole window.
 * :func:`walk` continues from a hit, sample by sample of the same sensor.
 
 Positions are kind positions (:meth:`ReservoirQueries.kind_bounds`), which do
@@ -49,15 +55,27 @@ class Hit(NamedTuple):
     sample: Sample
 
 
-def _first_at_or_after(q: ReservoirQueries, kind: int, sensor: int, start: int, end: int) -> Hit | None:
-    """The sensor's first sample at kind position ``start <= k < end`` (None if none). May raise Evicted."""
-    read = q.read_kind_at
+def _first_at_or_after(q: ReservoirQueries, kind: int, sensor: int, start: int, end: int) -> tuple[int, int] | None:
+    """``(kind position, time)`` of the sensor's first sample at ``start <= k < end`` (None if none). May raise Evicted."""
+    probe = q.sensor_time_at
     k = start
     while k < end:
-        s = read(kind, k)
-        if s.sensor_id_hash == sensor:
-            return Hit(k, s)
+        s, ts = probe(kind, k)
+        if s == sensor:
+            return k, ts
         k += 1
+    return None
+
+
+def _last_before(q: ReservoirQueries, kind: int, sensor: int, end: int, start: int) -> tuple[int, int] | None:
+    """``(kind position, time)`` of the sensor's last sample at ``start <= k < end`` (None if none)."""
+    probe = q.sensor_time_at
+    k = end - 1
+    while k >= start:
+        s, ts = probe(kind, k)
+        if s == sensor:
+            return k, ts
+        k -= 1
     return None
 
 
@@ -69,35 +87,64 @@ def neighbours(q: ReservoirQueries, kind: int, sensor: int, t_ns: int) -> tuple[
     """
     for _ in range(RESTARTS):
         try:
-            return _neighbours(q, kind, sensor, t_ns)
+            before, after = _neighbours(q, kind, sensor, t_ns)
+            return (None if before is None else Hit(before, q.read_kind_at(kind, before)),
+                    None if after is None else Hit(after, q.read_kind_at(kind, after)))
         except Evicted:
             continue  # the head passed a probe: search the new window
     raise Evicted(f"reservoir {q.name}: the window moved under {RESTARTS} searches in a row; is the reader starved?")
 
 
-def _neighbours(q: ReservoirQueries, kind: int, sensor: int, t_ns: int) -> tuple[Hit | None, Hit | None]:
+def _neighbours(q: ReservoirQueries, kind: int, sensor: int, t_ns: int) -> tuple[int | None, int | None]:
+    """Kind positions of ``(before, after)``.
+
+    1. Binary search over every sample of the view for the first time after
+       ``t_ns``, ignoring sensors: one probe per step. The view is nearly
+       sorted (sensors are mixed by milliseconds), so this lands next to the
+       answer.
+    2. Walk back and forward from there to the sensor's own samples on either
+       side. If the one behind is at or before ``t_ns`` and the one ahead is
+       after it, they are the answer: the sensor's times only grow.
+    3. Otherwise (disorder right at ``t_ns``), the exact search over the
+       bracket that is known to be right, probing with walks (see the module
+       docstring).
+    """
     head, _ = q.kind_bounds(kind)
     latest = q.latest_for_sensor(kind, sensor)
     if latest is None:
         return None, None
     last_k = q.kind_position_of(latest)
     if latest.timestamp_ns <= t_ns:  # the common "now" query, and a sensor that stopped: no search
-        return Hit(last_k, latest), None
-    # Invariant: the sensor's samples below lo are <= t_ns, those at or above hi are > t_ns;
-    # ``before`` is the sensor's last sample below lo, ``after`` its first at or above hi.
+        return last_k, None
+    probe = q.sensor_time_at
     lo, hi = head, last_k
-    before: Hit | None = None
-    after = Hit(last_k, latest)
+    while lo < hi:  # 1
+        mid = (lo + hi) // 2
+        if probe(kind, mid)[1] <= t_ns:
+            lo = mid + 1
+        else:
+            hi = mid
+    behind = _last_before(q, kind, sensor, lo, head)  # 2
+    ahead = _first_at_or_after(q, kind, sensor, lo, last_k + 1)
+    lo = head
+    before = None
+    if behind is not None and behind[1] <= t_ns:
+        lo, before = behind[0] + 1, behind[0]
+    hi, after = last_k, last_k
+    if ahead is not None and ahead[1] > t_ns:
+        hi, after = ahead[0], ahead[0]
+    # 3. Invariant: the sensor's samples below lo are <= t_ns, those at or above hi are > t_ns;
+    # ``before`` is its last sample below lo, ``after`` its first at or above hi. (Empty when step 2 settled it.)
     while lo < hi:
         mid = (lo + hi) // 2
         hit = _first_at_or_after(q, kind, sensor, mid, hi)
         if hit is None:
             hi = mid  # nothing of this sensor in [mid, hi)
-        elif hit.sample.timestamp_ns <= t_ns:
-            before = hit
-            lo = hit.kind_position + 1
+        elif hit[1] <= t_ns:
+            before = hit[0]
+            lo = hit[0] + 1
         else:
-            after = hit
+            after = hit[0]
             hi = mid  # nothing of this sensor in [mid, hit), and hit itself is > t_ns
     return before, after
 
@@ -119,5 +166,5 @@ def walk(q: ReservoirQueries, kind: int, sensor: int, start: Hit) -> Iterator[Hi
         hit = _first_at_or_after(q, kind, sensor, k, tail)
         if hit is None:
             return
-        yield hit
-        k = hit.kind_position + 1
+        yield Hit(hit[0], q.read_kind_at(kind, hit[0]))
+        k = hit[0] + 1

@@ -55,7 +55,7 @@ from mimir.topology import RESERVOIR, AudioWorkerSpec, CameraWorkerSpec, RigPlan
 from ringbuf import RingReader, SegmentMissing, StaleItem
 
 from .clock import Split, audio_segment_states, audio_splits, camera_splits
-from .stage import FrameStager, copy_blocks
+from .stage import FrameStager, copy_blocks, copy_of
 
 __all__ = ["take_snapshot", "SnapshotResult", "BadSnapshotRequest", "RigStopped", "default_folder"]
 
@@ -216,7 +216,18 @@ def _sources(rig: str, plan: RigPlan, video: str) -> tuple[list[_Camera], list[_
 
 
 def _copy_audio(view: ReservoirView, plan: RigPlan, audios: list[_Audio], seconds: float) -> tuple[int, int]:
-    """The span ``(t0, t1)``; every audio block in it copied (``valid`` marks the good copies)."""
+    """The span ``(t0, t1)``; every audio block in it copied (``valid`` marks the good copies).
+
+    The oldest blocks of a full window are a few milliseconds from being
+    overwritten, so every live item of each audio ring is copied first, in one
+    gather, and matched to the reservoir's descriptors afterwards.
+    """
+    rings = {}
+    for a in audios:
+        if a.reader is not None:
+            published = a.reader.published
+            first = max(0, published - a.reader.capacity)
+            rings[a.name] = (first, *copy_blocks(a.reader, np.arange(first, published, dtype=np.uint64)))
     rows, descriptors = view.typed_snapshot(_AUDIO)
     t1 = view.edge_ns
     t0 = t1 - round(seconds * 1e9)
@@ -225,20 +236,27 @@ def _copy_audio(view: ReservoirView, plan: RigPlan, audios: list[_Audio], second
         mine = (rows["sensor_id_hash"] == plan.source(a.name).source_hash) & (ts >= t0) & (ts <= t1)
         a.rows, a.descriptors = rows[mine], descriptors[mine]
         n = len(a.rows)
-        if a.reader is None or n == 0:
-            a.blocks, a.valid, a.host_ns = None, np.zeros(n, bool), np.zeros(n, np.int64)
+        a.valid, a.host_ns = np.zeros(n, bool), np.zeros(n, np.int64)
+        if a.name not in rings or n == 0:
             continue
-        sequences = a.descriptors["data_handle"] & _SEQ
-        a.blocks, a.valid = copy_blocks(a.reader, sequences)
-        host = np.zeros(n, np.int64)
+        first, copies, valid = rings[a.name]
+        sequences = (a.descriptors["data_handle"] & _SEQ).astype(np.int64)
+        index = sequences - first
+        copied = (index >= 0) & (index < len(copies))
+        a.blocks = copies[np.where(copied, index, 0)]
+        a.valid = copied & valid[np.where(copied, index, 0)]
+        for i in np.flatnonzero(index >= len(copies)).tolist():  # published after the gather: the newest, safe
+            block = copy_of(a.reader, int(sequences[i]))
+            if block is not None:
+                a.blocks[i] = block
+                a.valid[i] = True
         for i, seq in enumerate(sequences.tolist()):  # the ring's own record: the host time of each block
             try:
                 record = a.reader.descriptor_of(seq)
             except StaleItem:
                 continue
             if a.reader.valid(seq):
-                host[i] = record[_HOST]
-        a.host_ns = host
+                a.host_ns[i] = record[_HOST]
     return t0, t1
 
 

@@ -34,7 +34,7 @@ import numpy as np
 from ringbuf import RingReader, StaleItem
 from ringbuf.ring import payload_dtype_of
 
-__all__ = ["FrameStager", "slot_array", "copy_blocks"]
+__all__ = ["FrameStager", "slot_array", "copy_blocks", "copy_of"]
 
 
 def slot_array(reader: RingReader) -> np.ndarray:
@@ -63,7 +63,7 @@ def copy_blocks(reader: RingReader, sequences: np.ndarray) -> tuple[np.ndarray, 
     return copies, valid
 
 
-def _copy_of(reader: RingReader, sequence: int) -> np.ndarray | None:
+def copy_of(reader: RingReader, sequence: int) -> np.ndarray | None:
     """A copy of item ``sequence``'s payload, or None when it was overwritten before or during the copy."""
     try:
         copy = reader.payload_view(sequence).copy()
@@ -84,10 +84,10 @@ class FrameStager:
         self.copies: list[np.ndarray | None] = [None] * len(self._items)
         self.lost = [False] * len(self._items)
         self.staged = 0  # frames the stager copied (the rest the writer copied itself)
-        self.cursor = 0  # the writer's position: items below it are done
-        self._queues = [[i for i, (c, _) in enumerate(self._items) if c == cam] for cam in range(len(readers))]
-        self._heads = [0] * len(readers)
-        self._scratch = [None] * len(readers)
+        self.cursor = -1  # the item the writer took last: it and everything before it are done
+        self._scratch: list[np.ndarray | None] = [None] * len(readers)
+        self._free: list[list[np.ndarray]] = [[] for _ in readers]  # copies the writer is done with, for reuse
+        self._handed: list[np.ndarray | None] = [None] * len(readers)  # the copy the writer holds, per camera
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="snapshot-stager", daemon=True)
 
@@ -102,25 +102,48 @@ class FrameStager:
             self.sweep()
 
     def sweep(self) -> None:
-        """Copy every pending frame that came within the margin of being overwritten."""
-        for cam, queue in enumerate(self._queues):
-            reader = self._readers[cam]
-            limit = reader.published - reader.capacity + self._margin[cam]  # sequences below it are at risk
-            k = self._heads[cam]
-            while k < len(queue):
-                i = queue[k]
-                _, seq = self._items[i]
-                if seq >= limit:
-                    break
-                if i >= self.cursor and self.copies[i] is None and not self.lost[i]:
-                    copy = _copy_of(reader, seq)
-                    if copy is not None:
-                        self.copies[i] = copy
-                        self.staged += 1
-                    else:
-                        self.lost[i] = True
-                k += 1
-            self._heads[cam] = k
+        """Copy every pending frame that came within the margin of being overwritten, oldest first.
+
+        Items are in time order and each camera's sequences grow with time, so
+        a camera is done for this sweep at its first item outside the margin;
+        the sweep ends when every camera is.
+        """
+        limits = [r.published - r.capacity + m for r, m in zip(self._readers, self._margin, strict=True)]
+        pending = len(limits)
+        done = [False] * pending
+        items, copies, lost = self._items, self.copies, self.lost
+        for i in range(self.cursor + 1, len(items)):
+            cam, seq = items[i]
+            if done[cam]:
+                continue
+            if seq >= limits[cam]:
+                done[cam] = True
+                pending -= 1
+                if not pending:
+                    return
+                continue
+            if copies[i] is None and not lost[i]:
+                copy = self._copy(cam, seq)
+                if copy is not None:
+                    copies[i] = copy
+                    self.staged += 1
+                else:
+                    lost[i] = True
+
+    def _copy(self, cam: int, seq: int) -> np.ndarray | None:
+        """A copy of item ``seq`` of camera ``cam`` (into a reused buffer), or None if it was overwritten."""
+        reader = self._readers[cam]
+        try:
+            view = reader.payload_view(seq)
+        except StaleItem:
+            return None
+        free = self._free[cam]
+        buffer = free.pop() if free else np.empty_like(view)
+        np.copyto(buffer, view)
+        if reader.valid(seq):
+            return buffer
+        free.append(buffer)
+        return None
 
     def stop(self) -> None:
         self._stop.set()
@@ -131,31 +154,32 @@ class FrameStager:
     def take(self, i: int) -> np.ndarray | None:
         """Frame ``i`` (a copy, valid until the next ``take`` of the same camera), or None if it was lost."""
         self.cursor = i
-        copy = self.copies[i]
-        if copy is not None:
-            self.copies[i] = None  # the writer is done with it after this call's frame: free it then
-            return copy
-        if self.lost[i]:
-            return None
         cam, seq = self._items[i]
-        reader = self._readers[cam]
-        try:
-            view = reader.payload_view(seq)
-        except StaleItem:
-            view = None
-        if view is not None:
-            scratch = self._scratch[cam]
-            if scratch is None:
-                scratch = self._scratch[cam] = np.empty_like(view)
-            np.copyto(scratch, view)
-            if reader.valid(seq):
-                return scratch
-        copy = self.copies[i]  # the stager may have rescued it while we looked
-        if copy is not None:
-            self.copies[i] = None
-            return copy
-        self.lost[i] = True
-        return None
+        held = self._handed[cam]
+        if held is not None:  # the writer has written the previous frame of this camera: its buffer is free again
+            self._free[cam].append(held)
+            self._handed[cam] = None
+        copy = self.copies[i]
+        if copy is None and not self.lost[i]:
+            reader = self._readers[cam]
+            try:
+                view = reader.payload_view(seq)
+            except StaleItem:
+                view = None
+            if view is not None:
+                scratch = self._scratch[cam]
+                if scratch is None:
+                    scratch = self._scratch[cam] = np.empty_like(view)
+                np.copyto(scratch, view)
+                if reader.valid(seq):
+                    return scratch
+            copy = self.copies[i]  # the stager may have rescued it while we looked
+        if copy is None:
+            self.lost[i] = True
+            return None
+        self.copies[i] = None
+        self._handed[cam] = copy
+        return copy
 
     def __enter__(self) -> "FrameStager":
         return self.start()

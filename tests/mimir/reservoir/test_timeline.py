@@ -96,7 +96,7 @@ def test_a_search_restarts_when_the_head_passes_it(rig):
     with Reservoir.create(rig, capacity=4096, duration_ns=200_000_000) as res:
         pushed = fill(res, 3, 100, 7)
         sensor = pushed[0][1]
-        real = res.read_kind_at
+        real = res.sensor_time_at
         calls = [0]
 
         def moving(kind, k):
@@ -105,10 +105,10 @@ def test_a_search_restarts_when_the_head_passes_it(rig):
                 res.set_edge(res.edge_ns + 50_000_000)
             return real(kind, k)
 
-        res.read_kind_at = moving
+        res.sensor_time_at = moving
         t = res.window_start_ns + 60_000_000
         before, after = timeline.neighbours(res, CAMERA, sensor, t)
-        res.read_kind_at = real
+        res.sensor_time_at = real
         assert calls[0] > 3
         assert (before.sample.position if before else None, after.sample.position if after else None) \
             == brute(res, CAMERA, sensor, t)

@@ -149,7 +149,8 @@ def test_a_snapshot_reads_back_exactly_with_pyav_soundfile_and_pyxdf(settled_rig
     after = reservoir_pairs(settled_rig)
     indexed = ({**before[0], **after[0]}, {**before[1], **after[1]})
     m = result.manifest
-    assert m.complete and m.missing == [] and result.lost == {name: 0 for name in (*CAMERAS, "audio")}
+    assert m.complete and m.missing == [] and result.lost == {name: 0 for name in (*CAMERAS, "audio")}, \
+        (m.missing, result.lost)
     t0, t1 = result.span_ns
     assert t1 - t0 == 1_500_000_000
     take = open_take(result.path)
@@ -210,7 +211,7 @@ def test_the_command_prints_json_and_ffv1_is_lossless(settled_rig, tmp_path):
         capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     doc = json.loads(done.stdout)
-    assert doc["complete"] and doc["path"] == str(out) and doc["lost"] == {n: 0 for n in (*CAMERAS, "audio")}
+    assert doc["complete"] and doc["path"] == str(out) and doc["lost"] == {n: 0 for n in (*CAMERAS, "audio")}, doc
     for name in CAMERAS:
         frames = open_take(out).frames(name)
         assert doc["written"][name] == len(frames.sequence) >= 13
