@@ -5,21 +5,20 @@ in a subprocess) running the default rig: six synthetic 640x480 YUYV cameras at
 60 fps and 8-channel 48 kHz audio, a 5 s window (``--shape small``: two 160x120
 cameras, for a smoke run). After the clock has locked and the window is full:
 
-1. **plain write**: the bytes the snapshot will write (measured from a first
-   snapshot of the same shape, then deleted), written sequentially to the same
-   folder with ``os.write`` in 1 MiB chunks and one ``fdatasync``: the disk's
-   own pace, in the same minute;
-2. **snapshot**: ``mimir snapshot --seconds N`` in its own process (as a user
+1. **snapshot**: ``mimir snapshot --seconds N`` in its own process (as a user
    runs it, at lowered priority): ``snapshot_wall_s`` is its own wall time
    (``take_snapshot`` from the call to the closed take) plus the fsync of
    every file, against the plain write (``wall_ratio_vs_plain``; goal <= 3);
    ``process_wall_s`` adds the process's start (Python and its imports);
-3. **capture during the snapshot vs the same seconds without one**: from the
+2. **capture during the snapshot vs the same seconds without one**: from the
    status board and the audio ring's status, per source over the snapshot's
    seconds and over as many quiet seconds right after: descriptors lost to
    ring overrun, frames the cameras dropped (late by more than their queue),
    audio callback deadline misses and xruns. Goal: zero more with the
-   snapshot than without, and zero lost by the snapshot itself.
+   snapshot than without, and zero lost by the snapshot itself;
+3. **plain write**: as many bytes as the snapshot wrote, written sequentially
+   to the same folder with ``os.write`` in 1 MiB chunks and one
+   ``fdatasync``: the disk's own pace, in the same minute.
 """
 
 from __future__ import annotations
@@ -150,12 +149,6 @@ def run(seconds: float = 5.0, *, video: str = "raw", shape: str = "default", dir
         with RigConsumer.attach(rig) as consumer:
             window_s = consumer.plan.window_ns / 1e9
             audio = RingReader.attach(consumer.plan.source("audio").ring.object_id, rig=rig, register=False)
-        progress("snapshot bench: a first snapshot to learn its size")
-        sizing, _, _ = _snapshot(rig, seconds, root / "sizing", video)
-        nbytes = sizing["bytes"]
-        shutil.rmtree(root / "sizing")
-        progress(f"snapshot bench: plain write of {nbytes / 1e6:,.0f} MB")
-        plain_s = _plain_write(root / "plain.bin", nbytes)
         time.sleep(1.0)
         progress(f"snapshot bench: snapshot of {seconds:g} s ({video})")
         before = _counters(rig, audio)
@@ -163,11 +156,15 @@ def run(seconds: float = 5.0, *, video: str = "raw", shape: str = "default", dir
         doc, wall, process_s = _snapshot(rig, seconds, root / "take", video)
         during_s = time.monotonic() - start
         during = _delta(_counters(rig, audio), before)
+        nbytes = doc["bytes"]
+        shutil.rmtree(root / "take")
         time.sleep(0.5)
         progress(f"snapshot bench: the same {during_s:.1f} s without a snapshot")
         before = _counters(rig, audio)
         time.sleep(during_s)
         quiet = _delta(_counters(rig, audio), before)
+        progress(f"snapshot bench: plain write of the same {nbytes / 1e6:,.0f} MB to the same folder")
+        plain_s = _plain_write(root / "plain.bin", nbytes)
         ratio = wall / plain_s
         lost_by_snapshot = sum(doc["lost"].values())
         record = {
