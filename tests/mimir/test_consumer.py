@@ -302,6 +302,7 @@ def test_the_example_runs(live_rig):
     done = subprocess.run([sys.executable, str(EXAMPLE), live_rig], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert "cam.synthetic.1: frame" in done.stdout and "audio: 4800 frames x 2 channels" in done.stdout
+    assert "moment at" in done.stdout and "audio 2400 frames" in done.stdout and "missing" not in done.stdout
 
 
 def test_an_empty_window_and_a_camera_without_frames(rig):
