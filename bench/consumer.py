@@ -39,7 +39,7 @@ import numpy as np
 
 from mimir.config import AudioConfig, CameraFamilyConfig, ReservoirConfig, RigConfig
 from mimir.consumer import RigConsumer
-from mimir.descriptors import AudioBlockDescriptor, CameraFrameDescriptor, SampleKind
+from mimir.descriptors import AudioBlockDescriptor, AudioBlockRecord, CameraFrameDescriptor, SampleKind
 from mimir.reservoir import HandleResolver, Reservoir, ReservoirView
 from mimir.topology import RESERVOIR, plan_rig
 from ringbuf import Ring
@@ -83,8 +83,6 @@ class _Window:
             self.rings.append(ring)
             producers.append((ring, self.res.producer(SampleKind.CAMERA_FRAME, sensor_id_hash=spec.source_hash)))
         audio = plan.source("audio")
-        from mimir.descriptors import AudioBlockRecord
-
         audio_ring = Ring.create(audio.ring.object_id, rig=self.rig, descriptor=AudioBlockRecord,
                                  capacity=audio.ring.capacity, payload_shape=BLOCK, payload_dtype=np.float32)
         self.rings.append(audio_ring)
@@ -113,8 +111,10 @@ class _Window:
             while pushed < n and t0 + round(block_n * 1e9 / BLOCKS_HZ) <= now:
                 ts = t0 + round(block_n * 1e9 / BLOCKS_HZ)
                 audio_ring.claim()
-                audio_ring.publish(audio_ring.handle(block_n), BLOCK[0], BLOCK[1], 48_000, 1, block_n * BLOCK[0],
-                                   0, 0, ts, 0, 0)
+                audio_ring.publish_struct(AudioBlockRecord(
+                    data_handle=audio_ring.handle(block_n), frame_count=BLOCK[0], channel_count=BLOCK[1],
+                    sample_rate_hz=48_000, sample_format=1, start_sample=block_n * BLOCK[0], channel_layout_hash=0,
+                    adc_time_ns=0, host_time_ns=ts, status_flags=0, callback_ns=0, stream_time_ns=0))
                 mic.push_audio_block(ts, ts, AudioBlockDescriptor(audio_ring.handle(block_n), BLOCK[0], BLOCK[1],
                                                                   48_000, 1, block_n * BLOCK[0], 0))
                 block_n += 1

@@ -2,7 +2,7 @@
 
 * :mod:`mimir.snapshot.capture` - :func:`take_snapshot`: the span, the copies, the take writer;
 * :mod:`mimir.snapshot.stage`   - copying payloads out of live rings before the writers lap them;
-* :mod:`mimir.snapshot.clock`   - clock segments and steps, read from the indexed timestamps;
+* :mod:`mimir.snapshot.segments` - each item's clock segment, from the rig's published clock history;
 * :mod:`mimir.snapshot.cli`     - the ``snapshot`` command function (wired in ``mimir_cli``).
 """
 

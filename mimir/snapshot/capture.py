@@ -17,8 +17,8 @@ window are the next ones the rings overwrite):
    thread starts rescuing the frames closest to being overwritten;
 4. a :class:`mimir.take.TakeWriter` writes everything in canonical-time
    order (video per camera, one multichannel WAV, XDF, manifest), with a
-   new clock segment wherever the data shows a clock step
-   (:mod:`mimir.snapshot.clock`).
+   new clock segment wherever the rig's clock started one
+   (:mod:`mimir.snapshot.segments`).
 
 Nothing here writes to the rig: rings are attached as unregistered readers
 (no reader slot, no cursor), the reservoir as a read-only view. A frame or
@@ -40,6 +40,7 @@ import numpy as np
 from mimir.contract import RigNotRunning, read_plan
 from mimir.descriptors import HANDLE_SEQUENCE_MASK, AudioBlockRecord, SampleKind
 from mimir.reservoir import ReservoirView
+from mimir.supervisor.clock import ClockState
 from mimir.take import (
     VIDEO_ENCODINGS,
     AudioSource,
@@ -54,7 +55,7 @@ from mimir.take import (
 from mimir.topology import RESERVOIR, AudioWorkerSpec, CameraWorkerSpec, RigPlan
 from ringbuf import RingReader, SegmentMissing, StaleItem
 
-from .clock import Split, audio_segment_states, audio_splits, camera_splits
+from .segments import Fit, assign, predates, take_segment
 from .stage import FrameStager, copy_blocks, copy_of
 
 __all__ = ["take_snapshot", "SnapshotResult", "BadSnapshotRequest", "RigStopped", "default_folder"]
@@ -101,7 +102,6 @@ class _Camera:
     rate_hz: float
     rows: np.ndarray = None          # the span's samples and descriptors (reservoir)
     descriptors: np.ndarray = None
-    splits: list[Split] = field(default_factory=list)
 
 
 @dataclass
@@ -114,8 +114,6 @@ class _Audio:
     blocks: np.ndarray = None       # copies of the span's payloads
     valid: np.ndarray = None
     host_ns: np.ndarray = None
-    splits: list[Split] = field(default_factory=list)
-    segments: list[ClockSegment] = field(default_factory=list)
 
 
 def take_snapshot(rig: str = "default", seconds: float | None = None, out: str | os.PathLike | None = None,
@@ -275,68 +273,66 @@ def _witness(plan: RigPlan) -> str:
     return f"codebook {w.codebook_id} seed {w.seed} (epoch {w.epoch_unix_s:.0f} s)"
 
 
-def _fit_now(rig: str, audio: str) -> tuple[float, float, float] | None:
-    """``(local_sample_at_epoch, rate_hz, confidence)`` of the audio source's clock fit on the status board now."""
+def _fit_now(rig: str) -> Fit | None:
+    """The rig's clock fit now (the reference channel's, as the status board shows it), None if not locked."""
     from mimir.supervisor.status import read_status
 
     try:
-        rows = read_status(rig).sources
+        status = read_status(rig)
     except SegmentMissing:
         return None
-    for row in rows:
-        if row["name"] == audio and row["clock_locked"]:
-            return (float(row["clock_local_sample_at_epoch"]), float(row["clock_rate_hz"]),
-                    float(row["clock_confidence"]))
+    reference = status.header.get("clock_reference", 0)
+    for row in status.sources:
+        if row["name"] == f"audio.ch{reference}" and row["clock_locked"]:
+            return Fit(float(row["clock_local_sample_at_epoch"]), float(row["clock_rate_hz"]),
+                       float(row["clock_confidence"]))
     return None
 
 
-def _segments(rig: str, plan: RigPlan, cameras: list[_Camera], audios: list[_Audio]) -> dict[str, list]:
-    """Per source: ``[(first item index, ClockSegment), ...]`` (see :mod:`mimir.snapshot.clock`)."""
-    out: dict[str, list] = {}
-    reference: tuple[np.ndarray, list[ClockSegment]] | None = None  # (arrival of each segment's first block, segs)
-    for a in audios:
-        if not len(a.rows):
-            continue
-        rate = float(a.descriptors["sample_rate_hz"][0])
-        a.splits = audio_splits(a.rows["timestamp_ns"], a.host_ns, a.descriptors["start_sample"], rate)
-        a.segments = audio_segment_states(a.rows["timestamp_ns"], a.host_ns, a.splits, witness=_witness(plan),
-                                          fit_now=_fit_now(rig, a.name))
-        firsts = [0, *(s.index for s in a.splits)]
-        out[a.name] = list(zip(firsts, a.segments, strict=True))
-        if reference is None:
-            reference = (a.rows["arrival_ns"][firsts].astype(np.int64), a.segments)
-    for c in cameras:
-        if c.source is None or not len(c.rows):
-            continue
-        c.splits = camera_splits(c.rows["timestamp_ns"], c.descriptors["host_time_ns"])
-        firsts = [0, *(s.index for s in c.splits)]
-        lasts = [*(s.index for s in c.splits), len(c.rows)]
-        segments = []
-        for k, (first, last) in enumerate(zip(firsts, lasts, strict=True)):
-            step = c.splits[k - 1].step_ns if k else None
-            like = None
-            if reference is not None:  # the audio segment in effect when the middle of this one was indexed
-                arrival = int(c.rows["arrival_ns"][(first + last - 1) // 2])
-                at = int(np.searchsorted(reference[0], arrival, side="right")) - 1
-                like = reference[1][max(0, at)]
-            if like is None:
-                segments.append(ClockSegment(k, "provisional", step_ns=step))
-            else:
-                segments.append(msgspec.structs.replace(like, index=k, step_ns=step, first_ns=None))
-        out[c.name] = list(zip(firsts, segments, strict=True))
+def _segments(rig: str, plan: RigPlan, cameras: list[_Camera], audios: list[_Audio],
+              missing: list[Missing]) -> dict[str, list[tuple[int, ClockSegment]]]:
+    """Per source: ``[(first item index, ClockSegment), ...]`` from the rig's clock history (segments.py)."""
+    from mimir.supervisor.clock_board import read_clock
+
+    clock = read_clock(rig)
+    out: dict[str, list[tuple[int, ClockSegment]]] = {}
+    if clock is None or not clock.segments:
+        missing.append(Missing(None, "clock segments", "the rig publishes no clock history (no clk board): every "
+                                                       "item is in one segment, steps are not marked"))
+        return out
+    fit_now = _fit_now(rig) if clock.state == ClockState.LOCKED else None
+    witness = _witness(plan)
+    early = False
+    holdovers: set[tuple[int, str]] = set()
+    for name, rows in [(c.name, c.rows) for c in cameras if c.source is not None] + [(a.name, a.rows) for a in audios]:
+        arrival = rows["arrival_ns"]
+        early |= predates(arrival, clock.segments)
+        pieces = assign(arrival, clock.segments)
+        out[name] = [(first, take_segment(seg, first_in_span=k == 0, current_index=clock.segment, fit_now=fit_now,
+                                          witness=witness)) for k, (first, seg) in enumerate(pieces)]
+        holdovers.update((seg.index, seg.reason.name.lower().replace("_", " ")) for _, seg in pieces
+                         if seg.state == ClockState.HOLDOVER)
+    for index, reason in sorted(holdovers):
+        missing.append(Missing(None, f"a witness fit for clock segment {index}",
+                               f"holdover after a {reason}: canonical time continued on the last line; written as "
+                               "provisional"))
+    if early:
+        missing.append(Missing(None, "clock history of the span's beginning",
+                               f"the rig publishes its newest {len(clock.segments)} clock segments; items indexed "
+                               "before the oldest are put in it"))
     return out
 
 
 def _write(folder: Path, rig: str, plan: RigPlan, cameras: list[_Camera], audios: list[_Audio], items: list,
            stager: FrameStager, span: tuple[int, int], seconds: float, video: str, missing: list[Missing],
            progress: Callable[[str], None] | None) -> SnapshotResult:
-    segments = _segments(rig, plan, cameras, audios)
-    for name, segs in segments.items():
-        for _, seg in segs:
-            if seg.state == "locked" and seg.rate_hz is None:
-                missing.append(Missing(name, f"the clock fit of clock segment {seg.index}",
-                                       "the rig publishes its current fit only, not its clock history (the "
-                                       "segment's timestamps are exact)"))
+    segments = _segments(rig, plan, cameras, audios, missing)
+    unfitted = sorted({seg.index for segs in segments.values() for _, seg in segs
+                       if seg.state == "locked" and seg.rate_hz is None})
+    for index in unfitted:
+        missing.append(Missing(None, f"the witness fit of clock segment {index}",
+                               "the rig publishes the fit in effect now, not earlier ones (the segment's "
+                               "timestamps are exact)"))
     sources = [c.source for c in cameras if c.source is not None] + [a.source for a in audios]
     doc = {"rig": rig, "snapshot": {"seconds": seconds, "span_ns": list(span), "video": video},
            "plan": msgspec.to_builtins(plan)}

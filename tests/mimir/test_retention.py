@@ -93,16 +93,6 @@ fps = 60.0
     return passes, retention, status
 
 
-# Known defect, outside this module (mimir/topology.py): a ring keeps the window + 4 items, and that headroom is
-# shorter than the supervisor's indexing stalls and than the first clock lock's backward step (0.18 - 0.29 s here),
-# so descriptors at the window's old end point at overwritten payloads. With max(4, ceil(0.5 s x rate)) items the
-# test passes on this machine. strict: it must start passing (and lose this marker) once the headroom is fixed.
-RING_HEADROOM_DEFECT = pytest.mark.xfail(strict=True, reason=(
-    "ring headroom (mimir.topology.RING_HEADROOM_ITEMS = 4) is shorter than indexing stalls and the first clock "
-    "lock's backward step: see docs/consumer.md, Retention"))
-
-
-@RING_HEADROOM_DEFECT
 def test_every_payload_in_the_window_is_live_and_matches_its_stamp(walked):
     """The issue's invariant over every pass: from the first frames, across the first clock lock, to the end."""
     passes, _, status = walked

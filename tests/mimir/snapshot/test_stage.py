@@ -80,7 +80,10 @@ def test_copy_blocks_gathers_slots_and_flags_overwritten_ones(rig):
                      payload_dtype=np.float32) as ring, RingReader.attach("au", rig=rig, register=False) as reader:
         for n in range(20):
             ring.claim()[:] = n
-            ring.publish(ring.handle(n), 4, 2, 48_000, 1, n * 4, 0, 0, n, 0, 0)
+            ring.publish_struct(AudioBlockRecord(data_handle=ring.handle(n), frame_count=4, channel_count=2,
+                                                 sample_rate_hz=48_000, sample_format=1, start_sample=n * 4,
+                                                 channel_layout_hash=0, adc_time_ns=0, host_time_ns=n,
+                                                 status_flags=0, callback_ns=0, stream_time_ns=0))
         assert slot_array(reader).shape == (16, 4, 2)
         copies, valid = copy_blocks(reader, np.arange(2, 20, dtype=np.uint64))
         assert valid.tolist() == [False] * 2 + [True] * 16  # items 2 and 3 were overwritten by 18 and 19
