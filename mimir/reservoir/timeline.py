@@ -56,7 +56,7 @@ class Hit(NamedTuple):
 
 
 def _first_at_or_after(q: ReservoirQueries, kind: int, sensor: int, start: int, end: int) -> tuple[int, int] | None:
-    """``(kind position, time)`` of the sensor's first sample at ``start <= k < end`` (None if none). May raise Evicted."""
+    """``(kind position, time)`` of the sensor's first sample at ``start <= k < end``, or None. May raise Evicted."""
     probe = q.sensor_time_at
     k = start
     while k < end:
