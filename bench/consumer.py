@@ -72,8 +72,16 @@ class _Window:
                            audio=AudioConfig(channels=BLOCK[1], block_frames=BLOCK[0], rate_hz=48_000),
                            reservoir=ReservoirConfig(window_s=seconds + 10))  # holds them all
         plan = plan_rig(config)
-        self.rings = []
+        self.rings: list[Ring] = []
+        self.consumer: RigConsumer | None = None
         self.res = Reservoir.create(self.rig, name=RESERVOIR, capacity=n + 64, duration_ns=plan.window_ns)
+        try:
+            self._fill(plan, n, seed)
+        except BaseException:
+            self.close()
+            raise
+
+    def _fill(self, plan, n: int, seed: int) -> None:
         rng = random.Random(seed)
         cams = plan.cameras()
         producers = []
@@ -130,7 +138,8 @@ class _Window:
         assert self.consumer.view.count() == n, (self.consumer.view.count(), n)
 
     def close(self) -> None:
-        self.consumer.close()
+        if self.consumer is not None:
+            self.consumer.close()
         for ring in self.rings:
             ring.close()
         self.res.close()
