@@ -17,7 +17,7 @@ import typer
 
 __all__ = [
     "bench_rings", "bench_reservoir", "bench_pipeline", "bench_cameras", "bench_audio", "bench_receivers",
-    "bench_take", "bench_gpu", "load", "finite",
+    "bench_take", "bench_gpu", "bench_consumer", "bench_snapshot", "load", "finite",
 ]
 
 JsonOut = Annotated[bool, typer.Option("--json", help="Print only one JSON document on stdout.")]
@@ -194,4 +194,51 @@ def bench_gpu(
     else:
         print(gpu.format_table(doc))
     if gpu.correctness_failed(doc):
+        raise typer.Exit(1)
+
+
+def bench_consumer(
+    quick: Annotated[bool, typer.Option("--quick", help="Fewer repeats and laps (about a minute).")] = False,
+    json_out: JsonOut = False,
+) -> None:
+    """Time-aligned reads (frame_at, frames, moment, audio) at 1k and 100k samples vs a scan; a ring's first lap."""
+    consumer = load("consumer")
+    records = consumer.run(quick, progress=_progress)
+    if json_out:
+        sys.stdout.write(json.dumps({"bench": "consumer", "machine": _machine(), "results": records},
+                                    allow_nan=False) + "\n")
+    else:
+        print(consumer.format_table(records))
+
+
+def bench_snapshot(
+    seconds: Annotated[float, typer.Option("--seconds", help="Seconds to snapshot (at most the 5 s window).")] = 5.0,
+    video: Annotated[str, typer.Option("--video", help="raw | ffv1 | h264")] = "raw",
+    shape: Annotated[str, typer.Option("--shape", help="default (six VGA cameras) | small (a smoke run)")] = "default",
+    directory: Annotated[str, typer.Option(
+        "--dir", help="Folder on the disk to measure (default: the temp folder).")] = None,
+    json_out: JsonOut = False,
+) -> None:
+    """`mimir snapshot` of the default rig: wall time vs a plain write of the same bytes, capture loss vs none.
+
+    Exit 1 when the snapshot or capture lost anything (a correctness failure);
+    a missed speed goal does not change the exit status.
+    """
+    import os
+
+    snapshot = load("snapshot")
+    if not 0 < seconds <= 5.0 or video not in ("raw", "ffv1", "h264") or shape not in snapshot.SHAPES:
+        typer.echo(f"mimir bench snapshot: need 0 < --seconds <= 5 (the window), --video raw|ffv1|h264 and "
+                   f"--shape {'|'.join(snapshot.SHAPES)}; got {seconds:g}, {video!r}, {shape!r}", err=True)
+        raise typer.Exit(2)
+    if directory is not None and not os.path.isdir(directory):
+        typer.echo(f"mimir bench snapshot: --dir {directory}: no such folder", err=True)
+        raise typer.Exit(2)
+    records = snapshot.run(seconds, video=video, shape=shape, directory=directory, progress=_progress)
+    if json_out:
+        sys.stdout.write(json.dumps({"bench": "snapshot", "machine": _machine(), "results": finite(records)},
+                                    allow_nan=False) + "\n")
+    else:
+        print(snapshot.format_table(records))
+    if any(not (r["goals"]["snapshot_lost_nothing"] and r["goals"]["capture_lost_nothing"]) for r in records):
         raise typer.Exit(1)

@@ -1,4 +1,4 @@
-"""Read a running rig from another program: the latest camera frame (zero copy) and recent audio.
+"""Read a running rig from another program: latest frames (zero copy), a moment across cameras, recent audio.
 
 Start a rig first (`bash scripts/run.sh`, or `mimir-supervisor start`), then:
 
@@ -6,7 +6,6 @@ Start a rig first (`bash scripts/run.sh`, or `mimir-supervisor start`), then:
 """
 
 import sys
-import time
 
 import numpy as np
 
@@ -25,6 +24,12 @@ def main(rig: str = "default") -> int:
             print(f"  {camera}: frame {d.sequence} {d.width}x{d.height} at canonical {frame.canonical_ns / 1e9:.6f} s, "
                   f"mean {brightness:.1f}, {'valid' if ok else 'overwritten while reading: dropped'}")
         edge_ns = consumer.view.edge_ns
+        t = edge_ns - 150_000_000  # 150 ms ago: one frame per camera nearest it, and 50 ms of audio around it
+        moment = consumer.moment(t, audio_ms=50)
+        skews = ", ".join(f"{c} {f.skew_ns / 1e6:+.1f} ms" for c, f in moment.frames.items())
+        print(f"  moment at {t / 1e9:.6f} s: frames {skews}; "
+              + ", ".join(f"{s} {a.samples.shape[0]} frames" for s, a in moment.audio.items())
+              + ("; missing " + ", ".join(moment.missing) if moment.missing else ""))
         try:
             span = consumer.audio(edge_ns - 200_000_000, edge_ns - 100_000_000)
         except StaleHandle as exc:

@@ -31,11 +31,11 @@ import numpy as np
 
 from mimir.descriptors import split_handle
 from ringbuf import fence
-from ringbuf.layout import packer_of
+from ringbuf.layout import dtype_of, packer_of
 
 from .errors import Evicted, ReservoirBusy, ReservoirClosed, StaleHandle, UnknownHandle
 from .layout import (
-    KIND_COUNT, KIND_SHIFT, KINDS, TYPED_DESCRIPTORS, W, check_kind, status_dtype,
+    KIND_COUNT, KIND_POSITION_MASK, KIND_SHIFT, KINDS, TYPED_DESCRIPTORS, W, check_kind, status_dtype,
 )
 from .mapping import Mapped
 from .results import ReservoirStatus, Sample
@@ -286,6 +286,123 @@ class ReservoirQueries:
             attempt += 1
             self._settle(attempt)
 
+    # ---- stable kind positions (for walking or searching one view while the window moves) --------------------
+    def kind_bounds(self, kind: int) -> tuple[int, int]:
+        """``(kind_head, kind_tail)``: the ``kind`` view holds kind positions ``kind_head <= k < kind_tail``.
+
+        A kind position numbers the samples of one kind in push order (0, 1,
+        2 ...; never reused), as a global position numbers all samples. Unlike
+        a view index it does not shift when the head moves: read it with
+        :meth:`read_kind_at`.
+        """
+        if not 0 <= kind < KIND_COUNT:
+            check_kind(kind)
+        words = self._words
+        attempt = 0
+        while True:
+            gen = words[W.GENERATION]
+            head = words[W.KIND_HEAD + kind]
+            tail = words[W.KIND_TAIL + kind]
+            if not gen & 1 and words[W.GENERATION] == gen:
+                return head, tail
+            attempt += 1
+            self._settle(attempt)
+
+    def read_kind_at(self, kind: int, kind_position: int) -> Sample:
+        """The sample at ``kind_position`` of the ``kind`` view.
+
+        :class:`Evicted` once it left the window, IndexError if not pushed yet.
+        Same seqlock checks as :meth:`read_view`.
+        """
+        if not 0 <= kind < KIND_COUNT:
+            check_kind(kind)
+        words = self._words
+        cap = self._cap
+        head_word = W.KIND_HEAD + kind
+        rw0 = self._rw0
+        index_word = self._kw0 + kind * cap + kind_position % cap
+        tag = kind << KIND_SHIFT
+        attempt = 0
+        while True:
+            if words[head_word] > kind_position:
+                raise Evicted(
+                    f"reservoir {self._m.name}: {KINDS[kind].name} position {kind_position} has left the window"
+                )
+            if kind_position >= words[W.KIND_TAIL + kind] or kind_position < 0:
+                raise IndexError(
+                    f"reservoir {self._m.name}: {KINDS[kind].name} position {kind_position} has not been pushed yet"
+                )
+            position = words[index_word]
+            rw = rw0 + (position % cap) * 8
+            stamp = position + 1
+            if words[rw] == stamp:
+                if _READ_FENCE is not None:
+                    _READ_FENCE()
+                sensor, ts, arrival, seq, payload, flags, reserved, kp = self._unpack_body(self._buf, rw * 8 + 8)
+                if _READ_FENCE is not None:
+                    _READ_FENCE()
+                if words[rw] == stamp and kp == tag | kind_position and words[head_word] <= kind_position:
+                    return Sample(KINDS[kind], position, sensor, ts, arrival, seq, payload, flags, reserved)
+            attempt += 1
+            self._settle(attempt)
+
+    def sensor_time_at(self, kind: int, kind_position: int) -> tuple[int, int]:
+        """``(sensor_id_hash, timestamp_ns)`` of the sample at ``kind_position``: :meth:`read_kind_at`, lean.
+
+        The same seqlock checks for two words instead of the whole record: what a
+        search probes. :class:`Evicted` / IndexError as :meth:`read_kind_at`.
+        """
+        words = self._words
+        cap = self._cap
+        head_word = W.KIND_HEAD + kind
+        index_word = self._kw0 + kind * cap + kind_position % cap
+        rw0 = self._rw0
+        tag = kind << KIND_SHIFT
+        attempt = 0
+        while True:
+            if words[head_word] > kind_position:
+                raise Evicted(
+                    f"reservoir {self._m.name}: {KINDS[kind].name} position {kind_position} has left the window"
+                )
+            if kind_position >= words[W.KIND_TAIL + kind] or kind_position < 0:
+                raise IndexError(
+                    f"reservoir {self._m.name}: {KINDS[kind].name} position {kind_position} has not been pushed yet"
+                )
+            position = words[index_word]
+            rw = rw0 + (position % cap) * 8
+            stamp = position + 1
+            if words[rw] == stamp:
+                if _READ_FENCE is not None:
+                    _READ_FENCE()
+                sensor = words[rw + 1]
+                ts = words[rw + 2]
+                kp = words[rw + 7]
+                if _READ_FENCE is not None:
+                    _READ_FENCE()
+                if words[rw] == stamp and kp == tag | kind_position and words[head_word] <= kind_position:
+                    return sensor, ts
+            attempt += 1
+            self._settle(attempt)
+
+    def kind_position_of(self, sample: Sample) -> int:
+        """The kind position of ``sample`` (read back from its record); :class:`Evicted` once it left the window."""
+        words = self._words
+        position = sample.position
+        rw = self._rw0 + (position % self._cap) * 8
+        stamp = position + 1
+        attempt = 0
+        while True:
+            if words[W.HEAD] > position:
+                raise Evicted(f"reservoir {self._m.name}: position {position} has left the window")
+            if words[rw] == stamp:
+                kp = words[rw + 7]
+                if _READ_FENCE is not None:
+                    _READ_FENCE()
+                if words[rw] == stamp:
+                    return kp & KIND_POSITION_MASK
+            attempt += 1
+            self._settle(attempt)
+
     def latest_for_sensor(self, kind: int, sensor_id_hash: int) -> Sample | None:
         """The most recently pushed sample of ``kind`` from ``sensor_id_hash`` still in the window, or None."""
         if not 0 <= kind < KIND_COUNT:
@@ -445,6 +562,57 @@ class ReservoirQueries:
         for name in ("sensor_id_hash", "timestamp_ns", "arrival_ns", "sequence", "payload_handle", "flags", "reserved"):
             out[name] = rows[name]
         return out
+
+    def typed_snapshot(self, kind: int) -> tuple[np.ndarray, np.ndarray]:
+        """The ``kind`` view with its descriptors, oldest first: ``(rows, descriptors)``.
+
+        ``rows`` is a :data:`SNAPSHOT_DTYPE` array as :meth:`snapshot` gives;
+        ``descriptors[i]`` is the typed descriptor of ``rows[i]`` as a
+        structured array of the kind's descriptor Struct (camera frame, audio
+        block, render packet). Only samples stored with a descriptor and still
+        in the window when the copy ended are returned (one vectorised,
+        seqlock-checked copy: O(n) by nature). LookupError for a kind that
+        carries no descriptors.
+        """
+        kind = check_kind(kind)
+        cls = self._descriptor_cls.get(kind)
+        if cls is None:
+            raise LookupError(f"{KINDS[kind].name} samples carry no descriptor; use snapshot({kind})")
+        words = self._words
+        cap = self._cap
+        records = self._m.records
+        attempt = 0
+        while True:
+            gen = words[W.GENERATION]
+            first, end = words[W.KIND_HEAD + kind], words[W.KIND_TAIL + kind]
+            if not gen & 1 and words[W.GENERATION] == gen:
+                break
+            attempt += 1
+            self._settle(attempt)
+        counters = np.arange(first, end, dtype=np.uint64)
+        positions = self._m.kind_index[kind][(counters % cap).astype(np.intp)]
+        slots = (positions % cap).astype(np.intp)
+        rows = records[slots]
+        descriptors = self._m.descriptor_views[kind][slots]
+        if _READ_FENCE is not None:
+            _READ_FENCE()
+        stamps_after = records["stamp"][slots]
+        head_after = words[W.HEAD]
+        own_handle = (np.uint64(self._m.handle_id) << np.uint64(48)) | positions
+        ok = ((rows["stamp"] == positions + 1) & (stamps_after == positions + 1) & (positions >= head_after)
+              & (rows["kind_position"] == ((np.uint64(kind) << np.uint64(KIND_SHIFT)) | counters))
+              & (rows["payload_handle"] == own_handle))
+        out = np.empty(int(ok.sum()), dtype=SNAPSHOT_DTYPE)
+        rows = rows[ok]
+        out["position"] = positions[ok]
+        out["kind"] = kind
+        for name in ("sensor_id_hash", "timestamp_ns", "arrival_ns", "sequence", "payload_handle", "flags", "reserved"):
+            out[name] = rows[name]
+        typed = np.empty(len(out), dtype=dtype_of(cls))
+        chosen = descriptors[ok]
+        for name in typed.dtype.names:
+            typed[name] = chosen[name]
+        return out, typed
 
     def __repr__(self) -> str:
         state = "closed" if isinstance(self._words, _ClosedWords) else f"{self.count()} samples"
