@@ -204,7 +204,7 @@ fps = 60.0
 format = "YUYV"                 # YUYV | BGR3 | GREY | GRBG | MJPG
 devices = []                    # ks / ps3eye: device names or indices
 files = []                      # file family: video files
-# ring_capacity = 304           # frames per camera ring (default and minimum: the window's frames + 4)
+# ring_capacity = 330           # frames per camera ring (default and minimum: the window's frames + 0.5 s)
 
 [network]
 # listen = "tcp://0.0.0.0:5591" # accept remote receivers (mimir receiver) here

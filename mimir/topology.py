@@ -7,7 +7,8 @@
 * every **ring**: its shared-memory object id (short, so every name fits
   macOS's 31 characters), its readable name and its capacity, sized from the
   reservoir window (a ring holds at least ``window_s x rate`` items, plus
-  :data:`RING_HEADROOM_ITEMS`, so every sample in the window has a live payload);
+  :data:`RING_HEADROOM_S` of headroom, so every sample in the window has a live
+  payload even while the indexer or a reader falls behind for a moment);
 * every **source**: its name, kind, nominal rate and the source-id hash the
   reservoir indexes it under;
 * the **witness**: codebook id, seed, epoch and level, which the audio worker
@@ -42,7 +43,8 @@ __all__ = [
 ]
 
 SPEC_ENV = "MIMIR_WORKER_SPEC"
-RING_HEADROOM_ITEMS = 4      # beyond the window: a reader copying the oldest item is never overtaken
+RING_HEADROOM_S = 0.5        # beyond the window: a stalled indexer or a reader copying the oldest items is
+RING_HEADROOM_ITEMS = 4      # never overtaken (at least this many items, whatever the rate)
 MAX_CAMERAS = 16
 BOARD_WORKERS = "sw"
 BOARD_SOURCES = "ss"
@@ -183,9 +185,14 @@ def decode_worker_spec(text: str) -> WorkerSpec:
 
 
 # ---- derivation ------------------------------------------------------------------------------------------------
+def headroom_items(rate_hz: float) -> int:
+    """Items a ring holds beyond the window: :data:`RING_HEADROOM_S` of them, at least :data:`RING_HEADROOM_ITEMS`."""
+    return max(RING_HEADROOM_ITEMS, math.ceil(RING_HEADROOM_S * rate_hz))
+
+
 def ring_capacity(window_s: float, rate_hz: float, override: int | None, what: str) -> int:
     """Items a ring of ``rate_hz`` must hold for the window; an override below that is refused."""
-    needed = math.ceil(window_s * rate_hz) + RING_HEADROOM_ITEMS if window_s > 0 else 1
+    needed = math.ceil(window_s * rate_hz) + headroom_items(rate_hz) if window_s > 0 else 1
     if override is None:
         return needed
     if override < needed:
@@ -244,7 +251,7 @@ def audio_worker_spec(rig: str, audio: AudioConfig, witness: WitnessSpec, *, win
             f"audio.ring_seconds = {audio.ring_seconds:g} is shorter than the reservoir window ({window_s:g} s): "
             "blocks in the window would point at overwritten audio; remove it or raise it"
         )
-    capacity = math.ceil(seconds * blocks_hz) + RING_HEADROOM_ITEMS
+    capacity = math.ceil(seconds * blocks_hz) + headroom_items(blocks_hz)
     metrics = RingSpec(object_id=AUDIO_METRICS, name="audio.metrics", capacity=max(64, math.ceil(10 * blocks_hz)))
     return AudioWorkerSpec(
         name="audio", rig=rig, source="audio", backend=audio.backend, host_api=audio.host_api, device=audio.device,

@@ -168,8 +168,12 @@ def _wire() -> None:
     from workers.audio.cli import audio_worker, latency, soak
     from workers.camera.cli import camera_worker
 
-    for name in ("rings", "reservoir", "pipeline", "cameras", "audio", "receivers", "take", "gpu"):
+    from mimir.snapshot.cli import snapshot
+
+    for name in ("rings", "reservoir", "pipeline", "cameras", "audio", "receivers", "take", "gpu", "consumer",
+                 "snapshot"):
         bench_app.command(name)(getattr(bench_cli, f"bench_{name}"))
+    app.command("snapshot")(snapshot)
     bench_app.command("sync")(bench_sync)
     app.add_typer(codebook_app, name="codebook", help="The active-witness codebook.")
     app.command("decode")(decode)

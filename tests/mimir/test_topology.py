@@ -80,11 +80,11 @@ def test_every_ring_the_supervisor_indexes_is_one_a_worker_creates_and_every_nam
 def test_ring_capacities_hold_the_window_and_an_override_below_it_is_refused():
     plan = plan_rig(default_rig())
     cams = [s for s in plan.sources if s.kind == SampleKind.CAMERA_FRAME]
-    assert len(cams) == 6 and all(s.ring.capacity == 5 * 60 + topology.RING_HEADROOM_ITEMS for s in cams)
+    assert len(cams) == 6 and all(s.ring.capacity == 5 * 60 + 30 for s in cams)  # + 0.5 s of headroom
     audio = plan.source("audio")
-    assert audio.ring.capacity == 5 * 48_000 // 64 + topology.RING_HEADROOM_ITEMS
+    assert audio.ring.capacity == 5 * 48_000 // 64 + 375
     short = msgspec.structs.replace(default_rig(), cameras=[CameraFamilyConfig(family="synthetic", ring_capacity=32)])
-    with pytest.raises(ConfigError, match=r"holds 0.53 s but the reservoir window is 5 s \(304 items needed"):
+    with pytest.raises(ConfigError, match=r"holds 0.53 s but the reservoir window is 5 s \(330 items needed"):
         plan_rig(short)
 
 

@@ -108,7 +108,7 @@ def test_reservoir_descriptor_handles_go_stale_and_name_the_reservoir(rig):
             HandleResolver(rig, reservoir=res) as resolver:
         audio = res.producer(SampleKind.AUDIO_BLOCK, "mic")
         record = AudioBlockRecord(7, 192, 1, 48_000, 1, 0, 0, adc_time_ns=5, host_time_ns=6, status_flags=0,
-                                  callback_ns=3)
+                                  callback_ns=3, stream_time_ns=0)
         first = res.read_at(audio.push_audio_block(10, 10, record))  # a record subclass keeps its descriptor part
         assert resolver.descriptor(first.payload_handle) == AudioBlockDescriptor(7, 192, 1, 48_000, 1, 0, 0)
         audio.push_audio_block(20, 20, record)
