@@ -16,11 +16,14 @@ CURVE clients in ``tests/faults/test_hostile_receivers.py``):
   (:meth:`ClaimStore.push`'s ``now_ns``), never a claim: a claim after now is
   refused (``after_now``), one before the window is refused (``before_window``),
   through :meth:`mimir.reservoir.Reservoir.push_observed`, which never evicts;
-* per source, a token bucket bounds claims per second (``rate_limited``) and a
-  cap bounds its claims inside the window (``window_cap``); the store holds
-  every source's cap, so one source can never push out another's claims for
-  capacity (``store_full`` counts the impossible case anyway);
-* every claim ends in exactly one counter of its source's :class:`ClaimCounts`.
+* per source, a token bucket bounds the claims it makes per second (in
+  :class:`~mimir.net.sources.SourceTable`, before a claim is queued, so a
+  flood never crowds out another source's claims: ``claims_rate_limited`` in
+  its counters), and a cap bounds its claims inside the window here
+  (``window_cap``); the store holds every source's cap, so one source can
+  never push out another's claims for capacity (``store_full`` counts the
+  impossible case anyway);
+* every claim queued ends in exactly one counter of its source's :class:`ClaimCounts`.
 
 What a source *can* still do to other sources' claims: an accepted claim that
 is older than claims pushed before it makes them leave the window early when
@@ -36,6 +39,7 @@ from __future__ import annotations
 import heapq
 import math
 from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING
 
 import msgspec
 
@@ -43,8 +47,8 @@ from mimir.config import NetworkConfig
 from mimir.descriptors import SampleKind
 from mimir.reservoir import Refused, Reservoir, segment_bytes
 
-from .ratelimit import TokenBucket
-from .sources import EventClaim
+if TYPE_CHECKING:
+    from .sources import EventClaim
 
 __all__ = ["ClaimLimits", "ClaimCounts", "ClaimStore", "CLAIM_BURST", "MIN_CLAIMS_PER_WINDOW"]
 
@@ -54,8 +58,9 @@ _MAX_U64 = (1 << 64) - 1
 
 
 class ClaimLimits(msgspec.Struct, frozen=True, kw_only=True):
-    """Per-source bounds. ``per_window``: a source's claims inside the window at once (None: what the rate and
-    burst allow in one window, ``burst + per_second x window``, so the cap never refuses a source within its rate)."""
+    """Per-source bounds: ``per_second`` and ``burst`` for the claims a source makes (a token bucket in the
+    SourceTable); ``per_window``, its claims inside the window at once (None: what the rate and burst allow in
+    one window, ``burst + per_second x window``, so the cap never refuses a source within its rate)."""
 
     per_second: float = NetworkConfig().max_claims_per_s  # about 7 a second: 5 anchors (one per event) and 2 fits
     burst: int = CLAIM_BURST
@@ -71,24 +76,22 @@ class ClaimCounts(msgspec.Struct, kw_only=True):
     """What became of one source's claims; each claim ends in exactly one field."""
 
     stored: int = 0          # in the observed reservoir
-    rate_limited: int = 0    # over the source's claims per second (token bucket)
     window_cap: int = 0      # the source already has its cap of claims inside the window
     after_now: int = 0       # claims a time after the rig's canonical now (the future)
     before_window: int = 0   # claims a time before the window start (or before the epoch)
     store_full: int = 0      # the store was full (cannot happen while every source keeps its cap)
 
     def refused(self) -> int:
-        return self.rate_limited + self.window_cap + self.after_now + self.before_window + self.store_full
+        return self.window_cap + self.after_now + self.before_window + self.store_full
 
     def total(self) -> int:
         return self.stored + self.refused()
 
 
 class _Source:
-    __slots__ = ("bucket", "in_window", "counts", "producer")
+    __slots__ = ("in_window", "counts", "producer")
 
-    def __init__(self, bucket: TokenBucket) -> None:
-        self.bucket = bucket
+    def __init__(self) -> None:
         self.in_window: list[int] = []   # min-heap of the timestamps of its stored claims not yet aged out
         self.counts = ClaimCounts()
         self.producer = None
@@ -143,12 +146,8 @@ class ClaimStore:
     def _push(self, claim: EventClaim, now_ns: int, canonical_of_arrival: Callable[[int], int]) -> None:
         src = self._sources.get(claim.source_id)
         if src is None:
-            src = self._sources[claim.source_id] = _Source(
-                TokenBucket(self.limits.per_second, self.limits.burst, claim.arrival_ns))
+            src = self._sources[claim.source_id] = _Source()
         c = src.counts
-        if not src.bucket.take(claim.arrival_ns):
-            c.rate_limited += 1
-            return
         if claim.canonical_ns is None:
             ts = min(int(canonical_of_arrival(claim.arrival_ns)), now_ns)
         else:

@@ -36,6 +36,7 @@ from zmq.utils.monitor import parse_monitor_message
 
 from mimir.config import ConfigError, NetworkConfig
 
+from .claims import ClaimLimits
 from .keys import KeyFileError, KeyPair, is_z85_key, load_secret_key
 from .messages import (
     MAX_MESSAGE_BYTES,
@@ -210,7 +211,9 @@ class RemoteListener:
         self.table = SourceTable([(sid, trust) for sid, trust in keys.values()], influence_at=influence_at,
                                  codebook=codebook, min_confidence=min_confidence, max_fit_age_s=max_fit_age_s,
                                  on_event_claim=on_event_claim,
-                                 max_messages_per_s=getattr(config, "max_messages_per_s", MAX_MESSAGES_PER_S))
+                                 max_messages_per_s=getattr(config, "max_messages_per_s", MAX_MESSAGES_PER_S),
+                                 claim_limits=ClaimLimits(per_second=getattr(config, "max_claims_per_s",
+                                                                             ClaimLimits().per_second)))
         self._gate = _Gate(keys)
         self._handshakes = HandshakeCounts()
         self.frames_received = 0

@@ -20,7 +20,11 @@ Rules
     * rate: a token bucket per source (``max_messages_per_s``, saving up to
       ``message_burst``, one full receiver backlog) bounds the frames read from
       it; a frame over the rate is ``rate_limited`` before it is decoded, is not
-      acknowledged, and the receiver sends it again later (its backlog keeps it).
+      acknowledged, and the receiver sends it again later (its backlog keeps it);
+    * claims: another token bucket per source (``claim_limits``) bounds the
+      event claims it makes; a claim over it is counted in
+      ``claims_rate_limited`` and never queued, so no source's flood can push
+      another's claims out of the bounded queue.
 """
 
 from __future__ import annotations
@@ -47,6 +51,7 @@ from .messages import (
     body_kind,
     decode_uplink,
 )
+from .claims import ClaimLimits
 from .ratelimit import TokenBucket
 from .seqwindow import SeqWindow
 from .trust import TrustDecision, decide
@@ -106,7 +111,8 @@ class SourceCounters(msgspec.Struct, kw_only=True):
     anchors: int = 0             # distinct anchors received
     anchors_repeated: int = 0    # anchors of an event index already received in this session
     audio_unsolicited: int = 0   # audio windows nobody asked for (dropped)
-    event_claims: int = 0
+    event_claims: int = 0        # claims made (queued for the observed store, mimir.net.claims)
+    claims_rate_limited: int = 0  # claims over the source's claim rate: never made
     connections: int = 0         # connections its frames came over (1 + reconnections, e.g. after a dropped one)
     rejected: RejectCounts = msgspec.field(default_factory=RejectCounts)
 
@@ -220,7 +226,8 @@ class SourceState:
     decode_to_state_ns: deque = field(default_factory=lambda: deque(maxlen=4096))
     claim_seq: int = 0
     last_refusal_ns: int = 0
-    bucket: TokenBucket | None = None
+    bucket: TokenBucket | None = None        # frames read
+    claim_bucket: TokenBucket | None = None  # claims made
 
     def new_session(self, session: int, window: int) -> None:
         self.session = session
@@ -241,6 +248,7 @@ class SourceTable:
                  session_takeover_s: float = 30.0, window: int = 8192, connected_within_s: float = 5.0,
                  max_claims: int = 8192, on_event_claim: Callable[[EventClaim], None] | None = None,
                  max_messages_per_s: float = MAX_MESSAGES_PER_S, message_burst: int = MESSAGE_BURST,
+                 claim_limits: ClaimLimits = ClaimLimits(),
                  clock_ns: Callable[[], int] = time.monotonic_ns, unix_ns: Callable[[], int] = time.time_ns) -> None:
         self.influence_at = influence_at
         self.codebook = codebook
@@ -261,7 +269,8 @@ class SourceTable:
         for source_id, level in sources:
             st = SourceState(source_id=source_id, trust=level, sensor_id_hash=hash_source_id(f"remote.{source_id}"),
                              decision=decide(level, influence_at=influence_at),
-                             bucket=TokenBucket(max_messages_per_s, message_burst, now))
+                             bucket=TokenBucket(max_messages_per_s, message_burst, now),
+                             claim_bucket=TokenBucket(claim_limits.per_second, claim_limits.burst, now))
             self.states[source_id] = st
 
     # ------------------------------------------------------------------------------------------------ decisions
@@ -291,6 +300,9 @@ class SourceTable:
             self._claim(st, "trust", None, now_ns, detail=new.reason)
 
     def _claim(self, st: SourceState, kind: str, canonical_ns: int | None, now_ns: int, **extra) -> None:
+        if not st.claim_bucket.take(now_ns):
+            st.counters.claims_rate_limited += 1
+            return
         st.claim_seq += 1
         st.counters.event_claims += 1
         claim = EventClaim(source_id=st.source_id, sensor_id_hash=st.sensor_id_hash, kind=kind,
