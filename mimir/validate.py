@@ -96,20 +96,23 @@ def _readable_file(where: str, name: str) -> Path:
 def _video_file(where: str, name: str, cam: CameraFamilyConfig) -> None:
     """The file family replays a video at its own size and rate (as BGR3): the config must ask for exactly that.
 
-    Opened the way the camera worker opens it (OpenCV's FFMPEG backend), so both agree on what the file is.
+    Read the way the camera worker reads it (PyAV: the first video stream's codec size, its average rate or
+    else FFmpeg's guess), so both agree on what the file is.
     """
     path = _readable_file(where, name)
-    import cv2  # only rigs with video files pay for the import
+    import av  # only rigs with video files pay for the import
 
-    cap = cv2.VideoCapture(str(path), cv2.CAP_FFMPEG)
     try:
-        if not cap.isOpened():
-            raise ConfigError(f"{where}: {name} is not a video OpenCV's FFMPEG backend can decode")
-        width = int(cap.get(cv2.CAP_PROP_FRAME_WIDTH))
-        height = int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT))
-        fps = float(cap.get(cv2.CAP_PROP_FPS))
-    finally:
-        cap.release()
+        with av.open(str(path), mode="r") as container:
+            if not container.streams.video:
+                raise ConfigError(f"{where}: {name} has no video stream")
+            stream = container.streams.video[0]
+            width, height = stream.codec_context.width, stream.codec_context.height
+            rate = stream.average_rate or stream.guessed_rate
+            fps = float(rate) if rate else 0.0
+    except (OSError, av.error.FFmpegError) as exc:
+        raise ConfigError(f"{where}: {name} is not a video FFmpeg can decode ({' '.join(str(exc).split())})") \
+            from None
     if width <= 0 or height <= 0 or not (math.isfinite(fps) and fps > 0):
         raise ConfigError(f"{where}: {name} reports {width}x{height} at {fps:g} fps; it cannot be replayed")
     if (width, height) != (cam.width, cam.height) or abs(fps - cam.fps) > _FPS_TOLERANCE * cam.fps \

@@ -65,11 +65,9 @@ def live_rig(rig):
     """A live rig's objects, written by this process: board (with one snapshot), reservoir, a ring, a reader's
     doorbell, and the rings' lock files."""
     board = StatusBoard(rig)
-    board.publish(SupervisorHeader(pid=os.getpid(), state=1, started_unix_ns=1, uptime_ns=1, workers=0, sources=0,
-                                   indexed_total=0, lost_total=0, cpu_pct=0.0, index_latency_p50_us=0.0,
-                                   index_latency_p99_us=0.0, reservoir_edge_ns=0, reservoir_window_start_ns=0,
-                                   reservoir_samples=0),
-                  np.zeros(0, dtype_of(WorkerRow)), np.zeros(0, dtype_of(SourceRow)))
+    header = msgspec.structs.replace(SupervisorHeader(*np.zeros((), dtype_of(SupervisorHeader)).item()),
+                                     pid=os.getpid(), state=1)
+    board.publish(header, np.zeros(0, dtype_of(WorkerRow)), np.zeros(0, dtype_of(SourceRow)))
     res = Reservoir.create(rig, capacity=64)
     bell = PLATFORM.doorbell_listener(rig)
     ring = Ring.create("c0", rig=rig, descriptor=_Desc, capacity=8)

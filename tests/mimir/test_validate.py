@@ -93,7 +93,7 @@ CASES = [
     ("synthetic-device", '[[cameras]]\nfamily = "synthetic"\ndevices = ["cam7"]', "synthetic cameras are indices"),
     ("device-twice", '[[cameras]]\nfamily = "ks"\ncount = 2\ndevices = ["0", "0"]', "a device is listed twice"),
     ("missing-video", '[[cameras]]\nfamily = "file"\nfiles = ["{dir}/nope.mkv"]', "nope.mkv: No such file"),
-    ("not-a-video", '[[cameras]]\nfamily = "file"\nfiles = ["{notvideo}"]', "is not a video"),
+    ("not-a-video", '[[cameras]]\nfamily = "file"\nfiles = ["{notvideo}"]', "is not a video FFmpeg can decode"),
     ("video-mode", '[[cameras]]\nfamily = "file"\nfiles = ["{video}"]',
      'is 64x48 at 30 fps and is replayed as it is; set width = 64, height = 48, fps = 30, format = "BGR3"'),
     ("video-files-count", '[[cameras]]\nfamily = "file"\ncount = 2\nformat = "BGR3"\nwidth = 64\nheight = 48\n'
