@@ -20,7 +20,7 @@ __all__ = [
     "CameraFamilyConfig", "AudioConfig", "SyncConfig", "SupervisionConfig", "ReservoirConfig",
     "NetworkConfig", "RemoteSourceConfig", "RigConfig", "ConfigError", "load_config", "parse_config",
     "default_rig", "EXAMPLE_TOML", "DEFAULT_EPOCH_UNIX_S", "RIG_NAME_PATTERN", "check_rig_name", "Limits", "LIMITS",
-    "FAMILY_FORMATS", "PS3EYE_MODES",
+    "FAMILY_FORMATS", "PS3EYE_MODES", "check_fields",
 ]
 
 
@@ -197,6 +197,20 @@ def parse_config(text: str, *, source: str = "<config>") -> RigConfig:
         raise ConfigError(f"{source}: not valid TOML: {_one_line(exc)}") from None
     except RecursionError:
         raise ConfigError(f"{source}: not valid TOML: nested too deeply") from None
+    return _convert(document, source)
+
+
+def check_fields(config: RigConfig, *, source: str = "<config>") -> RigConfig:
+    """Check a config built in code against the same field bounds a parsed one meets; return it.
+
+    (msgspec checks ``Meta`` constraints only while decoding, not when a Struct
+    is constructed.) :class:`ConfigError`, one line naming the field.
+    """
+    _convert(msgspec.to_builtins(config), source)
+    return config
+
+
+def _convert(document: object, source: str) -> RigConfig:
     try:
         return msgspec.convert(document, RigConfig)
     except msgspec.ValidationError as exc:

@@ -28,7 +28,7 @@ import os
 from pathlib import Path
 
 from mimir.config import (
-    FAMILY_FORMATS, LIMITS, PS3EYE_MODES, AudioConfig, CameraFamilyConfig, ConfigError, RigConfig,
+    FAMILY_FORMATS, LIMITS, PS3EYE_MODES, AudioConfig, CameraFamilyConfig, ConfigError, RigConfig, check_fields,
 )
 
 __all__ = ["validate_rig", "ConfigError"]
@@ -38,6 +38,7 @@ _FPS_TOLERANCE = 0.005  # the camera worker's own tolerance between the fps aske
 
 def validate_rig(config: RigConfig) -> None:
     """Raise :class:`ConfigError` (one line) for the first thing in ``config`` that cannot run; see the module doc."""
+    check_fields(config)  # a config built in code meets the same bounds as a parsed one
     for i, cam in enumerate(config.cameras):
         _camera(f"cameras[{i}]", cam)
     if config.audio is not None:
@@ -52,8 +53,10 @@ def _camera(where: str, cam: CameraFamilyConfig) -> None:
     if cam.family == "file":  # the files decide the mode: check them first, the message says what to set
         if cam.devices:
             raise ConfigError(f"{where}.devices: the file family opens `files`, not devices")
-        for j, name in enumerate(cam.files):
-            _video_file(f"{where}.files[{j}]", name, cam)
+        if cam.count is None or cam.count == len(cam.files):  # else the contract says "one file per camera"
+            for j, name in enumerate(cam.files):
+                _video_file(f"{where}.files[{j}]", name, cam)  # size, rate and format (BGR3): the file's own
+        return
     formats = FAMILY_FORMATS[cam.family]
     if cam.format not in formats:
         why = ("MJPG frames have no fixed size, so they cannot land in a ring slot" if cam.format == "MJPG"
@@ -66,10 +69,9 @@ def _camera(where: str, cam: CameraFamilyConfig) -> None:
     if len(set(cam.devices)) != len(cam.devices):
         raise ConfigError(f"{where}.devices: a device is listed twice ({', '.join(cam.devices)})")
     if cam.family == "synthetic":
-        count = cam.count if cam.count is not None else max(len(cam.devices), 1)
-        bad = [d for d in cam.devices if not (d.isdigit() and int(d) < count)]
+        bad = [d for d in cam.devices if not (d.isascii() and d.isdigit())]
         if bad:
-            raise ConfigError(f"{where}.devices: synthetic cameras are indices 0..{count - 1}; got {bad[0]!r}")
+            raise ConfigError(f"{where}.devices: synthetic devices are indices (0, 1, ...); got {bad[0]!r}")
     elif cam.family == "ps3eye":
         rates = PS3EYE_MODES.get((cam.width, cam.height))
         if rates is None or cam.fps not in rates:

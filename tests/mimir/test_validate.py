@@ -90,7 +90,7 @@ CASES = [
     ("ps3eye-yuyv", '[[cameras]]\nfamily = "ps3eye"', "use one of GRBG"),
     ("ps3eye-mode", '[[cameras]]\nfamily = "ps3eye"\nformat = "GRBG"\nfps = 61.0', "the PS3 Eye has no mode"),
     ("yuyv-odd-width", '[[cameras]]\nfamily = "synthetic"\nwidth = 641', "the width must be even"),
-    ("synthetic-device", '[[cameras]]\nfamily = "synthetic"\ndevices = ["cam7"]', "synthetic cameras are indices"),
+    ("synthetic-device", '[[cameras]]\nfamily = "synthetic"\ndevices = ["cam7"]', "synthetic devices are indices"),
     ("device-twice", '[[cameras]]\nfamily = "ks"\ncount = 2\ndevices = ["0", "0"]', "a device is listed twice"),
     ("missing-video", '[[cameras]]\nfamily = "file"\nfiles = ["{dir}/nope.mkv"]', "nope.mkv: No such file"),
     ("not-a-video", '[[cameras]]\nfamily = "file"\nfiles = ["{notvideo}"]', "is not a video FFmpeg can decode"),
@@ -212,3 +212,13 @@ def test_mimir_supervisor_start_refuses_each_with_exit_2_and_one_line(files, tmp
     r = subprocess.run([str(BIN / "mimir-supervisor"), "start", "--config", str(bad)], capture_output=True, text=True,
                        timeout=60)
     assert r.returncode == 2 and r.stderr.count("\n") == 1 and "not UTF-8 text (byte 0xe9" in r.stderr
+
+
+def test_a_config_built_in_code_meets_the_same_bounds_as_a_parsed_one():
+    """msgspec checks Meta bounds only while decoding: plan_rig checks a constructed config again."""
+    from mimir.config import CameraFamilyConfig, RigConfig
+
+    with pytest.raises(ConfigError, match=r"field `cameras\[0\]\.fps`: Expected `float` <= 1000.0; found inf"):
+        plan_rig(RigConfig(cameras=[CameraFamilyConfig(family="synthetic", fps=float("inf"))]))
+    with pytest.raises(ConfigError, match=r"field `rig`"):
+        plan_rig(RigConfig(rig="../../etc"))
