@@ -180,7 +180,7 @@ def status(
         snapshot = read()
     except SegmentMissing:
         typer.echo(f"no supervisor is running rig {rig!r}: start one with `mimir-supervisor start`", err=True)
-        raise typer.Exit(1)
+        raise typer.Exit(1) from None
     if not watch:
         if json_out:
             sys.stdout.write(msgspec.json.encode(snapshot).decode() + "\n")

@@ -40,6 +40,7 @@ import msgspec
 from mimir.config import NetworkConfig
 from mimir.reservoir.ids import hash_source_id
 
+from .claims import ClaimLimits
 from .messages import (
     AnchorBatch,
     AudioWindow,
@@ -51,7 +52,6 @@ from .messages import (
     body_kind,
     decode_uplink,
 )
-from .claims import ClaimLimits
 from .ratelimit import TokenBucket
 from .seqwindow import SeqWindow
 from .trust import TrustDecision, decide
@@ -248,7 +248,7 @@ class SourceTable:
                  session_takeover_s: float = 30.0, window: int = 8192, connected_within_s: float = 5.0,
                  max_claims: int = 8192, on_event_claim: Callable[[EventClaim], None] | None = None,
                  max_messages_per_s: float = MAX_MESSAGES_PER_S, message_burst: int = MESSAGE_BURST,
-                 claim_limits: ClaimLimits = ClaimLimits(),
+                 claim_limits: ClaimLimits | None = None,
                  clock_ns: Callable[[], int] = time.monotonic_ns, unix_ns: Callable[[], int] = time.time_ns) -> None:
         self.influence_at = influence_at
         self.codebook = codebook
@@ -266,6 +266,7 @@ class SourceTable:
         self.unattributed = RejectCounts()
         self.states: dict[str, SourceState] = {}
         now = clock_ns()
+        claim_limits = claim_limits or ClaimLimits()
         for source_id, level in sources:
             st = SourceState(source_id=source_id, trust=level, sensor_id_hash=hash_source_id(f"remote.{source_id}"),
                              decision=decide(level, influence_at=influence_at),

@@ -22,8 +22,8 @@ import pytest
 from typer.testing import CliRunner
 
 from mimir.reservoir import Reservoir
-from mimir_cli.app import app
 from mimir.supervisor.status import SourceRow, StatusBoard, SupervisorHeader, WorkerRow
+from mimir_cli.app import app
 from ringbuf import U64, Ring, RingReader, dtype_of, list_segments
 from ringbuf.platform import PLATFORM
 from ringbuf.shared import MAGIC

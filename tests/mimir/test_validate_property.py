@@ -26,8 +26,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 from hypothesis import HealthCheck, Phase, event, example, given, settings
-from hypothesis.control import currently_in_test_context
 from hypothesis import strategies as st
+from hypothesis.control import currently_in_test_context
 
 from mimir.config import ConfigError, load_config
 from mimir.net.keys import load_public_key, write_keypair
@@ -210,7 +210,8 @@ def worker_document(files, rig: str) -> st.SearchStrategy[dict]:
     """One camera family (coherent, or one field on an edge) and maybe audio: most are accepted, so the workers'
     own checks run on many specs that sit on the validator's boundaries."""
     return st.fixed_dictionaries({"rig": st.just(rig), "cameras": st.lists(camera(files), min_size=1, max_size=1),
-                                  "supervision": st.just({"heartbeat_timeout_s": 10.0})}, optional={"audio": audio(files)})
+                                  "supervision": st.just({"heartbeat_timeout_s": 10.0})},
+                                 optional={"audio": audio(files)})
 
 
 # ---- what a worker would say about its spec (the same code paths the worker processes run) ------------------------
@@ -370,7 +371,7 @@ def test_accepted_tiny_rigs_start_and_refused_ones_exit_2_with_one_line(assets, 
     plan = plan_rig(load_config(path))
     rows = _worker_rows(r.stdout)
     assert len(rows) == len(plan.workers)
-    for name, pid, state, restarts, exit_code, *error in rows:
+    for name, _pid, state, restarts, _exit_code, *error in rows:
         assert state == "stopped" and restarts == "0" and not error, (name, state, restarts, error, r.stderr[-2000:])
     assert "Traceback" not in r.stderr
     indexed = re.search(r"indexed ([\d,]+), lost", r.stdout)

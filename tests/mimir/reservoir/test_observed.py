@@ -8,7 +8,6 @@ from hypothesis import strategies as st
 
 from mimir.descriptors import SampleKind
 from mimir.reservoir import Refused, Reservoir
-from mimir.reservoir.results import LATE
 
 CAMERA = SampleKind.CAMERA_FRAME
 CLAIM = SampleKind.EVENT_CLAIM
