@@ -110,34 +110,62 @@ def test_status_and_rings_of_another_users_rig_say_so_in_one_line(live_rig, comm
                            "readable only by them; run this as that user")
 
 
-def _squat(rig: str, data: bytes) -> None:
-    path = Path("/dev/shm") / f"mimir-{rig}-sw"
-    path.write_bytes(data)
-
-
-@pytest.mark.skipif(PLATFORM.name != "linux", reason="squats the board's name as a file in /dev/shm")
-@pytest.mark.parametrize("what, data, says", [
+SQUATTERS = [
     ("random bytes", os.urandom(4096), "not a Mimir object of this version"),
     ("too small", b"0123456789", "too small to be a Mimir object"),
     ("a reservoir", MAGIC.to_bytes(8, "little") + b"reservoir".ljust(16, b"\0") + bytes(4096 - 24),
      "is a reservoir, not a ring"),
-])
-def test_a_file_squatting_on_the_boards_name_is_refused_clearly_and_left_alone(rig, tmp_path, what, data, says):
-    _squat(rig, data)
-    try:
-        r = mimir("status", "--rig", rig)
-        assert r.returncode == 2 and "has no status board this Mimir can read" in one_line(r)
-        config = tmp_path / "rig.toml"
-        config.write_text(f'rig = "{rig}"\n')
-        r = subprocess.run([str(BIN / "mimir-supervisor"), "start", "--config", str(config), "--duration", "1"],
-                           capture_output=True, text=True, timeout=60)
-        line = one_line(r)
-        assert r.returncode != 0 and says in line and "OverflowError" not in line
-        assert (Path("/dev/shm") / f"mimir-{rig}-sw").read_bytes() == data  # never removed: not ours
-    finally:
-        (Path("/dev/shm") / f"mimir-{rig}-sw").unlink(missing_ok=True)
-        for name in list_segments(rig):
-            PLATFORM.remove_object(name)
+]
+
+
+@pytest.fixture
+def squat(rig):
+    """Write a file on the board's name of ``rig``; remove it (and anything else of the rig) afterwards."""
+    path = Path("/dev/shm") / f"mimir-{rig}-sw"
+    yield path
+    path.unlink(missing_ok=True)
+    for name in list_segments(rig):
+        PLATFORM.remove_object(name)
+
+
+linux_only = pytest.mark.skipif(PLATFORM.name != "linux", reason="squats the board's name as a file in /dev/shm")
+
+
+@linux_only
+@pytest.mark.parametrize("what, data, says", SQUATTERS, ids=[s[0] for s in SQUATTERS])
+def test_status_of_a_name_squatted_by_something_else_says_so_in_one_line(rig, squat, what, data, says):
+    squat.write_bytes(data)
+    r = CliRunner().invoke(app, ["status", "--rig", rig])
+    assert r.exit_code == 2 and r.stdout == ""
+    assert r.stderr.startswith(f"mimir status: rig {rig!r} has no status board this Mimir can read: ")
+    assert r.stderr.count("\n") == 1
+    assert squat.read_bytes() == data
+
+
+@linux_only
+@pytest.mark.parametrize("what, data, says", SQUATTERS, ids=[s[0] for s in SQUATTERS])
+def test_a_squatter_is_refused_and_left_alone_by_a_create(rig, squat, what, data, says):
+    """The board is created like every object (SharedObject.create): what is not ours is never reclaimed."""
+    from mimir.supervisor.status import StatusBoard
+    from ringbuf import ForeignObject
+
+    squat.write_bytes(data)
+    with pytest.raises(ForeignObject, match=says) as info:
+        StatusBoard(rig)
+    assert "\n" not in str(info.value) and "OverflowError" not in str(info.value)
+    assert squat.read_bytes() == data
+
+
+@linux_only
+def test_mimir_supervisor_start_on_a_squatted_name_refuses_in_one_line(rig, squat, tmp_path):
+    squat.write_bytes(SQUATTERS[0][1])
+    config = tmp_path / "rig.toml"
+    config.write_text(f'rig = "{rig}"\n')
+    r = subprocess.run([str(BIN / "mimir-supervisor"), "start", "--config", str(config), "--duration", "1"],
+                       capture_output=True, text=True, timeout=60)
+    line = one_line(r)
+    assert r.returncode != 0 and SQUATTERS[0][2] in line and "OverflowError" not in line
+    assert squat.read_bytes() == SQUATTERS[0][1]
 
 
 @pytest.mark.slow
