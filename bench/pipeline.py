@@ -33,7 +33,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from mimir.config import AudioConfig, CameraFamilyConfig, RigConfig, SupervisionConfig
+from mimir.config import LIMITS, AudioConfig, CameraFamilyConfig, RigConfig, SupervisionConfig
 from mimir.descriptors import CameraFrameDescriptor, SampleKind
 from mimir.reservoir import Reservoir
 from mimir.supervisor.rig import Rig
@@ -54,7 +54,7 @@ def rig_config(rig: str, workload: str) -> RigConfig:
         cams = CameraFamilyConfig(family="synthetic", count=6, width=320, height=240, fps=187.0, format="GRBG")
     else:
         raise ValueError(f"unknown workload {workload!r}: use {', '.join(WORKLOADS)} or all")
-    supervision = SupervisionConfig(heartbeat_timeout_s=1e6) if workload == "idle" else SupervisionConfig()
+    supervision = SupervisionConfig(heartbeat_timeout_s=LIMITS.max_seconds) if workload == "idle" else SupervisionConfig()
     return RigConfig(rig=rig, cameras=[cams], audio=audio, supervision=supervision)
 
 

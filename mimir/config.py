@@ -19,12 +19,68 @@ import msgspec
 __all__ = [
     "CameraFamilyConfig", "AudioConfig", "SyncConfig", "SupervisionConfig", "ReservoirConfig",
     "NetworkConfig", "RemoteSourceConfig", "RigConfig", "ConfigError", "load_config", "parse_config",
-    "default_rig", "EXAMPLE_TOML", "DEFAULT_EPOCH_UNIX_S",
+    "default_rig", "EXAMPLE_TOML", "DEFAULT_EPOCH_UNIX_S", "RIG_NAME_PATTERN", "check_rig_name", "Limits", "LIMITS",
+    "FAMILY_FORMATS", "PS3EYE_MODES", "check_fields",
 ]
 
-RigName = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_.]+$", min_length=1, max_length=16)]
+
+class Limits(msgspec.Struct, frozen=True):
+    """What any rig can run: the bounds every number in a config is checked against (one place).
+
+    The config's Structs carry them as ``msgspec.Meta`` constraints (so NaN,
+    infinities and absurd values are refused while parsing, naming the field);
+    :mod:`mimir.validate` checks what needs two fields or the file system;
+    the audio worker reads its block and rate limits from here too.
+    """
+
+    max_config_bytes: int = 1 << 20          # a config file is text; this refuses /dev/zero and friends
+    min_frame_width: int = 32                # smaller frames cannot carry the synthetic stamp (192 bits)
+    min_frame_height: int = 24
+    max_frame_width: int = 7680              # 8K UHD
+    max_frame_height: int = 4320
+    max_fps: float = 1000.0
+    min_fps: float = 0.5
+    max_cameras_per_family: int = 6
+    min_audio_rate_hz: int = 1000
+    max_audio_rate_hz: int = 768_000
+    min_block_frames: int = 16               # below this a Python callback cannot keep up at any common rate
+    max_block_frames: int = 8192
+    max_audio_channels: int = 64
+    min_window_s: float = 0.1
+    max_window_s: float = 3600.0
+    max_capacity_margin: float = 10.0        # keeps the reservoir below 2**32 samples at every other maximum
+    max_ring_capacity: int = 1 << 24
+    min_heartbeat_timeout_s: float = 0.5     # shorter kills healthy workers at the first scheduling hiccup
+    heartbeat_periods: int = 3               # and at least this many of a worker's slowest publish period
+    max_seconds: float = 86_400.0            # any other duration in a config
+    max_restarts: int = 1000
+    max_remote_sources: int = 32
+    max_epoch_unix_s: float = 4_102_444_800.0  # 2100-01-01
+
+
+LIMITS = Limits()
+RIG_NAME_PATTERN = r"^[A-Za-z0-9_.]{1,16}$"
+
+# Pixel formats each camera family can put in a ring slot. MJPG has no fixed frame size, so no family
+# does: ks decodes a camera's MJPG into BGR3. (The families in workers/camera enforce the same; the tests
+# compare both tables.)
+FAMILY_FORMATS: dict[str, tuple[str, ...]] = {
+    "synthetic": ("YUYV", "BGR3", "GREY", "GRBG"),
+    "file": ("BGR3",),
+    "ks": ("YUYV", "BGR3", "GREY", "GRBG"),
+    "ps3eye": ("GRBG",),
+}
+# The PS3 Eye's modes, (width, height) -> frame rates (workers/camera/ps3eye/registers.py programs them).
+PS3EYE_MODES: dict[tuple[int, int], tuple[int, ...]] = {
+    (640, 480): (15, 30, 40, 50, 60, 75),
+    (320, 240): (30, 37, 40, 50, 60, 75, 90, 100, 125, 137, 150, 187),
+}
+
+L = LIMITS
+RigName = Annotated[str, msgspec.Meta(pattern=RIG_NAME_PATTERN)]
 PositiveInt = Annotated[int, msgspec.Meta(gt=0)]
-PositiveFloat = Annotated[float, msgspec.Meta(gt=0)]
+Seconds = Annotated[float, msgspec.Meta(gt=0, le=L.max_seconds)]   # finite: NaN and inf fail the bounds
+Path_ = Annotated[str, msgspec.Meta(min_length=1, max_length=4096)]
 TrustLevel = Literal["reject", "observe-only", "candidate-evidence", "trusted-evidence", "canonical-authority"]
 
 
@@ -32,55 +88,58 @@ class CameraFamilyConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=Tru
     """One camera family: one worker process capturing ``count`` cameras of that family."""
 
     family: Literal["synthetic", "file", "ks", "ps3eye"]
-    count: Annotated[int, msgspec.Meta(ge=1, le=6)] | None = None  # None: one per device/file listed, else 1
-    width: PositiveInt = 640
-    height: PositiveInt = 480
-    fps: PositiveFloat = 60.0
+    count: Annotated[int, msgspec.Meta(ge=1, le=L.max_cameras_per_family)] | None = None  # None: one per device/file
+    width: Annotated[int, msgspec.Meta(ge=L.min_frame_width, le=L.max_frame_width)] = 640
+    height: Annotated[int, msgspec.Meta(ge=L.min_frame_height, le=L.max_frame_height)] = 480
+    fps: Annotated[float, msgspec.Meta(ge=L.min_fps, le=L.max_fps)] = 60.0
     format: Literal["YUYV", "BGR3", "GREY", "GRBG", "MJPG"] = "YUYV"
-    devices: list[str] = []          # device names/indices (ks, ps3eye); empty = the first `count` found
-    files: list[str] = []            # video files (file family)
-    ring_capacity: PositiveInt | None = None  # frames per camera ring; None: the reservoir window's worth
+    # device names/indices (ks, ps3eye; synthetic: indices); empty = the first `count` found
+    devices: Annotated[list[Annotated[str, msgspec.Meta(min_length=1, max_length=256)]],
+                       msgspec.Meta(max_length=L.max_cameras_per_family)] = []
+    files: Annotated[list[Path_], msgspec.Meta(max_length=L.max_cameras_per_family)] = []  # video files (file family)
+    # frames per camera ring; None: the reservoir window's worth
+    ring_capacity: Annotated[int, msgspec.Meta(ge=1, le=L.max_ring_capacity)] | None = None
 
 
 class AudioConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     backend: Literal["synthetic", "sounddevice", "file"] = "synthetic"
     host_api: Literal["asio", "coreaudio", "wasapi", "jack", "alsa"] | None = None
-    device: str | None = None
-    rate_hz: PositiveInt = 48_000
-    block_frames: PositiveInt = 64
-    channels: PositiveInt = 8
+    device: Annotated[str, msgspec.Meta(min_length=1, max_length=256)] | None = None
+    rate_hz: Annotated[int, msgspec.Meta(ge=L.min_audio_rate_hz, le=L.max_audio_rate_hz)] = 48_000
+    block_frames: Annotated[int, msgspec.Meta(ge=L.min_block_frames, le=L.max_block_frames)] = 64
+    channels: Annotated[int, msgspec.Meta(ge=1, le=L.max_audio_channels)] = 8
     output: Literal["passthrough", "witness", "silence"] = "witness"
-    file: str | None = None
-    ring_seconds: PositiveFloat | None = None  # audio kept in the ring; None: the reservoir window
+    file: Path_ | None = None
+    ring_seconds: Annotated[float, msgspec.Meta(gt=0, le=L.max_window_s)] | None = None  # None: the reservoir window
 
 
 DEFAULT_EPOCH_UNIX_S = 1_767_225_600.0  # 2026-01-01T00:00:00Z: keeps canonical seconds small enough for float64
 
 
 class SyncConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
-    codebook_id: str = "mimir-default"
-    seed: int = 0
-    epoch_unix_s: float = DEFAULT_EPOCH_UNIX_S
-    level_dbfs: float = -20.0
+    codebook_id: Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_.:+-]{1,64}$")] = "mimir-default"
+    seed: Annotated[int, msgspec.Meta(ge=-(2**63), le=2**63 - 1)] = 0   # what the remote fit messages carry
+    epoch_unix_s: Annotated[float, msgspec.Meta(ge=0, le=L.max_epoch_unix_s)] = DEFAULT_EPOCH_UNIX_S
+    level_dbfs: Annotated[float, msgspec.Meta(ge=-120.0, le=0.0)] = -20.0
 
 
 class ReservoirConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
-    window_s: PositiveFloat = 5.0
-    capacity_margin: Annotated[float, msgspec.Meta(ge=1.0)] = 1.5
+    window_s: Annotated[float, msgspec.Meta(ge=L.min_window_s, le=L.max_window_s)] = 5.0
+    capacity_margin: Annotated[float, msgspec.Meta(ge=1.0, le=L.max_capacity_margin)] = 1.5
 
 
 class SupervisionConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
-    heartbeat_timeout_s: PositiveFloat = 2.0
-    restart_backoff_s: PositiveFloat = 0.5
-    restart_backoff_max_s: PositiveFloat = 10.0
-    max_restarts: Annotated[int, msgspec.Meta(ge=0)] = 5
-    restart_window_s: PositiveFloat = 60.0
+    heartbeat_timeout_s: Annotated[float, msgspec.Meta(ge=L.min_heartbeat_timeout_s, le=L.max_seconds)] = 2.0
+    restart_backoff_s: Seconds = 0.5
+    restart_backoff_max_s: Seconds = 10.0
+    max_restarts: Annotated[int, msgspec.Meta(ge=0, le=L.max_restarts)] = 5
+    restart_window_s: Seconds = 60.0
 
 
 class RemoteSourceConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     """One remote receiver: its CURVE public key (Z85, 40 characters) may report only as ``source_id``."""
 
-    source_id: Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_.-]+$", max_length=40)]  # e.g. "phone-left"
+    source_id: Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_.-]{1,40}$")]  # e.g. "phone-left"
     public_key: Annotated[str, msgspec.Meta(min_length=40, max_length=40)]
     trust: TrustLevel = "observe-only"
 
@@ -88,15 +147,19 @@ class RemoteSourceConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=Tru
 class NetworkConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     """The listener for remote receivers (``mimir.net.RemoteListener``); unknown keys are always refused."""
 
-    listen: str | None = None  # e.g. "tcp://0.0.0.0:5591"; None: no remote receivers
-    server_key_file: str | None = None  # the rig's secret key (``mimir keys generate --out server``)
+    listen: Annotated[str, msgspec.Meta(min_length=1, max_length=256)] | None = None  # e.g. "tcp://0.0.0.0:5591"
+    server_key_file: Path_ | None = None  # the rig's secret key (``mimir keys generate --out server``)
     influence_at: TrustLevel = "trusted-evidence"  # sources at or above this level influence canonical time
-    sources: list[RemoteSourceConfig] = []
+    # Per-source bounds (mimir.net): frames read a second (a receiver sends about 10), and event claims stored
+    # a second (about 7: an anchor per witness event and two fits); over them is refused and counted.
+    max_messages_per_s: Annotated[float, msgspec.Meta(gt=0, le=1e5)] = 200.0
+    max_claims_per_s: Annotated[float, msgspec.Meta(gt=0, le=1e4)] = 20.0
+    sources: Annotated[list[RemoteSourceConfig], msgspec.Meta(max_length=L.max_remote_sources)] = []
 
 
 class RigConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     rig: RigName = "default"
-    cameras: list[CameraFamilyConfig] = []
+    cameras: Annotated[list[CameraFamilyConfig], msgspec.Meta(max_length=len(FAMILY_FORMATS))] = []  # one per family
     audio: AudioConfig | None = None
     reservoir: ReservoirConfig = msgspec.field(default_factory=ReservoirConfig)
     sync: SyncConfig = msgspec.field(default_factory=SyncConfig)
@@ -123,15 +186,35 @@ def _value_at(document: object, path: str) -> object:
 
 
 def parse_config(text: str, *, source: str = "<config>") -> RigConfig:
-    """Parse and validate TOML text; raise :class:`ConfigError` naming the field on any problem."""
+    """Parse and validate TOML text; raise :class:`ConfigError` (one line, naming the field) on any problem.
+
+    This checks each field on its own (types, bounds, names); :func:`mimir.validate.validate_rig`
+    checks what needs several fields or the file system (``plan_rig`` runs it).
+    """
     try:
         document = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{source}: not valid TOML: {exc}") from None
+        raise ConfigError(f"{source}: not valid TOML: {_one_line(exc)}") from None
+    except RecursionError:
+        raise ConfigError(f"{source}: not valid TOML: nested too deeply") from None
+    return _convert(document, source)
+
+
+def check_fields(config: RigConfig, *, source: str = "<config>") -> RigConfig:
+    """Check a config built in code against the same field bounds a parsed one meets; return it.
+
+    (msgspec checks ``Meta`` constraints only while decoding, not when a Struct
+    is constructed.) :class:`ConfigError`, one line naming the field.
+    """
+    _convert(msgspec.to_builtins(config), source)
+    return config
+
+
+def _convert(document: object, source: str) -> RigConfig:
     try:
         return msgspec.convert(document, RigConfig)
     except msgspec.ValidationError as exc:
-        message = str(exc)
+        message = _one_line(exc)
         match = _PATH_RE.search(message)
         if not match:
             raise ConfigError(f"{source}: {message}") from None
@@ -141,16 +224,50 @@ def parse_config(text: str, *, source: str = "<config>") -> RigConfig:
         found = _value_at(document, path)
         if problem.startswith("Object contains unknown field"):
             raise ConfigError(f"{source}: {problem} in `{field}`; `mimir config example` lists every option") from None
-        raise ConfigError(f"{source}: field `{field}`: {problem}; found {found!r}") from None
+        hint = _HINTS.get(re.sub(r"\[\d+\]", "[]", field), "")
+        raise ConfigError(f"{source}: field `{field}`: {problem}; found {_short(found)}{hint}") from None
+
+
+_HINTS = {
+    "cameras": " (one [[cameras]] entry per family; `count` sets how many cameras it has)",
+    "rig": " (1-16 letters, digits, '_' and '.'; it names every shared-memory object)",
+    "network.sources[].source_id": " (1-40 letters, digits, '_', '.' and '-')",
+}
 
 
 def load_config(path: str | Path) -> RigConfig:
+    """Read and parse a config file: UTF-8 TOML of at most ``LIMITS.max_config_bytes``."""
     path = Path(path)
     try:
-        text = path.read_text()
+        with open(path, "rb") as f:
+            raw = f.read(L.max_config_bytes + 1)
     except OSError as exc:
-        raise ConfigError(f"cannot read config {path}: {exc.strerror}") from None
+        raise ConfigError(f"cannot read config {path}: {exc.strerror or exc}") from None
+    if len(raw) > L.max_config_bytes:
+        raise ConfigError(f"{path}: larger than {L.max_config_bytes // 1024} KiB; is it a rig config (TOML)?")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {raw[exc.start]:#04x} at offset {exc.start}); "
+                          "save the config as UTF-8") from None
     return parse_config(text, source=str(path))
+
+
+def check_rig_name(name: str) -> str:
+    """``name`` if it is a valid rig name (1-16 letters, digits, ``_`` and ``.``); :class:`ConfigError` otherwise."""
+    if not isinstance(name, str) or not re.match(RIG_NAME_PATTERN, name):
+        raise ConfigError(f"rig name {_short(name)} is not valid: use 1-16 letters, digits, '_' and '.'")
+    return name
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split())
+
+
+def _short(value: object, limit: int = 80) -> str:
+    text = _one_line(repr(value)) if not isinstance(value, str) else repr(value)
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def default_rig() -> RigConfig:
@@ -210,6 +327,8 @@ files = []                      # file family: video files
 # listen = "tcp://0.0.0.0:5591" # accept remote receivers (mimir receiver) here
 # server_key_file = "server.key_secret"  # the rig's secret key: mimir keys generate --out server
 influence_at = "trusted-evidence" # sources at or above this trust level influence canonical time
+max_messages_per_s = 200.0      # per source: reports read a second (more are refused, counted, sent again)
+max_claims_per_s = 20.0         # per source: anchors and fits stored a second (more are refused and counted)
 # [[network.sources]]           # one per receiver; add with: mimir keys trust phone-left.key --source-id phone-left
 # source_id = "phone-left"      # the only id this key may report as
 # public_key = "..."            # 40-character Z85 key from the receiver's NAME.key; unknown keys are refused

@@ -33,6 +33,7 @@ import msgspec
 
 from mimir.config import AudioConfig, CameraFamilyConfig, ConfigError, RigConfig
 from mimir.descriptors import SampleKind
+from mimir.validate import validate_rig
 from ringbuf.hashing import fnv1a_64
 
 __all__ = [
@@ -273,6 +274,7 @@ def _camera_frame_bytes(cam: CameraFamilyConfig) -> int:
 
 def plan_rig(config: RigConfig) -> RigPlan:
     """The rig contract of ``config`` (see module docstring); :class:`ConfigError` for what cannot run."""
+    validate_rig(config)  # cross-field and file checks, before anything is derived (mimir.validate)
     rig = config.rig
     window_s = config.reservoir.window_s
     families = [c.family for c in config.cameras]

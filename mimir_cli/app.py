@@ -38,6 +38,25 @@ def _bench_group() -> None:
     """Benchmarks. Every bench prints one JSON document with --json."""
 
 
+def _rig_name(rig: str | None, command: str) -> str | None:
+    """``rig`` when it is a valid rig name (or None); else one line and exit 2."""
+    from mimir.config import ConfigError, check_rig_name
+
+    if rig is None:
+        return None
+    try:
+        return check_rig_name(rig)
+    except ConfigError as exc:
+        typer.echo(f"mimir {command}: {exc}", err=True)
+        raise typer.Exit(2) from None
+
+
+def _another_users(rig: str, command: str) -> typer.Exit:
+    typer.echo(f"mimir {command}: rig {rig!r} belongs to another user: its shared memory is readable only by "
+               "them; run this as that user", err=True)
+    return typer.Exit(2)
+
+
 @app.command()
 def doctor(
     clean: bool = typer.Option(False, "--clean", help="Remove stale Mimir shared-memory objects."),
@@ -47,6 +66,7 @@ def doctor(
     """Check PortAudio, libusb, permissions, and list (or --clean) stale shared memory."""
     from mimir.doctor import environment_checks, remove_stale, scan_objects
 
+    rig = _rig_name(rig, "doctor")
     checks = environment_checks()
     objects = scan_objects(rig)
     removed = remove_stale(rig) if clean else []
@@ -82,14 +102,20 @@ def rings(
     from ringbuf import RingError, SegmentMissing, inspect_ring, scan
     from ringbuf.segment import PREFIX
 
+    rig = _rig_name(rig, "rings")
     found = []
-    for obj in scan(rig):
+    objects = scan(rig)
+    for obj in objects:
         if obj.kind != "ring":
             continue
         try:
             found.append(inspect_ring(obj.name[len(f"{PREFIX}{rig}-"):], rig=rig))
         except (RingError, SegmentMissing):
             continue  # gone meanwhile
+        except PermissionError:
+            raise _another_users(rig, "rings") from None
+    if not found and any(o.role == "object" and o.why == "belongs to another user" for o in objects):
+        raise _another_users(rig, "rings")
     if json_out:
         print(json.dumps(found, indent=2))
         return
@@ -125,24 +151,46 @@ def status(
     watch: bool = typer.Option(False, "--watch", help="Live view, refreshed twice a second."),
     json_out: bool = typer.Option(False, "--json", help="Print one JSON document."),
 ) -> None:
-    """Show a running rig's state from shared memory: workers, sources, drops, health, clock fits."""
+    """Show a running rig's state from shared memory: workers, sources, drops, health, clock fits.
+
+    Exit codes: 0 the rig runs; 1 no supervisor runs it, or what is shown is the
+    stale board of a supervisor that is gone (a SIGKILL); 2 a bad rig name, or
+    a rig of another user.
+    """
     import time
 
     import msgspec
 
     from mimir.supervisor.status import read_status, text
-    from ringbuf import SegmentMissing
+    from ringbuf import ObjectMismatch, SegmentMissing
+
+    rig = _rig_name(rig, "status")
+
+    def read():
+        try:
+            return read_status(rig)
+        except PermissionError:
+            raise _another_users(rig, "status") from None
+        except ObjectMismatch as exc:  # a squatter on the board's name, or another Mimir version's board
+            typer.echo(f"mimir status: rig {rig!r} has no status board this Mimir can read: "
+                       f"{' '.join(str(exc).split())}", err=True)
+            raise typer.Exit(2) from None
 
     try:
-        snapshot = read_status(rig)
+        snapshot = read()
     except SegmentMissing:
         typer.echo(f"no supervisor is running rig {rig!r}: start one with `mimir-supervisor start`", err=True)
-        raise typer.Exit(1)
-    if json_out:
-        sys.stdout.write(msgspec.json.encode(snapshot).decode() + "\n")
-        return
+        raise typer.Exit(1) from None
     if not watch:
-        typer.echo(text(snapshot))
+        if json_out:
+            sys.stdout.write(msgspec.json.encode(snapshot).decode() + "\n")
+        else:
+            typer.echo(text(snapshot))
+        if not snapshot.supervisor_alive:
+            typer.echo(f"mimir status: STALE: the supervisor of rig {rig!r} (pid {snapshot.header.get('pid', '?')}) "
+                       f"is gone; this is its last status. Remove what it left with `mimir doctor --clean --rig "
+                       f"{rig}`, then start the rig again", err=True)
+            raise typer.Exit(1)
         return
     try:
         while True:
@@ -150,7 +198,7 @@ def status(
             sys.stdout.flush()
             time.sleep(0.5)
             try:
-                snapshot = read_status(rig)
+                snapshot = read()
             except SegmentMissing:
                 typer.echo(f"rig {rig!r} stopped")
                 return

@@ -23,7 +23,7 @@ from .ring import (
 from .segment import (
     MAX_RIG_CHARS, Segment, SegmentError, SegmentExists, SegmentMissing, check_rig_name, list_segments, segment_name,
 )
-from .shared import ObjectInfo, ObjectMismatch, ObjectNotReady, SharedObject, remove_stale, scan
+from .shared import ForeignObject, ObjectInfo, ObjectMismatch, ObjectNotReady, SharedObject, remove_stale, scan
 
 __all__ = [
     "U8", "U16", "U32", "U64", "I8", "I16", "I32", "I64", "F32", "F64",
@@ -33,5 +33,5 @@ __all__ = [
     "inspect_ring", "ring_id_of", "ring_bytes", "wait_any",
     "Segment", "SegmentError", "SegmentExists", "SegmentMissing", "list_segments", "segment_name", "check_rig_name",
     "MAX_RIG_CHARS", "OutOfSharedMemory", "NameTooLong", "LockTimeout",
-    "SharedObject", "ObjectInfo", "ObjectMismatch", "ObjectNotReady", "scan", "remove_stale",
+    "SharedObject", "ObjectInfo", "ObjectMismatch", "ObjectNotReady", "ForeignObject", "scan", "remove_stale",
 ]

@@ -20,7 +20,10 @@ Ownership (one answer, here):
       name exists, it is *reclaimed* when its writer is dead, it was closed,
       or it was never finished by a creator that is gone; it is refused
       (:class:`SegmentExists`, naming the live pid) when its writer lives,
-      and when it is another kind of object.
+      and (:class:`ForeignObject`, a ``SegmentExists``) when it is another
+      kind of object or no Mimir object at all: Mimir never removes what it
+      did not make. An empty object is a creation that died before sizing it,
+      and is reclaimed.
     * **writes**: only the creator's process. Everything in the object is
       stored by it; readers store nothing, except what a kind explicitly
       hands them (a ring's reader slots).
@@ -49,7 +52,7 @@ from .segment import PREFIX, Segment, segment_name
 
 __all__ = [
     "MAGIC", "HEADER_BYTES", "KIND_HEADER_OFFSET", "ObjectHeader", "SharedObject", "ObjectNotReady",
-    "ObjectMismatch", "ObjectInfo", "scan", "remove_stale", "kind_tag", "remove_companions",
+    "ObjectMismatch", "ObjectInfo", "ForeignObject", "scan", "remove_stale", "kind_tag", "remove_companions",
 ]
 
 MAGIC = int.from_bytes(b"MIMIROBJ", "little")
@@ -100,6 +103,10 @@ class ObjectNotReady(SegmentMissing):
 
 class ObjectMismatch(RuntimeError):
     """The object is not of the kind or version the caller reads (the message names both)."""
+
+
+class ForeignObject(SegmentExists):
+    """A create found that name taken by something that is not a Mimir object of that kind: never reclaimed."""
 
 
 def _read_header(segment: Segment) -> np.void | None:
@@ -264,28 +271,35 @@ def remove_companions(seg_name: str) -> None:
         PLATFORM.remove_object(companion)
 
 
-def _refusal(segment: Segment, tag: bytes) -> str | None:
-    """Why existing ``segment`` must not be reclaimed, or None when it is stale."""
+def _refusal(segment: Segment, tag: bytes) -> SegmentExists | None:
+    """Why existing ``segment`` must not be reclaimed (the exception to raise), or None when it is stale."""
     header = _read_header(segment)
     if header is None:
-        return None
+        if segment.size == 0:  # a creator that died between creating and sizing it
+            return None
+        return ForeignObject(_foreign(segment.name, f"{segment.size} bytes, too small to be a Mimir object"))
     magic, pid, ident = int(header["magic"]), int(header["writer_pid"]), int(header["writer_identity"])
     me = os.getpid()
     if magic == MAGIC:
         kind = bytes(header["kind"]).rstrip(b"\0")
         if kind != tag:
-            return (f"shared-memory object {segment.name} exists and is a {_kind_name(kind)}, not a {_kind_name(tag)}; "
-                    "pick another name or stop that object's owner")
+            return ForeignObject(f"shared-memory object {segment.name} exists and is a {_kind_name(kind)}, not a "
+                                 f"{_kind_name(tag)}; pick another name or stop that object's owner")
         if int(header["closed"]) or not process.alive(pid, ident):
             return None
-        return (f"{_kind_name(tag)} {segment.name} is already written by live process {pid}"
-                + (" (this process)" if pid == me else "; stop it first") + " (one writer per object)")
+        return SegmentExists(f"{_kind_name(tag)} {segment.name} is already written by live process {pid}"
+                             + (" (this process)" if pid == me else "; stop it first") + " (one writer per object)")
     if magic == 0:
         if pid and pid != me and process.alive(pid, ident):
-            return f"{_kind_name(tag)} {segment.name} is being created by live process {pid}"
+            return SegmentExists(f"{_kind_name(tag)} {segment.name} is being created by live process {pid}")
         return None
-    return (f"shared-memory object {segment.name} exists and is not a Mimir object of this version "
-            f"(magic {magic:#x}); remove it with `mimir doctor --clean --force` once its owner is stopped")
+    return ForeignObject(_foreign(segment.name, f"magic {magic:#x}: another program's, or another Mimir version's"))
+
+
+def _foreign(name: str, what: str) -> str:
+    return (f"shared-memory object {name} exists and is not a Mimir object of this version ({what}); Mimir "
+            "never removes what it did not make: stop its owner, or remove it by hand once you know it is not in "
+            "use (`mimir doctor` lists it)")
 
 
 def _create_reclaiming(seg_name: str, size: int, tag: bytes) -> Segment:
@@ -298,13 +312,14 @@ def _create_reclaiming(seg_name: str, size: int, tag: bytes) -> Segment:
     except SegmentMissing:
         return Segment.create(seg_name, size)
     except PermissionError:
-        raise SegmentExists(f"shared-memory object {seg_name} exists and belongs to another user") from None
+        raise ForeignObject(f"shared-memory object {seg_name} exists and belongs to another user; stop their rig "
+                            "or pick another rig name") from None
     try:
-        why = _refusal(existing, tag)
+        refusal = _refusal(existing, tag)
     finally:
         existing.close()
-    if why:
-        raise SegmentExists(why)
+    if refusal is not None:
+        raise refusal
     PLATFORM.shm_unlink(seg_name)
     remove_companions(seg_name)
     return Segment.create(seg_name, size)
@@ -338,6 +353,8 @@ def _inspect_segment(name: str) -> ObjectInfo:
     finally:
         seg.close()
     if header is None:
+        if size == 0:
+            return ObjectInfo(name, "object", "", "", size, 0, True, "creation never finished (empty)")
         return ObjectInfo(name, "object", "", "", size, 0, False, "too small to be a Mimir object")
     magic, pid, ident = int(header["magic"]), int(header["writer_pid"]), int(header["writer_identity"])
     label = bytes(header["label"]).rstrip(b"\0").decode("utf-8", "replace")

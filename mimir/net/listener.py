@@ -23,6 +23,7 @@ The ZAP callback only reads an immutable key map and bumps locked counters.
 from __future__ import annotations
 
 import itertools
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -33,9 +34,10 @@ from zmq.auth.thread import ThreadAuthenticator
 from zmq.utils import z85
 from zmq.utils.monitor import parse_monitor_message
 
-from mimir.config import NetworkConfig
+from mimir.config import ConfigError, NetworkConfig
 
-from .keys import KeyFileError, is_z85_key, load_secret_key
+from .claims import ClaimLimits
+from .keys import KeyFileError, KeyPair, is_z85_key, load_secret_key
 from .messages import (
     MAX_MESSAGE_BYTES,
     SCHEMA_VERSION,
@@ -46,10 +48,10 @@ from .messages import (
     Refusal,
     encode,
 )
-from .sources import EventClaim, RejectCounts, RemoteSourceStatus, SourceTable
+from .sources import MAX_MESSAGES_PER_S, EventClaim, RejectCounts, RemoteSourceStatus, SourceTable
 from .trust import TRUST_LEVELS
 
-__all__ = ["HandshakeCounts", "ListenerConfigError", "ListenerStatus", "RemoteListener", "UnknownKey"]
+__all__ = ["HandshakeCounts", "ListenerConfigError", "ListenerStatus", "RemoteListener", "UnknownKey", "check_network"]
 
 HARD_MAX_FRAME_BYTES = 4 * MAX_MESSAGE_BYTES  # libzmq drops a connection that sends more than this in one frame
 HEARTBEAT_IVL_MS = 1000
@@ -57,8 +59,8 @@ HEARTBEAT_TIMEOUT_MS = 4000
 MAX_UNKNOWN_KEYS_SHOWN = 16
 
 
-class ListenerConfigError(ValueError):
-    """The ``[network]`` config cannot run a listener; the message names the field."""
+class ListenerConfigError(ConfigError):
+    """The ``[network]`` config cannot run a listener; the message names the field (one line)."""
 
 
 class HandshakeCounts(msgspec.Struct, kw_only=True):
@@ -128,7 +130,7 @@ class _Authenticator(ThreadAuthenticator):
         return self.gate.keys[z85.encode(client_public_key)][0]
 
 
-def _validated_sources(config: NetworkConfig) -> dict[bytes, tuple[str, str]]:
+def _validated_sources(config: NetworkConfig, server_public: str | None = None) -> dict[bytes, tuple[str, str]]:
     keys: dict[bytes, tuple[str, str]] = {}
     ids: set[str] = set()
     for i, src in enumerate(config.sources):
@@ -142,11 +144,48 @@ def _validated_sources(config: NetworkConfig) -> dict[bytes, tuple[str, str]]:
         if key in keys:
             raise ListenerConfigError(f"{where}.public_key: the same key is already listed for "
                                       f"{keys[key][0]!r}; each key maps to exactly one source id")
+        if src.public_key == server_public:
+            raise ListenerConfigError(f"{where}.public_key: this is the rig's own server key; list the receiver's "
+                                      "public key (its NAME.key file)")
         if src.trust not in TRUST_LEVELS:
             raise ListenerConfigError(f"{where}.trust: {src.trust!r} is not one of {', '.join(TRUST_LEVELS)}")
         ids.add(src.source_id)
         keys[key] = (src.source_id, src.trust)
     return keys
+
+
+def _listen_endpoint(listen: str) -> str:
+    """``listen`` if it is an endpoint a listener can bind: ``tcp://HOST:PORT`` (PORT may be ``*``) or ``ipc://PATH``."""
+    match = re.fullmatch(r"tcp://([^\s:/]+|\[[0-9A-Fa-f:.]+\]):(\*|\d{1,5})", listen)
+    if match and (match.group(2) == "*" or 0 < int(match.group(2)) < 65536):
+        return listen
+    if re.fullmatch(r"ipc://\S+", listen):
+        return listen
+    raise ListenerConfigError(f"network.listen: {listen!r} is not an endpoint to listen on; use "
+                              "\"tcp://0.0.0.0:5591\" (any interface), \"tcp://127.0.0.1:5591\" or \"ipc://PATH\"")
+
+
+def check_network(config: NetworkConfig) -> tuple[KeyPair | None, dict[bytes, tuple[str, str]]]:
+    """Every ``[network]`` check that needs no socket: the listen endpoint, the server key file, the sources.
+
+    Returns the server key pair (None when ``listen`` is not set) and the key map
+    (Z85 public key -> (source id, trust)). Raises :class:`ListenerConfigError`
+    (a :class:`~mimir.config.ConfigError`: one line naming the field).
+    """
+    server = None
+    if config.listen:
+        _listen_endpoint(config.listen)
+        if not config.server_key_file:
+            raise ListenerConfigError("network.server_key_file is not set; create one with "
+                                      "`mimir keys generate --out server` and point it at server.key_secret")
+        try:
+            server = load_secret_key(config.server_key_file)
+        except KeyFileError as exc:
+            raise ListenerConfigError(f"network.server_key_file: {exc}") from None
+    influence_at = getattr(config, "influence_at", "trusted-evidence")
+    if influence_at not in TRUST_LEVELS:
+        raise ListenerConfigError(f"network.influence_at: {influence_at!r} is not a trust level")
+    return server, _validated_sources(config, server.public if server else None)
 
 
 class RemoteListener:
@@ -163,24 +202,18 @@ class RemoteListener:
                  max_fit_age_s: float = 10.0, refresh_period_s: float = 0.5, ack_interval_s: float = 0.5) -> None:
         if not config.listen:
             raise ListenerConfigError("network.listen is not set (e.g. \"tcp://0.0.0.0:5591\")")
-        if not config.server_key_file:
-            raise ListenerConfigError("network.server_key_file is not set; create one with "
-                                      "`mimir keys generate --out server` and point it at server.key_secret")
+        server, keys = check_network(config)
         influence_at = getattr(config, "influence_at", "trusted-evidence")
-        if influence_at not in TRUST_LEVELS:
-            raise ListenerConfigError(f"network.influence_at: {influence_at!r} is not a trust level")
-        try:
-            server = load_secret_key(config.server_key_file)
-        except KeyFileError as exc:
-            raise ListenerConfigError(f"network.server_key_file: {exc}") from None
-        keys = _validated_sources(config)
         self.rig = rig
         self.config = config
         self.server_public_key = server.public
         self.influence_at = influence_at
         self.table = SourceTable([(sid, trust) for sid, trust in keys.values()], influence_at=influence_at,
                                  codebook=codebook, min_confidence=min_confidence, max_fit_age_s=max_fit_age_s,
-                                 on_event_claim=on_event_claim)
+                                 on_event_claim=on_event_claim,
+                                 max_messages_per_s=getattr(config, "max_messages_per_s", MAX_MESSAGES_PER_S),
+                                 claim_limits=ClaimLimits(per_second=getattr(config, "max_claims_per_s",
+                                                                             ClaimLimits().per_second)))
         self._gate = _Gate(keys)
         self._handshakes = HandshakeCounts()
         self.frames_received = 0

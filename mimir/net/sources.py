@@ -16,7 +16,15 @@ Rules
     * a fit, health or response report replaces the stored one only if its
       sequence number is newer: transport order and packet timestamps never
       decide which fit is current;
-    * anchors are de-duplicated by event index per session.
+    * anchors are de-duplicated by event index per session;
+    * rate: a token bucket per source (``max_messages_per_s``, saving up to
+      ``message_burst``, one full receiver backlog) bounds the frames read from
+      it; a frame over the rate is ``rate_limited`` before it is decoded, is not
+      acknowledged, and the receiver sends it again later (its backlog keeps it);
+    * claims: another token bucket per source (``claim_limits``) bounds the
+      event claims it makes; a claim over it is counted in
+      ``claims_rate_limited`` and never queued, so no source's flood can push
+      another's claims out of the bounded queue.
 """
 
 from __future__ import annotations
@@ -29,8 +37,10 @@ from typing import Literal
 
 import msgspec
 
+from mimir.config import NetworkConfig
 from mimir.reservoir.ids import hash_source_id
 
+from .claims import ClaimLimits
 from .messages import (
     AnchorBatch,
     AudioWindow,
@@ -42,6 +52,7 @@ from .messages import (
     body_kind,
     decode_uplink,
 )
+from .ratelimit import TokenBucket
 from .seqwindow import SeqWindow
 from .trust import TrustDecision, decide
 
@@ -59,8 +70,10 @@ __all__ = [
 
 REJECT_CAUSES: tuple[str, ...] = (
     "unknown_key", "refused_by_policy", "wrong_source_id", "malformed", "oversized", "truncated", "duplicate",
-    "wrong_schema", "stale", "out_of_window", "unauthenticated",
+    "wrong_schema", "stale", "out_of_window", "unauthenticated", "rate_limited",
 )
+MAX_MESSAGES_PER_S = NetworkConfig().max_messages_per_s  # about 10 a second; retransmissions come in bursts
+MESSAGE_BURST = 1024         # one full receiver backlog (mimir.net.backlog.Backlog's default) at once
 
 
 class RejectCounts(msgspec.Struct, kw_only=True):
@@ -77,6 +90,7 @@ class RejectCounts(msgspec.Struct, kw_only=True):
     stale: int = 0               # from a superseded session of this source
     out_of_window: int = 0       # sequence number too far ahead of what was received
     unauthenticated: int = 0     # no authenticated identity on the frame (should never happen with CURVE + ZAP)
+    rate_limited: int = 0        # over the source's message rate: not read, not acknowledged (the sender retries)
 
     def total(self) -> int:
         return sum(getattr(self, f) for f in self.__struct_fields__)
@@ -97,7 +111,9 @@ class SourceCounters(msgspec.Struct, kw_only=True):
     anchors: int = 0             # distinct anchors received
     anchors_repeated: int = 0    # anchors of an event index already received in this session
     audio_unsolicited: int = 0   # audio windows nobody asked for (dropped)
-    event_claims: int = 0
+    event_claims: int = 0        # claims made (queued for the observed store, mimir.net.claims)
+    claims_rate_limited: int = 0  # claims over the source's claim rate: never made
+    connections: int = 0         # connections its frames came over (1 + reconnections, e.g. after a dropped one)
     rejected: RejectCounts = msgspec.field(default_factory=RejectCounts)
 
 
@@ -210,6 +226,8 @@ class SourceState:
     decode_to_state_ns: deque = field(default_factory=lambda: deque(maxlen=4096))
     claim_seq: int = 0
     last_refusal_ns: int = 0
+    bucket: TokenBucket | None = None        # frames read
+    claim_bucket: TokenBucket | None = None  # claims made
 
     def new_session(self, session: int, window: int) -> None:
         self.session = session
@@ -229,6 +247,8 @@ class SourceTable:
                  codebook: tuple[str, int] | None = None, min_confidence: float = 0.5, max_fit_age_s: float = 10.0,
                  session_takeover_s: float = 30.0, window: int = 8192, connected_within_s: float = 5.0,
                  max_claims: int = 8192, on_event_claim: Callable[[EventClaim], None] | None = None,
+                 max_messages_per_s: float = MAX_MESSAGES_PER_S, message_burst: int = MESSAGE_BURST,
+                 claim_limits: ClaimLimits | None = None,
                  clock_ns: Callable[[], int] = time.monotonic_ns, unix_ns: Callable[[], int] = time.time_ns) -> None:
         self.influence_at = influence_at
         self.codebook = codebook
@@ -245,9 +265,13 @@ class SourceTable:
         self.claims_dropped = 0
         self.unattributed = RejectCounts()
         self.states: dict[str, SourceState] = {}
+        now = clock_ns()
+        claim_limits = claim_limits or ClaimLimits()
         for source_id, level in sources:
             st = SourceState(source_id=source_id, trust=level, sensor_id_hash=hash_source_id(f"remote.{source_id}"),
-                             decision=decide(level, influence_at=influence_at))
+                             decision=decide(level, influence_at=influence_at),
+                             bucket=TokenBucket(max_messages_per_s, message_burst, now),
+                             claim_bucket=TokenBucket(claim_limits.per_second, claim_limits.burst, now))
             self.states[source_id] = st
 
     # ------------------------------------------------------------------------------------------------ decisions
@@ -277,6 +301,9 @@ class SourceTable:
             self._claim(st, "trust", None, now_ns, detail=new.reason)
 
     def _claim(self, st: SourceState, kind: str, canonical_ns: int | None, now_ns: int, **extra) -> None:
+        if not st.claim_bucket.take(now_ns):
+            st.counters.claims_rate_limited += 1
+            return
         st.claim_seq += 1
         st.counters.event_claims += 1
         claim = EventClaim(source_id=st.source_id, sensor_id_hash=st.sensor_id_hash, kind=kind,
@@ -310,6 +337,9 @@ class SourceTable:
             return IngestResult("unauthenticated")
         if st.trust == "reject":  # ZAP refuses these keys; a frame can only get here if that changes
             return self._reject(st, "refused_by_policy", "trust = reject", now_ns)
+        if not st.bucket.take(now_ns):
+            return self._reject(st, "rate_limited", f"over {st.bucket.rate_per_s:g} messages/s; "
+                                "send fewer (it will be read when sent again)", now_ns, refuse=True)
         c = st.counters
         try:
             env = decode_uplink(raw)
@@ -328,6 +358,8 @@ class SourceTable:
                 return self._reject(st, "stale", f"session {env.session} is older than {st.session}", now_ns)
             st.new_session(env.session, self.window)
             self._update_decision(st, now_ns)
+        if routing_id is not None and routing_id != st.routing_id:
+            c.connections += 1
         st.routing_id = routing_id  # replies go to the connection of the current session's newest message
         st.peer_address = peer_address or st.peer_address
         lost_before, reordered_before = st.window.lost, st.window.reordered

@@ -31,13 +31,13 @@ from .ids import hash_source_id, source_id_hash
 from .layout import DEFAULT_WINDOW_NS, KIND_COUNT, TYPED_DESCRIPTORS
 from .producer import Producer
 from .queries import SNAPSHOT_DTYPE, ReservoirQueries
-from .results import LATE, BatchResult, ReservoirStatus, Sample
+from .results import LATE, BatchResult, Refused, ReservoirStatus, Sample
 from .store import SAMPLE_DTYPE, Reservoir
 from .view import ReservoirView
 
 __all__ = [
     "Reservoir", "ReservoirView", "ReservoirQueries", "Producer", "HandleResolver", "SampleKind",
-    "Sample", "ReservoirStatus", "BatchResult", "LATE", "SAMPLE_DTYPE", "SNAPSHOT_DTYPE",
+    "Sample", "ReservoirStatus", "BatchResult", "LATE", "Refused", "SAMPLE_DTYPE", "SNAPSHOT_DTYPE",
     "DEFAULT_WINDOW_NS", "KIND_COUNT", "TYPED_DESCRIPTORS",
     "capacity_for", "segment_bytes", "latest_slots_for", "hash_source_id", "source_id_hash",
     "ReservoirError", "UnknownKind", "EmptySourceId", "RejectedSample", "WrongProducerKind", "MissingDescriptor",

@@ -100,6 +100,18 @@ class Producer:
         self.next_sequence = seq + 1
         return position
 
+    def push_observed(self, timestamp_ns: int, arrival_ns: int) -> int:
+        """Push one observed (untrusted) sample: see :meth:`Reservoir.push_observed`.
+
+        Returns its position, or a negative :class:`~mimir.reservoir.Refused`;
+        the sequence advances only for a stored sample.
+        """
+        seq = self.next_sequence
+        position = self._reservoir.push_observed(self._kind, self._sensor, timestamp_ns, arrival_ns, seq)
+        if position >= 0:
+            self.next_sequence = seq + 1
+        return position
+
     def push_audio_block(self, timestamp_ns: int, arrival_ns: int, descriptor) -> int:
         """Push an AUDIO_BLOCK sample with its :class:`AudioBlockDescriptor` (or its 7 values in order)."""
         return self._push_typed(SampleKind.AUDIO_BLOCK, timestamp_ns, arrival_ns, descriptor)

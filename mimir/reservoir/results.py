@@ -2,14 +2,29 @@
 
 from __future__ import annotations
 
+import enum
+
 import msgspec
 
 from mimir.descriptors import SampleHandle, SampleKind
 
-__all__ = ["Sample", "ReservoirStatus", "BatchResult", "LATE"]
+__all__ = ["Sample", "ReservoirStatus", "BatchResult", "LATE", "Refused"]
 
 LATE = -1
 """What a push returns for a sample accepted with a timestamp before the window start (counted, never visible)."""
+
+
+class Refused(enum.IntEnum):
+    """Why :meth:`Reservoir.push_observed` refused an observed (untrusted) sample. Negative, unlike a position.
+
+    Nothing refused touches the reservoir: not the edge, not a counter, not a
+    sample. The caller counts refusals (``mimir.net.claims`` counts them per source).
+    """
+
+    AFTER_EDGE = -2      # timestamp after the edge: it would move the edge (and age out everything before it)
+    BEFORE_WINDOW = -3   # timestamp before the window start: it could never be visible
+    FULL = -4            # the window holds ``capacity`` samples: storing it would evict one
+    INVALID = -5         # timestamp or arrival not a u64 int
 
 
 class Sample(msgspec.Struct, frozen=True, gc=False):

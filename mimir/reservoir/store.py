@@ -66,7 +66,7 @@ from .layout import (
 from .mapping import Mapped, write_geometry
 from .producer import Producer
 from .queries import _KIND_MIX, _RECORD_BODY, ReservoirQueries, _ClosedWords
-from .results import LATE
+from .results import LATE, Refused
 
 __all__ = ["Reservoir", "SAMPLE_DTYPE"]
 
@@ -371,6 +371,35 @@ class Reservoir(BatchPush, ReservoirQueries):
         self._gen = gen + 1
         words[latest_word] = position + 1
         return position
+
+    def push_observed(self, kind: int, sensor: int, timestamp_ns: int, arrival_ns: int, sequence: int) -> int:
+        """Store one *observed* sample, a claim from outside the rig; return its position, or a :class:`Refused`.
+
+        For samples nobody here measured (a remote receiver's anchors): they may
+        never move the edge and never evict. Refused, and nothing changed, when
+        the timestamp is after the edge (:attr:`Refused.AFTER_EDGE`) or before
+        the window start (``BEFORE_WINDOW``), when the window holds ``capacity``
+        samples (``FULL``), or when a value is not a u64 int (``INVALID``). The
+        caller moves the edge with trusted time (:meth:`set_edge`) and counts
+        refusals. Accepted, it is an ordinary sample (an out-of-order one counts
+        in ``out_of_order``, see the module doc's disorder rule). Not the hot
+        path: :meth:`_push` is left as it is.
+        """
+        if not 0 <= kind < KIND_COUNT:
+            check_kind(kind)
+        if timestamp_ns.__class__ is not int or arrival_ns.__class__ is not int \
+                or not (0 <= timestamp_ns <= _MAX_U64 and 0 <= arrival_ns <= _MAX_U64):
+            return Refused.INVALID
+        if timestamp_ns > self._edge:
+            return Refused.AFTER_EDGE
+        if timestamp_ns < self._ws:
+            return Refused.BEFORE_WINDOW
+        if self._tail - self._head >= self._cap:
+            return Refused.FULL
+        word = self._latest_word[kind].get(sensor)
+        if word is None:
+            word = self._latest_entry(kind, sensor)
+        return self._push(kind, sensor, timestamp_ns, arrival_ns, sequence, 0, 0, word, None, None)
 
     def set_edge(self, edge_ns: int) -> int:
         """Move the edge forward to ``edge_ns`` (never back) and evict what left the window; return the edge."""

@@ -13,7 +13,17 @@ Policy (``SupervisionConfig``):
   ``restart_backoff_max_s``;
 * more than ``max_restarts`` crashes within ``restart_window_s`` stops the
   retries: state FAILED, with the last exit code and a clear error that
-  ``mimir status`` shows.
+  ``mimir status`` shows;
+* a worker that exits with :data:`EXIT_BAD_INPUT` (2) before its first
+  heartbeat *refused its spec* (a device that is not there, a mode it cannot
+  run): restarting cannot help, so it is not a crash. The worker goes FAILED
+  at once, :attr:`SupervisedWorker.refused` is set and its error is the
+  worker's own last stderr line. (The rig stops when a worker refuses its
+  first start: see ``Rig.run``.)
+
+Each worker's stderr goes to an unlinked temporary file that :meth:`tick`
+copies to the supervisor's stderr (so nothing a worker says is lost, and a
+worker never blocks on a full pipe) while keeping its last line for the error.
 
 A rig's workers are started from their spec in the rig contract
 (:func:`SupervisedWorker.for_spec`): ``python -m mimir_cli.worker_main`` with
@@ -28,8 +38,9 @@ import collections
 import os
 import subprocess
 import sys
+import tempfile
 import time
-from typing import Callable
+from typing import IO, Callable
 
 import psutil
 
@@ -38,10 +49,54 @@ from mimir.process_control import request_stop, spawn_options
 from mimir.supervisor.status import WorkerState
 from mimir.topology import SPEC_ENV, WorkerSpec, encode_worker_spec
 
-__all__ = ["SupervisedWorker"]
+__all__ = ["SupervisedWorker", "EXIT_BAD_INPUT"]
 
 STARTUP_GRACE_S = 10.0      # a fresh worker may take this long to publish its first heartbeat ...
 STARTUP_HARD_LIMIT_S = 120.0  # a silent worker that keeps using CPU (a busy machine) is waited for up to this
+EXIT_BAD_INPUT = 2      # a worker's exit code for "I refuse this spec" (mimir_cli.worker_main): never restarted
+_TAIL_BYTES = 4096      # how much of a worker's stderr is kept to find its last line
+
+
+class _StderrTail:
+    """A child's stderr: an unlinked file the child appends to; :meth:`pump` copies what is new to ``out``.
+
+    The child never blocks (a file, not a pipe); the supervisor reads only what
+    was added since the last pump and keeps the last ``_TAIL_BYTES``.
+    """
+
+    def __init__(self, out: IO[bytes] | None) -> None:
+        self.file = tempfile.TemporaryFile(mode="a+b", prefix="mimir-worker-stderr-")
+        self.out = out
+        self._offset = 0
+        self._tail = b""
+
+    def pump(self) -> None:
+        f = self.file
+        f.seek(self._offset)
+        data = f.read()
+        if not data:
+            return
+        self._offset += len(data)
+        self._tail = (self._tail + data)[-_TAIL_BYTES:]
+        if self.out is not None:
+            try:
+                self.out.write(data)
+                self.out.flush()
+            except (OSError, ValueError):  # our own stderr is gone: keep supervising
+                pass
+
+    def last_line(self) -> str:
+        for line in reversed(self._tail.decode("utf-8", "replace").splitlines()):
+            if line.strip():
+                return line.strip()
+        return ""
+
+    def close(self) -> None:
+        self.file.close()
+
+
+def _stderr_out() -> IO[bytes] | None:
+    return getattr(sys.stderr, "buffer", None)
 
 
 class SupervisedWorker:
@@ -70,6 +125,8 @@ class SupervisedWorker:
         self._restart_at = 0.0
         self._cpu_mark = (0.0, 0.0)
         self._last_why = ""
+        self._stderr: _StderrTail | None = None
+        self.refused = False  # its last incarnation exited EXIT_BAD_INPUT before its first heartbeat
         self.on_restart: Callable[["SupervisedWorker"], None] | None = None
 
     @classmethod
@@ -82,9 +139,23 @@ class SupervisedWorker:
     def pid(self) -> int:
         return self.proc.pid if self.proc else 0
 
+    @property
+    def last_stderr_line(self) -> str:
+        """The last non-empty line the current (or last) incarnation wrote to stderr."""
+        if self._stderr is None:
+            return ""
+        self._stderr.pump()
+        return self._stderr.last_line()
+
     def start(self) -> None:
         env = dict(os.environ, **(self.env or {}))
-        self.proc = subprocess.Popen(self.argv, env=env, stdin=subprocess.DEVNULL, **spawn_options())
+        if self._stderr is not None:
+            self._stderr.pump()
+            self._stderr.close()
+        self._stderr = _StderrTail(_stderr_out())
+        self.proc = subprocess.Popen(self.argv, env=env, stdin=subprocess.DEVNULL, stderr=self._stderr.file,
+                                     **spawn_options())
+        self.refused = False
         self.incarnation += 1
         self.state = WorkerState.STARTING
         self.started_unix_ns = time.time_ns()
@@ -94,9 +165,14 @@ class SupervisedWorker:
     def tick(self, now: float | None = None) -> None:
         """Advance the state machine: notice exits and silence, restart when the backoff has passed."""
         now = time.monotonic() if now is None else now
+        if self._stderr is not None:
+            self._stderr.pump()
         if self.state in (WorkerState.STARTING, WorkerState.RUNNING):
             code = self.proc.poll()
             if code is not None:
+                if code == EXIT_BAD_INPUT and self.state == WorkerState.STARTING:
+                    self._refused(code)
+                    return
                 self._crashed(now, code, f"exited with code {code}" if code >= 0 else f"killed by signal {-code}")
                 return
             beat_ns = self.heartbeat_ns()
@@ -145,6 +221,13 @@ class SupervisedWorker:
             return True  # judged once per window
         self._cpu_mark = (cpu_s, now)
         return cpu_s > last_cpu_s + 0.01
+    def _refused(self, code: int) -> None:
+        """It exited EXIT_BAD_INPUT before its first heartbeat: its spec cannot run here. FAILED, not retried."""
+        self.last_exit_code = code
+        self.refused = True
+        self.state = WorkerState.FAILED
+        line = self.last_stderr_line or f"exited with code {code} (see its stderr)"
+        self.error = f"refused to start: {line}; not restarting"
 
     def _crashed(self, now: float, code: int, why: str) -> None:
         self._last_why = why
@@ -180,5 +263,7 @@ class SupervisedWorker:
                 self.proc.wait(5)
         if self.proc:
             self.last_exit_code = self.proc.returncode
+        if self._stderr is not None:
+            self._stderr.pump()  # what it said while stopping; the file stays readable for last_stderr_line
         if self.state != WorkerState.FAILED:
             self.state = WorkerState.STOPPED

@@ -36,7 +36,7 @@ def test_default_rig_is_the_documented_synthetic_rig():
 
 @pytest.mark.parametrize("text, expected", [
     ('[[cameras]]\nfamily = "ks"\nfps = "fast"', "field `cameras[0].fps`: Expected `float`, got `str`; found 'fast'"),
-    ("[audio]\nrate_hz = -5", "field `audio.rate_hz`: Expected `int` >= 1; found -5"),
+    ("[audio]\nrate_hz = -5", "field `audio.rate_hz`: Expected `int` >= 1000; found -5"),
     ('[[cameras]]\nfamily = "gopro"', "field `cameras[0].family`: Invalid enum value 'gopro'"),
     ("[audio]\nratehz = 5", "unknown field `ratehz` in `audio`"),
     ("x =", "not valid TOML"),

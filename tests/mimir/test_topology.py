@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import msgspec
 import pytest
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import mimir.topology as topology
@@ -33,17 +33,41 @@ def _rings_created_by_workers(plan) -> dict[str, str]:
     return out
 
 
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory) -> str:
+    """A real 64x48 video at 30 fps: plan_rig validates the file family's files (mimir.validate)."""
+    import av
+    import numpy as np
+
+    path = tmp_path_factory.mktemp("clips") / "clip.mkv"
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("ffv1", rate=30)
+        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
+        for i in range(3):
+            for packet in stream.encode(av.VideoFrame.from_ndarray(np.full((48, 64, 3), i, np.uint8), format="bgr24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return str(path)
+
+
 @st.composite
-def rigs(draw) -> RigConfig:
+def rigs(draw, clip: str) -> RigConfig:
+    """Configs that can run (the validator refuses the others before a plan exists)."""
     families = draw(st.lists(st.sampled_from(FAMILIES), unique=True, max_size=3))
     cameras = []
     for family in families:
         count = draw(st.integers(1, 5))
-        cameras.append(CameraFamilyConfig(
-            family=family, count=count, fps=draw(st.sampled_from([30.0, 60.0, 187.0])),
-            devices=[str(i) for i in range(count)] if family in ("ks", "ps3eye") and draw(st.booleans()) else [],
-            files=[f"/clips/{i}.mp4" for i in range(count)] if family == "file" else [],
-        ))
+        devices = [str(i) for i in range(count)] if family in ("ks", "ps3eye") and draw(st.booleans()) else []
+        if family == "file":  # a file is replayed in its own mode
+            cameras.append(CameraFamilyConfig(family=family, count=count, width=64, height=48, fps=30.0,
+                                              format="BGR3", files=[clip] * count))
+        elif family == "ps3eye":  # GRBG in one of its modes
+            cameras.append(CameraFamilyConfig(family=family, count=count, fps=draw(st.sampled_from([30.0, 60.0, 75.0])),
+                                              format="GRBG", devices=devices))
+        else:
+            cameras.append(CameraFamilyConfig(family=family, count=count, devices=devices,
+                                              fps=draw(st.sampled_from([30.0, 60.0, 187.0]))))
     audio = draw(st.one_of(st.none(), st.builds(
         AudioConfig, rate_hz=st.sampled_from([44_100, 48_000, 192_000]), block_frames=st.sampled_from([64, 256]),
         channels=st.integers(1, 8))))
@@ -52,9 +76,10 @@ def rigs(draw) -> RigConfig:
     return RigConfig(rig=rig, cameras=cameras, audio=audio, sync=sync)
 
 
-@settings(max_examples=150, deadline=None)
-@given(rigs())
-def test_every_ring_the_supervisor_indexes_is_one_a_worker_creates_and_every_name_fits_macos(config):
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_every_ring_the_supervisor_indexes_is_one_a_worker_creates_and_every_name_fits_macos(clip, data):
+    config = data.draw(rigs(clip))
     plan = plan_rig(config)
     created = _rings_created_by_workers(plan)
     for source in plan.sources:
@@ -113,7 +138,7 @@ def test_the_contract_refuses_what_a_worker_would_refuse_later():
         ([CameraFamilyConfig(family="synthetic", count=2, devices=["0"])], "list one per camera"),
         ([CameraFamilyConfig(family="file", count=2, files=["a.mp4"])], "one file per camera"),
         ([CameraFamilyConfig(family="synthetic", files=["a.mp4"])], "file family only"),
-        ([CameraFamilyConfig(family="ks", count=6), CameraFamilyConfig(family="ps3eye", count=6),
+        ([CameraFamilyConfig(family="ks", count=6), CameraFamilyConfig(family="ps3eye", count=6, format="GRBG"),
           CameraFamilyConfig(family="synthetic", count=5)], "at most 16"),
     ):
         with pytest.raises(ConfigError, match=match):

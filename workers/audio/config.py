@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from mimir.config import DEFAULT_EPOCH_UNIX_S
+from mimir.config import DEFAULT_EPOCH_UNIX_S, LIMITS
 from mimir.topology import AudioWorkerSpec, WitnessSpec
 
 from .errors import AudioConfigError
@@ -27,9 +27,10 @@ OUTPUTS = ("passthrough", "silence", "witness", "impulse", "mls")
 SIGNALS = ("ramp", "sine", "noise", "impulse", "silence", "loopback", "room")
 SAMPLE_FORMATS = ("float32", "int32", "int16")
 DEFAULT_RATE_HZ = 48000
-MIN_BLOCK_FRAMES = 16       # below this a Python callback cannot keep up at any common rate
-MAX_BLOCK_FRAMES = 8192
-MAX_RATE_HZ = 768000
+MIN_BLOCK_FRAMES = LIMITS.min_block_frames   # the rig config's bounds (mimir.config.Limits): one place
+MAX_BLOCK_FRAMES = LIMITS.max_block_frames
+MIN_RATE_HZ = LIMITS.min_audio_rate_hz
+MAX_RATE_HZ = LIMITS.max_audio_rate_hz
 _NAME_RE = re.compile(r"^[A-Za-z0-9_.]+$")
 DEFAULT_WITNESS = WitnessSpec(codebook_id="mimir-default", seed=0, epoch_unix_s=DEFAULT_EPOCH_UNIX_S, level_dbfs=-20.0)
 
@@ -196,9 +197,9 @@ class EngineConfig:
         _one_of("--output", self.output, OUTPUTS)
         _one_of("--signal", self.signal, SIGNALS)
         _one_of("--sample-format", self.sample_format, SAMPLE_FORMATS)
-        if self.sample_rate_hz is not None and not (1000 <= self.sample_rate_hz <= MAX_RATE_HZ):
+        if self.sample_rate_hz is not None and not (MIN_RATE_HZ <= self.sample_rate_hz <= MAX_RATE_HZ):
             raise AudioConfigError(
-                f"--rate {self.sample_rate_hz} Hz is not supported: use 1000..{MAX_RATE_HZ} Hz "
+                f"--rate {self.sample_rate_hz} Hz is not supported: use {MIN_RATE_HZ}..{MAX_RATE_HZ} Hz "
                 "(common: 44100, 48000, 96000, 192000)"
             )
         block = self.block_frames

@@ -76,6 +76,9 @@ def test_listener_refuses_bad_network_configs(keys):
                       RemoteSourceConfig(source_id="a", public_key=load_public_key(keys / "server.key"))]),
          "listed twice"),
         (cfg(sources=[RemoteSourceConfig(source_id="a", public_key="x" * 39 + '"')]), "Z85"),
+        (cfg(sources=[RemoteSourceConfig(source_id="a", public_key=load_public_key(keys / "server.key"))]),
+         "the rig's own server key"),
+        (cfg(listen="5591"), "not an endpoint to listen on"),
         (cfg(listen="tcp://999.1.1.1:5"), "cannot listen"),
     ]
     for config, message in cases:

@@ -84,3 +84,25 @@ def test_backlog_bounds_evict_oldest_and_count():
     big = Backlog(max_messages=10, max_bytes=15)
     big.add(lambda s, low: b"y" * 20)
     assert big.stats().dropped_messages == 1 and len(big) == 0
+
+
+# ---- boundaries: each comparison of the trust policy sits exactly on its threshold here ---------------------------
+@pytest.mark.parametrize("level", TRUST_LEVELS[1:])
+def test_a_source_exactly_at_influence_at_influences_and_one_level_below_does_not(level):
+    assert _locked(level, influence_at=level).influences_canonical
+    below = TRUST_LEVELS[rank(level) - 1]
+    if below != "reject":
+        decision = _locked(below, influence_at=level)
+        assert not decision.influences_canonical and f"below influence_at = {level}" in decision.reason
+
+
+def test_a_fit_exactly_at_min_confidence_influences_and_just_below_does_not():
+    assert _locked("trusted-evidence", fit_confidence=0.5, min_confidence=0.5).influences_canonical
+    low = _locked("trusted-evidence", fit_confidence=0.4999999, min_confidence=0.5)
+    assert not low.influences_canonical and "fit confidence" in low.reason
+
+
+def test_a_fit_exactly_max_fit_age_old_influences_and_just_older_does_not():
+    assert _locked("trusted-evidence", fit_age_s=10.0, max_fit_age_s=10.0).influences_canonical
+    old = _locked("trusted-evidence", fit_age_s=10.000001, max_fit_age_s=10.0)
+    assert not old.influences_canonical and "s old" in old.reason

@@ -58,3 +58,40 @@ def test_stop_terminates_a_running_worker():
     assert run_until(worker, lambda w: w.state == WorkerState.RUNNING)
     worker.stop(timeout_s=5)
     assert worker.state == WorkerState.STOPPED and worker.proc.returncode == -15
+
+
+REFUSE = ("import sys; print('starting', file=sys.stderr); "
+          "print('mimir-worker camera: error: ps3eye: no devices found', file=sys.stderr); sys.exit(2)")
+
+
+def test_a_worker_refusing_its_spec_at_start_fails_at_once_with_its_line(capfd):
+    worker = SupervisedWorker("refuser", [sys.executable, "-c", REFUSE], FAST)  # no heartbeat: still starting
+    worker.start()
+    assert run_until(worker, lambda w: w.state != WorkerState.STARTING)
+    assert worker.state == WorkerState.FAILED and worker.refused
+    assert worker.restarts == 0 and worker.last_exit_code == 2
+    assert worker.error == "refused to start: mimir-worker camera: error: ps3eye: no devices found; not restarting"
+    time.sleep(FAST.restart_backoff_max_s * 2)
+    worker.tick()
+    assert worker.state == WorkerState.FAILED and worker.restarts == 0 and worker.pid == worker.proc.pid
+    err = capfd.readouterr().err  # the worker's stderr still reaches the supervisor's
+    assert "starting\n" in err and "no devices found" in err
+
+
+def test_exit_2_after_the_first_heartbeat_is_a_crash_and_is_restarted():
+    worker = SupervisedWorker("late", [sys.executable, "-c", "import sys, time; time.sleep(0.3); sys.exit(2)"], FAST,
+                              heartbeat_ns=beating)
+    worker.start()
+    assert run_until(worker, lambda w: w.state == WorkerState.RUNNING)
+    assert run_until(worker, lambda w: w.restarts == 1)
+    assert not worker.refused and "exited with code 2" in worker.error
+    worker.stop()
+
+
+def test_a_worker_writing_a_lot_to_stderr_never_blocks_on_the_supervisor():
+    # 1 MiB of stderr with nobody ticking: a pipe would fill at 64 KiB and block the worker.
+    code = "import sys; sys.stderr.write('x' * (1 << 20) + '\\nlast words\\n'); sys.stderr.flush()"
+    worker = SupervisedWorker("chatty", [sys.executable, "-c", code], FAST, heartbeat_ns=beating)
+    worker.start()
+    assert worker.proc.wait(timeout=30) == 0
+    assert worker.last_stderr_line == "last words"
