@@ -53,7 +53,7 @@ GOALS = {"ratio_100k_over_1k": 3.0, "first_lap_over_steady_prefaulted": 1.5}
 CAMERAS = 6
 FPS = 60.0
 BLOCKS_HZ = 750.0
-FRAME = (16, 16)  # GREY: the reads never look at pixels; small rings keep the 100k window light
+FRAME = (24, 32)  # GREY, the smallest frame a config allows: the reads never look at pixels; small rings keep the 100k window light
 BLOCK = (64, 2)
 
 

@@ -23,7 +23,8 @@ status`, `mimir rings` and the consumer read names from.
 
 Object ids: cameras ``c0``.. (in config order), ``au`` the audio ring,
 ``aum`` its callback metrics, ``fit`` the sync fits, ``sw``/``ss`` the status
-board, ``clk`` the canonical clock, ``res`` the reservoir, ``plan`` this plan.
+board, ``clk`` the canonical clock, ``res`` the reservoir, ``obs`` the observed
+claims of remote receivers (:mod:`mimir.net.claims`), ``plan`` this plan.
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ __all__ = [
     "WitnessSpec", "RingSpec", "CameraSpec", "CameraWorkerSpec", "AudioWorkerSpec", "SyncWorkerSpec", "WorkerSpec",
     "SourceSpec", "BudgetItem", "RigPlan", "plan_rig", "camera_worker_spec", "audio_worker_spec",
     "sync_worker_spec", "camera_specs", "source_hash", "witness_of", "ring_capacity", "decode_worker_spec", "encode_worker_spec", "RING_HEADROOM_ITEMS",
-    "MAX_CAMERAS", "BOARD_WORKERS", "BOARD_SOURCES", "RESERVOIR", "PLAN", "FITS", "CLOCK", "SPEC_ENV",
+    "MAX_CAMERAS", "BOARD_WORKERS", "BOARD_SOURCES", "RESERVOIR", "OBSERVED", "PLAN", "FITS", "CLOCK", "SPEC_ENV",
 ]
 
 SPEC_ENV = "MIMIR_WORKER_SPEC"
@@ -50,6 +51,7 @@ MAX_CAMERAS = 16
 BOARD_WORKERS = "sw"
 BOARD_SOURCES = "ss"
 RESERVOIR = "res"  # == mimir.reservoir.layout.DEFAULT_NAME
+OBSERVED = "obs"   # remote receivers' claims: a reservoir of their own, never the rig's (mimir.net.claims)
 PLAN = "plan"
 CLOCK = "clk"
 FITS = "fit"
@@ -319,6 +321,13 @@ def plan_rig(config: RigConfig) -> RigPlan:
     window_ns = int(window_s * 1e9)
     capacity = capacity_for(rates, window_ns=window_ns, margin=config.reservoir.capacity_margin)
     budget.append(BudgetItem(f"reservoir ({capacity:,} samples)", segment_bytes(capacity)))
+    if config.network.listen:
+        from mimir.net.claims import ClaimLimits, ClaimStore
+
+        n = len(config.network.sources)
+        limits = ClaimLimits(per_second=config.network.max_claims_per_s)
+        budget.append(BudgetItem(f"observed claims of {n} remote sources",
+                                 ClaimStore.bytes_for(n, limits, window_ns)))
     budget.append(BudgetItem("status board, clock and plan", 4 * SMALL_RING_BYTES))
     return RigPlan(rig=rig, window_ns=window_ns, reservoir_capacity=capacity, witness=witness, workers=tuple(workers),
                    sources=tuple(sources), budget=tuple(budget))

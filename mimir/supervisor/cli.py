@@ -20,8 +20,8 @@ def start(
 ) -> None:
     """Start the rig: workers, rings, reservoir, sync analyzer, status. `mimir status` shows it running."""
     from mimir.config import ConfigError, default_rig, load_config
-    from mimir.supervisor.rig import Rig, RigAlreadyRunning
-    from ringbuf import OutOfSharedMemory
+    from mimir.supervisor.rig import Rig, RigAlreadyRunning, RigStartRefused
+    from ringbuf import OutOfSharedMemory, SegmentExists
 
     try:
         rig_config = load_config(config) if config else default_rig()
@@ -32,10 +32,10 @@ def start(
     with stop_on_signals(rig.stop_event):
         try:
             rig.start()
-        except RigAlreadyRunning as exc:
+        except (RigAlreadyRunning, SegmentExists) as exc:  # a live supervisor, or a live process not ours
             typer.echo(f"mimir-supervisor: {exc}", err=True)
             raise typer.Exit(1)
-        except OutOfSharedMemory as exc:
+        except (OutOfSharedMemory, RigStartRefused, ConfigError) as exc:  # ConfigError: e.g. the listen port is taken
             typer.echo(f"mimir-supervisor: {exc}", err=True)
             raise typer.Exit(2)
         cams = sum(c.count for c in rig_config.cameras)
@@ -46,8 +46,10 @@ def start(
             + "; watch it with `mimir status --watch" + (f" --rig {rig_config.rig}" if rig_config.rig != "default" else "") + "`",
             err=True,
         )
-        threading.Timer(0.5, lambda: typer.echo(f"mimir-supervisor: {rig.realtime}", err=True)).start()
+        realtime = threading.Timer(0.5, lambda: typer.echo(f"mimir-supervisor: {rig.realtime}", err=True))
+        realtime.start()
         rig.run(duration)
+        realtime.cancel()  # a rig that stopped within 0.5 s (a worker refused its spec) ends with its own line
         if rig.final_status is not None:
             import msgspec
 
@@ -56,4 +58,7 @@ def start(
             typer.echo(text(rig.final_status))
             if final_status is not None:
                 final_status.write_bytes(msgspec.json.encode(rig.final_status))
+        if rig.refusal:  # a worker refused its spec at start (a device that is not there): no restart loop
+            typer.echo(f"mimir-supervisor: rig {rig_config.rig!r} stopped: {rig.refusal}", err=True)
+            raise typer.Exit(2)
         typer.echo(f"mimir-supervisor: rig {rig_config.rig!r} stopped", err=True)

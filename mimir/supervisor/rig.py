@@ -49,11 +49,13 @@ from mimir.supervisor.status import (
     MAX_SOURCES, MAX_WORKERS, Health, SourceRow, StatusBoard, SupervisorHeader, WorkerRow, WorkerState, read_status,
 )
 from mimir.sync.fits import FitsHeader
-from mimir.topology import RESERVOIR, RigPlan, SourceSpec, SyncWorkerSpec, plan_rig
-from ringbuf import OutOfSharedMemory, RingReader, SegmentExists, SegmentMissing, dtype_of, remove_stale, scan
+from mimir.topology import OBSERVED, RESERVOIR, RigPlan, SourceSpec, SyncWorkerSpec, plan_rig
+from ringbuf import (
+    ForeignObject, OutOfSharedMemory, RingReader, SegmentExists, SegmentMissing, dtype_of, remove_stale, scan,
+)
 from ringbuf.platform import PLATFORM
 
-__all__ = ["Rig", "Source", "RigAlreadyRunning", "check_budget", "reap_orphans"]
+__all__ = ["Rig", "Source", "RigAlreadyRunning", "RigStartRefused", "check_budget", "reap_orphans"]
 
 TICK_PERIOD_S = 0.05
 STATUS_PERIOD_S = 0.2
@@ -62,6 +64,10 @@ DEFAULT_COALESCE_S = 0.0003
 
 class RigAlreadyRunning(RuntimeError):
     """Another live supervisor runs this rig."""
+
+
+class RigStartRefused(RuntimeError):
+    """The rig cannot start here: something that is not a live supervisor of it holds one of its names."""
 
 
 @dataclass
@@ -227,7 +233,8 @@ class Rig:
         self.sync_worker: SupervisedWorker | None = None
         self.sync_spec: SyncWorkerSpec | None = None
         self.listener = None  # mimir.net.RemoteListener when network.listen is set
-        self._claim_producers: dict[int, object] = {}
+        self.claims = None    # mimir.net.claims.ClaimStore (the ``obs`` reservoir) when network.listen is set
+        self.refusal = ""     # why the rig stopped at start: a worker refused its spec (mimir-supervisor exits 2)
         self._bell = None
         self._active: list[RingIndexer] = []
         self.started_unix_ns = time.time_ns()
@@ -348,6 +355,8 @@ class Rig:
         check_budget(self.plan)
         try:
             self.board = StatusBoard(self.name)
+        except ForeignObject as exc:  # a squatter on the board's name, or another user's rig: never "supervised"
+            raise RigStartRefused(f"rig {self.name!r} cannot start: {exc}") from None
         except SegmentExists as exc:
             raise RigAlreadyRunning(f"rig {self.name!r} is already supervised: {exc}") from None
         try:
@@ -362,7 +371,11 @@ class Rig:
             cfg = self.config
             if cfg.network.listen:
                 from mimir.net import RemoteListener
+                from mimir.net.claims import ClaimLimits, ClaimStore
 
+                self.claims = ClaimStore.create(self.name, OBSERVED, sources=len(cfg.network.sources),
+                                                limits=ClaimLimits(per_second=cfg.network.max_claims_per_s),
+                                                window_ns=self.plan.window_ns)
                 self.listener = RemoteListener(cfg.network, self.name, codebook=(cfg.sync.codebook_id, cfg.sync.seed))
             for worker in self.workers:
                 worker.start()
@@ -387,6 +400,10 @@ class Rig:
                 if now >= next_tick:
                     next_tick = now + TICK_PERIOD_S
                     self._tick(now)
+                    refused = next((w for w in self.workers if w.refused and w.restarts == 0), None)
+                    if refused is not None:  # its first start: the rig's config cannot run here; say so, exit 2
+                        self.refusal = f"worker {refused.name} {refused.error}"
+                        break
                 if now >= next_status:
                     next_status = now + STATUS_PERIOD_S
                     self._publish_status(now)
@@ -429,6 +446,8 @@ class Rig:
             worker.tick(now)
         self._attach_new_rings()
         self._adopt_fit()
+        if self.claims is not None:
+            self._index_event_claims()  # moves the observed store's edge to now, so old claims age out
         self.clock_board.publish(self.clock, time.monotonic_ns())
         for source in self.sources:
             ix = source.indexer
@@ -465,25 +484,21 @@ class Rig:
             self.clock.lock_lost()
 
     def _index_event_claims(self) -> None:
-        """Remote anchors, fits and trust decisions into the reservoir as EVENT_CLAIM samples.
+        """Remote claims into the observed store (``obs``, :mod:`mimir.net.claims`), never into the reservoir.
 
-        Their canonical time is the decoded one; a trust decision has none, so
-        it is stamped with its arrival on this host's canonical clock.
-        Packet timestamps never become sample times.
+        The store's edge is this rig's canonical now: a claim's time is its
+        decoded one, stored only inside the window before now; a trust
+        decision is stamped with its arrival on this host's canonical clock.
+        Packet timestamps never become sample times. Each refusal is counted
+        per source and cause (``mimir status``).
         """
-        for claim in self.listener.drain_event_claims():
-            producer = self._claim_producers.get(claim.sensor_id_hash)
-            if producer is None:
-                producer = self.reservoir.producer(SampleKind.EVENT_CLAIM, sensor_id_hash=claim.sensor_id_hash)
-                self._claim_producers[claim.sensor_id_hash] = producer
-            canonical_ns = claim.canonical_ns if claim.canonical_ns is not None else self.clock.from_host_ns(claim.arrival_ns)
-            producer.push(max(0, canonical_ns), claim.arrival_ns)
+        self.claims.push(self.listener.drain_event_claims(), now_ns=self.clock.from_host_ns(time.monotonic_ns()),
+                         canonical_of_arrival=self.clock.from_host_ns)
 
     # ---- status -------------------------------------------------------------------------------------------------
-    def _remote_rows(self) -> np.ndarray:
+    def _remote_rows(self, remotes) -> np.ndarray:
         from mimir.net.trust import rank
 
-        remotes = self.listener.sources() if self.listener is not None else []
         rows = np.zeros(len(remotes), dtype_of(SourceRow))
         for row, remote in zip(rows, remotes):
             row["name"] = f"remote.{remote.source_id}".encode()[:32]
@@ -496,6 +511,14 @@ class Rig:
             row["trust_level"] = rank(remote.trust) + 1
             row["influences_canonical"] = int(remote.influences_canonical)
             row["rejected"] = sum(msgspec.structs.astuple(remote.counters.rejected))
+            row["rate_limited"] = remote.counters.rejected.rate_limited
+            row["connections"] = remote.counters.connections
+            claims = self.claims.counts(remote.source_id)
+            row["claims_stored"] = claims.stored
+            row["claims_refused_future"] = claims.after_now
+            row["claims_refused_past"] = claims.before_window
+            row["claims_refused_rate"] = remote.counters.claims_rate_limited
+            row["claims_refused_cap"] = claims.window_cap + claims.store_full
             fit = remote.clock_fit
             if fit is not None and fit.locked:
                 _set_clock(row, True, fit.local_sample_at_epoch or 0.0, fit.rate_hz or 0.0,
@@ -567,8 +590,9 @@ class Rig:
             self._source_row(sources[i], s, now, fits)
         if fits is not None:
             sources = np.concatenate([sources, self._channel_rows(fits, MAX_SOURCES - len(sources))])
-        if self.listener is not None:
-            sources = np.concatenate([sources, self._remote_rows()])[:MAX_SOURCES]
+        net = self.listener.status() if self.listener is not None else None
+        if net is not None:
+            sources = np.concatenate([sources, self._remote_rows(net.sources)])[:MAX_SOURCES]
         p50, p99 = self.latency.percentiles_us(50, 99)
         res = self.reservoir.status()
         header = SupervisorHeader(
@@ -583,6 +607,11 @@ class Rig:
             clock_last_step_ns=self.clock.last_step_ns, clock_relocks=self.clock.relocks,
             clock_reference=-1 if self.reference.current.channel is None else self.reference.current.channel,
             clock_reference_why=self.reference.current.why.encode()[:80],
+            net_listening=int(net is not None),
+            net_handshakes_unknown_key=net.rejected_total.unknown_key if net else 0,
+            net_handshakes_refused=net.rejected_total.refused_by_policy if net else 0,
+            net_connections_dropped=net.handshakes.disconnected if net else 0,
+            net_claims_dropped=net.event_claims_dropped if net else 0,
         )
         self.board.publish(header, workers, sources)
 
@@ -609,6 +638,9 @@ class Rig:
         if self.listener is not None:
             self.listener.close()
             self.listener = None
+        if self.claims is not None:
+            self.claims.close()
+            self.claims = None
         if self._bell is not None:
             self._bell.close()
             self._bell = None

@@ -73,6 +73,11 @@ class SupervisorHeader(msgspec.Struct):
     clock_relocks: U32
     clock_reference: I32       # the audio channel that defines canonical time, -1 none (see supervisor/reference.py)
     clock_reference_why: Bytes(80)
+    net_listening: U32               # 1 when network.listen is set
+    net_handshakes_unknown_key: U64  # CURVE handshakes refused: a key not in the config
+    net_handshakes_refused: U64      # CURVE handshakes refused: a listed key with trust = reject
+    net_connections_dropped: U64     # connections lost: frames over 1 MiB, protocol errors, or closed by the peer
+    net_claims_dropped: U64          # claims lost to the listener's full queue (cannot happen at the claim rates)
 
 
 class WorkerRow(msgspec.Struct):
@@ -113,6 +118,14 @@ class SourceRow(msgspec.Struct):
     influences_canonical: U32  # remote sources at or above network.influence_at
     rejected: U64              # local: descriptors the reservoir refused; remote: reports rejected, all causes
     time_source: U32           # mimir.supervisor.clock.TimeSource: adc, callback entry, device timestamp, receipt
+    # remote sources (mimir.net): what became of their reports and claims, by cause
+    rate_limited: U64          # reports over network.max_messages_per_s (not read; the receiver sends them again)
+    connections: U32           # connections its reports came over (1 + reconnections)
+    claims_stored: U64         # claims in the observed store (``obs``)
+    claims_refused_future: U64  # claims of a time after the rig's now
+    claims_refused_past: U64   # claims of a time before the window (or the epoch)
+    claims_refused_rate: U64   # claims over network.max_claims_per_s
+    claims_refused_cap: U64    # claims over the source's cap inside the window
 
 
 class StatusBoard:
@@ -230,6 +243,13 @@ def text(snapshot: StatusSnapshot) -> str:
     ref_channel = h.get("clock_reference", -1)
     why = h.get("clock_reference_why", "")
     lines.append("reference channel: " + (f"ch{ref_channel} ({why})" if ref_channel >= 0 else f"none ({why})"))
+    if h.get("net_listening"):
+        lines.append(
+            f"network: handshakes refused: unknown key {h.get('net_handshakes_unknown_key', 0):,}, trust = reject "
+            f"{h.get('net_handshakes_refused', 0):,}; connections dropped {h.get('net_connections_dropped', 0):,} "
+            f"(frames over 1 MiB, protocol errors, or closed by the peer); claims lost to a full queue "
+            f"{h.get('net_claims_dropped', 0):,}"
+        )
     lines.append(
         f"reservoir: {h.get('reservoir_samples', 0):,} samples, window "
         f"{h.get('reservoir_window_start_ns', 0) / 1e9:.3f} .. {h.get('reservoir_edge_ns', 0) / 1e9:.3f} s; "
@@ -274,7 +294,10 @@ def text(snapshot: StatusSnapshot) -> str:
         trust = _TRUST_NAMES.get(s.get("trust_level", 0), "?")
         if trust:
             clock += f"; trust {trust}" + (", influences canonical time" if s["influences_canonical"] else "") \
-                + f"; rejected {s['rejected']:,}"
+                + f"; rejected {s['rejected']:,} (over the rate {s['rate_limited']:,}); {s['connections']} connections"
+            clock += (f"; claims stored {s['claims_stored']:,}, refused: future {s['claims_refused_future']:,}, "
+                      f"past {s['claims_refused_past']:,}, over the rate {s['claims_refused_rate']:,}, "
+                      f"over the cap {s['claims_refused_cap']:,}")
         elif s["rejected"]:
             clock += f"; REFUSED by the reservoir {s['rejected']:,} (see the worker's error)"
         timed = _TIME_SOURCES.get(s.get("time_source", 0), "")

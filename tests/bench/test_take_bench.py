@@ -13,9 +13,9 @@ import json
 import typer
 from typer.testing import CliRunner
 
-from mimir.take.cli import bench_take, load_bench
+from bench.cli import bench_take, load
 
-take_bench, _ = load_bench()
+take_bench = load("take")
 
 KEYS = {"encoding", "lossless", "frames", "raw_mb", "file_mb", "size_ratio", "take_wall_s", "plain_wall_s",
         "wall_ratio_vs_plain", "per_frame_us", "plain_per_frame_us", "take_fps", "needed_fps", "realtime_factor",

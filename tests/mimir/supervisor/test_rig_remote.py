@@ -12,6 +12,7 @@ import pytest
 from mimir.descriptors import SampleKind
 from mimir.net.keys import load_public_key
 from mimir.reservoir import ReservoirView
+from mimir.topology import OBSERVED
 
 pytestmark = pytest.mark.slow
 BIN = Path(sys.executable).parent
@@ -71,11 +72,15 @@ trust = "trusted-evidence"
         assert abs(remote["clock_rate_hz"] - 48_000) < 0.01
         assert abs(remote["clock_local_sample_at_epoch"] - (-1000 * 48_000)) < 0.5  # local sample 0 = canonical 1000 s
         assert remote["trust_level"] == 4 and remote["influences_canonical"] == 1 and remote["rejected"] == 0
-        view = ReservoirView.attach(rig)
+        view, observed = ReservoirView.attach(rig), ReservoirView.attach(rig, OBSERVED)
         try:
-            assert view.view_count(SampleKind.EVENT_CLAIM) > 0  # remote anchors and fits, on the canonical timeline
+            assert view.view_count(SampleKind.EVENT_CLAIM) == 0  # never into the rig's own reservoir
+            assert observed.view_count(SampleKind.EVENT_CLAIM) > 0  # its trust decisions, on the canonical timeline
         finally:
+            observed.close()
             view.close()
+        # the file's anchors and fits are about canonical 1000-1012 s, long before the rig's now: refused, counted
+        assert remote["claims_refused_past"] > 0 and remote["claims_stored"] > 0 and remote["connections"] == 1
         text = subprocess.run([str(BIN / "mimir"), "status", "--rig", rig], capture_output=True, text=True).stdout
         assert "remote.raven" in text and "trust trusted-evidence, influences canonical time" in text
     finally:
