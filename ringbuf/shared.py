@@ -364,7 +364,7 @@ def scan(rig: str | None = None) -> list[ObjectInfo]:
     process that listens on it is gone. Objects of another user are never
     stale to us.
     """
-    from .platform.posix import LOCK_MARK, parse_bell_name
+    from .platform.base import LOCK_MARK, parse_bell_name
 
     names = PLATFORM.list_objects(PREFIX if rig is None else f"{PREFIX}{rig}-")
     out: dict[str, ObjectInfo] = {}
