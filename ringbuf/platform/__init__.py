@@ -38,25 +38,41 @@ _KNOWN = ("linux", "darwin", "windows")
 
 def select(name: str) -> Platform:
     """The platform implementation for ``name`` (``linux``, ``darwin`` or ``windows``)."""
-    if name == "linux":
-        if not sys.platform.startswith("linux"):
-            raise ValueError(f"MIMIR_PLATFORM=linux: the Linux platform runs on Linux only, not {sys.platform}")
+    if name not in _KNOWN:
+        raise ValueError(f"MIMIR_PLATFORM={name!r}: use one of {', '.join(_KNOWN)}")
+    if name == "windows":
+        return _windows()
+    if name == "darwin":
+        return _darwin()
+    return _linux()
+
+
+# One function per OS, each guarded the way mypy reads (it checks the package once per platform).
+def _linux() -> Platform:
+    if sys.platform.startswith("linux"):
         from .linux import LinuxPlatform
 
         return LinuxPlatform()
-    if name == "darwin":
-        if sys.platform == "win32":
-            raise ValueError("MIMIR_PLATFORM=darwin: macOS rules run on Linux or macOS, not on Windows")
+    else:
+        raise ValueError(f"MIMIR_PLATFORM=linux: the Linux platform runs on Linux only, not {sys.platform}")
+
+
+def _darwin() -> Platform:
+    if sys.platform != "win32":
         from .darwin import DarwinPlatform
 
         return DarwinPlatform()
-    if name == "windows":
-        if sys.platform != "win32":
-            raise ValueError(f"MIMIR_PLATFORM=windows: named mappings exist on Windows only, not {sys.platform}")
-        from .windows import WindowsPlatform
+    else:
+        raise ValueError("MIMIR_PLATFORM=darwin: macOS rules run on Linux or macOS, not on Windows")
 
+
+def _windows() -> Platform:
+    from .windows import WindowsPlatform
+
+    if sys.platform == "win32":
         return WindowsPlatform()
-    raise ValueError(f"MIMIR_PLATFORM={name!r}: use one of {', '.join(_KNOWN)}")
+    else:
+        raise ValueError(f"MIMIR_PLATFORM=windows: named mappings exist on Windows only, not {sys.platform}")
 
 
 def native() -> str:

@@ -21,16 +21,19 @@ then :mod:`ringbuf.platform.macos_rules` also forbids what macOS lacks
 
 from __future__ import annotations
 
-import ctypes
-import os
 import sys
-from collections.abc import Callable
-from pathlib import Path
 
-import psutil
+assert sys.platform != "win32", "ringbuf.platform.darwin is for macOS (and macOS rules on Linux)"
 
-from .posix import PosixPlatform
-from .registry import MarkerRegistry, default_objects_dir
+import ctypes  # noqa: E402
+import os  # noqa: E402
+from collections.abc import Callable  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import psutil  # noqa: E402
+
+from .posix import PosixPlatform  # noqa: E402
+from .registry import MarkerRegistry, default_objects_dir  # noqa: E402
 
 __all__ = ["DarwinPlatform"]
 
@@ -63,7 +66,8 @@ class DarwinPlatform(PosixPlatform):
             barrier = ctypes.CDLL(LIBSYSTEM).OSMemoryBarrier
             barrier.restype = None
             return barrier
-        return os.sched_yield  # macOS rules on Linux: the Linux kernel's barrier (see ringbuf.fence)
+        else:
+            return os.sched_yield  # macOS rules on Linux: the Linux kernel's barrier (see ringbuf.fence)
 
     def limits(self) -> dict[str, str]:
         return {

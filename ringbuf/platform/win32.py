@@ -25,6 +25,7 @@ from ctypes import wintypes  # noqa: E402
 
 __all__ = ["Kernel32"]
 
+ERROR_FILE_NOT_FOUND = 2
 SYNCHRONIZE = 0x00100000
 MUTEX_MODIFY_STATE = 0x0001
 WAIT_FAILED = 0xFFFFFFFF
@@ -109,7 +110,7 @@ class Kernel32:
         handle = self._open_mutex(SYNCHRONIZE | MUTEX_MODIFY_STATE, False, name)
         if not handle:
             code = ctypes.get_last_error()
-            if code == _winapi.ERROR_FILE_NOT_FOUND:
+            if code == ERROR_FILE_NOT_FOUND:
                 raise FileNotFoundError(f"mutex {name} does not exist")
             raise ctypes.WinError(code, f"OpenMutex {name}")
         return int(handle)

@@ -32,9 +32,10 @@ imports on any OS and its logic is tested on Linux against a fake kernel.
 
 from __future__ import annotations
 
+import mmap
+import sys
 from collections.abc import Callable
 from pathlib import Path
-import mmap
 from typing import Protocol
 
 import psutil
@@ -159,9 +160,12 @@ class WindowsPlatform(Platform):
     @property
     def kernel(self) -> Kernel:
         if self._kernel is None:
-            from .win32 import Kernel32
+            if sys.platform == "win32":
+                from .win32 import Kernel32
 
-            self._kernel = Kernel32()
+                self._kernel = Kernel32()
+            else:
+                raise SegmentError("the Windows kernel binding runs on Windows only (inject a kernel elsewhere)")
         return self._kernel
 
     # ---- shared memory -------------------------------------------------------------------------------------
