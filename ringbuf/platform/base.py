@@ -101,7 +101,12 @@ class DoorbellListener(abc.ABC):
 
     @abc.abstractmethod
     def wait(self, timeout_s: float | None) -> bool:
-        """Block until rung or ``timeout_s`` passes (None: forever); True if rung. Drains what arrived."""
+        """Block until rung or ``timeout_s`` passes (None: forever); True if rung.
+
+        Consumes at least the ring that woke it (FIFO: everything pending;
+        UDP: one datagram, and a leftover only makes the next wait return at
+        once). :meth:`drain` consumes everything.
+        """
 
     @abc.abstractmethod
     def drain(self) -> None:

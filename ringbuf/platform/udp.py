@@ -56,11 +56,17 @@ class UdpListener(DoorbellListener):
     def wait(self, timeout_s: float | None) -> bool:
         ready, _, _ = select.select([self._sock], [], [], None if timeout_s is None else max(0.0, timeout_s))
         if ready:
-            self.drain()
+            # One datagram: a ring comes at most once per arming, so more is rare, and what is left only makes
+            # the next wait return at once (a hint, re-checked); a second recv to find the end would cost a raise.
+            try:
+                self._sock.recv(64)
+            except (BlockingIOError, InterruptedError, ConnectionResetError):
+                pass
             return True
         return False
 
     def drain(self) -> None:
+        """Consume every pending ring (the waiter reads one per wake-up)."""
         recv = self._sock.recv
         while True:
             try:
