@@ -23,18 +23,22 @@ semaphore in the same run.
 
 from __future__ import annotations
 
-import argparse
-import json
-import mmap
-import multiprocessing as mp
-import os
-import struct
 import sys
-import tempfile
-import time
-from pathlib import Path
 
-import numpy as np
+assert sys.platform != "win32", "bench.doorbells compares POSIX doorbells (semaphores and FIFOs)"
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import mmap  # noqa: E402
+import multiprocessing as mp  # noqa: E402
+import os  # noqa: E402
+import struct  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+from typing import Any  # noqa: E402
+
+import numpy as np  # noqa: E402
 
 TRANSPORTS = ("semaphore", "fifo", "udp")
 _STAMP = struct.Struct("<Q")
@@ -64,8 +68,10 @@ class _Semaphore:
         self._sem.close()
 
 
-def _pair(transport: str, directory: Path, tag: str):
+def _pair(transport: str, directory: Path, tag: str) -> tuple[Any, Any, Any]:
     """(A's listener, B's listener, ring(listener_of_peer) factory) for ``transport``."""
+    a: Any
+    b: Any
     if transport == "semaphore":
         a, b = _Semaphore(f"/mimir-bell-{tag}-a"), _Semaphore(f"/mimir-bell-{tag}-b")
         return a, b, lambda peer: (lambda: peer.ring(None))
@@ -133,7 +139,7 @@ def _round(transport: str, count: int, period_s: float, directory: Path, tag: st
     return lat, results["a"][1] + results["b"][1]
 
 
-def run(quick: bool, progress=lambda message: None) -> list[dict]:
+def run(quick: bool, progress=lambda message: None) -> list[dict[str, Any]]:
     rounds, count = (3, 1000) if quick else (5, 3000)
     pooled: dict[str, list[int]] = {t: [] for t in TRANSPORTS}
     missed = dict.fromkeys(TRANSPORTS, 0)
@@ -145,12 +151,12 @@ def run(quick: bool, progress=lambda message: None) -> list[dict]:
                 lat, miss = _round(transport, count, 0.001, Path(d), f"b{os.getpid()}r{r}")
                 pooled[transport].extend(lat)
                 missed[transport] += miss
-    out = []
-    base = None
+    out: list[dict[str, Any]] = []
+    base: dict[str, Any] = {}
     for t in TRANSPORTS:
         arr = np.asarray(pooled[t], np.float64) / 1000.0
         p50, p99, p999 = (float(np.percentile(arr, q)) for q in (50, 99, 99.9))
-        rec = {"transport": t, "samples": int(arr.size), "missed": missed[t], "p50_us": p50, "p99_us": p99,
+        rec: dict[str, Any] = {"transport": t, "samples": int(arr.size), "missed": missed[t], "p50_us": p50, "p99_us": p99,
                "p99_9_us": p999}
         if t == "semaphore":
             base = rec
