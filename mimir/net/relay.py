@@ -95,7 +95,7 @@ class LoopbackRelay:
                     elif key.data == "listen":
                         self._accept(sel)
                     else:
-                        self._forward(sel, key.fileobj, key.data)
+                        self._forward(sel, key.fileobj, key.data)  # type: ignore[arg-type]  # registered sockets
         finally:
             for s in list(self._peers):
                 self._drop(sel, s)

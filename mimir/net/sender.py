@@ -180,7 +180,8 @@ class Sender(threading.Thread):
         poller.register(wake_fd, zmq.POLLIN)
         while not self._stop_now.is_set():
             now = time.monotonic()
-            if self._finish_when_empty and (len(self.backlog) == 0 or now >= self._stop_at):
+            if self._finish_when_empty and (len(self.backlog) == 0 or (self._stop_at is not None
+                                                                       and now >= self._stop_at)):
                 self._rebuild_at = None
                 return
             if self._rebuild_at is not None and now >= self._rebuild_at:
