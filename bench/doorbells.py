@@ -79,11 +79,15 @@ def _pair(transport: str, directory: Path, tag: str) -> tuple[Any, Any, Any]:
         from ringbuf.platform.posix import FifoListener, FifoSender
 
         a, b = FifoListener(directory, tag), FifoListener(directory, tag)
-        return a, b, lambda peer: (lambda s=FifoSender(directory, tag), i=peer.bell_id: s.ring(i))
+        return a, b, lambda peer: _ringer(FifoSender(directory, tag), peer.bell_id)
     from ringbuf.platform.udp import UdpListener, UdpSender
 
     a, b = UdpListener(), UdpListener()
-    return a, b, lambda peer: (lambda s=UdpSender(), i=peer.bell_id: s.ring(i))
+    return a, b, lambda peer: _ringer(UdpSender(), peer.bell_id)
+
+
+def _ringer(sender: Any, bell_id: int) -> Any:
+    return lambda: sender.ring(bell_id)
 
 
 def _side(role: str, transport: str, mine, ring_peer, stamp: mmap.mmap, count: int, period_s: float, conn) -> None:
@@ -91,7 +95,7 @@ def _side(role: str, transport: str, mine, ring_peer, stamp: mmap.mmap, count: i
     missed = 0
     if role == "a":
         next_t = time.monotonic() + 0.05
-        for i in range(count):
+        for _ in range(count):
             while (now := time.monotonic()) < next_t:
                 time.sleep(max(0.0, next_t - now - 0.0002))
             _STAMP.pack_into(stamp, 0, time.monotonic_ns())
@@ -156,8 +160,8 @@ def run(quick: bool, progress=lambda message: None) -> list[dict[str, Any]]:
     for t in TRANSPORTS:
         arr = np.asarray(pooled[t], np.float64) / 1000.0
         p50, p99, p999 = (float(np.percentile(arr, q)) for q in (50, 99, 99.9))
-        rec: dict[str, Any] = {"transport": t, "samples": int(arr.size), "missed": missed[t], "p50_us": p50, "p99_us": p99,
-               "p99_9_us": p999}
+        rec: dict[str, Any] = {"transport": t, "samples": int(arr.size), "missed": missed[t], "p50_us": p50,
+                               "p99_us": p99, "p99_9_us": p999}
         if t == "semaphore":
             base = rec
         else:

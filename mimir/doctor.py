@@ -81,7 +81,8 @@ def _shared_memory_checks() -> list[Check]:
     free = PLATFORM.shm_available_bytes()
     free_text = f"{free / 2**30:.1f} GiB available" if free is not None else "free space unknown"
     rules = f"{PLATFORM.name} (macOS rules emulated on {sys.platform}: CI's second pass)" if EMULATED else PLATFORM.name
-    checks = [Check("platform", True, f"{rules}; objects {'unlinked by their creator' if PLATFORM.unlinks else 'gone with their last handle'}")]
+    lifetime = "unlinked by their creator" if PLATFORM.unlinks else "gone with their last handle"
+    checks = [Check("platform", True, f"{rules}; objects {lifetime}")]
     checks += [Check(f"  {duty}", True, how) for duty, how in PLATFORM.limits().items()]
     where = Path(PLATFORM.shm_where())
     if PLATFORM.name == "linux":
@@ -95,7 +96,8 @@ def _shared_memory_checks() -> list[Check]:
     if objects is not None and PLATFORM.name != "linux":
         ok = (objects.is_dir() and os.access(objects, os.W_OK)) or (not objects.exists()
                                                                      and os.access(objects.parent, os.W_OK))
-        checks.append(Check("object registry", ok, f"{objects} ({'exists' if objects.is_dir() else 'made on first use'})",
+        state = "exists" if objects.is_dir() else "made on first use"
+        checks.append(Check("object registry", ok, f"{objects} ({state})",
                             "" if ok else f"make {objects} writable by this user (it holds marker files)"))
     if sys.platform == "win32":  # pragma: no cover - Windows only
         try:

@@ -44,7 +44,8 @@ __all__ = [
 U8 = Annotated[int, msgspec.Meta(extra={"dtype": "<u1"}, ge=0, le=2**8 - 1)]
 U16 = Annotated[int, msgspec.Meta(extra={"dtype": "<u2"}, ge=0, le=2**16 - 1)]
 U32 = Annotated[int, msgspec.Meta(extra={"dtype": "<u4"}, ge=0, le=2**32 - 1)]
-U64 = Annotated[int, msgspec.Meta(extra={"dtype": "<u8"}, ge=0)]  # msgspec bounds stop at int64; the packer rejects > 2**64-1
+# msgspec bounds stop at int64; the packer rejects > 2**64-1
+U64 = Annotated[int, msgspec.Meta(extra={"dtype": "<u8"}, ge=0)]
 I8 = Annotated[int, msgspec.Meta(extra={"dtype": "<i1"}, ge=-(2**7), le=2**7 - 1)]
 I16 = Annotated[int, msgspec.Meta(extra={"dtype": "<i2"}, ge=-(2**15), le=2**15 - 1)]
 I32 = Annotated[int, msgspec.Meta(extra={"dtype": "<i4"}, ge=-(2**31), le=2**31 - 1)]

@@ -11,7 +11,6 @@ flags through a wake-up pipe. Only loopback addresses are accepted.
 
 from __future__ import annotations
 
-import os
 import selectors
 import socket
 import threading

@@ -18,8 +18,20 @@ from ringbuf.shared import ObjectMismatch, ObjectNotReady, SharedObject
 
 from .errors import ReservoirLayoutMismatch
 from .layout import (
-    DESCRIPTOR_SLOT_BYTES, GEOMETRY_OFFSET, KIND, KIND_COUNT, STATUS_OFFSET, TYPED_DESCRIPTORS, VERSION, Geometry,
-    geometry_dtype, latest_dtype, layout_document, padded_dtype, record_dtype, status_dtype,
+    DESCRIPTOR_SLOT_BYTES,
+    GEOMETRY_OFFSET,
+    KIND,
+    KIND_COUNT,
+    STATUS_OFFSET,
+    TYPED_DESCRIPTORS,
+    VERSION,
+    Geometry,
+    geometry_dtype,
+    latest_dtype,
+    layout_document,
+    padded_dtype,
+    record_dtype,
+    status_dtype,
 )
 
 __all__ = ["Mapped", "attach_object", "write_geometry"]
@@ -63,7 +75,9 @@ class Mapped:
         try:
             # Where shmem THP is "advise" this backs the tables with 2 MB pages (fewer TLB misses on random
             # reads of a large window); with shmem THP "never" (this project's test machines) it does nothing.
-            buf.madvise(mmap.MADV_HUGEPAGE)
+            advice = getattr(mmap, "MADV_HUGEPAGE", None)  # Linux only
+            if advice is not None:
+                buf.madvise(advice)
         except (AttributeError, OSError, ValueError):
             pass
         self.words = memoryview(buf).cast("Q")

@@ -34,8 +34,16 @@ from pathlib import Path  # noqa: E402
 import posix_ipc  # noqa: E402
 
 from .base import (  # noqa: E402
-    LOCK_MARK, DoorbellListener, DoorbellSender, LockTimeout, ObjectLock, OutOfSharedMemory, Platform,
-    SegmentExists, SegmentMissing, bell_name,
+    LOCK_MARK,
+    DoorbellListener,
+    DoorbellSender,
+    LockTimeout,
+    ObjectLock,
+    OutOfSharedMemory,
+    Platform,
+    SegmentExists,
+    SegmentMissing,
+    bell_name,
 )
 
 __all__ = ["PosixPlatform", "FifoListener", "FifoSender", "FlockLock"]
@@ -160,7 +168,8 @@ class FlockLock(ObjectLock):
                 return
             except BlockingIOError:
                 if time.monotonic() >= deadline:
-                    raise LockTimeout(f"lock {self._path} is held by a live process for more than {timeout_s} s") from None
+                    raise LockTimeout(
+                        f"lock {self._path} is held by a live process for more than {timeout_s} s") from None
                 time.sleep(0.0005)
 
     def release(self) -> None:

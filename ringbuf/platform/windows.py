@@ -41,8 +41,16 @@ from typing import Protocol
 import psutil
 
 from .base import (
-    LOCK_MARK, DoorbellListener, DoorbellSender, LockTimeout, ObjectLock, OutOfSharedMemory, Platform,
-    SegmentError, SegmentExists, SegmentMissing,
+    LOCK_MARK,
+    DoorbellListener,
+    DoorbellSender,
+    LockTimeout,
+    ObjectLock,
+    OutOfSharedMemory,
+    Platform,
+    SegmentError,
+    SegmentExists,
+    SegmentMissing,
 )
 from .registry import MarkerRegistry, default_objects_dir
 from .udp import UdpListener, UdpSender
@@ -278,7 +286,8 @@ class WindowsPlatform(Platform):
 
     def limits(self) -> dict[str, str]:
         return {
-            "names": f"shared-memory names up to {self.max_name_chars} characters (Mimir keeps them to 31, macOS's limit)",
+            "names": f"shared-memory names up to {self.max_name_chars} characters "
+                     "(Mimir keeps them to 31, macOS's limit)",
             "shared memory": "named file mappings on the page file, committed in full at creation",
             "cleanup": "nothing to unlink: a mapping vanishes with its last handle; a crashed writer leaves at most "
                        "a marker file, which `mimir doctor --clean` removes",

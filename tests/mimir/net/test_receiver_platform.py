@@ -12,7 +12,8 @@ import threading
 
 import pytest
 
-from mimir.net import RemoteListener, keys as keymod, winacl
+from mimir.net import RemoteListener, winacl
+from mimir.net import keys as keymod
 from mimir.net.keys import KeyFileError, load_secret_key, write_keypair
 from mimir.net.relay import LoopbackRelay
 from mimir.net.sender import Sender

@@ -100,7 +100,7 @@ class FakeKernel:
                     raise winerror(ERROR_INVALID_HANDLE, f"{name} is another kind of object")
                 raise FileExistsError(f"file mapping {name} exists")
             if self.committed_bytes + size > self.commit_limit_bytes:
-                raise winerror(win.ERROR_COMMITMENT_LIMIT, "The paging file is too small for this operation to complete")
+                raise winerror(win.ERROR_COMMITMENT_LIMIT, "The paging file is too small for this operation")
             fd = os.memfd_create("fake-mapping")
             os.ftruncate(fd, size)
             self.objects[name] = _Mapping(fd, size)

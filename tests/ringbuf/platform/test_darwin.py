@@ -6,7 +6,7 @@ import signal
 import msgspec
 import pytest
 
-from ringbuf import NameTooLong, Ring, RingReader, U64, remove_stale, scan
+from ringbuf import U64, NameTooLong, Ring, RingReader, remove_stale, scan
 from ringbuf.platform.darwin import DarwinPlatform
 from ringbuf.segment import list_segments, segment_name
 
@@ -59,7 +59,8 @@ def test_a_sigkilled_creator_leaves_a_marker_and_an_object_that_scan_finds_stale
         os.kill(proc.pid, signal.SIGKILL)
         proc.join(10)
         stale = {i.name: i.why for i in scan(rig) if i.stale}
-        assert stale == {f"mimir-{rig}-r": f"writer {proc.pid} is gone", f"mimir-{rig}-r#lock": f"writer {proc.pid} is gone"}
+        gone = f"writer {proc.pid} is gone"
+        assert stale == {f"mimir-{rig}-r": gone, f"mimir-{rig}-r#lock": gone}
         assert sorted(remove_stale(rig)) == sorted(stale)
         assert list_segments(rig) == []
     finally:

@@ -6,11 +6,10 @@ import textwrap
 import time
 
 import msgspec
-import numpy as np
 import pytest
 import zmq
 
-from ringbuf import Ring, RingReader, U64
+from ringbuf import U64, RingReader
 from ringbuf.platform.udp import UdpListener, UdpSender
 
 

@@ -5,7 +5,6 @@ here; everything above it does: exclusive creation, commit failures, the
 last-handle lifetime of mappings, mutex takeover, the marker registry, and
 the real Ring and SharedObject code on top with UDP doorbells.
 """
-import os
 import threading
 import time
 
@@ -13,7 +12,7 @@ import msgspec
 import numpy as np
 import pytest
 
-from ringbuf import Ring, RingReader, SegmentExists, SegmentMissing, U64, remove_stale, scan
+from ringbuf import U64, Ring, RingReader, SegmentExists, SegmentMissing, remove_stale, scan
 from ringbuf.platform import LockTimeout, OutOfSharedMemory, SegmentError
 from ringbuf.platform import windows as win
 from ringbuf.platform.udp import UdpListener, UdpSender
