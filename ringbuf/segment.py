@@ -19,12 +19,7 @@ import re
 from dataclasses import dataclass
 
 from .platform import (
-    PLATFORM,
-    NameTooLong,
-    OutOfSharedMemory,
-    SegmentError,
-    SegmentExists,
-    SegmentMissing,
+    PLATFORM, NameTooLong, OutOfSharedMemory, SegmentError, SegmentExists, SegmentMissing,
 )
 
 __all__ = [

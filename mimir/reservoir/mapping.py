@@ -18,20 +18,8 @@ from ringbuf.shared import ObjectMismatch, ObjectNotReady, SharedObject
 
 from .errors import ReservoirLayoutMismatch
 from .layout import (
-    DESCRIPTOR_SLOT_BYTES,
-    GEOMETRY_OFFSET,
-    KIND,
-    KIND_COUNT,
-    STATUS_OFFSET,
-    TYPED_DESCRIPTORS,
-    VERSION,
-    Geometry,
-    geometry_dtype,
-    latest_dtype,
-    layout_document,
-    padded_dtype,
-    record_dtype,
-    status_dtype,
+    DESCRIPTOR_SLOT_BYTES, GEOMETRY_OFFSET, KIND, KIND_COUNT, STATUS_OFFSET, TYPED_DESCRIPTORS, VERSION, Geometry,
+    geometry_dtype, latest_dtype, layout_document, padded_dtype, record_dtype, status_dtype,
 )
 
 __all__ = ["Mapped", "attach_object", "write_geometry"]

@@ -35,13 +35,7 @@ from ringbuf.layout import packer_of
 
 from .errors import Evicted, ReservoirBusy, ReservoirClosed, StaleHandle, UnknownHandle
 from .layout import (
-    KIND_COUNT,
-    KIND_SHIFT,
-    KINDS,
-    TYPED_DESCRIPTORS,
-    W,
-    check_kind,
-    status_dtype,
+    KIND_COUNT, KIND_SHIFT, KINDS, TYPED_DESCRIPTORS, W, check_kind, status_dtype,
 )
 from .mapping import Mapped
 from .results import ReservoirStatus, Sample

@@ -23,16 +23,8 @@ import os
 import sys
 
 from .base import (
-    DoorbellListener,
-    DoorbellSender,
-    LockTimeout,
-    NameTooLong,
-    ObjectLock,
-    OutOfSharedMemory,
-    Platform,
-    SegmentError,
-    SegmentExists,
-    SegmentMissing,
+    DoorbellListener, DoorbellSender, LockTimeout, NameTooLong, ObjectLock, OutOfSharedMemory, Platform, SegmentError,
+    SegmentExists, SegmentMissing,
 )
 
 __all__ = [

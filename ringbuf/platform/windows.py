@@ -41,16 +41,8 @@ from typing import Protocol
 import psutil
 
 from .base import (
-    LOCK_MARK,
-    DoorbellListener,
-    DoorbellSender,
-    LockTimeout,
-    ObjectLock,
-    OutOfSharedMemory,
-    Platform,
-    SegmentError,
-    SegmentExists,
-    SegmentMissing,
+    LOCK_MARK, DoorbellListener, DoorbellSender, LockTimeout, ObjectLock, OutOfSharedMemory, Platform, SegmentError,
+    SegmentExists, SegmentMissing,
 )
 from .registry import MarkerRegistry, default_objects_dir
 from .udp import UdpListener, UdpSender
