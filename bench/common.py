@@ -4,29 +4,38 @@ from __future__ import annotations
 
 import os
 import platform
+import subprocess
 import sys
+
+import psutil
+
+from ringbuf.platform import PLATFORM
 
 
 def _cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            for line in f:
-                if line.lower().startswith(("model name", "hardware", "processor\t: arm")):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
+    """The CPU's marketing name: /proc/cpuinfo on Linux, sysctl on macOS, else what ``platform`` knows."""
+    if PLATFORM.name == "linux":  # not under macOS rules on Linux, which forbid /proc
+        try:
+            with open("/proc/cpuinfo", encoding="utf-8") as f:
+                for line in f:
+                    if line.lower().startswith(("model name", "hardware", "processor\t: arm")):
+                        return line.split(":", 1)[1].strip()
+        except OSError:
+            pass
+    elif sys.platform == "darwin":
+        try:
+            return subprocess.run(["sysctl", "-n", "machdep.cpu.brand_string"], capture_output=True, text=True,
+                                  timeout=5).stdout.strip() or platform.machine()
+        except (OSError, subprocess.SubprocessError):
+            pass
     return platform.processor() or platform.machine()
 
 
 def _memory_bytes() -> int | None:
     try:
-        with open("/proc/meminfo", encoding="utf-8") as f:
-            for line in f:
-                if line.startswith("MemTotal:"):
-                    return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        pass
-    return None
+        return int(psutil.virtual_memory().total)
+    except (psutil.Error, OSError):
+        return None
 
 
 def machine_info() -> dict:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import ctypes.util
 import os
 import shutil
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -74,17 +75,36 @@ def environment_checks() -> list[Check]:
 
 
 def _shared_memory_checks() -> list[Check]:
-    """Where shared memory lives on this OS, how much is free, and the platform's limits."""
+    """The platform's limits (one line per duty of the seam), then what can be checked about them here."""
+    from ringbuf.platform import EMULATED
+
     free = PLATFORM.shm_available_bytes()
     free_text = f"{free / 2**30:.1f} GiB available" if free is not None else "free space unknown"
-    checks = [Check("platform", True,
-                    f"{PLATFORM.name}: shared-memory names up to {PLATFORM.max_name_chars} characters "
-                    f"(rig names up to 16), objects {'unlinked by their creator' if PLATFORM.unlinks else 'gone with their last handle'}")]
+    rules = f"{PLATFORM.name} (macOS rules emulated on {sys.platform}: CI's second pass)" if EMULATED else PLATFORM.name
+    lifetime = "unlinked by their creator" if PLATFORM.unlinks else "gone with their last handle"
+    checks = [Check("platform", True, f"{rules}; objects {lifetime}")]
+    checks += [Check(f"  {duty}", True, how) for duty, how in PLATFORM.limits().items()]
+    where = Path(PLATFORM.shm_where())
     if PLATFORM.name == "linux":
-        shm = Path(PLATFORM.shm_where())
-        ok = shm.is_dir() and os.access(shm, os.W_OK)
-        checks.append(Check(str(shm), ok, f"writable, {free_text}" if ok else "missing or not writable",
+        ok = where.is_dir() and os.access(where, os.W_OK)
+        checks.append(Check(str(where), ok, f"writable, {free_text}" if ok else "missing or not writable",
                             "" if ok else "mount a tmpfs on /dev/shm writable by this user"))
     else:
-        checks.append(Check("shared memory", True, free_text))
+        checks.append(Check("shared memory", free is not None, free_text,
+                            "" if free is not None else "cannot read how much memory is available"))
+    objects = PLATFORM.objects_dir
+    if objects is not None and PLATFORM.name != "linux":
+        ok = (objects.is_dir() and os.access(objects, os.W_OK)) or (not objects.exists()
+                                                                     and os.access(objects.parent, os.W_OK))
+        state = "exists" if objects.is_dir() else "made on first use"
+        checks.append(Check("object registry", ok, f"{objects} ({state})",
+                            "" if ok else f"make {objects} writable by this user (it holds marker files)"))
+    if sys.platform == "win32":  # pragma: no cover - Windows only
+        try:
+            import win32security  # noqa: F401
+
+            checks.append(Check("key file access lists", True, "pywin32 reads and sets owner-only ACLs"))
+        except ImportError:
+            checks.append(Check("key file access lists", False, "pywin32 missing: secret keys cannot be checked",
+                                "pip install pywin32 (scripts/setup-windows.ps1 does)"))
     return checks

@@ -3,11 +3,13 @@ watching Mimir's processes. Everything else in the supervisor is the same code e
 
 * :func:`die_with_parent` -- a worker ends when its supervisor dies: Linux
   asks the kernel (``PR_SET_PDEATHSIG``); elsewhere a watchdog thread checks
-  the parent every 0.25 s and stops the worker the way a stop request does.
+  the parent every 0.25 s (psutil: pid *and* start time, so a reused pid is
+  no parent) and stops the worker the way a stop request does.
 * :func:`spawn_options` / :func:`request_stop` -- asking a child to stop
   cleanly: SIGTERM on POSIX; on Windows the child is started in its own
-  process group and sent CTRL_BREAK_EVENT (Windows has no SIGTERM handler
-  that runs Python code on ``terminate()``).
+  process group and sent CTRL_BREAK_EVENT, which its SIGBREAK handler
+  (:data:`mimir.signals.STOP_SIGNALS`) turns into the same clean stop
+  (``terminate()`` there runs no Python code at all).
 * :func:`go_realtime` / :func:`lower_priority` -- the index loop's realtime
   priority and the sync worker's lower one, best effort, saying what happened.
 
@@ -28,60 +30,92 @@ from collections.abc import Callable
 
 import psutil
 
+from mimir.signals import STOP_SIGNALS
 from ringbuf.platform import PLATFORM
 
-__all__ = ["die_with_parent", "spawn_options", "request_stop", "go_realtime", "lower_priority", "STOP_SIGNALS"]
+__all__ = [
+    "die_with_parent", "kernel_parent_death", "spawn_options", "request_stop", "go_realtime", "lower_priority",
+    "STOP_SIGNALS",
+]
 
 PR_SET_PDEATHSIG = 1
 REALTIME_PRIORITY = 1  # SCHED_FIFO, the lowest realtime level: above every normal process, below audio callbacks
-STOP_SIGNALS: tuple[int, ...] = tuple(
-    s for s in (getattr(signal, "SIGTERM", None), getattr(signal, "SIGINT", None), getattr(signal, "SIGBREAK", None))
-    if s is not None
-)
 
 
-def die_with_parent(on_orphaned: Callable[[], None] | None = None) -> None:
+WATCHDOG_PERIOD_S = 0.25
+
+
+def kernel_parent_death() -> bool:
+    """True where the kernel ends a worker whose parent died (Linux, not under another OS's rules)."""
+    return sys.platform.startswith("linux") and PLATFORM.name == "linux"
+
+
+def die_with_parent(on_orphaned: Callable[[], None] | None = None, *, parent_pid: int | None = None) -> str:
     """End this process when its parent (the supervisor) dies; exit at once if it already has.
 
-    ``on_orphaned`` runs in the watchdog thread where the kernel cannot do it
-    (default: the same as a stop request, so the worker unlinks what it made).
+    ``parent_pid``: the pid the parent passed down (its ``os.getpid()``);
+    without it the current parent is assumed, which cannot tell a parent
+    that died before this call (the orphan then has a new parent). On
+    Linux the kernel signals SIGTERM when the parent dies; elsewhere
+    ``on_orphaned`` runs in a watchdog thread (default: the same as a stop
+    request, so the worker unlinks what it made). Returns how
+    (``"kernel"`` or ``"watchdog"``), for the log.
     """
-    parent = os.getppid()
-    if PLATFORM.name == "linux" and sys.platform.startswith("linux"):
+    parent = _parent(parent_pid if parent_pid is not None else os.getppid())
+    if kernel_parent_death():
         libc = ctypes.CDLL(None, use_errno=True)
         libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+        how = "kernel"
     else:
         _watch_parent(parent, on_orphaned or _stop_self)
-    if os.getppid() != parent or not psutil.pid_exists(parent):  # the parent died before we were watching
+        how = "watchdog"
+    if parent is None or not _same_parent(parent):  # the parent died before we were watching
         sys.exit(1)
+    return how
+
+
+def _parent(pid: int) -> psutil.Process | None:
+    try:
+        return psutil.Process(pid)
+    except psutil.Error:
+        return None
+
+
+def _same_parent(parent: psutil.Process) -> bool:
+    """True while ``parent`` (pid and start time) runs and is still our parent."""
+    try:
+        return os.getppid() == parent.pid and parent.is_running() and parent.status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
 
 
 def _stop_self() -> None:
     if sys.platform == "win32":  # pragma: no cover - Windows only
-        os.kill(os.getpid(), signal.CTRL_BREAK_EVENT)
+        # raise() runs the SIGTERM handler the worker installed (mimir.signals); no console group needed.
+        signal.raise_signal(signal.SIGTERM)
     else:
         os.kill(os.getpid(), signal.SIGTERM)
 
 
-def _watch_parent(parent: int, on_orphaned: Callable[[], None]) -> None:
+def _watch_parent(parent: psutil.Process | None, on_orphaned: Callable[[], None]) -> None:
     def watch() -> None:
         while True:
-            time.sleep(0.25)
-            if os.getppid() != parent or not psutil.pid_exists(parent):
+            time.sleep(WATCHDOG_PERIOD_S)
+            if parent is None or not _same_parent(parent):
                 on_orphaned()
                 return
 
     threading.Thread(target=watch, name="parent-watchdog", daemon=True).start()
 
 
-def spawn_options() -> dict:
+def spawn_options() -> dict[str, int]:
     """Extra ``subprocess.Popen`` arguments for a supervised child."""
     if sys.platform == "win32":  # pragma: no cover - Windows only
         return {"creationflags": subprocess.CREATE_NEW_PROCESS_GROUP}
     return {}
 
 
-def request_stop(proc: subprocess.Popen) -> None:
+def request_stop(proc: subprocess.Popen[bytes]) -> None:
     """Ask a child to stop cleanly (it unlinks what it made); the caller kills it after a grace period."""
     if sys.platform == "win32":  # pragma: no cover - Windows only
         proc.send_signal(signal.CTRL_BREAK_EVENT)
@@ -91,19 +125,18 @@ def request_stop(proc: subprocess.Popen) -> None:
 
 def go_realtime() -> str:
     """Move the calling thread to realtime priority where the OS allows it; return what happened, for the log."""
-    policy = getattr(os, "SCHED_FIFO", None)
-    if policy is None or PLATFORM.name != "linux":
+    if sys.platform.startswith("linux") and PLATFORM.name == "linux":
         try:
-            psutil.Process().nice(psutil.HIGH_PRIORITY_CLASS if sys.platform == "win32" else -5)
-            return "realtime scheduling not available on this OS; raised the supervisor's priority instead"
-        except (psutil.Error, OSError, AttributeError):
-            return "realtime scheduling not available on this OS; normal priority"
+            os.sched_setscheduler(0, os.SCHED_FIFO | os.SCHED_RESET_ON_FORK, os.sched_param(REALTIME_PRIORITY))
+        except PermissionError:
+            return ("realtime priority refused (grant CAP_SYS_NICE or an rtprio limit): "
+                    "index latency may suffer when the machine is busy")
+        return f"index loop at SCHED_FIFO {REALTIME_PRIORITY}"
     try:
-        os.sched_setscheduler(0, policy | getattr(os, "SCHED_RESET_ON_FORK", 0), os.sched_param(REALTIME_PRIORITY))
-    except PermissionError:
-        return ("realtime priority refused (grant CAP_SYS_NICE or an rtprio limit): "
-                "index latency may suffer when the machine is busy")
-    return f"index loop at SCHED_FIFO {REALTIME_PRIORITY}"
+        psutil.Process().nice(_HIGH_PRIORITY)
+        return "realtime scheduling not available on this OS; raised the supervisor's priority instead"
+    except (psutil.Error, OSError):
+        return "realtime scheduling not available on this OS; normal priority"
 
 
 def lower_priority(niceness: int = 5) -> None:
@@ -114,6 +147,15 @@ def lower_priority(niceness: int = 5) -> None:
     channel), while capture and indexing win every contended moment.
     """
     try:
-        psutil.Process().nice(psutil.BELOW_NORMAL_PRIORITY_CLASS if sys.platform == "win32" else niceness)
-    except (psutil.Error, OSError, AttributeError):
+        psutil.Process().nice(_LOW_PRIORITY if sys.platform == "win32" else niceness)  # priority class vs nice
+    except (psutil.Error, OSError):
         pass
+
+
+# psutil's nice() takes a priority class on Windows and a nice value elsewhere.
+if sys.platform == "win32":  # pragma: no cover - Windows only
+    _HIGH_PRIORITY = psutil.HIGH_PRIORITY_CLASS
+    _LOW_PRIORITY = psutil.BELOW_NORMAL_PRIORITY_CLASS
+else:
+    _HIGH_PRIORITY = -5
+    _LOW_PRIORITY = 5

@@ -15,12 +15,18 @@ import signal
 import threading
 from collections.abc import Iterator
 
-__all__ = ["stop_on_signals"]
+__all__ = ["stop_on_signals", "STOP_SIGNALS"]
+
+# SIGBREAK: what a Windows supervisor sends (CTRL_BREAK_EVENT to the worker's process group; see
+# mimir.process_control.request_stop). SIGTERM and SIGINT everywhere.
+STOP_SIGNALS: tuple[int, ...] = tuple(
+    getattr(signal, name) for name in ("SIGTERM", "SIGINT", "SIGBREAK") if hasattr(signal, name)
+)
 
 
 @contextlib.contextmanager
 def stop_on_signals(stop: threading.Event,
-                    signals: tuple[int, ...] = (signal.SIGTERM, signal.SIGINT)) -> Iterator[threading.Event]:
+                    signals: tuple[int, ...] = STOP_SIGNALS) -> Iterator[threading.Event]:
     """Set ``stop`` when one of ``signals`` arrives; restore the previous handlers on exit.
 
     Only the main thread may install handlers; elsewhere this does nothing

@@ -18,19 +18,24 @@ How the full barrier is made:
 * x86/x86-64: an uncontended ``threading.Lock`` acquire + release. CPython
   implements it with glibc semaphores whose fast path is a ``lock cmpxchg`` /
   ``lock xadd``; any locked instruction is a full barrier on x86.
-* elsewhere: ``os.sched_yield()``. On Arm glibc's semaphore fast paths are
-  only acquire/release atomics, which do not order a store before a later
-  load, so a lock is not enough. ``sched_yield`` enters the Linux scheduler,
-  which executes ``smp_mb()`` (``smp_mb__after_spinlock``) on every call.
+* elsewhere: the operating system's barrier call (:meth:`Platform.full_barrier
+  <ringbuf.platform.base.Platform.full_barrier>`). On Arm glibc's semaphore
+  fast paths are only acquire/release atomics, which do not order a store
+  before a later load, so a lock is not enough. Linux: ``os.sched_yield()``,
+  which enters the scheduler, and that executes ``smp_mb()``
+  (``smp_mb__after_spinlock``) on every call. macOS: ``OSMemoryBarrier``
+  (``dmb ish``). Windows: ``FlushProcessWriteBuffers``. Only the Linux one
+  has ever run (and only on x86 here, where it is not used).
 
 ``mimir bench rings`` reports what each costs on the machine it runs on.
 """
 
 from __future__ import annotations
 
-import os
 import platform
 import threading
+
+from .platform import PLATFORM
 
 __all__ = ["TSO", "store_fence", "full_fence", "lock_fence", "yield_fence"]
 
@@ -47,9 +52,8 @@ def lock_fence() -> None:
     _release()
 
 
-def yield_fence() -> None:
-    """Full barrier on Linux on every CPU (the scheduler's ``smp_mb``); costs a syscall."""
-    os.sched_yield()
+yield_fence = PLATFORM.full_barrier()
+"""The OS's full barrier on every CPU (Linux: ``sched_yield``, the scheduler's ``smp_mb``); costs a system call."""
 
 
 def _no_fence() -> None:

@@ -39,20 +39,19 @@ __all__ = [
 ]
 
 
-def _binary(py_type: type, dtype: str, **bounds: int) -> object:
-    return Annotated[py_type, msgspec.Meta(extra={"dtype": dtype}, **bounds)]
-
-
-U8 = _binary(int, "<u1", ge=0, le=2**8 - 1)
-U16 = _binary(int, "<u2", ge=0, le=2**16 - 1)
-U32 = _binary(int, "<u4", ge=0, le=2**32 - 1)
-U64 = _binary(int, "<u8", ge=0)  # msgspec bounds stop at int64; the packer rejects > 2**64-1
-I8 = _binary(int, "<i1", ge=-(2**7), le=2**7 - 1)
-I16 = _binary(int, "<i2", ge=-(2**15), le=2**15 - 1)
-I32 = _binary(int, "<i4", ge=-(2**31), le=2**31 - 1)
-I64 = _binary(int, "<i8", ge=-(2**63), le=2**63 - 1)
-F32 = _binary(float, "<f4")
-F64 = _binary(float, "<f8")
+# Each binary type is a plain type alias (so type checkers read ``sequence: U64`` as an ``int``) carrying its
+# little-endian numpy dtype, and msgspec's bounds, in ``msgspec.Meta``.
+U8 = Annotated[int, msgspec.Meta(extra={"dtype": "<u1"}, ge=0, le=2**8 - 1)]
+U16 = Annotated[int, msgspec.Meta(extra={"dtype": "<u2"}, ge=0, le=2**16 - 1)]
+U32 = Annotated[int, msgspec.Meta(extra={"dtype": "<u4"}, ge=0, le=2**32 - 1)]
+# msgspec bounds stop at int64; the packer rejects > 2**64-1
+U64 = Annotated[int, msgspec.Meta(extra={"dtype": "<u8"}, ge=0)]
+I8 = Annotated[int, msgspec.Meta(extra={"dtype": "<i1"}, ge=-(2**7), le=2**7 - 1)]
+I16 = Annotated[int, msgspec.Meta(extra={"dtype": "<i2"}, ge=-(2**15), le=2**15 - 1)]
+I32 = Annotated[int, msgspec.Meta(extra={"dtype": "<i4"}, ge=-(2**31), le=2**31 - 1)]
+I64 = Annotated[int, msgspec.Meta(extra={"dtype": "<i8"}, ge=-(2**63), le=2**63 - 1)]
+F32 = Annotated[float, msgspec.Meta(extra={"dtype": "<f4"})]
+F64 = Annotated[float, msgspec.Meta(extra={"dtype": "<f8"})]
 
 
 def Bytes(size: int) -> object:

@@ -18,7 +18,8 @@ IDENTITY_TOLERANCE_US = 1000  # start times agree to the tick; a pid is never re
 
 def _start_time_s(proc: psutil.Process) -> float:
     try:
-        return proc.create_time(monotonic=True)  # psutil >= 7 on Linux: jiffies since boot, immune to clock steps
+        # psutil >= 7 on Linux: jiffies since boot, immune to clock steps (not in types-psutil yet)
+        return proc.create_time(monotonic=True)  # type: ignore[call-arg]
     except TypeError:
         return proc.create_time()
 

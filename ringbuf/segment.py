@@ -14,6 +14,7 @@ systems lives in :mod:`ringbuf.platform`.
 
 from __future__ import annotations
 
+import mmap
 import re
 from dataclasses import dataclass
 
@@ -58,7 +59,7 @@ class Segment:
 
     name: str
     size: int
-    buf: object  # mmap.mmap
+    buf: mmap.mmap
     owner: bool
 
     @classmethod

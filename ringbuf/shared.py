@@ -40,13 +40,14 @@ from __future__ import annotations
 import os
 import time
 from dataclasses import dataclass
+from typing import Annotated
 
 import msgspec
 import numpy as np
 
 from . import fence, process
 from .hashing import fnv1a_64
-from .layout import U32, U64, Bytes, dtype_of
+from .layout import U32, U64, dtype_of
 from .platform import PLATFORM, SegmentExists, SegmentMissing
 from .segment import PREFIX, Segment, segment_name
 
@@ -72,15 +73,16 @@ def kind_tag(kind: str) -> bytes:
     return raw
 
 
-def _kind_name(tag: bytes) -> str:
-    return bytes(tag).rstrip(b"\0").decode("ascii", "replace")
+def _kind_name(tag: object) -> str:
+    """The kind name stored in ``tag`` (raw bytes, or the header's 0-d bytes field)."""
+    return bytes(tag).rstrip(b"\0").decode("ascii", "replace")  # type: ignore[call-overload]
 
 
 class ObjectHeader(msgspec.Struct):
     """The common header of every Mimir shared object (first 256 bytes; see module docstring)."""
 
     magic: U64
-    kind: Bytes(KIND_BYTES)
+    kind: Annotated[bytes, msgspec.Meta(max_length=KIND_BYTES, extra={"dtype": f"|S{KIND_BYTES}"})]
     version: U32
     header_bytes: U32
     doc_offset: U64
@@ -90,7 +92,7 @@ class ObjectHeader(msgspec.Struct):
     writer_pid: U64
     writer_identity: U64
     closed: U64
-    label: Bytes(LABEL_BYTES)
+    label: Annotated[bytes, msgspec.Meta(max_length=LABEL_BYTES, extra={"dtype": f"|S{LABEL_BYTES}"})]
 
 
 _HEADER_DTYPE = dtype_of(ObjectHeader)
@@ -109,7 +111,8 @@ class ForeignObject(SegmentExists):
     """A create found that name taken by something that is not a Mimir object of that kind: never reclaimed."""
 
 
-def _read_header(segment: Segment) -> np.void | None:
+def _read_header(segment: Segment) -> np.ndarray | None:
+    """A copy of the common header (a 0-d structured array), or None when the segment is too small to have one."""
     if segment.size < HEADER_BYTES:
         return None
     return np.ndarray((), dtype=_HEADER_DTYPE, buffer=segment.buf, offset=0).copy()
@@ -122,7 +125,7 @@ class SharedObject:
     out after :data:`KIND_HEADER_OFFSET` + their static header.
     """
 
-    def __init__(self, segment: Segment, rig: str, name: str, header: np.void, doc: bytes) -> None:
+    def __init__(self, segment: Segment, rig: str, name: str, header: np.ndarray, doc: bytes) -> None:
         self.segment = segment
         self.rig = rig
         self.name = name  # the object name within the rig (segment name minus "mimir-<rig>-")
@@ -133,11 +136,12 @@ class SharedObject:
         self.writer_pid = int(header["writer_pid"])
         self.writer_identity = int(header["writer_identity"])
         self.created_unix_ns = int(header["created_unix_ns"])
-        self._live = np.ndarray((), dtype=_HEADER_DTYPE, buffer=segment.buf, offset=0)
+        self._live: np.ndarray | None = np.ndarray((), dtype=_HEADER_DTYPE, buffer=segment.buf, offset=0)
 
     @property
     def header(self) -> np.ndarray:
-        """The live common header (0-d structured view; the writer's to store into)."""
+        """The live common header (0-d structured view; the writer's to store into). Not after :meth:`close`."""
+        assert self._live is not None, "the object was closed"
         return self._live
 
     @property
@@ -183,6 +187,7 @@ class SharedObject:
             h["label"] = (label or f"{rig}/{name}").encode("utf-8")[:LABEL_BYTES]
             del h
             header = _read_header(segment)
+            assert header is not None  # the segment was sized for it
             return cls(segment, rig, name, header, doc)
         except BaseException:
             segment.close()
@@ -237,7 +242,7 @@ class SharedObject:
     # ---- state ---------------------------------------------------------------------------------------------
     @property
     def closed(self) -> bool:
-        return bool(int(self._live["closed"]))
+        return self._live is None or bool(int(self._live["closed"]))
 
     def writer_alive(self) -> bool:
         """False once the writer closed the object or its process is gone."""
@@ -381,7 +386,7 @@ def scan(rig: str | None = None) -> list[ObjectInfo]:
     process that listens on it is gone. Objects of another user are never
     stale to us.
     """
-    from .platform.posix import LOCK_MARK, parse_bell_name
+    from .platform.base import LOCK_MARK, parse_bell_name
 
     names = PLATFORM.list_objects(PREFIX if rig is None else f"{PREFIX}{rig}-")
     out: dict[str, ObjectInfo] = {}

@@ -5,6 +5,9 @@
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$here"
+if [ "$(uname -s)" = Darwin ]; then  # macOS: Homebrew and pip (scripts/setup-macos.sh), everything installed
+    exec bash "$here/scripts/setup-macos.sh" rig
+fi
 
 apt_packages=(libportaudio2 libsndfile1 libusb-1.0-0 jackd2 ffmpeg)
 missing=()

@@ -38,3 +38,39 @@ def no_leaks_in_session():
     yield
     left = [name for name in list_segments() if SESSION_TAG in name]
     assert not left, f"the test session leaked shared-memory objects: {left}"
+
+
+# ---- macOS rules (MIMIR_PLATFORM=darwin on Linux, CI's second pass) ------------------------------------------
+@pytest.fixture(scope="session")
+def macos_rules_log(tmp_path_factory):
+    """Where every process of this session reports what macOS lacks (None unless under macOS rules)."""
+    from ringbuf.platform import EMULATED
+    from ringbuf.platform.macos_rules import LOG_ENV
+
+    if not EMULATED:
+        yield None
+        return
+    log = tmp_path_factory.mktemp("macos-rules") / "violations.log"
+    log.touch()
+    previous = os.environ.get(LOG_ENV)
+    os.environ[LOG_ENV] = str(log)  # inherited by every process a test starts (workers included)
+    yield log
+    if previous is None:
+        os.environ.pop(LOG_ENV, None)
+    else:
+        os.environ[LOG_ENV] = previous
+
+
+@pytest.fixture(autouse=True)
+def no_macos_rule_violations(macos_rules_log):
+    """Under macOS rules, fail a test during which any Mimir process reached for /proc, prctl or a timed
+    semaphore wait (ringbuf.platform.macos_rules), even where the code caught the error."""
+    if macos_rules_log is None:
+        yield
+        return
+    before = macos_rules_log.stat().st_size
+    yield
+    with open(macos_rules_log, "rb") as f:
+        f.seek(before)
+        new = f.read().decode("utf-8", "replace")
+    assert not new, f"Mimir code did what macOS cannot do:\n{new}"

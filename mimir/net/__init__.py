@@ -7,12 +7,22 @@
   :mod:`.reports`, :mod:`.audio_source`;
 * :mod:`.relay` - a loopback TCP relay (byte counts, blackouts) for tests and the benchmark.
 
-See ``docs/net.md``.
+The receiver side runs on Linux, macOS and Windows with no platform-specific
+code, and imports nothing of the rig (no rings, no reservoir, no posix_ipc):
+this package's names are therefore loaded on first use, so that
+``python -m mimir.net receiver`` pulls in the receiver modules only. See
+``docs/net.md`` and ``docs/platforms.md``.
 """
 
-from .listener import ListenerConfigError, ListenerStatus, RemoteListener
-from .sources import EventClaim, RemoteSourceStatus
-from .trust import TRUST_LEVELS, TrustDecision, decide
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .listener import ListenerConfigError, ListenerStatus, RemoteListener
+    from .sources import EventClaim, RemoteSourceStatus
+    from .trust import TRUST_LEVELS, TrustDecision, decide
 
 __all__ = [
            "TRUST_LEVELS",
@@ -24,3 +34,18 @@ __all__ = [
            "TrustDecision",
            "decide",
 ]
+
+_HOME = {
+    "ListenerConfigError": "listener", "ListenerStatus": "listener", "RemoteListener": "listener",
+    "EventClaim": "sources", "RemoteSourceStatus": "sources",
+    "TRUST_LEVELS": "trust", "TrustDecision": "trust", "decide": "trust",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _HOME.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value

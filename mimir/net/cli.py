@@ -82,7 +82,8 @@ def receiver(
 
     if not _SOURCE_ID.match(source_id):
         raise _fail("--source-id: 1-40 characters of letters, digits, '.', '_' or '-'")
-    if not _ENDPOINT.match(connect) or not 0 < int(_ENDPOINT.match(connect).group(2)) < 65536:
+    endpoint = _ENDPOINT.match(connect)
+    if endpoint is None or not 0 < int(endpoint.group(2)) < 65536:
         raise _fail(f"--connect: expected tcp://HOST:PORT, got {connect!r}")
     if (input_device is None) == (file is None):
         raise _fail("give exactly one of --input DEVICE or --file IN.wav")
@@ -107,10 +108,12 @@ def receiver(
         server_public = load_public_key(server_path)
     except KeyFileError as exc:
         raise _fail(str(exc)) from None
+    audio: FileAudio | DeviceAudio
     try:
         if file is not None:
             audio = FileAudio(str(file), channel=channel, block_frames=block_frames, speed=speed, fast=fast)
         else:
+            assert input_device is not None  # exactly one of --input and --file, checked above
             audio = DeviceAudio(input_device, channel=channel, rate_hz=rate, block_frames=block_frames)
             if approx_canonical_s is None:
                 import time

@@ -2,9 +2,12 @@
 
 The files use ZeroMQ's certificate format (the one ``zmq.auth.create_certificates``
 writes and ``zmq.auth.load_certificate`` reads), so other ZeroMQ tools can use
-them. Differences from pyzmq's writer: the secret file is created with mode 0600
-and ``O_EXCL`` (never over an existing file unless ``overwrite``), and loading a
-secret file that group or others can read is refused, as ssh does.
+them. Differences from pyzmq's writer: the secret file is created owner-only
+and with ``O_EXCL`` (never over an existing file unless ``overwrite``), before
+the secret is written into it, and loading a secret file that anyone else can
+read is refused, as ssh does. Owner-only means mode 0600 on Linux and macOS,
+and on Windows an access list naming only the user, SYSTEM and the
+Administrators (:mod:`mimir.net.winacl`; Windows has no mode bits).
 
 Keys are Z85 text, 40 characters (32 bytes).
 """
@@ -15,6 +18,7 @@ import datetime
 import os
 import re
 import stat
+import sys
 from pathlib import Path
 
 import zmq
@@ -33,6 +37,7 @@ __all__ = [
 
 PUBLIC_SUFFIX = ".key"
 SECRET_SUFFIX = ".key_secret"
+WINDOWS = sys.platform == "win32"  # owner-only by access list instead of mode bits
 _Z85_KEY = re.compile(r"^[0-9a-zA-Z.\-:+=^!/*?&<>()\[\]{}@%$#]{40}$")
 
 
@@ -76,7 +81,7 @@ def _body(public: str, secret: str | None, banner: str) -> str:
 
 
 def _write(path: Path, text: str, mode: int, overwrite: bool) -> None:
-    flags = os.O_WRONLY | os.O_CREAT | (os.O_TRUNC if overwrite else os.O_EXCL)
+    flags = os.O_WRONLY | os.O_CREAT | (0 if overwrite else os.O_EXCL) | getattr(os, "O_BINARY", 0)
     try:
         fd = os.open(path, flags, mode)
     except FileExistsError:
@@ -84,8 +89,18 @@ def _write(path: Path, text: str, mode: int, overwrite: bool) -> None:
     except OSError as exc:
         raise KeyFileError(f"cannot write {path}: {exc.strerror}") from None
     try:
-        os.fchmod(fd, mode)  # O_CREAT's mode is filtered by the umask and ignored for existing files
+        if WINDOWS:
+            if mode == 0o600:
+                from .winacl import restrict_to_owner
+
+                restrict_to_owner(path)  # before the secret is written
+        else:
+            os.chmod(fd, mode)  # O_CREAT's mode is filtered by the umask and ignored for existing files
+        if overwrite:
+            os.ftruncate(fd, 0)
         os.write(fd, text.encode("ascii"))
+    except OSError as exc:
+        raise KeyFileError(f"cannot write {path}: {exc.strerror or exc}") from None
     finally:
         os.close(fd)
 
@@ -136,6 +151,17 @@ def _check_key(path: Path, name: str, value: str | None) -> str:
     return value
 
 
+def _exposure(path: Path, mode: int) -> str | None:
+    """Why a secret key file is not owner-only, or None (mode bits on POSIX, the access list on Windows)."""
+    if WINDOWS:
+        from .winacl import exposure
+
+        return exposure(path)
+    if mode & 0o077:
+        return f"secret key is readable by others (mode {stat.S_IMODE(mode):o}); run `chmod 600 {path}`"
+    return None
+
+
 def load_public_key(path: str | Path) -> str:
     """The public key (Z85) of a ``.key`` or ``.key_secret`` file."""
     path = Path(path)
@@ -156,9 +182,9 @@ def load_secret_key(path: str | Path) -> KeyPair:
     fields = _read_fields(path)
     if "secret-key" not in fields:
         raise KeyFileError(f"{path}: no secret-key in this file (is it the public .key? pass NAME{SECRET_SUFFIX})")
-    if mode & 0o077:
-        raise KeyFileError(f"{path}: secret key is readable by others (mode {stat.S_IMODE(mode):o}); "
-                           f"run `chmod 600 {path}`")
+    problem = _exposure(path, mode)
+    if problem:
+        raise KeyFileError(f"{path}: {problem}")
     public = _check_key(path, "public-key", fields.get("public-key"))
     secret = _check_key(path, "secret-key", fields.get("secret-key"))
     try:

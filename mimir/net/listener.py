@@ -259,7 +259,7 @@ class RemoteListener:
                 sock.bind(config.listen)
             except zmq.ZMQError as exc:
                 raise ListenerConfigError(f"network.listen: cannot listen on {config.listen}: {exc}") from None
-            self.endpoint: str = sock.last_endpoint.decode()
+            self.endpoint: str = sock.getsockopt_string(zmq.LAST_ENDPOINT)
         except BaseException:
             self.close()
             raise
@@ -268,6 +268,7 @@ class RemoteListener:
     @property
     def socket(self) -> zmq.Socket:
         """The ROUTER socket, for a caller that wants to wait on it with a ``zmq.Poller`` (read-only use)."""
+        assert self._sock is not None, "the listener is closed"
         return self._sock
 
     def poll(self, max_messages: int = 100) -> int:
@@ -280,8 +281,9 @@ class RemoteListener:
             return 0
         now = time.monotonic_ns()
         sock = self._sock
+        assert sock is not None  # open until closed
         handled = 0
-        if sock.get(zmq.EVENTS) & zmq.POLLIN:
+        if int(sock.get(zmq.EVENTS)) & zmq.POLLIN:
             while handled < max_messages:
                 try:
                     frames = sock.recv_multipart(zmq.NOBLOCK, copy=False)
@@ -317,8 +319,8 @@ class RemoteListener:
     def _handle(self, frames: list[zmq.Frame], now: int) -> None:
         payload = frames[-1]
         try:
-            user_id = payload.get("User-Id")
-            peer = payload.get("Peer-Address")
+            user_id: str | None = str(payload.get("User-Id"))
+            peer = str(payload.get("Peer-Address"))
         except zmq.ZMQError:
             user_id, peer = None, ""
         routing_id = frames[0].bytes
@@ -337,6 +339,7 @@ class RemoteListener:
             self._send(routing_id, Refusal(cause=result.refusal[0], detail=result.refusal[1]))
 
     def _send(self, routing_id: bytes, body) -> bool:
+        assert self._sock is not None
         try:
             self._sock.send_multipart([routing_id, encode(DownEnvelope(v=SCHEMA_VERSION, body=body))], zmq.NOBLOCK)
             return True
@@ -346,6 +349,7 @@ class RemoteListener:
 
     def _drain_monitor(self) -> None:
         mon = self._monitor
+        assert mon is not None
         h = self._handshakes
         while True:
             try:

@@ -196,7 +196,7 @@ class AudioWindow(_Struct, tag=5):
 
 UplinkBody = Union[ClockFitSummary, AnchorBatch, ResponseUpdate, BufferHealth, AudioWindow]
 
-_KIND_NAMES = {ClockFitSummary: "clock_fit", AnchorBatch: "anchors", ResponseUpdate: "response",
+_KIND_NAMES: dict[type, str] = {ClockFitSummary: "clock_fit", AnchorBatch: "anchors", ResponseUpdate: "response",
                BufferHealth: "health", AudioWindow: "audio"}
 
 
@@ -239,7 +239,7 @@ class AudioRequest(_Struct, tag=3):
 
 
 DownlinkBody = Union[Ack, Refusal, AudioRequest]
-_DOWN_NAMES = {Ack: "ack", Refusal: "refusal", AudioRequest: "audio_request"}
+_DOWN_NAMES: dict[type, str] = {Ack: "ack", Refusal: "refusal", AudioRequest: "audio_request"}
 
 
 class DownEnvelope(_Struct):

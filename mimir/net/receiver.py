@@ -27,6 +27,7 @@ import queue
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import msgspec
@@ -44,6 +45,7 @@ from .messages import (
     AudioWindow,
     ClockFitSummary,
     Envelope,
+    UplinkBody,
     body_kind,
     encode,
 )
@@ -143,10 +145,15 @@ class RemoteReceiver:
             self.by_kind[kind] = self.by_kind.get(kind, 0) + 1
             if isinstance(body, ClockFitSummary):
                 self._last_fit = body
-            self.backlog.add(lambda seq, low, body=body: encode(Envelope(  # encoded again at every send
-                v=SCHEMA_VERSION, source_id=self.opts.source_id, session=self.session, seq=seq, low_water=low,
-                sent_unix_ns=time.time_ns(), body=body)))
+            self.backlog.add(self._encoder(body))
         self.sender.wake()
+
+    def _encoder(self, body: UplinkBody) -> Callable[[int, int], bytes]:
+        """The backlog's encoder of ``body``: it is encoded again at every send (fresh seq, low water, time)."""
+        def encode_at(seq: int, low: int) -> bytes:
+            return encode(Envelope(v=SCHEMA_VERSION, source_id=self.opts.source_id, session=self.session, seq=seq,
+                                   low_water=low, sent_unix_ns=time.time_ns(), body=body))
+        return encode_at
 
     def _serve_requests(self, final: bool = False) -> None:
         while True:

@@ -11,7 +11,6 @@ flags through a wake-up pipe. Only loopback addresses are accepted.
 
 from __future__ import annotations
 
-import os
 import selectors
 import socket
 import threading
@@ -37,7 +36,7 @@ class LoopbackRelay:
         self._dark = False
         self._closing = False
         self._peers: dict[socket.socket, socket.socket] = {}
-        self._wake_r, self._wake_w = os.pipe()
+        self._wake_r, self._wake_w = socket.socketpair()  # a pipe is not selectable on Windows; sockets are
         self._thread = threading.Thread(target=self._run, name="mimir-relay", daemon=True)
 
     def start(self) -> LoopbackRelay:
@@ -46,20 +45,20 @@ class LoopbackRelay:
 
     def blackout(self) -> None:
         self._dark = True
-        os.write(self._wake_w, b"b")
+        self._wake_w.send(b"b")
 
     def restore(self) -> None:
         self._dark = False
-        os.write(self._wake_w, b"r")
+        self._wake_w.send(b"r")
 
     def close(self) -> None:
         if self._closing:
             return
         self._closing = True
-        os.write(self._wake_w, b"c")
+        self._wake_w.send(b"c")
         self._thread.join(timeout=5)
-        os.close(self._wake_r)
-        os.close(self._wake_w)
+        self._wake_r.close()
+        self._wake_w.close()
 
     def __enter__(self) -> LoopbackRelay:
         return self.start()
@@ -88,14 +87,14 @@ class LoopbackRelay:
             while not self._closing:
                 for key, _ in sel.select(timeout=0.5):
                     if key.data == "wake":
-                        os.read(self._wake_r, 64)
+                        self._wake_r.recv(64)
                         if self._dark or self._closing:
                             for s in list(self._peers):
                                 self._drop(sel, s)
                     elif key.data == "listen":
                         self._accept(sel)
                     else:
-                        self._forward(sel, key.fileobj, key.data)
+                        self._forward(sel, key.fileobj, key.data)  # type: ignore[arg-type]  # registered sockets
         finally:
             for s in list(self._peers):
                 self._drop(sel, s)

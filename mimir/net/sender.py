@@ -1,10 +1,13 @@
 """The receiver's network thread: a CURVE DEALER that drains the backlog and never touches audio.
 
 Ownership: :class:`Sender` owns its ZeroMQ context, DEALER socket, monitor
-socket and wake-up pipe; all of them are used only inside its thread. Other
-threads talk to it through the thread-safe :class:`~mimir.net.backlog.Backlog`,
-:meth:`Sender.wake` (one byte into a non-blocking pipe) and callbacks it makes
-from its own thread (audio requests, refusals).
+socket and wake-up socket pair; all of them but the pair's sending end are
+used only inside its thread. Other threads talk to it through the
+thread-safe :class:`~mimir.net.backlog.Backlog`, :meth:`Sender.wake` (one
+byte into a non-blocking socket: every OS's ``zmq.Poller`` accepts a socket,
+where a pipe is not pollable on Windows; one ``send`` per call is safe from
+any thread) and callbacks it makes from its own thread (audio requests,
+refusals).
 
 Reliability: ``IMMEDIATE`` is set, so nothing is queued inside ZeroMQ while
 disconnected (a send would fail and the message stays due in the backlog).
@@ -19,7 +22,7 @@ later is enough, the receiver needs no restart.
 
 from __future__ import annotations
 
-import os
+import socket
 import sys
 import threading
 import time
@@ -76,9 +79,10 @@ class Sender(threading.Thread):
         self._stop_at: float | None = None      # monotonic deadline once asked to finish
         self._finish_when_empty = False
         self._stop_now = threading.Event()
-        self._wake_r, self._wake_w = os.pipe()
-        os.set_blocking(self._wake_r, False)
-        os.set_blocking(self._wake_w, False)
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._wake_r.setblocking(False)
+        self._wake_w.setblocking(False)
+        self._wake_open = True
         self._said: set[str] = set()
         self._rebuild_at: float | None = None
         self._rebuild_delay_s = REBUILD_MIN_S
@@ -87,12 +91,12 @@ class Sender(threading.Thread):
     # ------------------------------------------------------------------------------------------------ control
     def wake(self) -> None:
         """Tell the thread new messages are due (any thread; never blocks)."""
-        if self._wake_w < 0:
+        if not self._wake_open:
             return
         try:
-            os.write(self._wake_w, b"\0")
-        except (BlockingIOError, OSError):
-            pass  # the pipe is full: the thread is already due to wake
+            self._wake_w.send(b"\0")
+        except OSError:
+            pass  # full (BlockingIOError): the thread is already due to wake; or closed meanwhile
 
     def finish(self, linger_s: float) -> None:
         """Stop once the backlog is empty (everything acknowledged) or after ``linger_s``."""
@@ -162,31 +166,30 @@ class Sender(threading.Thread):
             ctx.term()
 
     def close(self) -> None:
-        """Release the wake-up pipe; call after :meth:`join` (no thread may call :meth:`wake` afterwards)."""
-        for fd in (self._wake_r, self._wake_w):
-            try:
-                os.close(fd)
-            except OSError:
-                pass
-        self._wake_r = self._wake_w = -1
+        """Release the wake-up sockets; call after :meth:`join` (no thread may call :meth:`wake` afterwards)."""
+        self._wake_open = False
+        self._wake_r.close()
+        self._wake_w.close()
 
     def _loop(self, sock: zmq.Socket, mon: zmq.Socket) -> None:
         """Run one socket until finished, stopped, or due for a rebuild after a refused handshake."""
         poller = zmq.Poller()
         poller.register(sock, zmq.POLLIN)
         poller.register(mon, zmq.POLLIN)
-        poller.register(self._wake_r, zmq.POLLIN)
+        wake_fd = self._wake_r.fileno()
+        poller.register(wake_fd, zmq.POLLIN)
         while not self._stop_now.is_set():
             now = time.monotonic()
-            if self._finish_when_empty and (len(self.backlog) == 0 or now >= self._stop_at):
+            if self._finish_when_empty and (len(self.backlog) == 0 or (self._stop_at is not None
+                                                                       and now >= self._stop_at)):
                 self._rebuild_at = None
                 return
             if self._rebuild_at is not None and now >= self._rebuild_at:
                 return
             events = dict(poller.poll(50))
-            if self._wake_r in events:
+            if wake_fd in events:
                 try:
-                    while os.read(self._wake_r, 4096):
+                    while self._wake_r.recv(4096):
                         pass
                 except BlockingIOError:
                     pass

@@ -158,13 +158,16 @@ class RemoteSourceStatus(msgspec.Struct, kw_only=True):
     decode_to_state_ms_p99: float | None
 
 
+ClaimKind = Literal["anchor", "clock_fit", "trust"]
+
+
 class EventClaim(msgspec.Struct, frozen=True, kw_only=True):
     """Evidence for the reservoir (SampleKind.EVENT_CLAIM). ``canonical_ns``: the canonical time the claim is about
     (the anchor's event; a fit's newest anchor; None for a trust decision). ``arrival_ns``: time.monotonic_ns() here."""
 
     source_id: str
     sensor_id_hash: int
-    kind: Literal["anchor", "clock_fit", "trust"]
+    kind: ClaimKind
     canonical_ns: int | None
     arrival_ns: int
     sequence: int
@@ -300,7 +303,7 @@ class SourceTable:
             st.decision = new
             self._claim(st, "trust", None, now_ns, detail=new.reason)
 
-    def _claim(self, st: SourceState, kind: str, canonical_ns: int | None, now_ns: int, **extra) -> None:
+    def _claim(self, st: SourceState, kind: ClaimKind, canonical_ns: int | None, now_ns: int, **extra) -> None:
         if not st.claim_bucket.take(now_ns):
             st.counters.claims_rate_limited += 1
             return

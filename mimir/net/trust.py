@@ -27,6 +27,7 @@ import msgspec
 
 __all__ = ["TRUST_LEVELS", "UNKNOWN_KEY", "TrustDecision", "TrustLevel", "decide", "rank"]
 
+EvidenceClass = Literal["none", "candidate", "trusted"]
 TrustLevel = Literal["reject", "observe-only", "candidate-evidence", "trusted-evidence", "canonical-authority"]
 TRUST_LEVELS: tuple[str, ...] = ("reject", "observe-only", "candidate-evidence", "trusted-evidence",
                                  "canonical-authority")
@@ -39,7 +40,7 @@ class TrustDecision(msgspec.Struct, frozen=True, kw_only=True):
     accepts_connection: bool
     records_state: bool
     emits_evidence: bool
-    evidence_class: Literal["none", "candidate", "trusted"]
+    evidence_class: EvidenceClass
     influences_canonical: bool
     canonical_authority: bool
     reason: str
@@ -72,7 +73,7 @@ def decide(level: str, *, influence_at: str, fit_locked: bool = False, fit_confi
         return TrustDecision(level=level, accepts_connection=False, records_state=False, emits_evidence=False,
                              evidence_class="none", influences_canonical=False, canonical_authority=False,
                              reason="trust = reject in the config")
-    evidence = "none" if r < 2 else ("candidate" if r == 2 else "trusted")
+    evidence: EvidenceClass = "none" if r < 2 else ("candidate" if r == 2 else "trusted")
     reasons = []
     if r < threshold:
         reasons.append(f"trust {level} is below influence_at = {influence_at}")

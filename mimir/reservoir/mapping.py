@@ -63,7 +63,9 @@ class Mapped:
         try:
             # Where shmem THP is "advise" this backs the tables with 2 MB pages (fewer TLB misses on random
             # reads of a large window); with shmem THP "never" (this project's test machines) it does nothing.
-            buf.madvise(mmap.MADV_HUGEPAGE)
+            advice = getattr(mmap, "MADV_HUGEPAGE", None)  # Linux only
+            if advice is not None:
+                buf.madvise(advice)
         except (AttributeError, OSError, ValueError):
             pass
         self.words = memoryview(buf).cast("Q")

@@ -52,6 +52,8 @@ _STATUS_INDEX = {name: i for i, name in enumerate(status_dtype().names)}
 # x86-64 (TSO) keeps loads in order: no fence. Elsewhere a barrier after the first stamp load (acquire) and
 # before the re-check keeps the record loads between the two stamp loads.
 _READ_FENCE = None if fence.TSO else fence.full_fence
+# Give up the CPU once: sched_yield where it exists (Linux, macOS), a zero sleep (Windows' Sleep(0)) elsewhere.
+_yield_cpu = getattr(os, "sched_yield", None) or (lambda: time.sleep(0))
 
 SNAPSHOT_DTYPE = np.dtype([
     ("position", "<u8"), ("kind", "u1"), ("sensor_id_hash", "<u8"), ("timestamp_ns", "<u8"),
@@ -144,7 +146,7 @@ class ReservoirQueries:
             return
         if attempt == _SPIN:
             self._busy_deadline = time.monotonic() + self.busy_timeout_s
-        os.sched_yield()
+        _yield_cpu()
         if time.monotonic() > self._busy_deadline:
             alive = self.writer_alive()
             raise ReservoirBusy(

@@ -31,12 +31,34 @@ leading slash POSIX adds (macOS: 31).
 from __future__ import annotations
 
 import abc
+import mmap
+from collections.abc import Callable
 from pathlib import Path
 
 __all__ = [
     "Platform", "SegmentError", "SegmentExists", "SegmentMissing", "OutOfSharedMemory", "NameTooLong",
-    "DoorbellListener", "DoorbellSender", "ObjectLock", "LockTimeout",
+    "DoorbellListener", "DoorbellSender", "ObjectLock", "LockTimeout", "BELL_MARK", "LOCK_MARK", "bell_name",
+    "parse_bell_name",
 ]
+
+BELL_MARK = "#bell."
+LOCK_MARK = "#lock"
+
+
+def bell_name(rig: str, bell_id: int) -> str:
+    """The name of a file doorbell ``bell_id`` (``pid << 16 | n``) of ``rig`` (platforms with file doorbells)."""
+    return f"mimir-{rig}-{BELL_MARK}{bell_id >> 16}.{bell_id & 0xFFFF}"
+
+
+def parse_bell_name(name: str) -> int | None:
+    """The pid that owns doorbell ``name``, or None if ``name`` is not a doorbell."""
+    at = name.find(BELL_MARK)
+    if at < 0:
+        return None
+    try:
+        return int(name[at + len(BELL_MARK):].split(".", 1)[0])
+    except ValueError:
+        return None
 
 
 class SegmentError(RuntimeError):
@@ -79,7 +101,12 @@ class DoorbellListener(abc.ABC):
 
     @abc.abstractmethod
     def wait(self, timeout_s: float | None) -> bool:
-        """Block until rung or ``timeout_s`` passes (None: forever); True if rung. Drains what arrived."""
+        """Block until rung or ``timeout_s`` passes (None: forever); True if rung.
+
+        Consumes at least the ring that woke it (FIFO: everything pending;
+        UDP: one datagram, and a leftover only makes the next wait return at
+        once). :meth:`drain` consumes everything.
+        """
 
     @abc.abstractmethod
     def drain(self) -> None:
@@ -132,7 +159,7 @@ class Platform(abc.ABC):
 
     # ---- shared memory -------------------------------------------------------------------------------------
     @abc.abstractmethod
-    def shm_create(self, name: str, size: int):
+    def shm_create(self, name: str, size: int) -> mmap.mmap:
         """Create segment ``name`` (no leading slash) of ``size`` bytes, memory reserved; return its mmap.
 
         Raises :class:`SegmentExists` if the name is taken and
@@ -141,7 +168,7 @@ class Platform(abc.ABC):
         """
 
     @abc.abstractmethod
-    def shm_attach(self, name: str, *, readonly: bool):
+    def shm_attach(self, name: str, *, readonly: bool) -> mmap.mmap:
         """Map an existing segment (its whole size); raise :class:`SegmentMissing` if there is none."""
 
     @abc.abstractmethod
@@ -192,3 +219,16 @@ class Platform(abc.ABC):
 
     @abc.abstractmethod
     def remove_lock(self, name: str) -> None: ...
+
+    # ---- memory ordering and self-description ----------------------------------------------------------------
+    @abc.abstractmethod
+    def full_barrier(self) -> Callable[[], None]:
+        """A call that is a full memory barrier (store then load) on a weakly ordered CPU (Arm).
+
+        Used by :mod:`ringbuf.fence` only where a lock round trip is not one
+        (not on x86, where it is); each OS offers a different call.
+        """
+
+    @abc.abstractmethod
+    def limits(self) -> dict[str, str]:
+        """What this platform does for each duty of the seam, in words, for ``mimir doctor`` and the docs."""

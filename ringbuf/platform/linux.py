@@ -8,12 +8,17 @@ reservation the creator gets ENOSPC up front and says how much was needed.
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
+import sys
 
-import psutil
+assert sys.platform == "linux", "ringbuf.platform.linux is for Linux"
 
-from .posix import PosixPlatform, is_enospc
+import os  # noqa: E402
+from collections.abc import Callable  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import psutil  # noqa: E402
+
+from .posix import PosixPlatform, is_enospc  # noqa: E402
 
 __all__ = ["LinuxPlatform", "DEV_SHM"]
 
@@ -51,3 +56,22 @@ class LinuxPlatform(PosixPlatform):
         except OSError:
             return []
         return sorted(n for n in names if n.startswith(prefix))
+
+    def full_barrier(self) -> Callable[[], None]:
+        # sched_yield enters the scheduler, which executes smp_mb() on every call (see ringbuf.fence).
+        return os.sched_yield
+
+    def limits(self) -> dict[str, str]:
+        return {
+            "names": f"shared-memory names up to {self.max_name_chars} characters (Mimir keeps them to 31, "
+                     "macOS's limit, so a rig config works everywhere)",
+            "shared memory": "POSIX shm_open on the /dev/shm tmpfs, reserved with posix_fallocate at creation",
+            "cleanup": "the creator unlinks; a crashed writer's objects are found by listing /dev/shm and removed "
+                       "by the next start or `mimir doctor --clean`",
+            "discovery": "the /dev/shm listing",
+            "doorbells": "named FIFOs in /dev/shm",
+            "locks": "flock on a companion file (released by the kernel when its holder dies)",
+            "parent death": "PR_SET_PDEATHSIG (the kernel signals a worker when its supervisor dies)",
+            "stop": "SIGTERM",
+            "priority": "SCHED_FIFO 1 for the supervisor's index loop if allowed",
+        }

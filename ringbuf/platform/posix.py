@@ -18,43 +18,37 @@ takeover rigs need, with no timeout to guess.
 
 from __future__ import annotations
 
-import errno
-import fcntl
-import itertools
-import mmap
-import os
-import select
-import time
-from pathlib import Path
+import sys
 
-import posix_ipc
+assert sys.platform != "win32", "ringbuf.platform.posix is for Linux and macOS"
 
-from .base import (
-    DoorbellListener, DoorbellSender, LockTimeout, ObjectLock, OutOfSharedMemory, Platform, SegmentExists,
+import errno  # noqa: E402
+import fcntl  # noqa: E402
+import itertools  # noqa: E402
+import mmap  # noqa: E402
+import os  # noqa: E402
+import select  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import posix_ipc  # noqa: E402
+
+from .base import (  # noqa: E402
+    LOCK_MARK,
+    DoorbellListener,
+    DoorbellSender,
+    LockTimeout,
+    ObjectLock,
+    OutOfSharedMemory,
+    Platform,
+    SegmentExists,
     SegmentMissing,
+    bell_name,
 )
 
-__all__ = ["PosixPlatform", "FifoListener", "FifoSender", "FlockLock", "bell_name", "parse_bell_name"]
+__all__ = ["PosixPlatform", "FifoListener", "FifoSender", "FlockLock"]
 
 _BELL_SEQ = itertools.count(1)
-BELL_MARK = "#bell."
-LOCK_MARK = "#lock"
-
-
-def bell_name(rig: str, bell_id: int) -> str:
-    """The file name of doorbell ``bell_id`` (``pid << 16 | n``) of ``rig``."""
-    return f"mimir-{rig}-{BELL_MARK}{bell_id >> 16}.{bell_id & 0xFFFF}"
-
-
-def parse_bell_name(name: str) -> int | None:
-    """The pid that owns doorbell file ``name``, or None if ``name`` is not a doorbell."""
-    at = name.find(BELL_MARK)
-    if at < 0:
-        return None
-    try:
-        return int(name[at + len(BELL_MARK):].split(".", 1)[0])
-    except ValueError:
-        return None
 
 
 class FifoListener(DoorbellListener):
@@ -174,7 +168,8 @@ class FlockLock(ObjectLock):
                 return
             except BlockingIOError:
                 if time.monotonic() >= deadline:
-                    raise LockTimeout(f"lock {self._path} is held by a live process for more than {timeout_s} s") from None
+                    raise LockTimeout(
+                        f"lock {self._path} is held by a live process for more than {timeout_s} s") from None
                 time.sleep(0.0005)
 
     def release(self) -> None:
