@@ -39,12 +39,14 @@ from ringbuf.hashing import fnv1a_64
 
 __all__ = [
     "WitnessSpec", "RingSpec", "CameraSpec", "CameraWorkerSpec", "AudioWorkerSpec", "SyncWorkerSpec", "WorkerSpec",
-    "SourceSpec", "BudgetItem", "RigPlan", "plan_rig", "camera_worker_spec", "audio_worker_spec",
-    "sync_worker_spec", "camera_specs", "source_hash", "witness_of", "ring_capacity", "decode_worker_spec", "encode_worker_spec", "RING_HEADROOM_ITEMS",
-    "MAX_CAMERAS", "BOARD_WORKERS", "BOARD_SOURCES", "RESERVOIR", "OBSERVED", "PLAN", "FITS", "CLOCK", "SPEC_ENV",
+    "SourceSpec", "BudgetItem", "RigPlan", "plan_rig", "camera_worker_spec", "audio_worker_spec", "sync_worker_spec",
+    "camera_specs", "source_hash", "witness_of", "ring_capacity", "headroom_items", "decode_worker_spec",
+    "encode_worker_spec", "RING_HEADROOM_ITEMS", "RING_HEADROOM_S", "MAX_CAMERAS", "BOARD_WORKERS", "BOARD_SOURCES",
+    "RESERVOIR", "OBSERVED", "PLAN", "FITS", "CLOCK", "SPEC_ENV", "SUPERVISOR_PID_ENV",
 ]
 
 SPEC_ENV = "MIMIR_WORKER_SPEC"
+SUPERVISOR_PID_ENV = "MIMIR_SUPERVISOR_PID"  # the supervisor that started a worker: it dies with that process
 RING_HEADROOM_S = 0.5        # beyond the window: a stalled indexer or a reader copying the oldest items is
 RING_HEADROOM_ITEMS = 4      # never overtaken (at least this many items, whatever the rate)
 MAX_CAMERAS = 16

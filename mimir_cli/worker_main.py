@@ -17,7 +17,7 @@ import sys
 import msgspec
 
 from mimir.process_control import die_with_parent
-from mimir.topology import SPEC_ENV, AudioWorkerSpec, CameraWorkerSpec, SyncWorkerSpec, decode_worker_spec
+from mimir.topology import SPEC_ENV, SUPERVISOR_PID_ENV, AudioWorkerSpec, CameraWorkerSpec, SyncWorkerSpec, decode_worker_spec
 
 __all__ = ["run_spec", "main"]
 
@@ -55,7 +55,8 @@ def main() -> int:
     except msgspec.DecodeError as exc:
         print(f"mimir worker: {SPEC_ENV} is not a worker spec: {exc}", file=sys.stderr)
         return 2
-    die_with_parent()
+    supervisor = os.environ.get(SUPERVISOR_PID_ENV)
+    die_with_parent(parent_pid=int(supervisor) if supervisor else None)
     return run_spec(spec)
 
 

@@ -47,7 +47,7 @@ import psutil
 from mimir.config import SupervisionConfig
 from mimir.process_control import request_stop, spawn_options
 from mimir.supervisor.status import WorkerState
-from mimir.topology import SPEC_ENV, WorkerSpec, encode_worker_spec
+from mimir.topology import SPEC_ENV, SUPERVISOR_PID_ENV, WorkerSpec, encode_worker_spec
 
 __all__ = ["SupervisedWorker", "EXIT_BAD_INPUT"]
 
@@ -133,7 +133,7 @@ class SupervisedWorker:
     def for_spec(cls, spec: WorkerSpec, policy: SupervisionConfig) -> "SupervisedWorker":
         """The worker the rig contract describes (its spec travels in ``MIMIR_WORKER_SPEC``)."""
         return cls(spec.name, [sys.executable, "-m", "mimir_cli.worker_main"], policy,
-                   env={SPEC_ENV: encode_worker_spec(spec)})
+                   env={SPEC_ENV: encode_worker_spec(spec), SUPERVISOR_PID_ENV: str(os.getpid())})
 
     @property
     def pid(self) -> int:

@@ -26,7 +26,6 @@ Loop (one thread; event driven)
 from __future__ import annotations
 
 import os
-import select
 import threading
 import time
 from dataclasses import dataclass
@@ -188,20 +187,19 @@ def _set_clock_from_fit_row(row: np.void, fit: np.void) -> None:
 
 
 class _Waiter:
-    """Sleeps until a doorbell or another descriptor (the listener's socket) is readable, or a timeout."""
+    """Sleeps until a doorbell or another descriptor (the listener's socket) is readable, or a timeout.
+
+    zmq's poller, on every OS: it takes the doorbell's descriptor (a FIFO, or
+    on Windows a socket, where ``select.poll`` does not exist) and the socket.
+    """
 
     def __init__(self, bell_fd: int, socket=None) -> None:
-        if socket is not None:
-            import zmq
+        import zmq
 
-            self._poller = zmq.Poller()
-            self._poller.register(bell_fd, zmq.POLLIN)
+        self._poller = zmq.Poller()
+        self._poller.register(bell_fd, zmq.POLLIN)
+        if socket is not None:
             self._poller.register(socket, zmq.POLLIN)
-            self._zmq = True
-        else:
-            self._poller = select.poll()
-            self._poller.register(bell_fd, select.POLLIN)
-            self._zmq = False
 
     def wait(self, timeout_s: float) -> None:
         self._poller.poll(max(0, int(timeout_s * 1000 + 0.999)))

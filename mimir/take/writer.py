@@ -36,6 +36,7 @@ from __future__ import annotations
 import datetime as _dt
 import errno
 import os
+import shutil
 import re
 import time
 from collections.abc import Mapping, Sequence
@@ -525,7 +526,12 @@ class TakeWriter:
             return
         fd = os.open(self.directory / RESERVE_NAME, os.O_WRONLY | os.O_CREAT, 0o644)
         try:
-            os.posix_fallocate(fd, 0, want)
+            if hasattr(os, "posix_fallocate"):  # Linux: blocks allocated, not a sparse promise
+                os.posix_fallocate(fd, 0, want)
+            else:  # macOS, Windows: write the zeros
+                size = os.fstat(fd).st_size
+                if want > size:
+                    os.pwrite(fd, b"\0" * (want - size), size) if hasattr(os, "pwrite") else _append_zeros(fd, want - size)
         finally:
             os.close(fd)
         self._reserve_bytes = want
@@ -591,10 +597,14 @@ def _one_line(exc: BaseException) -> str:
 
 def _free_bytes(directory: Path) -> int:
     try:
-        st = os.statvfs(directory)
-        return st.f_bavail * st.f_frsize
+        return shutil.disk_usage(directory).free
     except OSError:
         return -1
+
+
+def _append_zeros(fd: int, count: int) -> None:
+    os.lseek(fd, 0, os.SEEK_END)
+    os.write(fd, b"\0" * count)
 
 
 def _is_disk_full(exc: BaseException, directory: Path) -> bool:

@@ -10,13 +10,11 @@ two rings from this process, as the supervisor would:
 * ``<ring>``: the captured input -> each impulse's round trip -> latency
   histogram, and impulses that never came back (dropouts).
 
-Process CPU of the worker comes from /proc/<pid>/stat, the machine's from
-/proc/stat. Progress goes to stderr every ``progress_s``.
+Process CPU of the worker and of the machine come from psutil. Progress goes to stderr every ``progress_s``.
 """
 
 from __future__ import annotations
 
-import os
 import platform
 import sys
 import time
@@ -25,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import psutil
 
 from mimir.descriptors import AudioBlockRecord
 from ringbuf import RingReader
@@ -40,7 +39,6 @@ __all__ = ["SoakResult", "run_soak", "worker_args", "plot_soak", "format_soak", 
 
 # Log-spaced callback-duration bins: 1 us .. 1 s, 10 per decade.
 HIST_EDGES_US = np.logspace(0, 6, 61)
-_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
 
 def worker_args(cfg: EngineConfig) -> list[str]:
@@ -73,34 +71,23 @@ def worker_args(cfg: EngineConfig) -> list[str]:
 
 
 def machine_summary() -> dict:
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.lower().startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    return {"cpu_model": cpu, "cpu_cores": os.cpu_count(), "os": platform.platform(), "python": platform.python_version(),
-            "numpy": np.__version__}
+    return {"cpu_model": platform.processor() or platform.machine(), "cpu_cores": psutil.cpu_count(),
+            "os": platform.platform(), "python": platform.python_version(), "numpy": np.__version__}
 
 
 def _proc_cpu_s(pid: int) -> float | None:
+    """User + system CPU seconds of process ``pid`` (psutil: the same on every OS)."""
     try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / _TICKS
-    except (OSError, IndexError, ValueError):
+        times = psutil.Process(pid).cpu_times()
+    except psutil.Error:
         return None
+    return times.user + times.system
 
 
-def _system_cpu() -> tuple[int, int] | None:
-    try:
-        parts = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
-    except (OSError, ValueError):
-        return None
-    idle = parts[3] + (parts[4] if len(parts) > 4 else 0)
-    return sum(parts), idle
+def _system_cpu() -> tuple[float, float] | None:
+    """(total, idle) CPU seconds of the machine since boot."""
+    times = psutil.cpu_times()
+    return sum(times), times.idle + getattr(times, "iowait", 0.0)
 
 
 @dataclass
