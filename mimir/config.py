@@ -17,7 +17,7 @@ from typing import Annotated, Literal
 import msgspec
 
 __all__ = [
-    "CameraFamilyConfig", "AudioConfig", "SyncConfig", "SupervisionConfig", "ReservoirConfig",
+    "CameraFamilyConfig", "AudioConfig", "AudioChannelConfig", "ChannelRole", "SyncConfig", "SupervisionConfig", "ReservoirConfig",
     "NetworkConfig", "RemoteSourceConfig", "RigConfig", "ConfigError", "load_config", "parse_config",
     "default_rig", "EXAMPLE_TOML", "DEFAULT_EPOCH_UNIX_S", "RIG_NAME_PATTERN", "check_rig_name", "Limits", "LIMITS",
     "FAMILY_FORMATS", "PS3EYE_MODES", "check_fields",
@@ -101,13 +101,39 @@ class CameraFamilyConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=Tru
     ring_capacity: Annotated[int, msgspec.Meta(ge=1, le=L.max_ring_capacity)] | None = None
 
 
+ChannelRole = Literal["reference", "microphone", "line", "unused"]
+
+
+class AudioChannelConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """One input of the audio interface: its 0-based index as the driver presents it, a name, a role.
+
+    ``reference``: the electrical loopback that defines canonical time (at
+    most one); ``microphone`` and ``line``: sources placed on that time;
+    ``unused``: not captured.
+    """
+
+    index: Annotated[int, msgspec.Meta(ge=0, lt=L.max_audio_channels)]
+    name: Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9 _.:+()/-]{1,32}$")]
+    role: ChannelRole
+
+
 class AudioConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """The audio interface. Which inputs are captured, named and with which role, comes from (first wins):
+
+    ``channel_map`` (one :class:`AudioChannelConfig` per input), ``preset`` (a
+    layout from :mod:`mimir.interfaces`, by sample rate), or ``channels`` (the
+    first N inputs, roles unknown: the reference is found, see
+    :mod:`mimir.supervisor.reference`; 8 when none of the three is given).
+    """
+
     backend: Literal["synthetic", "sounddevice", "file"] = "synthetic"
     host_api: Literal["asio", "coreaudio", "wasapi", "jack", "alsa"] | None = None
     device: Annotated[str, msgspec.Meta(min_length=1, max_length=256)] | None = None
     rate_hz: Annotated[int, msgspec.Meta(ge=L.min_audio_rate_hz, le=L.max_audio_rate_hz)] = 48_000
     block_frames: Annotated[int, msgspec.Meta(ge=L.min_block_frames, le=L.max_block_frames)] = 64
-    channels: Annotated[int, msgspec.Meta(ge=1, le=L.max_audio_channels)] = 8
+    channels: Annotated[int, msgspec.Meta(ge=1, le=L.max_audio_channels)] | None = None  # None: the map's, or 8
+    preset: Annotated[str, msgspec.Meta(pattern=r"^[a-z0-9-]{1,40}$")] | None = None  # mimir.interfaces.PRESETS
+    channel_map: Annotated[list[AudioChannelConfig], msgspec.Meta(max_length=L.max_audio_channels)] = []
     output: Literal["passthrough", "witness", "silence"] = "witness"
     file: Path_ | None = None
     ring_seconds: Annotated[float, msgspec.Meta(gt=0, le=L.max_window_s)] | None = None  # None: the reservoir window
@@ -307,10 +333,15 @@ backend = "synthetic"           # synthetic | sounddevice | file
 # device = "Focusrite USB ASIO" # name or index (sounddevice backend)
 rate_hz = 48000
 block_frames = 64
-channels = 8
+channels = 8                    # the first N inputs (roles unknown: the reference channel is found)
+# preset = "scarlett-solo-4th"  # or an interface's layout by rate (mimir.interfaces; `mimir config presets`)
 output = "witness"              # passthrough | witness | silence
 # file = "take.wav"             # file backend
 # ring_seconds = 5.0            # audio kept in the ring (default and minimum: the reservoir window)
+# [[audio.channel_map]]         # or each input: 0-based index, name, role; wins over preset and channels
+# index = 2
+# name = "Loopback 1"
+# role = "reference"            # reference (at most one) | microphone | line | unused (not captured)
 
 [[cameras]]
 family = "synthetic"            # synthetic | file | ks | ps3eye

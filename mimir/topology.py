@@ -34,6 +34,7 @@ import msgspec
 
 from mimir.config import AudioConfig, CameraFamilyConfig, ConfigError, RigConfig
 from mimir.descriptors import SampleKind
+from mimir.interfaces import AudioInput, audio_inputs
 from mimir.validate import validate_rig
 from ringbuf.hashing import fnv1a_64
 
@@ -113,13 +114,23 @@ class AudioWorkerSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True, t
     device: str | None
     rate_hz: int
     block_frames: int
-    channels: int
+    inputs: tuple[AudioInput, ...]  # ring channel k captures inputs[k] (mimir.interfaces.audio_inputs)
     output: str
     file: str | None
     signal: str              # synthetic backend: what the inputs hear
     ring: RingSpec
     metrics_ring: RingSpec
     witness: WitnessSpec
+
+    @property
+    def channels(self) -> int:
+        """Channels per block in the audio ring."""
+        return len(self.inputs)
+
+    @property
+    def declared_reference(self) -> int | None:
+        """The ring channel declared the reference (role ``reference``), or None: it is found."""
+        return next((k for k, i in enumerate(self.inputs) if i.role == "reference"), None)
 
 
 class SyncWorkerSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True, tag="sync"):
@@ -260,7 +271,7 @@ def audio_worker_spec(rig: str, audio: AudioConfig, witness: WitnessSpec, *, win
     metrics = RingSpec(object_id=AUDIO_METRICS, name="audio.metrics", capacity=max(64, math.ceil(10 * blocks_hz)))
     return AudioWorkerSpec(
         name="audio", rig=rig, source="audio", backend=audio.backend, host_api=audio.host_api, device=audio.device,
-        rate_hz=audio.rate_hz, block_frames=audio.block_frames, channels=audio.channels, output=audio.output,
+        rate_hz=audio.rate_hz, block_frames=audio.block_frames, inputs=audio_inputs(audio), output=audio.output,
         file=audio.file, signal="room" if audio.backend == "synthetic" else "ramp",
         ring=RingSpec(object_id=AUDIO, name="audio", capacity=capacity), metrics_ring=metrics, witness=witness,
     )
@@ -312,8 +323,9 @@ def plan_rig(config: RigConfig) -> RigPlan:
         sources.append(SourceSpec(name=spec.source, kind=int(SampleKind.AUDIO_BLOCK), worker=spec.name,
                                   ring=spec.ring, nominal_hz=blocks_hz, source_hash=source_hash(spec.source)))
         rates[SampleKind.AUDIO_BLOCK] = blocks_hz
-        block_bytes = _align(a.block_frames * a.channels * 4, 64) + 128
-        budget.append(BudgetItem(f"audio ring ({spec.ring.capacity} blocks of {a.block_frames}x{a.channels} float32)",
+        block_bytes = _align(a.block_frames * spec.channels * 4, 64) + 128
+        budget.append(BudgetItem(f"audio ring ({spec.ring.capacity} blocks of {a.block_frames}x{spec.channels} "
+                                 "float32)",
                                  spec.ring.capacity * block_bytes))
         budget.append(BudgetItem("audio callback metrics ring", spec.metrics_ring.capacity * 64))
         workers.append(sync_worker_spec(rig, spec))

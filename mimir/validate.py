@@ -125,6 +125,9 @@ def _video_file(where: str, name: str, cam: CameraFamilyConfig) -> None:
 
 # ---- audio -----------------------------------------------------------------------------------------------------
 def _audio(a: AudioConfig) -> None:
+    from mimir.interfaces import audio_inputs
+
+    inputs = audio_inputs(a)  # the channel map, preset or count: one captured input each
     if a.host_api is not None and a.backend != "sounddevice":
         raise ConfigError(f"audio.host_api applies to backend = \"sounddevice\" only (backend is {a.backend!r})")
     if a.device is not None and a.backend != "sounddevice":
@@ -146,9 +149,13 @@ def _audio(a: AudioConfig) -> None:
     if int(info.samplerate) != a.rate_hz:
         raise ConfigError(f"audio.file: {a.file} is {int(info.samplerate)} Hz but audio.rate_hz = {a.rate_hz}; "
                           f"set rate_hz = {int(info.samplerate)} (files are played at their own rate)")
-    if a.channels > int(info.channels):
-        raise ConfigError(f"audio.channels = {a.channels} but {a.file} has {int(info.channels)}; "
+    highest = max(i.device_index for i in inputs)
+    if highest >= int(info.channels) and not (a.channel_map or a.preset):
+        raise ConfigError(f"audio.channels = {len(inputs)} but {a.file} has {int(info.channels)}; "
                           f"set channels = {int(info.channels)} or fewer")
+    if highest >= int(info.channels):
+        raise ConfigError(f"audio: input {highest} is captured but {a.file} has {int(info.channels)} channels "
+                          f"(0..{int(info.channels) - 1}); capture {int(info.channels)} or fewer")
 
 
 # ---- supervision -----------------------------------------------------------------------------------------------

@@ -48,7 +48,7 @@ from mimir.supervisor.status import (
     MAX_SOURCES, MAX_WORKERS, Health, SourceRow, StatusBoard, SupervisorHeader, WorkerRow, WorkerState, read_status,
 )
 from mimir.sync.fits import FitsHeader
-from mimir.topology import OBSERVED, RESERVOIR, RigPlan, SourceSpec, SyncWorkerSpec, plan_rig
+from mimir.topology import OBSERVED, RESERVOIR, AudioWorkerSpec, RigPlan, SourceSpec, SyncWorkerSpec, plan_rig
 from ringbuf import (
     ForeignObject, OutOfSharedMemory, RingReader, SegmentExists, SegmentMissing, dtype_of, remove_stale, scan,
 )
@@ -224,7 +224,11 @@ class Rig:
         self.latency = LatencyWindow()
         self.board: StatusBoard | None = None
         self.clock_board: ClockBoard | None = None
-        self.reference = ReferenceChooser()  # which audio channel defines canonical time (declared or found)
+        audio_spec = next((w for w in self.plan.workers if isinstance(w, AudioWorkerSpec)), None)
+        self.audio_inputs = audio_spec.inputs if audio_spec is not None else ()
+        # which audio channel defines canonical time: declared in the channel map, or found
+        self.reference = ReferenceChooser(tuple(i.role for i in self.audio_inputs),
+                                          audio_spec.declared_reference if audio_spec is not None else None)
         self.reservoir: Reservoir | None = None
         self.plan_object = None
         self.fits_reader: RingReader | None = None
@@ -553,8 +557,10 @@ class Rig:
                     row["health"] = Health.GREEN if int(status["state"]) == 1 else Health.RED
                 if "health" in names and "xruns" in names:
                     row["health"] = int(status["health"])
-        if s.kind == SampleKind.AUDIO_BLOCK and fits is not None and fits.descriptor[0]:
-            _set_clock_from_fit_row(row, fits.payload[0])
+        reference = self.reference.current.channel
+        if s.kind == SampleKind.AUDIO_BLOCK and fits is not None and reference is not None \
+                and reference < fits.descriptor[0]:
+            _set_clock_from_fit_row(row, fits.payload[reference])  # the audio source's clock is its reference's
 
     def _channel_rows(self, fits, room: int) -> np.ndarray:
         """One row per decoded audio channel: every audio source's clock fit is visible."""
@@ -563,6 +569,10 @@ class Rig:
             ref = fits.payload[c]
             row = extra[c]
             row["name"] = f"audio.ch{c}".encode()
+            if c < len(self.audio_inputs):
+                put = self.audio_inputs[c]
+                row["label"] = (f"{put.name} ({put.role}, input {put.device_index})" if put.role
+                                else f"{put.name} (input {put.device_index})").encode()[:48]
             row["kind"] = int(SampleKind.PHASE_CLAIM)
             row["worker"] = self.workers.index(self.sync_worker)
             _set_clock_from_fit_row(row, ref)

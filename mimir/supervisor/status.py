@@ -96,6 +96,7 @@ class SourcesHeader(msgspec.Struct):
 
 class SourceRow(msgspec.Struct):
     name: Bytes(32)
+    label: Bytes(48)           # audio channels: the input's name, role and device index from the channel map
     kind: U32                  # mimir.descriptors.SampleKind
     worker: U32                # index into the worker rows
     configured_hz: F64         # frames/s or blocks/s asked for
@@ -242,7 +243,9 @@ def text(snapshot: StatusSnapshot) -> str:
     )
     ref_channel = h.get("clock_reference", -1)
     why = h.get("clock_reference_why", "")
-    lines.append("reference channel: " + (f"ch{ref_channel} ({why})" if ref_channel >= 0 else f"none ({why})"))
+    ref_label = next((s["label"] for s in snapshot.sources if s["name"] == f"audio.ch{ref_channel}"), "")
+    lines.append("reference channel: " + (f"ch{ref_channel} {ref_label}: {why}".replace("  ", " ")
+                                          if ref_channel >= 0 else f"none ({why})"))
     if h.get("net_listening"):
         lines.append(
             f"network: handshakes refused: unknown key {h.get('net_handshakes_unknown_key', 0):,}, trust = reject "
@@ -290,7 +293,11 @@ def text(snapshot: StatusSnapshot) -> str:
             now_s = h.get("reservoir_edge_ns", 0) / 1e9
             path = (s["clock_local_sample_at_epoch"] - reference["clock_local_sample_at_epoch"]
                     + now_s * (s["clock_rate_hz"] - reference["clock_rate_hz"]))
-            clock += f", path {path:+.2f} smp vs ch{ref_channel}" if s is not reference else ", REFERENCE"
+            path_ms = path / s["clock_rate_hz"] * 1e3 if s["clock_rate_hz"] > 0 else 0.0
+            clock += (f", path {path:+.2f} smp ({path_ms:+.3f} ms) vs ch{ref_channel}" if s is not reference
+                      else ", REFERENCE")
+        if s.get("label"):
+            clock = f"{s['label']}: {clock}"
         trust = _TRUST_NAMES.get(s.get("trust_level", 0), "?")
         if trust:
             clock += f"; trust {trust}" + (", influences canonical time" if s["influences_canonical"] else "") \

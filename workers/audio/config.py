@@ -78,6 +78,12 @@ class ChannelSpec:
         return "auto" if self.count is None else str(self.count)
 
 
+def _channel_spec(spec: AudioWorkerSpec) -> ChannelSpec:
+    """The contract's inputs as the engine's channel selection (the first N when they are 0..N-1)."""
+    indices = tuple(i.device_index for i in spec.inputs)
+    return ChannelSpec(count=len(indices)) if indices == tuple(range(len(indices))) else ChannelSpec(selectors=indices)
+
+
 def parse_channels(text: str | int | None) -> ChannelSpec:
     """Parse ``--channels``: ``N`` (the first N inputs), ``a,b,...`` or ``a-b`` (0-based input indices)."""
     if text is None or text == "" or text == "auto":
@@ -175,7 +181,7 @@ class EngineConfig:
             device = int(device)
         return cls(
             backend=spec.backend, host_api=spec.host_api, device=device, sample_rate_hz=spec.rate_hz,
-            block_frames=spec.block_frames, channels=ChannelSpec(count=spec.channels), output=spec.output,
+            block_frames=spec.block_frames, channels=_channel_spec(spec), output=spec.output,
             rig=spec.rig, ring=spec.ring.object_id, ring_capacity=spec.ring.capacity,
             metrics_capacity=spec.metrics_ring.capacity, source=spec.source, witness=spec.witness,
             path=Path(spec.file) if spec.file else None, signal=spec.signal, **more,

@@ -98,11 +98,15 @@ def test_driver_adc_times_map_blocks_tighter_than_callback_entry_under_injected_
     reader = RingReader.attach("audio", rig=rig, descriptor=AudioBlockRecord)
     try:
         engine.start()
-        time.sleep(2.5)
-        engine.stop()
         rows = []
-        while (item := reader.read(copy_payload=False)) is not None:
+        deadline = time.monotonic() + 20.0  # 1,500 blocks is 2 s of audio; a loaded machine may take longer
+        while len(rows) < 1500 and time.monotonic() < deadline:
+            item = reader.read(copy_payload=False)
+            if item is None:
+                time.sleep(0.01)
+                continue
             rows.append(dict(zip(AudioBlockRecord.__struct_fields__, item.descriptor)))
+        engine.stop()
     finally:
         reader.close()
         engine.shutdown()
