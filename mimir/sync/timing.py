@@ -52,23 +52,32 @@ class EventMeasurement:
     band_gain: np.ndarray  # (N_SUBBANDS,) received/template amplitude ratio per sub-band
     band_delay_samples: np.ndarray  # (N_SUBBANDS,) sub-band peak minus wide-band peak
     band_snr: np.ndarray  # (N_SUBBANDS,)
+    cross: np.ndarray | None = None  # (nb,) received spectrum x conj(plain template) on bank.bins, for the channel estimate
 
 
 class TemplateBank:
     """Band-limited spectra of the 32 symbol templates at one rate and FFT size.
 
-    ``segment_len = template_len + 2 * halfwidth``: a segment of that length
-    holds the symbol for every lag in ``[0, 2 * halfwidth]``. The FFT size is at
-    least ``segment_len`` so the circular correlation equals the linear one over
-    those lags.
+    A segment is ``pre + 2 * halfwidth + 1 + post + template_len`` samples: the
+    timing reference is searched at lags ``[pre, pre + 2 * halfwidth]`` from its
+    start, and around the reference the correlation stays linear (no circular
+    wrap) over ``[-pre, +post]`` lags, the window the channel estimate
+    (:mod:`mimir.sync.channel`) reads the room's impulse response from. The FFT
+    size is at least ``segment_len``.
+
+    ``band_hz`` (optional) narrows the bins used to a receiver's band limits;
+    it must overlap the codebook's band.
     """
 
-    def __init__(self, codebook: Codebook, rate_hz: float, halfwidth_samples: int) -> None:
+    def __init__(self, codebook: Codebook, rate_hz: float, halfwidth_samples: int, *, pre_samples: int = 0,
+                 post_samples: int = 0, band_hz: tuple[float, float] | None = None) -> None:
         spec = codebook.spec
         self.rate_hz = float(rate_hz)
         self.halfwidth = int(halfwidth_samples)
+        self.pre = int(pre_samples)
+        self.post = int(post_samples)
         self.template_len = int(np.ceil(spec.symbol_seconds * rate_hz)) + 1
-        self.segment_len = self.template_len + 2 * self.halfwidth + 1
+        self.segment_len = self.pre + self.template_len + 2 * self.halfwidth + 1 + self.post
         self.n_fft = sfft.next_fast_len(self.segment_len, real=True)
         waves = np.stack(
             [
@@ -87,11 +96,16 @@ class TemplateBank:
         spectrum = sfft.rfft(waves, self.n_fft, axis=1)
         freqs = np.arange(spectrum.shape[1]) * (rate_hz / self.n_fft)
         margin = 0.05 * (spec.band_high_hz - spec.band_low_hz)
-        keep = (freqs >= spec.band_low_hz - margin) & (freqs <= min(spec.band_high_hz + margin, 0.5 * rate_hz))
+        low, high = spec.band_low_hz - margin, min(spec.band_high_hz + margin, 0.5 * rate_hz)
+        if band_hz is not None:
+            low, high = max(low, band_hz[0]), min(high, band_hz[1])
+        self.band_hz = (max(low, spec.band_low_hz), min(high, spec.band_high_hz))
+        keep = (freqs >= low) & (freqs <= high)
         self.bins = np.nonzero(keep)[0]
         self.templates = spectrum[:, self.bins]  # (32, nb)
         self.templates_conj = np.ascontiguousarray(np.conj(self.templates))
-        self.energy = np.sum(np.abs(self.templates) ** 2, axis=1)  # (32,)
+        self.power = np.ascontiguousarray(np.abs(self.templates) ** 2)  # (32, nb)
+        self.energy = self.power.sum(axis=1)  # (32,)
         self.omega = 2.0 * np.pi * self.bins / self.n_fft  # radians per sample
         # sub-band membership of every kept bin, for the response profile
         sub_bw = (spec.band_high_hz - spec.band_low_hz) / N_SUBBANDS
@@ -140,17 +154,37 @@ def _newton_peak(c_spec: np.ndarray, omega: np.ndarray, tau0: float, iterations:
     return tau
 
 
-def measure_event(segment: np.ndarray, bank: TemplateBank, expected_symbol: int, with_bands: bool = False) -> EventMeasurement:
-    """Time the expected symbol inside ``segment`` (length ``bank.segment_len``)."""
+def measure_event(segment: np.ndarray, bank: TemplateBank, expected_symbol: int, with_bands: bool = False,
+                  channel: np.ndarray | None = None) -> EventMeasurement:
+    """Time the expected symbol inside ``segment`` (length ``bank.segment_len``).
+
+    ``channel`` (optional): the room's frequency response on ``bank.bins``
+    relative to the timing reference (:meth:`mimir.sync.channel.ChannelEstimate.spectrum`).
+    With it the matched filter is the template *as the room delivers it*
+    (a rake over every path), so the lag found is that of the channel's
+    reference point, which stays put when the strongest single path changes.
+    Without it the lag is the envelope peak of the plain template's correlation.
+    Only lags ``[bank.pre, bank.pre + 2 * bank.halfwidth]`` are searched.
+    """
     x_full = sfft.rfft(segment.astype(np.float64, copy=False), bank.n_fft)
     x = x_full[bank.bins]
     t_exp = bank.templates[expected_symbol]
-    cross = x * np.conj(t_exp)
+    cross_plain = x * np.conj(t_exp)
+    if channel is not None:
+        cross = cross_plain * np.conj(channel)
+        gain2 = channel.real**2 + channel.imag**2
+        energy = np.einsum("sk,k->s", bank.power, gain2)  # (32,) energy of each symbol through the room
+        x_match = x * np.conj(channel)
+    else:
+        cross = cross_plain
+        energy = bank.energy
+        x_match = x
     spectrum = np.zeros(bank.n_fft, dtype=np.complex128)
     spectrum[bank.bins] = cross
     corr = sfft.ifft(spectrum) * bank.n_fft  # corr[tau] = sum_k cross_k exp(i omega_k tau)
+    lo = bank.pre
     n_lags = 2 * bank.halfwidth + 1
-    power = corr[:n_lags].real ** 2 + corr[:n_lags].imag ** 2
+    power = corr[lo : lo + n_lags].real ** 2 + corr[lo : lo + n_lags].imag ** 2
     grid_peak = int(np.argmax(power))
     start = float(grid_peak)
     if 0 < grid_peak < n_lags - 1:  # parabola through the grid peak: a close first guess
@@ -158,38 +192,43 @@ def measure_event(segment: np.ndarray, bank: TemplateBank, expected_symbol: int,
         denom = a - 2.0 * b + c
         if denom < 0:
             start += float(np.clip(0.5 * (a - c) / denom, -0.5, 0.5))
-    tau = _newton_peak(cross, bank.omega, start)
-    tau = float(np.clip(tau, grid_peak - 1.0, grid_peak + 1.0))
-    steer = x * np.exp(1j * bank.omega * tau)
+    tau = _newton_peak(cross, bank.omega, lo + start)
+    tau = float(np.clip(tau, lo + grid_peak - 1.0, lo + grid_peak + 1.0))
+    rot = np.exp(1j * bank.omega * tau)
+    steer = x_match * rot
     # (32,) complex correlation at tau; elementwise + sum rather than a BLAS matmul,
     # which would wake BLAS threads for a tiny product (one core is the budget)
     c_all = np.einsum("sk,k->s", bank.templates_conj, steer)
-    amp = np.abs(c_all) / np.sqrt(bank.energy)
+    amp = np.abs(c_all) / np.sqrt(energy)
     median = float(np.median(amp))
     mad = float(np.median(np.abs(amp - median))) * 1.4826 + 1e-30
     z = (amp[expected_symbol] - median) / mad
     # matched-filter SNR: signal energy |c|^2/E_T against the residual band energy per bin
-    energy_x = float(np.sum(np.abs(x) ** 2))
+    energy_x = float(np.sum(np.abs(x_match) ** 2)) if channel is None else float(np.sum(np.abs(x) ** 2 * gain2))
     c_exp = c_all[expected_symbol]
-    fitted = float(np.abs(c_exp) ** 2 / bank.energy[expected_symbol])
+    fitted = float(np.abs(c_exp) ** 2 / energy[expected_symbol])
     residual = max(energy_x - fitted, 1e-30 * max(energy_x, 1e-300))
     noise_per_bin = residual / (x.shape[0] * bank.segment_len / bank.n_fft)
     snr = fitted / max(noise_per_bin * bank.segment_len / bank.n_fft, 1e-300)
     sigma = _SIGMA_CALIBRATION * bank.rate_hz / (2.0 * np.pi * bank.rms_bandwidth_hz * np.sqrt(max(snr, 1e-12)))
     if with_bands:
-        v = np.conj(t_exp) * steer
+        v = np.conj(t_exp) * x * rot
         w = bank.omega
         stacked = np.stack([v, 1j * w * v, -(w**2) * v])  # (3, nb)
         sums = bank.per_band_sums(stacked)  # (3, 8): c, c', c'' per sub-band
         c_b, c1, c2 = sums[0], sums[1], sums[2]
         e_b = bank.band_energy[expected_symbol]
-        total_gain = np.abs(c_exp) / bank.energy[expected_symbol]
+        total = np.sum(c_b)
+        total_gain = np.abs(total) / bank.energy[expected_symbol]
         band_gain = np.abs(c_b) / np.maximum(e_b, 1e-30) / max(total_gain, 1e-30)
         d1 = 2.0 * (np.conj(c_b) * c1).real
         d2 = 2.0 * ((np.conj(c1) * c1).real + (np.conj(c_b) * c2).real)
         with np.errstate(divide="ignore", invalid="ignore"):
             band_delay = np.where(d2 < 0, np.clip(-d1 / d2, -8.0, 8.0), 0.0)
-        band_snr = (np.abs(c_b) ** 2 / np.maximum(e_b, 1e-30)) / max(noise_per_bin * bank.segment_len / bank.n_fft, 1e-300)
+        band_noise = residual / (x.shape[0] * bank.segment_len / bank.n_fft) * bank.segment_len / bank.n_fft
+        if channel is not None:  # the residual above was weighted by |G|^2; the band check uses the plain template
+            band_noise /= max(float(np.mean(gain2)), 1e-30)
+        band_snr = (np.abs(c_b) ** 2 / np.maximum(e_b, 1e-30)) / max(band_noise, 1e-300)
     else:
         band_gain = band_delay = band_snr = np.zeros(0)
     return EventMeasurement(
@@ -201,4 +240,5 @@ def measure_event(segment: np.ndarray, bank: TemplateBank, expected_symbol: int,
         band_gain=band_gain,
         band_delay_samples=band_delay,
         band_snr=band_snr,
+        cross=cross_plain,
     )

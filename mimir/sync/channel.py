@@ -1,0 +1,336 @@
+"""Channel estimation from the known witness: the room's impulse response, its first arrival, its decay.
+
+The receiver knows exactly what was played, so every timed event is also a
+measurement of the path from the speaker to this microphone. For each event
+the received spectrum is divided by the expected symbol's (regularised
+deconvolution, on the witness band only), shifted so that lag 0 is the
+event's *timing reference* (where the matched filter put it), and added to an
+exponentially weighted mean over the last ``memory_events`` events. The
+result is the band-limited, analytic impulse response ``g(j)`` of the path for
+lags ``j`` in ``[-pre, +post)`` around the reference.
+
+Two views of it are kept, both normalised so that a single path of gain ``a``
+has peak ``|g| = a``:
+
+* Hann-windowed across the band (narrow main lobe, sidelobes at -31 dB):
+  fine timing of the first arrival, the strongest path, DRR and RT60, and the
+  rake filter the receiver times later events with;
+* Blackman-Harris-windowed (sidelobes below -90 dB), with the per-lag scatter
+  of the single-event estimates: the *pre-arrival floor* the first arrival
+  must rise out of. A later strong path's sidelobes cannot pass for an
+  earlier arrival in this view.
+
+Why the first arrival and not the peak: beyond the critical distance of a
+room (1-3 m in ordinary rooms) most of the energy arrives by reflections,
+and a cluster of them can beat the direct path. Sound cannot arrive before
+the direct path, so the earliest arrival that rises significantly above the
+floor *is* the direct path, unless the direct path itself is buried; then the
+margin above the floor says so and the quality factor (confidence) drops.
+
+State (bounded): three arrays of ``pre + post`` values plus a few scalars.
+:meth:`ChannelEstimate.analyse` costs a few FFTs of ``pre + post`` points;
+the receiver calls it at lock and then every ``analyse_every`` anchors (a
+function of the event sequence only, so results do not depend on chunking).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from scipy import fft as sfft
+from scipy.signal.windows import blackmanharris
+
+from .report import PathProfile
+from .timing import EventMeasurement, TemplateBank, _newton_peak
+
+__all__ = ["ChannelEstimate", "band_window"]
+
+_REGULARISATION = 0.001  # lambda = 0.1 % of the template's mean power per bin: the dips at sub-band edges stay flat (sidelobes < -55 dB)
+_DETECT_SNR = 25.0  # first arrival: |g|^2 at least 14 dB above the pre-arrival floor
+_DETERMINISTIC_FLOOR_DB = -50.0  # the floor also holds the deconvolution's own sidelobes (< -55 dB of the peak)
+_HINT_SNR = 6.0  # an earlier bump 8 dB above the floor (but under the threshold) makes the answer ambiguous
+_RAKE_SNR = 6.0  # rake taps: Hann-view lags 8 dB above the floor
+_LOBE_DB = -25.0  # within one lobe, a Hann-view peak must be within 25 dB of the lobe's top (Hann sidelobes: -31 dB)
+_DRR_WINDOW_S = 0.0025  # direct sound: +-2.5 ms around the first arrival (the usual definition)
+_EDGE_SAMPLES = 48  # lags this close to the ends of the window are not trusted (wrap-around leakage)
+
+
+def band_window(freqs_hz: np.ndarray, band_hz: tuple[float, float], kind: str) -> np.ndarray:
+    """A window over ``band_hz`` evaluated at ``freqs_hz`` (zero outside): ``hann`` or ``blackmanharris``."""
+    lo, hi = band_hz
+    u = (np.asarray(freqs_hz, dtype=np.float64) - lo) / (hi - lo)
+    inside = (u >= 0.0) & (u <= 1.0)
+    u = np.clip(u, 0.0, 1.0)
+    if kind == "hann":
+        w = 0.5 - 0.5 * np.cos(2.0 * np.pi * u)
+    elif kind == "blackmanharris":
+        a = (0.35875, 0.48829, 0.14128, 0.01168)
+        w = a[0] - a[1] * np.cos(2 * np.pi * u) + a[2] * np.cos(4 * np.pi * u) - a[3] * np.cos(6 * np.pi * u)
+    else:
+        raise ValueError(f"unknown window {kind!r}")
+    return np.where(inside, w, 0.0)
+
+
+class ChannelEstimate:
+    """Accumulated impulse response of one receiver's path, relative to its timing reference.
+
+    ``band_hz`` is the band the witness can arrive in (the codebook's band,
+    narrowed by the sample rate and by band limits). ``pre``/``post`` are the
+    lags kept before and after the reference (:class:`TemplateBank` segments
+    must be built with at least these).
+    """
+
+    def __init__(self, rate_hz: float, band_hz: tuple[float, float], pre_samples: int, post_samples: int,
+                 memory_events: int = 128) -> None:
+        self.rate_hz = float(rate_hz)
+        self.band_hz = (float(band_hz[0]), float(band_hz[1]))
+        self.pre = int(pre_samples)
+        self.post = int(post_samples)
+        self.length = self.pre + self.post
+        self.memory_events = int(memory_events)
+        self.events = 0
+        self.version = 0
+        self._g_hann = np.zeros(self.length, dtype=np.complex128)
+        self._g_bh = np.zeros(self.length, dtype=np.complex128)
+        self._p_bh = np.zeros(self.length)  # weighted mean of |g_bh|^2 per event
+        self._q = 0.0  # sum of squared normalised weights: variance of the mean = q * per-event variance
+        self._noise_ratio = 1.0  # (noise of the Hann view) / (noise of the Blackman-Harris view), white noise
+        self._idx_cache: dict[int, np.ndarray] = {}
+        self._spectrum_cache: dict[int, tuple[int, np.ndarray]] = {}
+        self._rake: np.ndarray | None = None  # significant taps of the Hann view, set by analyse()
+        self._rake_version = 0
+        self.profile: PathProfile | None = None
+        self.quality = 0.0
+        self.first_sigma_samples = math.inf
+
+    # ------------------------------------------------------------------ accumulate
+    def _lag_index(self, n_fft: int) -> np.ndarray:
+        idx = self._idx_cache.get(n_fft)
+        if idx is None:
+            idx = np.arange(-self.pre, self.post) % n_fft
+            self._idx_cache[n_fft] = idx
+        return idx
+
+    def add(self, measured: EventMeasurement, bank: TemplateBank, expected_symbol: int) -> None:
+        """Add one timed event (``measured.cross`` and its lag) to the estimate."""
+        if measured.cross is None or bank.pre < self.pre or bank.post < self.post:
+            raise ValueError("the event was measured without the channel window (TemplateBank pre/post)")
+        power = bank.power[expected_symbol]
+        lam = _REGULARISATION * float(power.mean())
+        h = measured.cross / (power + lam) * np.exp(1j * bank.omega * measured.lag_samples)
+        freqs = bank.bins * (bank.rate_hz / bank.n_fft)
+        w_h = band_window(freqs, self.band_hz, "hann")
+        w_b = band_window(freqs, self.band_hz, "blackmanharris")
+        s_h, s_b = float(w_h.sum()), float(w_b.sum())
+        if s_h <= 0 or s_b <= 0:
+            return
+        idx = self._lag_index(bank.n_fft)
+        full = np.zeros((2, bank.n_fft), dtype=np.complex128)
+        full[0, bank.bins] = h * (w_h / s_h)
+        full[1, bank.bins] = h * (w_b / s_b)
+        lags = sfft.ifft(full, axis=1, overwrite_x=True)[:, idx] * bank.n_fft
+        alpha = max(1.0 / (self.events + 1), 1.0 / self.memory_events)
+        keep = 1.0 - alpha
+        self._g_hann *= keep
+        self._g_hann += alpha * lags[0]
+        self._g_bh *= keep
+        self._g_bh += alpha * lags[1]
+        self._p_bh *= keep
+        self._p_bh += alpha * (lags[1].real ** 2 + lags[1].imag ** 2)
+        self._q = keep * keep * self._q + alpha * alpha
+        self._noise_ratio = (float((w_h**2).sum()) / s_h**2) / (float((w_b**2).sum()) / s_b**2)
+        self.events += 1
+        self.version += 1
+
+    def spectrum(self, bank: TemplateBank) -> np.ndarray | None:
+        """The rake: the significant taps' frequency response on ``bank.bins`` (mean power 1), or None.
+
+        Taps are the lags of the Hann view more than 8 dB above the floor at
+        the last :meth:`analyse`; where the estimate is mostly noise (low
+        SNR, few events) only the main path survives and the rake is the
+        plain template again. None until the first analysis.
+        """
+        if self._rake is None:
+            return None
+        key = id(bank)
+        got = self._spectrum_cache.get(key)
+        if got is not None and got[0] == self._rake_version:
+            return got[1]
+        full = np.zeros(bank.n_fft, dtype=np.complex128)
+        full[self._lag_index(bank.n_fft)] = self._rake
+        g = sfft.fft(full, overwrite_x=True)[bank.bins]
+        scale = math.sqrt(float(np.mean(g.real**2 + g.imag**2)))
+        g = g / scale if scale > 0 else g
+        if len(self._spectrum_cache) > 4:
+            self._spectrum_cache.clear()
+        self._spectrum_cache[key] = (self._rake_version, g)
+        return g
+
+    # ------------------------------------------------------------------ analyse
+    def _noise(self) -> np.ndarray:
+        """Per-lag variance of the Blackman-Harris view's mean (the pre-arrival floor), lightly smoothed."""
+        q = self._q
+        if q >= 1.0:
+            return np.full(self.length, np.inf)
+        per_event = np.maximum(self._p_bh - (self._g_bh.real**2 + self._g_bh.imag**2), 0.0) / (1.0 - q)
+        k = 33
+        smooth = np.convolve(np.pad(per_event, k // 2, mode="edge"), np.ones(k) / k, mode="valid")
+        return smooth * q + 1e-300
+
+    def _interpolant(self) -> tuple[np.ndarray, np.ndarray, int]:
+        """Band bins of the Hann view for band-limited evaluation at fractional lags: (coeffs, omega, n)."""
+        n = sfft.next_fast_len(self.length + 64)
+        spec = sfft.fft(self._g_hann, n)
+        freqs = np.fft.fftfreq(n, d=1.0 / self.rate_hz)
+        keep = (freqs >= self.band_hz[0] - 50.0) & (freqs <= self.band_hz[1] + 50.0)
+        omega = 2.0 * np.pi * np.nonzero(keep)[0] / n
+        return spec[keep] / n, omega, n
+
+    def analyse(self) -> PathProfile:
+        """First arrival, strongest path, DRR, RT60 and how sure we are; stores and returns the profile."""
+        reasons: list[str] = []
+        if self.events < 3:
+            self.profile = PathProfile(events=self.events, notes=["too few events for a channel estimate"])
+            self.quality = 0.5
+            self.first_sigma_samples = math.inf
+            return self.profile
+        rate = self.rate_hz
+        e_b = self._g_bh.real**2 + self._g_bh.imag**2
+        e_h = self._g_hann.real**2 + self._g_hann.imag**2
+        lo, hi = _EDGE_SAMPLES, self.length - _EDGE_SAMPLES
+        j_peak_b = lo + int(np.argmax(e_b[lo:hi]))
+        noise = self._noise()
+        noise_b = noise + e_b[j_peak_b] * 10.0 ** (_DETERMINISTIC_FLOOR_DB / 10.0)
+        noise_h = noise * self._noise_ratio + float(e_h[lo:hi].max()) * 10.0 ** (_DETERMINISTIC_FLOOR_DB / 10.0)
+        thr = _DETECT_SNR * noise_b
+        above = np.nonzero(e_b[lo : j_peak_b + 1] > thr[lo : j_peak_b + 1])[0]
+        j0 = lo + int(above[0]) if above.size else j_peak_b
+        # the first arrival's lobe: climb the Blackman-Harris view to its top
+        j1 = j0
+        while j1 + 1 < hi and e_b[j1 + 1] >= e_b[j1]:
+            j1 += 1
+        # the earliest significant local maximum of the Hann view around that lobe
+        a, b = max(lo, j0 - 8), min(hi - 1, j1 + 8)
+        seg = e_h[a : b + 1]
+        local_max = [a + i for i in range(1, seg.size - 1) if seg[i] >= seg[i - 1] and seg[i] >= seg[i + 1]]
+        lobe_top = float(seg.max()) * 10.0 ** (_LOBE_DB / 10.0)
+        significant = [j for j in local_max if e_h[j] > _DETECT_SNR * noise_h[j] and e_h[j] > lobe_top]
+        j_first = significant[0] if significant else (local_max[0] if local_max else j1)
+        coeffs, omega, _ = self._interpolant()
+        first = _newton_peak(coeffs, omega, float(j_first))
+        if abs(first - j_first) > 1.0:
+            first = float(j_first)
+        j_strong = lo + int(np.argmax(e_h[lo:hi]))
+        strongest = _newton_peak(coeffs, omega, float(j_strong))
+        if abs(strongest - j_strong) > 1.0:
+            strongest = float(j_strong)
+        snr_first = float(e_h[j_first] / noise_h[j_first])
+        snr_first_db = 10.0 * math.log10(max(snr_first, 1e-30))
+        # timing scatter of the first arrival's peak (Hann-view rms bandwidth, white floor)
+        bw = self.band_hz[1] - self.band_hz[0]
+        b_rms_cycles_per_sample = 0.1808 * bw / rate
+        self.first_sigma_samples = 1.0 / (2.0 * math.pi * b_rms_cycles_per_sample * math.sqrt(max(2.0 * snr_first, 1e-12)))
+        quality = 1.0
+        if snr_first_db < 26.0:
+            quality *= float(np.clip((snr_first_db - 14.0) / 12.0, 0.1, 1.0))
+            reasons.append(f"the first arrival is only {snr_first_db:.0f} dB above the pre-arrival floor")
+        # an earlier bump under the threshold: a direct path that may be buried
+        guard = int(0.0005 * rate) + 16
+        pre_region = slice(lo, max(lo, j0 - guard))
+        if pre_region.stop > pre_region.start:
+            ratio = e_b[pre_region] / noise_b[pre_region]
+            k = int(np.argmax(ratio))
+            if ratio[k] > _HINT_SNR:
+                quality *= 0.3
+                ms = (j0 - (pre_region.start + k)) / rate * 1e3
+                reasons.append(f"a weaker candidate arrival {ms:.1f} ms earlier, {10 * math.log10(ratio[k]):.0f} dB "
+                               "above the floor (under the detection threshold): the direct path may be buried")
+        # does the first arrival look like one path? (a reflection inside its main lobe biases it)
+        mismatch = self._single_path_mismatch(coeffs, omega, first)
+        if mismatch > 0.1:
+            quality *= float(np.clip(1.0 - 2.0 * (mismatch - 0.1), 0.3, 1.0))
+            reasons.append(f"the first arrival is not a clean single path (shape residual {mismatch:.0%}): "
+                           "a reflection within a few samples or a dispersive transducer may bias it")
+        if self.events < 8:
+            quality = min(quality, 0.5)
+            reasons.append(f"only {self.events} events in the channel estimate")
+        drr_db, rt60_s = self._decay(e_h, noise_h, first)
+        taps = e_h > _RAKE_SNR * noise_h
+        taps[:lo] = taps[hi:] = False
+        self._rake = np.where(taps, self._g_hann, 0.0) if taps.any() else None
+        self._rake_version += 1
+        to_ms = 1e3 / rate
+        self.quality = quality
+        self.profile = PathProfile(
+            events=self.events,
+            first_arrival_offset_samples=first - self.pre,
+            strongest_arrival_offset_samples=strongest - self.pre,
+            strongest_minus_direct_samples=strongest - first,
+            strongest_minus_direct_ms=(strongest - first) * to_ms,
+            direct_to_strongest_db=10.0 * math.log10(max(e_h[j_first], 1e-300) / max(e_h[j_strong], 1e-300)),
+            first_arrival_snr_db=snr_first_db,
+            first_arrival_sigma_samples=self.first_sigma_samples,
+            direct_to_reverberant_db=drr_db,
+            rt60_seconds=rt60_s,
+            quality=quality,
+            ambiguous=quality < 0.75,
+            notes=reasons,
+        )
+        return self.profile
+
+    def _single_path_mismatch(self, coeffs: np.ndarray, omega: np.ndarray, first: float) -> float:
+        """Residual fraction of a one-path fit to the Hann view over the first arrival's main lobe."""
+        half = max(2, int(round(0.7 * self.rate_hz / (self.band_hz[1] - self.band_hz[0]))))
+        lags = np.arange(int(math.floor(first)) - half, int(math.ceil(first)) + half + 1)
+        lags = lags[(lags >= 0) & (lags < self.length)]
+        if lags.size < 3:
+            return 0.0
+        observed = self._g_hann[lags]
+        n = self.length  # kernel: a unit path at ``first`` seen through the same window
+        kernel_spec = band_window(omega * self.rate_hz / (2 * np.pi), self.band_hz, "hann")
+        kernel_spec = kernel_spec / max(float(kernel_spec.sum()), 1e-30)
+        kernel = np.exp(1j * np.outer(lags - first, omega)) @ kernel_spec
+        del n
+        gain = np.vdot(kernel, observed) / max(float(np.vdot(kernel, kernel).real), 1e-300)
+        resid = observed - gain * kernel
+        total = float(np.vdot(observed, observed).real)
+        return float(np.vdot(resid, resid).real / total) if total > 0 else 1.0
+
+    def _decay(self, e_h: np.ndarray, noise_h: np.ndarray, first: float) -> tuple[float | None, float | None]:
+        """(DRR dB, RT60 s) from the noise-corrected energy of the Hann view after the first arrival."""
+        rate = self.rate_hz
+        energy = np.maximum(e_h - noise_h, 0.0)
+        half = int(round(_DRR_WINDOW_S * rate))
+        j = int(round(first))
+        direct = float(energy[max(0, j - half) : j + half + 1].sum())
+        tail_start = j + half + 1
+        end = self.length - _EDGE_SAMPLES
+        if direct <= 0 or end - tail_start < 4 * half:
+            return None, None
+        block = max(1, half)
+        nblk = (end - tail_start) // block
+        blocks = energy[tail_start : tail_start + nblk * block].reshape(nblk, block).sum(axis=1)
+        noise_blk = noise_h[tail_start : tail_start + nblk * block].reshape(nblk, block).sum(axis=1)
+        reverb = float(blocks.sum())
+        rt60 = None
+        # decay slope from the blocks well above the floor, skipping the first 5 ms of early reflections
+        t = (np.arange(nblk) + 0.5) * block / rate
+        use = (t >= 0.005) & (blocks > 4.0 * noise_blk)
+        if use.sum() >= 4:
+            slope_db_s = float(np.polyfit(t[use], 10.0 * np.log10(blocks[use]), 1)[0])
+            if slope_db_s < -1.0:
+                rt60 = -60.0 / slope_db_s
+                if rt60 > 20.0:
+                    rt60 = None
+        if rt60 is not None:  # the tail beyond the window, extrapolated along the fitted decay
+            decay_per_block = 10.0 ** (-6.0 * block / rate / rt60)
+            reverb += float(blocks[-1]) * decay_per_block / (1.0 - decay_per_block)
+        if reverb <= 0:
+            return None, rt60
+        return 10.0 * math.log10(direct / reverb), rt60
+
+    # ------------------------------------------------------------------ views for tests and plots
+    def impulse_response(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(lags, Hann view, Blackman-Harris view) of the current estimate (copies)."""
+        return np.arange(-self.pre, self.post), self._g_hann.copy(), self._g_bh.copy()
