@@ -2,8 +2,11 @@
 
 The receiver knows exactly what was played, so every timed event is also a
 measurement of the path from the speaker to this microphone. For each event
-the received spectrum is divided by the expected symbol's (regularised
-deconvolution, on the witness band only), shifted so that lag 0 is the
+the received spectrum is correlated with the expected symbol's *zero-mean*
+template (the symbol minus the alphabet's mean waveform, which repeats every
+event and would otherwise pick up earlier events' reverberation coherently)
+and divided by the alphabet's mean power per bin (regularised deconvolution
+on the witness band only; unbiased on average over symbols), shifted so that lag 0 is the
 event's *timing reference* (where the matched filter put it), and added to an
 exponentially weighted mean over the last ``memory_events`` events. The
 result is the band-limited, analytic impulse response ``g(j)`` of the path for
@@ -49,8 +52,9 @@ __all__ = ["ChannelEstimate", "band_window"]
 _REGULARISATION = 0.001  # lambda = 0.1 % of the template's mean power per bin: the dips at sub-band edges stay flat (sidelobes < -55 dB)
 _DETECT_SNR = 25.0  # first arrival: |g|^2 at least 14 dB above the pre-arrival floor
 _DETERMINISTIC_FLOOR_DB = -50.0  # the floor also holds the deconvolution's own sidelobes (< -55 dB of the peak)
-_HINT_SNR = 6.0  # an earlier bump 8 dB above the floor (but under the threshold) makes the answer ambiguous
+_HINT_SNR = 10.0  # an earlier bump 10 dB above the floor (but under the threshold) makes the answer ambiguous
 _RAKE_SNR = 6.0  # rake taps: Hann-view lags 8 dB above the floor
+_MAX_PATHS = 4  # paths fitted jointly around the first arrival
 _LOBE_DB = -25.0  # within one lobe, a Hann-view peak must be within 25 dB of the lobe's top (Hann sidelobes: -31 dB)
 _DRR_WINDOW_S = 0.0025  # direct sound: +-2.5 ms around the first arrival (the usual definition)
 _EDGE_SAMPLES = 48  # lags this close to the ends of the window are not trusted (wrap-around leakage)
@@ -82,27 +86,28 @@ class ChannelEstimate:
     """
 
     def __init__(self, rate_hz: float, band_hz: tuple[float, float], pre_samples: int, post_samples: int,
-                 memory_events: int = 128) -> None:
+                 memory_events: int = 128, *, enabled: bool = True) -> None:
         self.rate_hz = float(rate_hz)
         self.band_hz = (float(band_hz[0]), float(band_hz[1]))
         self.pre = int(pre_samples)
         self.post = int(post_samples)
         self.length = self.pre + self.post
         self.memory_events = int(memory_events)
+        self.enabled = bool(enabled)  # disabled: add() and analyse() do nothing, quality stays 1
         self.events = 0
         self.version = 0
         self._g_hann = np.zeros(self.length, dtype=np.complex128)
         self._g_bh = np.zeros(self.length, dtype=np.complex128)
         self._p_bh = np.zeros(self.length)  # weighted mean of |g_bh|^2 per event
+        self._p_hann = np.zeros(self.length)
         self._q = 0.0  # sum of squared normalised weights: variance of the mean = q * per-event variance
-        self._noise_ratio = 1.0  # (noise of the Hann view) / (noise of the Blackman-Harris view), white noise
         self._idx_cache: dict[int, np.ndarray] = {}
         self._spectrum_cache: dict[int, tuple[int, np.ndarray]] = {}
         self._rake: np.ndarray | None = None  # significant taps of the Hann view, set by analyse()
         self._rake_version = 0
         self.profile: PathProfile | None = None
-        self.quality = 0.0
-        self.first_sigma_samples = math.inf
+        self.quality = 0.0 if self.enabled else 1.0
+        self.first_sigma_samples = math.inf if self.enabled else 0.0
 
     # ------------------------------------------------------------------ accumulate
     def _lag_index(self, n_fft: int) -> np.ndarray:
@@ -114,11 +119,16 @@ class ChannelEstimate:
 
     def add(self, measured: EventMeasurement, bank: TemplateBank, expected_symbol: int) -> None:
         """Add one timed event (``measured.cross`` and its lag) to the estimate."""
-        if measured.cross is None or bank.pre < self.pre or bank.post < self.post:
+        if not self.enabled:
+            return
+        if measured.received is None or bank.pre < self.pre or bank.post < self.post:
             raise ValueError("the event was measured without the channel window (TemplateBank pre/post)")
+        x = measured.received * np.exp(1j * bank.omega * measured.lag_samples)
         power = bank.power[expected_symbol]
-        lam = _REGULARISATION * float(power.mean())
-        h = measured.cross / (power + lam) * np.exp(1j * bank.omega * measured.lag_samples)
+        h = x * bank.templates_conj[expected_symbol] / (power + _REGULARISATION * float(power.mean()))
+        power0 = bank.zero_mean_power
+        template0 = bank.templates[expected_symbol] - bank.mean_template
+        h0 = x * np.conj(template0) / (power0 + _REGULARISATION * float(power0.mean()))
         freqs = bank.bins * (bank.rate_hz / bank.n_fft)
         w_h = band_window(freqs, self.band_hz, "hann")
         w_b = band_window(freqs, self.band_hz, "blackmanharris")
@@ -128,7 +138,7 @@ class ChannelEstimate:
         idx = self._lag_index(bank.n_fft)
         full = np.zeros((2, bank.n_fft), dtype=np.complex128)
         full[0, bank.bins] = h * (w_h / s_h)
-        full[1, bank.bins] = h * (w_b / s_b)
+        full[1, bank.bins] = h0 * (w_b / s_b)
         lags = sfft.ifft(full, axis=1, overwrite_x=True)[:, idx] * bank.n_fft
         alpha = max(1.0 / (self.events + 1), 1.0 / self.memory_events)
         keep = 1.0 - alpha
@@ -138,8 +148,9 @@ class ChannelEstimate:
         self._g_bh += alpha * lags[1]
         self._p_bh *= keep
         self._p_bh += alpha * (lags[1].real ** 2 + lags[1].imag ** 2)
+        self._p_hann *= keep
+        self._p_hann += alpha * (lags[0].real ** 2 + lags[0].imag ** 2)
         self._q = keep * keep * self._q + alpha * alpha
-        self._noise_ratio = (float((w_h**2).sum()) / s_h**2) / (float((w_b**2).sum()) / s_b**2)
         self.events += 1
         self.version += 1
 
@@ -168,12 +179,13 @@ class ChannelEstimate:
         return g
 
     # ------------------------------------------------------------------ analyse
-    def _noise(self) -> np.ndarray:
-        """Per-lag variance of the Blackman-Harris view's mean (the pre-arrival floor), lightly smoothed."""
+    def _noise(self, hann: bool = False) -> np.ndarray:
+        """Per-lag variance of a view's mean (for the Blackman-Harris view: the pre-arrival floor), smoothed."""
         q = self._q
         if q >= 1.0:
             return np.full(self.length, np.inf)
-        per_event = np.maximum(self._p_bh - (self._g_bh.real**2 + self._g_bh.imag**2), 0.0) / (1.0 - q)
+        g, p = (self._g_hann, self._p_hann) if hann else (self._g_bh, self._p_bh)
+        per_event = np.maximum(p - (g.real**2 + g.imag**2), 0.0) / (1.0 - q)
         k = 33
         smooth = np.convolve(np.pad(per_event, k // 2, mode="edge"), np.ones(k) / k, mode="valid")
         return smooth * q + 1e-300
@@ -187,9 +199,11 @@ class ChannelEstimate:
         omega = 2.0 * np.pi * np.nonzero(keep)[0] / n
         return spec[keep] / n, omega, n
 
-    def analyse(self) -> PathProfile:
+    def analyse(self) -> PathProfile | None:
         """First arrival, strongest path, DRR, RT60 and how sure we are; stores and returns the profile."""
         reasons: list[str] = []
+        if not self.enabled:
+            return self.profile
         if self.events < 3:
             self.profile = PathProfile(events=self.events, notes=["too few events for a channel estimate"])
             self.quality = 0.5
@@ -202,7 +216,7 @@ class ChannelEstimate:
         j_peak_b = lo + int(np.argmax(e_b[lo:hi]))
         noise = self._noise()
         noise_b = noise + e_b[j_peak_b] * 10.0 ** (_DETERMINISTIC_FLOOR_DB / 10.0)
-        noise_h = noise * self._noise_ratio + float(e_h[lo:hi].max()) * 10.0 ** (_DETERMINISTIC_FLOOR_DB / 10.0)
+        noise_h = self._noise(hann=True) + float(e_h[lo:hi].max()) * 10.0 ** (_DETERMINISTIC_FLOOR_DB / 10.0)
         thr = _DETECT_SNR * noise_b
         above = np.nonzero(e_b[lo : j_peak_b + 1] > thr[lo : j_peak_b + 1])[0]
         j0 = lo + int(above[0]) if above.size else j_peak_b
@@ -218,9 +232,7 @@ class ChannelEstimate:
         significant = [j for j in local_max if e_h[j] > _DETECT_SNR * noise_h[j] and e_h[j] > lobe_top]
         j_first = significant[0] if significant else (local_max[0] if local_max else j1)
         coeffs, omega, _ = self._interpolant()
-        first = _newton_peak(coeffs, omega, float(j_first))
-        if abs(first - j_first) > 1.0:
-            first = float(j_first)
+        first, mismatch, close_gap = self._resolve_first(omega, j_first, noise_h)
         j_strong = lo + int(np.argmax(e_h[lo:hi]))
         strongest = _newton_peak(coeffs, omega, float(j_strong))
         if abs(strongest - j_strong) > 1.0:
@@ -246,12 +258,15 @@ class ChannelEstimate:
                 ms = (j0 - (pre_region.start + k)) / rate * 1e3
                 reasons.append(f"a weaker candidate arrival {ms:.1f} ms earlier, {10 * math.log10(ratio[k]):.0f} dB "
                                "above the floor (under the detection threshold): the direct path may be buried")
-        # does the first arrival look like one path? (a reflection inside its main lobe biases it)
-        mismatch = self._single_path_mismatch(coeffs, omega, first)
+        # do the paths found explain the first arrival's lobe? (else: a dispersive path, or unresolved ones)
         if mismatch > 0.1:
             quality *= float(np.clip(1.0 - 2.0 * (mismatch - 0.1), 0.3, 1.0))
-            reasons.append(f"the first arrival is not a clean single path (shape residual {mismatch:.0%}): "
-                           "a reflection within a few samples or a dispersive transducer may bias it")
+            reasons.append(f"the first arrival is not explained by discrete paths (residual {mismatch:.0%}): "
+                           "a dispersive transducer or a diffuse early arrival may bias it")
+        if close_gap is not None:
+            quality *= 0.5
+            reasons.append(f"a second path {close_gap:.1f} samples after the first arrival, closer than the band "
+                           "resolves: the two may be confused")
         if self.events < 8:
             quality = min(quality, 0.5)
             reasons.append(f"only {self.events} events in the channel estimate")
@@ -279,23 +294,80 @@ class ChannelEstimate:
         )
         return self.profile
 
-    def _single_path_mismatch(self, coeffs: np.ndarray, omega: np.ndarray, first: float) -> float:
-        """Residual fraction of a one-path fit to the Hann view over the first arrival's main lobe."""
-        half = max(2, int(round(0.7 * self.rate_hz / (self.band_hz[1] - self.band_hz[0]))))
-        lags = np.arange(int(math.floor(first)) - half, int(math.ceil(first)) + half + 1)
-        lags = lags[(lags >= 0) & (lags < self.length)]
-        if lags.size < 3:
-            return 0.0
+    def _resolve_first(self, omega: np.ndarray, j_first: int, noise_h: np.ndarray) -> tuple[float, float, float | None]:
+        """Fit discrete paths to the Hann view around the first arrival; return (first, residual, close gap).
+
+        A reflection a few samples after the direct path (a floor, a nearby
+        wall) shifts the direct path's peak towards it. Here up to
+        :data:`_MAX_PATHS` paths (the known Hann kernel at a fractional delay
+        with a complex gain each) are fitted jointly (greedy, then nonlinear
+        least squares) over ``[-16, +48]`` lags around the first lobe, and the
+        first arrival is the earliest significant one. ``residual`` is the
+        fraction of the lobe's energy the paths leave unexplained; ``close
+        gap`` the spacing to the next path when it is under the band's
+        resolution (else None).
+        """
+        from scipy.optimize import least_squares
+
+        lags = np.arange(max(0, j_first - 16), min(self.length, j_first + 49))
         observed = self._g_hann[lags]
-        n = self.length  # kernel: a unit path at ``first`` seen through the same window
-        kernel_spec = band_window(omega * self.rate_hz / (2 * np.pi), self.band_hz, "hann")
+        kernel_spec = band_window(omega * self.rate_hz / (2.0 * np.pi), self.band_hz, "hann")
         kernel_spec = kernel_spec / max(float(kernel_spec.sum()), 1e-30)
-        kernel = np.exp(1j * np.outer(lags - first, omega)) @ kernel_spec
-        del n
-        gain = np.vdot(kernel, observed) / max(float(np.vdot(kernel, kernel).real), 1e-300)
-        resid = observed - gain * kernel
-        total = float(np.vdot(observed, observed).real)
-        return float(np.vdot(resid, resid).real / total) if total > 0 else 1.0
+        basis = np.exp(1j * np.outer(lags, omega)) * kernel_spec  # k(j - tau) = basis @ exp(-i omega tau)
+
+        def columns(taus: np.ndarray) -> np.ndarray:
+            return basis @ np.exp(-1j * np.outer(omega, taus))
+
+        noise = float(np.median(noise_h[lags]))
+        taus: list[float] = []
+        residual = observed.copy()
+        fine = np.linspace(-1.0, 1.0, 21)
+        for _ in range(_MAX_PATHS):
+            j = int(np.argmax(np.abs(residual)))
+            if np.abs(residual[j]) ** 2 < _DETECT_SNR * noise:
+                break
+            cand = lags[j] + fine
+            cols = columns(cand)
+            score = np.abs(cols.conj().T @ residual) ** 2 / np.sum(np.abs(cols) ** 2, axis=0)
+            taus.append(float(cand[int(np.argmax(score))]))
+            a_mat = columns(np.array(taus))
+            gains = np.linalg.lstsq(a_mat, observed, rcond=None)[0]
+            residual = observed - a_mat @ gains
+            if np.max(np.abs(residual)) ** 2 < 0.003 * np.max(np.abs(gains)) ** 2:
+                break
+        if not taus:
+            return float(j_first), 1.0, None
+        k = len(taus)
+
+        def resid(params: np.ndarray) -> np.ndarray:
+            a_mat = columns(params[:k])
+            r = observed - a_mat @ (params[k : 2 * k] + 1j * params[2 * k :])
+            return np.concatenate([r.real, r.imag])
+
+        a_mat = columns(np.array(taus))
+        gains = np.linalg.lstsq(a_mat, observed, rcond=None)[0]
+        x0 = np.concatenate([taus, gains.real, gains.imag])
+        lower = np.concatenate([np.array(taus) - 3.0, np.full(2 * k, -np.inf)])
+        upper = np.concatenate([np.array(taus) + 3.0, np.full(2 * k, np.inf)])
+        sol = least_squares(resid, x0, bounds=(lower, upper), max_nfev=60, x_scale="jac")
+        taus_fit = sol.x[:k]
+        gains = sol.x[k : 2 * k] + 1j * sol.x[2 * k :]
+        power = np.abs(gains) ** 2
+        strong = float(power.max())
+        significant = (power > _DETECT_SNR * noise) & (power > strong * 10.0 ** (_LOBE_DB / 10.0))
+        order = np.argsort(taus_fit)
+        chosen = [int(i) for i in order if significant[i]]
+        first = float(taus_fit[chosen[0]]) if chosen else float(taus_fit[int(np.argmax(power))])
+        r = resid(sol.x)
+        total = float(np.sum(np.abs(observed) ** 2))
+        unexplained = float(np.sum(r**2)) / total if total > 0 else 1.0
+        resolution = 0.5 * self.rate_hz / (self.band_hz[1] - self.band_hz[0])  # half the Rayleigh spacing
+        close_gap = None
+        if len(chosen) >= 2:
+            gap = float(taus_fit[chosen[1]] - taus_fit[chosen[0]])
+            if gap < 2.0 * resolution:
+                close_gap = gap
+        return first, unexplained, close_gap
 
     def _decay(self, e_h: np.ndarray, noise_h: np.ndarray, first: float) -> tuple[float | None, float | None]:
         """(DRR dB, RT60 s) from the noise-corrected energy of the Hann view after the first arrival."""

@@ -78,6 +78,7 @@ class ReceiverConfig:
     template_update_ppm: float = 1.0
     wide_search_fraction: float = 0.4  # after a miss, look +-0.4 event periods for the expected symbol
     freshness_seconds: float = 5.0
+    channel_estimation: bool = True  # False: time the envelope peak of the plain template (the method before issue 13)
     channel_pre_seconds: float = 0.045  # impulse response kept before the timing reference (direct path up to 45 ms earlier)
     channel_post_seconds: float = 0.08  # and after it (strongest path, DRR, RT60)
     channel_memory_events: int = 128
@@ -143,13 +144,13 @@ class StreamingReceiver:
         self.acquirer = Acquirer(codebook, self.frames_per_event, cfg.acquisition)
         self.halfwidth = int(math.ceil(cfg.search_halfwidth_hops * self.grid.hop))
         self._band_hz = band_hz
-        self._pre = int(math.ceil(cfg.channel_pre_seconds * self.rate_hz))
-        self._post = int(math.ceil(cfg.channel_post_seconds * self.rate_hz))
+        self._pre = int(math.ceil(cfg.channel_pre_seconds * self.rate_hz)) if cfg.channel_estimation else 0
+        self._post = int(math.ceil(cfg.channel_post_seconds * self.rate_hz)) if cfg.channel_estimation else 0
         self.bank = self._make_bank(self.rate_hz, self.halfwidth)
         self.wide_halfwidth = int(cfg.wide_search_fraction * self.spec.event_period_s * self.rate_hz)
         self.wide_bank = self._make_bank(self.rate_hz, self.wide_halfwidth)
         self.channel = ChannelEstimate(self.rate_hz, self._analysis_band(), self._pre, self._post,
-                                       cfg.channel_memory_events)
+                                       cfg.channel_memory_events, enabled=cfg.channel_estimation)
         self._anchors_since_analysis = 0
         self._frame_offsets = np.arange(self.grid.frame_len)[None, :]
         self._tick_samples = int(math.ceil(self.spec.event_period_s * self.rate_hz))

@@ -52,7 +52,7 @@ class EventMeasurement:
     band_gain: np.ndarray  # (N_SUBBANDS,) received/template amplitude ratio per sub-band
     band_delay_samples: np.ndarray  # (N_SUBBANDS,) sub-band peak minus wide-band peak
     band_snr: np.ndarray  # (N_SUBBANDS,)
-    cross: np.ndarray | None = None  # (nb,) received spectrum x conj(plain template) on bank.bins, for the channel estimate
+    received: np.ndarray | None = None  # (nb,) received spectrum on bank.bins (segment FFT), for the channel estimate
 
 
 class TemplateBank:
@@ -106,6 +106,11 @@ class TemplateBank:
         self.templates_conj = np.ascontiguousarray(np.conj(self.templates))
         self.power = np.ascontiguousarray(np.abs(self.templates) ** 2)  # (32, nb)
         self.energy = self.power.sum(axis=1)  # (32,)
+        # The 32 symbols share a mean waveform (every slot sweeps the same cells across the alphabet), which
+        # repeats every event: a filter built on it would see earlier events' reverberation coherently.
+        # The channel estimate correlates with the zero-mean templates instead (see mimir.sync.channel).
+        self.mean_template = self.templates.mean(axis=0)
+        self.zero_mean_power = np.mean(np.abs(self.templates - self.mean_template) ** 2, axis=0)  # (nb,)
         self.omega = 2.0 * np.pi * self.bins / self.n_fft  # radians per sample
         # sub-band membership of every kept bin, for the response profile
         sub_bw = (spec.band_high_hz - spec.band_low_hz) / N_SUBBANDS
@@ -240,5 +245,5 @@ def measure_event(segment: np.ndarray, bank: TemplateBank, expected_symbol: int,
         band_gain=band_gain,
         band_delay_samples=band_delay,
         band_snr=band_snr,
-        cross=cross_plain,
+        received=x,
     )
