@@ -154,6 +154,35 @@ class ChannelEstimate:
         self.events += 1
         self.version += 1
 
+    def recenter(self, delta_samples: int) -> None:
+        """Move the timing reference ``delta_samples`` later (negative: earlier); lag ``j`` becomes ``j - delta``.
+
+        The receiver moves its reference onto the first arrival so that the
+        look-back window always covers the ``pre`` samples before it: a direct
+        path earlier than the window (a lock on a reflection 70 ms late) is
+        then found within a few analyses. Lags that enter the window are empty.
+        """
+        d = int(delta_samples)
+        if d == 0:
+            return
+        for name in ("_g_hann", "_g_bh", "_p_bh", "_p_hann"):
+            old = getattr(self, name)
+            new = np.zeros_like(old)
+            if d > 0:
+                new[: self.length - d] = old[d:]
+            else:
+                new[-d:] = old[: self.length + d]
+            setattr(self, name, new)
+        if self._rake is not None:
+            rake = np.zeros_like(self._rake)
+            if d > 0:
+                rake[: self.length - d] = self._rake[d:]
+            else:
+                rake[-d:] = self._rake[: self.length + d]
+            self._rake = rake if np.any(rake) else None
+            self._rake_version += 1
+        self.version += 1
+
     def spectrum(self, bank: TemplateBank) -> np.ndarray | None:
         """The rake: the significant taps' frequency response on ``bank.bins`` (mean power 1), or None.
 

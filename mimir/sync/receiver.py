@@ -83,6 +83,7 @@ class ReceiverConfig:
     channel_post_seconds: float = 0.08  # and after it (strongest path, DRR, RT60)
     channel_memory_events: int = 128
     analyse_every_anchors: int = 5  # first-arrival analysis cadence (a function of the event sequence)
+    recenter_seconds: float = 0.005  # move the timing reference onto the first arrival when further than this
     acquisition: AcquisitionConfig = field(default_factory=AcquisitionConfig)
 
 
@@ -149,8 +150,7 @@ class StreamingReceiver:
         self.bank = self._make_bank(self.rate_hz, self.halfwidth)
         self.wide_halfwidth = int(cfg.wide_search_fraction * self.spec.event_period_s * self.rate_hz)
         self.wide_bank = self._make_bank(self.rate_hz, self.wide_halfwidth)
-        self.channel = ChannelEstimate(self.rate_hz, self._analysis_band(), self._pre, self._post,
-                                       cfg.channel_memory_events, enabled=cfg.channel_estimation)
+        self.channel = self._new_channel()
         self._anchors_since_analysis = 0
         self._frame_offsets = np.arange(self.grid.frame_len)[None, :]
         self._tick_samples = int(math.ceil(self.spec.event_period_s * self.rate_hz))
@@ -173,6 +173,11 @@ class StreamingReceiver:
     def _make_bank(self, rate_hz: float, halfwidth: int) -> TemplateBank:
         return TemplateBank(self.codebook, rate_hz, halfwidth, pre_samples=self._pre, post_samples=self._post,
                             band_hz=self._band_hz)
+
+    def _new_channel(self) -> ChannelEstimate:
+        cfg = self.config
+        return ChannelEstimate(self.rate_hz, self._analysis_band(), self._pre, self._post, cfg.channel_memory_events,
+                               enabled=cfg.channel_estimation)
 
     def _analysis_band(self) -> tuple[float, float]:
         """The band the witness really arrives in: the usable sub-bands, within the band limits."""
@@ -349,15 +354,18 @@ class StreamingReceiver:
             centers = [(i, fit.predict(i * period_s)) for i, _, _ in good]
             fit = new_fit()
             good = self._fit_consistent(fit, measure_all(self.bank, centers))
-        if len(good) >= cfg.min_lock_anchors and self.channel.events == 0:
+        fresh_channel = len(good) >= cfg.min_lock_anchors and self.channel.events == 0
+        if fresh_channel:
             # first lock: estimate the room from these events, then re-time them through it
             for i, _, m in good:
                 self.channel.add(m, self.bank, self.codebook.symbol_at(i))
-            self.channel.analyse()
-            centers = [(i, fit.predict(i * period_s)) for i, _, _ in good]
+            delta = self._analyse_channel()
+            centers = [(i, fit.predict(i * period_s) + delta) for i, _, _ in good]
             fit = new_fit()
             good = self._fit_consistent(fit, measure_all(self.bank, centers))
         if len(good) < cfg.min_lock_anchors:
+            if fresh_channel:  # the room estimate came from a lock that did not hold: forget it
+                self.channel = self._new_channel()
             self.health.lock_rejections += 1
             self.acquirer.discard(cand)
             return
@@ -389,12 +397,33 @@ class StreamingReceiver:
         assert seg is not None
         for i, local, m in good:
             self._record_anchor(seg.fit, i, local, m)
-        self.channel.analyse()
+        self._analyse_channel()
         self._anchors_since_analysis = 0
         self._next_event = good[-1][0] + 1
         self._misses = 0
         self._pending = []
         self.acquirer.reset()
+
+    def _analyse_channel(self) -> int:
+        """Analyse the channel estimate; keep the timing reference on the first arrival (see ChannelEstimate.recenter).
+
+        Returns how far the reference moved (samples; 0 when it stayed).
+        """
+        prof = self.channel.analyse()
+        if prof is None or prof.first_arrival_offset_samples is None:
+            return 0
+        delta = int(round(prof.first_arrival_offset_samples))
+        if abs(delta) <= self.config.recenter_seconds * self.rate_hz:
+            return 0
+        self.channel.recenter(delta)
+        for seg in self._segments:
+            seg.fit.shift(delta)
+        self._pending = [(i, t, local + delta, m, r) for i, t, local, m, r in self._pending]
+        for a in self._anchors:
+            a.local_sample += delta
+        self._last_anchor_local += delta
+        self.channel.analyse()
+        return delta
 
     def _fit_consistent(self, fit: ClockFit, good: list) -> list:
         """Fit the lock anchors on the line of the *newest* ones; drop the rest.
@@ -511,7 +540,7 @@ class StreamingReceiver:
                 self.channel.add(m, bank, expected)
                 self._anchors_since_analysis += 1
                 if self._anchors_since_analysis >= cfg.analyse_every_anchors:
-                    self.channel.analyse()
+                    self._analyse_channel()
                     self._anchors_since_analysis = 0
                 self._misses = 0
                 self._pending = []
