@@ -2,11 +2,11 @@
 
 The receiver knows exactly what was played, so every timed event is also a
 measurement of the path from the speaker to this microphone. For each event
-the received spectrum is correlated with the expected symbol's *zero-mean*
-template (the symbol minus the alphabet's mean waveform, which repeats every
-event and would otherwise pick up earlier events' reverberation coherently)
-and divided by the alphabet's mean power per bin (regularised deconvolution
-on the witness band only; unbiased on average over symbols), shifted so that lag 0 is the
+the received spectrum is multiplied by the expected symbol's deconvolution
+filter (:attr:`TemplateBank.deconv_filters`: the regularised inverse of the
+symbol minus the alphabet's mean inverse, which would otherwise pick up
+earlier events' reverberation coherently; unbiased on average over symbols;
+witness band only), shifted so that lag 0 is the
 event's *timing reference* (where the matched filter put it), and added to an
 exponentially weighted mean over the last ``memory_events`` events. The
 result is the band-limited, analytic impulse response ``g(j)`` of the path for
@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import math
 
+import msgspec
 import numpy as np
 from scipy import fft as sfft
 from scipy.signal.windows import blackmanharris
@@ -49,10 +50,9 @@ from .timing import EventMeasurement, TemplateBank, _newton_peak
 
 __all__ = ["ChannelEstimate", "band_window"]
 
-_REGULARISATION = 0.001  # lambda = 0.1 % of the template's mean power per bin: the dips at sub-band edges stay flat (sidelobes < -55 dB)
 _DETECT_SNR = 25.0  # first arrival: |g|^2 at least 14 dB above the pre-arrival floor
 _DETERMINISTIC_FLOOR_DB = -50.0  # the floor also holds the deconvolution's own sidelobes (< -55 dB of the peak)
-_HINT_SNR = 10.0  # an earlier bump 10 dB above the floor (but under the threshold) makes the answer ambiguous
+_HINT_SNR = 16.0  # an earlier bump 12 dB above the floor (but under the threshold) makes the answer ambiguous
 _RAKE_SNR = 6.0  # rake taps: Hann-view lags 8 dB above the floor
 _MAX_PATHS = 4  # paths fitted jointly around the first arrival
 _LOBE_DB = -25.0  # within one lobe, a Hann-view peak must be within 25 dB of the lobe's top (Hann sidelobes: -31 dB)
@@ -86,16 +86,18 @@ class ChannelEstimate:
     """
 
     def __init__(self, rate_hz: float, band_hz: tuple[float, float], pre_samples: int, post_samples: int,
-                 memory_events: int = 128, *, enabled: bool = True) -> None:
+                 memory_events: int = 256, *, enabled: bool = True, freeze_events: int = 40) -> None:
         self.rate_hz = float(rate_hz)
         self.band_hz = (float(band_hz[0]), float(band_hz[1]))
         self.pre = int(pre_samples)
         self.post = int(post_samples)
         self.length = self.pre + self.post
         self.memory_events = int(memory_events)
+        self.freeze_events = int(freeze_events)
         self.enabled = bool(enabled)  # disabled: add() and analyse() do nothing, quality stays 1
         self.events = 0
         self.version = 0
+        self._g_rake = np.zeros(self.length, dtype=np.complex128)  # Hann view, exact per-symbol inverse
         self._g_hann = np.zeros(self.length, dtype=np.complex128)
         self._g_bh = np.zeros(self.length, dtype=np.complex128)
         self._p_bh = np.zeros(self.length)  # weighted mean of |g_bh|^2 per event
@@ -124,11 +126,8 @@ class ChannelEstimate:
         if measured.received is None or bank.pre < self.pre or bank.post < self.post:
             raise ValueError("the event was measured without the channel window (TemplateBank pre/post)")
         x = measured.received * np.exp(1j * bank.omega * measured.lag_samples)
-        power = bank.power[expected_symbol]
-        h = x * bank.templates_conj[expected_symbol] / (power + _REGULARISATION * float(power.mean()))
-        power0 = bank.zero_mean_power
-        template0 = bank.templates[expected_symbol] - bank.mean_template
-        h0 = x * np.conj(template0) / (power0 + _REGULARISATION * float(power0.mean()))
+        h = x * bank.inverse_filters[expected_symbol]  # exact per symbol: the rake (no self-noise, so no wander)
+        h0 = x * bank.deconv_filters[expected_symbol]  # unbiased over symbols: what is analysed
         freqs = bank.bins * (bank.rate_hz / bank.n_fft)
         w_h = band_window(freqs, self.band_hz, "hann")
         w_b = band_window(freqs, self.band_hz, "blackmanharris")
@@ -136,14 +135,17 @@ class ChannelEstimate:
         if s_h <= 0 or s_b <= 0:
             return
         idx = self._lag_index(bank.n_fft)
-        full = np.zeros((2, bank.n_fft), dtype=np.complex128)
-        full[0, bank.bins] = h * (w_h / s_h)
+        full = np.zeros((3, bank.n_fft), dtype=np.complex128)
+        full[0, bank.bins] = h0 * (w_h / s_h)
         full[1, bank.bins] = h0 * (w_b / s_b)
+        full[2, bank.bins] = h * (w_h / s_h)
         lags = sfft.ifft(full, axis=1, overwrite_x=True)[:, idx] * bank.n_fft
         alpha = max(1.0 / (self.events + 1), 1.0 / self.memory_events)
         keep = 1.0 - alpha
         self._g_hann *= keep
         self._g_hann += alpha * lags[0]
+        self._g_rake *= keep
+        self._g_rake += alpha * lags[2]
         self._g_bh *= keep
         self._g_bh += alpha * lags[1]
         self._p_bh *= keep
@@ -154,34 +156,68 @@ class ChannelEstimate:
         self.events += 1
         self.version += 1
 
-    def recenter(self, delta_samples: int) -> None:
+    @property
+    def frozen(self) -> bool:
+        """True once the rake (and with it the timing reference) is fixed: after ``freeze_events`` events.
+
+        Every event is aligned to the rake it then updates, so a rake that
+        kept changing would let the timing reference wander with the
+        estimate's noise, which a clock fit reads as a rate error (0.1 ppm
+        measured on a clean loopback). Frozen, the reference is fixed and the
+        estimate converges in a fixed frame; the first arrival is then
+        reported as an offset from it.
+        """
+        return self.events >= self.freeze_events
+
+    def recenter(self, delta_samples: float) -> None:
         """Move the timing reference ``delta_samples`` later (negative: earlier); lag ``j`` becomes ``j - delta``.
 
-        The receiver moves its reference onto the first arrival so that the
-        look-back window always covers the ``pre`` samples before it: a direct
-        path earlier than the window (a lock on a reflection 70 ms late) is
-        then found within a few analyses. Lags that enter the window are empty.
+        The receiver keeps its reference on the first arrival: after every
+        analysis it moves the reference there (and its fits with it). That
+        pins the frame to a physical feature of the room: without it the
+        frame would random-walk (every event is aligned to the estimate it
+        then updates) and the walk would show up as a false clock rate. It
+        also keeps the look-back window on the ``pre`` samples before the
+        direct path, so a lock on a reflection 70 ms late finds the direct
+        path within a few analyses. Lags that enter the window start empty.
         """
-        d = int(delta_samples)
-        if d == 0:
-            return
-        for name in ("_g_hann", "_g_bh", "_p_bh", "_p_hann"):
+        whole = int(math.floor(delta_samples + 0.5))
+        frac = float(delta_samples) - whole
+        for name in ("_g_rake", "_g_hann", "_g_bh", "_p_bh", "_p_hann"):
             old = getattr(self, name)
             new = np.zeros_like(old)
-            if d > 0:
-                new[: self.length - d] = old[d:]
+            if whole >= 0:
+                new[: self.length - whole] = old[whole:]
             else:
-                new[-d:] = old[: self.length + d]
+                new[-whole:] = old[: self.length + whole]
+            if frac and np.iscomplexobj(new):  # band-limited sub-sample shift (the power arrays only smooth the floor)
+                n = sfft.next_fast_len(self.length + 64)
+                spec = sfft.fft(new, n)
+                spec *= np.exp(2j * np.pi * np.fft.fftfreq(n) * frac)
+                new = sfft.ifft(spec)[: self.length]
             setattr(self, name, new)
         if self._rake is not None:
-            rake = np.zeros_like(self._rake)
-            if d > 0:
-                rake[: self.length - d] = self._rake[d:]
+            mask = np.zeros(self.length, dtype=bool)
+            was = self._rake != 0
+            if whole >= 0:
+                mask[: self.length - whole] = was[whole:]
             else:
-                rake[-d:] = self._rake[: self.length + d]
-            self._rake = rake if np.any(rake) else None
+                mask[-whole:] = was[: self.length + whole]
+            self._rake = np.where(mask, self._g_rake, 0.0) if mask.any() else None
             self._rake_version += 1
         self.version += 1
+
+    def moved(self, delta_samples: float) -> None:
+        """Re-express the last profile after :meth:`recenter` (offsets are relative to the reference)."""
+        p = self.profile
+        if p is None or p.first_arrival_offset_samples is None:
+            return
+        self.profile = msgspec.structs.replace(
+            p,
+            first_arrival_offset_samples=p.first_arrival_offset_samples - delta_samples,
+            strongest_arrival_offset_samples=None if p.strongest_arrival_offset_samples is None
+            else p.strongest_arrival_offset_samples - delta_samples,
+        )
 
     def spectrum(self, bank: TemplateBank) -> np.ndarray | None:
         """The rake: the significant taps' frequency response on ``bank.bins`` (mean power 1), or None.
@@ -218,6 +254,30 @@ class ChannelEstimate:
         k = 33
         smooth = np.convolve(np.pad(per_event, k // 2, mode="edge"), np.ones(k) / k, mode="valid")
         return smooth * q + 1e-300
+
+    def _shifted(self, x: np.ndarray, delta: float) -> np.ndarray:
+        """``x(j + delta)`` for a band-limited lag array (zero-padded FFT shift)."""
+        n = sfft.next_fast_len(self.length + 64)
+        spec = sfft.fft(x, n)
+        spec *= np.exp(2j * np.pi * np.fft.fftfreq(n) * delta)
+        return sfft.ifft(spec)[: self.length]
+
+    def _registered(self, rake: np.ndarray) -> np.ndarray:
+        """Shift a (masked) rake so that timing the estimated channel with it puts the reference at lag 0.
+
+        Cutting taps off the estimate moves the peak of the rake's correlation
+        a little; the next events would then be timed (and accumulated) off
+        the frame of the estimate and of the fit's anchors.
+        """
+        n = sfft.next_fast_len(2 * self.length)
+        cross = np.conj(sfft.fft(rake, n)) * sfft.fft(self._g_rake, n)
+        freqs = np.fft.fftfreq(n, d=1.0 / self.rate_hz)
+        keep = (freqs >= self.band_hz[0] - 50.0) & (freqs <= self.band_hz[1] + 50.0)
+        omega = 2.0 * np.pi * np.nonzero(keep)[0] / n
+        peak = _newton_peak(cross[keep], omega, 0.0)  # where G correlates best with the rake
+        if not abs(peak) < 2.0:
+            return rake
+        return self._shifted(rake, -peak)
 
     def _interpolant(self) -> tuple[np.ndarray, np.ndarray, int]:
         """Band bins of the Hann view for band-limited evaluation at fractional lags: (coeffs, omega, n)."""
@@ -300,10 +360,11 @@ class ChannelEstimate:
             quality = min(quality, 0.5)
             reasons.append(f"only {self.events} events in the channel estimate")
         drr_db, rt60_s = self._decay(e_h, noise_h, first)
-        taps = e_h > _RAKE_SNR * noise_h
-        taps[:lo] = taps[hi:] = False
-        self._rake = np.where(taps, self._g_hann, 0.0) if taps.any() else None
-        self._rake_version += 1
+        if not self.frozen:
+            taps = e_h > _RAKE_SNR * noise_h
+            taps[:lo] = taps[hi:] = False
+            self._rake = self._registered(np.where(taps, self._g_rake, 0.0)) if taps.any() else None
+            self._rake_version += 1
         to_ms = 1e3 / rate
         self.quality = quality
         self.profile = PathProfile(
@@ -396,6 +457,7 @@ class ChannelEstimate:
             gap = float(taus_fit[chosen[1]] - taus_fit[chosen[0]])
             if gap < 2.0 * resolution:
                 close_gap = gap
+        self._last_paths = (taus_fit.copy(), gains.copy())
         return first, unexplained, close_gap
 
     def _decay(self, e_h: np.ndarray, noise_h: np.ndarray, first: float) -> tuple[float | None, float | None]:

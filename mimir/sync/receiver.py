@@ -81,9 +81,11 @@ class ReceiverConfig:
     channel_estimation: bool = True  # False: time the envelope peak of the plain template (the method before issue 13)
     channel_pre_seconds: float = 0.045  # impulse response kept before the timing reference (direct path up to 45 ms earlier)
     channel_post_seconds: float = 0.08  # and after it (strongest path, DRR, RT60)
-    channel_memory_events: int = 128
+    channel_memory_events: int = 256
+    channel_freeze_events: int = 40  # the rake (timing reference) stops moving after this many events ...
+    recenter_seconds: float = 0.005  # ... except by whole samples when the first arrival is further than this
     analyse_every_anchors: int = 5  # first-arrival analysis cadence (a function of the event sequence)
-    recenter_seconds: float = 0.005  # move the timing reference onto the first arrival when further than this
+    bootstrap_min_z: float = 3.0  # first lock: events this clearly the expected symbol seed the room estimate
     acquisition: AcquisitionConfig = field(default_factory=AcquisitionConfig)
 
 
@@ -177,7 +179,7 @@ class StreamingReceiver:
     def _new_channel(self) -> ChannelEstimate:
         cfg = self.config
         return ChannelEstimate(self.rate_hz, self._analysis_band(), self._pre, self._post, cfg.channel_memory_events,
-                               enabled=cfg.channel_estimation)
+                               enabled=cfg.channel_estimation, freeze_events=cfg.channel_freeze_events)
 
     def _analysis_band(self) -> tuple[float, float]:
         """The band the witness really arrives in: the usable sub-bands, within the band limits."""
@@ -341,6 +343,10 @@ class StreamingReceiver:
 
         if open_previous:
             events = [(i, c) for i, c in events if c > previous.fit.last_n + self.halfwidth]
+        fresh_channel = cfg.channel_estimation and self.channel.events == 0
+        if fresh_channel:
+            events = self._bootstrap_channel(events)
+
         def new_fit() -> ClockFit:
             fit = ClockFit(self.rate_hz, cfg.fit_max_anchors)
             if previous is not None and previous.fit.fitted:  # same device: its rate is a good prior
@@ -352,15 +358,6 @@ class StreamingReceiver:
         if len(good) >= cfg.min_lock_anchors and self._maybe_update_templates(fit):
             # re-time the same events with templates at the fitted rate
             centers = [(i, fit.predict(i * period_s)) for i, _, _ in good]
-            fit = new_fit()
-            good = self._fit_consistent(fit, measure_all(self.bank, centers))
-        fresh_channel = len(good) >= cfg.min_lock_anchors and self.channel.events == 0
-        if fresh_channel:
-            # first lock: estimate the room from these events, then re-time them through it
-            for i, _, m in good:
-                self.channel.add(m, self.bank, self.codebook.symbol_at(i))
-            delta = self._analyse_channel()
-            centers = [(i, fit.predict(i * period_s) + delta) for i, _, _ in good]
             fit = new_fit()
             good = self._fit_consistent(fit, measure_all(self.bank, centers))
         if len(good) < cfg.min_lock_anchors:
@@ -404,17 +401,41 @@ class StreamingReceiver:
         self._pending = []
         self.acquirer.reset()
 
-    def _analyse_channel(self) -> int:
-        """Analyse the channel estimate; keep the timing reference on the first arrival (see ChannelEstimate.recenter).
+    def _bootstrap_channel(self, events: list[tuple[int, float]]) -> list[tuple[int, float]]:
+        """First lock: estimate the room from the candidate's events, so that they are timed through it.
 
-        Returns how far the reference moved (samples; 0 when it stayed).
+        The code lock already says which symbol each event is, so every event
+        whose plain-template peak shows that symbol (even weakly: in a
+        reverberant room the plain template catches only the direct sound)
+        adds to the estimate. Returns the events' expected positions in the
+        (possibly moved) timing reference.
         """
+        boot = []
+        for i, center in events:
+            got = self._measure_at(i, center, self.bank)
+            if got is not None and got[1].top_symbol == got[0] and got[1].z >= self.config.bootstrap_min_z:
+                boot.append((got[0], got[1]))
+        if len(boot) < self.config.min_lock_anchors:
+            return events
+        for expected, m in boot:
+            self.channel.add(m, self.bank, expected)
+        delta = self._analyse_channel()
+        return [(i, c + delta) for i, c in events]
+
+    def _analyse_channel(self) -> float:
+        """Analyse the channel estimate; move the timing reference onto the first arrival (ChannelEstimate.recenter).
+
+        Returns how far the reference moved (samples).
+        """
+        was_frozen = self.channel.frozen
         prof = self.channel.analyse()
-        if prof is None or prof.first_arrival_offset_samples is None:
-            return 0
-        delta = int(round(prof.first_arrival_offset_samples))
-        if abs(delta) <= self.config.recenter_seconds * self.rate_hz:
-            return 0
+        if prof is None or prof.first_arrival_offset_samples is None or self.channel.events < 3:
+            return 0.0
+        delta = float(prof.first_arrival_offset_samples)
+        if was_frozen:  # fixed reference: only whole moves that keep the look-back window on the first arrival
+            if abs(delta) <= self.config.recenter_seconds * self.rate_hz:
+                return 0.0
+            delta = float(round(delta))
         self.channel.recenter(delta)
         for seg in self._segments:
             seg.fit.shift(delta)
@@ -422,7 +443,7 @@ class StreamingReceiver:
         for a in self._anchors:
             a.local_sample += delta
         self._last_anchor_local += delta
-        self.channel.analyse()
+        self.channel.moved(delta)
         return delta
 
     def _fit_consistent(self, fit: ClockFit, good: list) -> list:
