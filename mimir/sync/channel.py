@@ -53,7 +53,7 @@ __all__ = ["ChannelEstimate", "band_window"]
 _DETECT_SNR = 25.0  # first arrival: |g|^2 at least 14 dB above the pre-arrival floor
 _DETERMINISTIC_FLOOR_DB = -50.0  # the floor also holds the deconvolution's own sidelobes (< -55 dB of the peak)
 _HINT_SNR = 16.0  # an earlier bump 12 dB above the floor (but under the threshold) makes the answer ambiguous
-_RAKE_SNR = 6.0  # rake taps: Hann-view lags 8 dB above the floor
+_RAKE_SNR = 25.0  # rake taps: lags of the analysed view 14 dB above the floor (noise taps would cost SNR)
 _MAX_PATHS = 4  # paths fitted jointly around the first arrival
 _LOBE_DB = -25.0  # within one lobe, a Hann-view peak must be within 25 dB of the lobe's top (Hann sidelobes: -31 dB)
 _DRR_WINDOW_S = 0.0025  # direct sound: +-2.5 ms around the first arrival (the usual definition)
@@ -104,8 +104,9 @@ class ChannelEstimate:
         self._p_hann = np.zeros(self.length)
         self._q = 0.0  # sum of squared normalised weights: variance of the mean = q * per-event variance
         self._idx_cache: dict[int, np.ndarray] = {}
-        self._spectrum_cache: dict[int, tuple[int, np.ndarray]] = {}
+        self._spectrum_cache: dict[tuple[int, int, int], tuple[int, np.ndarray]] = {}
         self._rake: np.ndarray | None = None  # significant taps of the Hann view, set by analyse()
+        self._rake_shift = 0.0  # the rake is these taps delayed by -shift samples (applied as a phase, exactly)
         self._rake_version = 0
         self.profile: PathProfile | None = None
         self.quality = 0.0 if self.enabled else 1.0
@@ -197,15 +198,31 @@ class ChannelEstimate:
                 new = sfft.ifft(spec)[: self.length]
             setattr(self, name, new)
         if self._rake is not None:
-            mask = np.zeros(self.length, dtype=bool)
-            was = self._rake != 0
+            rake = np.zeros_like(self._rake)
             if whole >= 0:
-                mask[: self.length - whole] = was[whole:]
+                rake[: self.length - whole] = self._rake[whole:]
             else:
-                mask[-whole:] = was[: self.length + whole]
-            self._rake = np.where(mask, self._g_rake, 0.0) if mask.any() else None
+                rake[-whole:] = self._rake[: self.length + whole]
+            self._rake = rake if np.any(rake) else None
+            self._rake_shift += frac
             self._rake_version += 1
         self.version += 1
+
+    def register_rake(self, shift_samples: float) -> None:
+        """Delay the rake by ``shift_samples`` (the receiver measures how far a new rake moved its timing).
+
+        Cutting taps off the estimate changes the rake's phase a little, and
+        with it where events are timed; the receiver times its last events
+        with the old and the new rake and takes the difference out here, so
+        a new rake never moves the reference (a moving reference would read
+        as a clock rate error).
+        """
+        self._rake_shift -= float(shift_samples)
+        self._rake_version += 1
+
+    @property
+    def rake_version(self) -> int:
+        return self._rake_version
 
     def moved(self, delta_samples: float) -> None:
         """Re-express the last profile after :meth:`recenter` (offsets are relative to the reference)."""
@@ -229,13 +246,13 @@ class ChannelEstimate:
         """
         if self._rake is None:
             return None
-        key = id(bank)
+        key = (bank.n_fft, int(bank.bins[0]), int(bank.bins.size))  # all the response on the bins depends on
         got = self._spectrum_cache.get(key)
         if got is not None and got[0] == self._rake_version:
             return got[1]
         full = np.zeros(bank.n_fft, dtype=np.complex128)
         full[self._lag_index(bank.n_fft)] = self._rake
-        g = sfft.fft(full, overwrite_x=True)[bank.bins]
+        g = sfft.fft(full, overwrite_x=True)[bank.bins] * np.exp(1j * bank.omega * self._rake_shift)
         scale = math.sqrt(float(np.mean(g.real**2 + g.imag**2)))
         g = g / scale if scale > 0 else g
         if len(self._spectrum_cache) > 4:
@@ -254,30 +271,6 @@ class ChannelEstimate:
         k = 33
         smooth = np.convolve(np.pad(per_event, k // 2, mode="edge"), np.ones(k) / k, mode="valid")
         return smooth * q + 1e-300
-
-    def _shifted(self, x: np.ndarray, delta: float) -> np.ndarray:
-        """``x(j + delta)`` for a band-limited lag array (zero-padded FFT shift)."""
-        n = sfft.next_fast_len(self.length + 64)
-        spec = sfft.fft(x, n)
-        spec *= np.exp(2j * np.pi * np.fft.fftfreq(n) * delta)
-        return sfft.ifft(spec)[: self.length]
-
-    def _registered(self, rake: np.ndarray) -> np.ndarray:
-        """Shift a (masked) rake so that timing the estimated channel with it puts the reference at lag 0.
-
-        Cutting taps off the estimate moves the peak of the rake's correlation
-        a little; the next events would then be timed (and accumulated) off
-        the frame of the estimate and of the fit's anchors.
-        """
-        n = sfft.next_fast_len(2 * self.length)
-        cross = np.conj(sfft.fft(rake, n)) * sfft.fft(self._g_rake, n)
-        freqs = np.fft.fftfreq(n, d=1.0 / self.rate_hz)
-        keep = (freqs >= self.band_hz[0] - 50.0) & (freqs <= self.band_hz[1] + 50.0)
-        omega = 2.0 * np.pi * np.nonzero(keep)[0] / n
-        peak = _newton_peak(cross[keep], omega, 0.0)  # where G correlates best with the rake
-        if not abs(peak) < 2.0:
-            return rake
-        return self._shifted(rake, -peak)
 
     def _interpolant(self) -> tuple[np.ndarray, np.ndarray, int]:
         """Band bins of the Hann view for band-limited evaluation at fractional lags: (coeffs, omega, n)."""
@@ -363,7 +356,8 @@ class ChannelEstimate:
         if not self.frozen:
             taps = e_h > _RAKE_SNR * noise_h
             taps[:lo] = taps[hi:] = False
-            self._rake = self._registered(np.where(taps, self._g_rake, 0.0)) if taps.any() else None
+            self._rake = np.where(taps, self._g_rake, 0.0) if taps.any() else None
+            self._rake_shift = 0.0
             self._rake_version += 1
         to_ms = 1e3 / rate
         self.quality = quality

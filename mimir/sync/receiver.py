@@ -54,7 +54,7 @@ from .report import (
 )
 from .response import ResponseAccumulator
 from .symbols import N_SUBBANDS
-from .timing import EventMeasurement, TemplateBank, measure_event
+from .timing import EventMeasurement, TemplateBank, measure_event, retime
 
 __all__ = ["ReceiverConfig", "StreamingReceiver"]
 
@@ -154,6 +154,8 @@ class StreamingReceiver:
         self.wide_bank = self._make_bank(self.rate_hz, self.wide_halfwidth)
         self.channel = self._new_channel()
         self._anchors_since_analysis = 0
+        # the last events' spectra, to measure how far a new rake moves the timing (ChannelEstimate.register_rake)
+        self._recent: deque[tuple[TemplateBank, np.ndarray, int, float]] = deque(maxlen=8)
         self._frame_offsets = np.arange(self.grid.frame_len)[None, :]
         self._tick_samples = int(math.ceil(self.spec.event_period_s * self.rate_hz))
         self._pcm = np.zeros(int(cfg.pcm_ring_seconds * self.rate_hz) + self._tick_samples, dtype=np.float32)
@@ -343,9 +345,10 @@ class StreamingReceiver:
 
         if open_previous:
             events = [(i, c) for i, c in events if c > previous.fit.last_n + self.halfwidth]
+        candidate_events = events
         fresh_channel = cfg.channel_estimation and self.channel.events == 0
         if fresh_channel:
-            events = self._bootstrap_channel(events)
+            events = self._bootstrap_channel(candidate_events)
 
         def new_fit() -> ClockFit:
             fit = ClockFit(self.rate_hz, cfg.fit_max_anchors)
@@ -355,6 +358,13 @@ class StreamingReceiver:
 
         fit = new_fit()
         good = self._fit_consistent(fit, measure_all(self.bank, events))
+        if len(good) < cfg.min_lock_anchors and cfg.channel_estimation and not fresh_channel:
+            # the room estimate does not fit this audio (the room changed, or the estimate was poor): start again
+            self.channel = self._new_channel()
+            fresh_channel = True
+            events = self._bootstrap_channel(candidate_events)
+            fit = new_fit()
+            good = self._fit_consistent(fit, measure_all(self.bank, events))
         if len(good) >= cfg.min_lock_anchors and self._maybe_update_templates(fit):
             # re-time the same events with templates at the fitted rate
             centers = [(i, fit.predict(i * period_s)) for i, _, _ in good]
@@ -419,6 +429,7 @@ class StreamingReceiver:
             return events
         for expected, m in boot:
             self.channel.add(m, self.bank, expected)
+            self._recent.append((self.bank, m.received, expected, m.lag_samples))
         delta = self._analyse_channel()
         return [(i, c + delta) for i, c in events]
 
@@ -428,7 +439,11 @@ class StreamingReceiver:
         Returns how far the reference moved (samples).
         """
         was_frozen = self.channel.frozen
+        rake_version = self.channel.rake_version
+        old_rake = self.channel.spectrum(self.bank)
         prof = self.channel.analyse()
+        if self.channel.rake_version != rake_version:
+            self._register_rake(old_rake)
         if prof is None or prof.first_arrival_offset_samples is None or self.channel.events < 3:
             return 0.0
         delta = float(prof.first_arrival_offset_samples)
@@ -445,6 +460,17 @@ class StreamingReceiver:
         self._last_anchor_local += delta
         self.channel.moved(delta)
         return delta
+
+    def _register_rake(self, old_rake: np.ndarray | None) -> None:
+        """Keep the timing reference where it was when the rake changes: time the last events with both."""
+        new_rake = self.channel.spectrum(self.bank)
+        if new_rake is None:
+            return
+        moves = [retime(x, self.bank, s, new_rake, lag) - retime(x, self.bank, s, old_rake, lag)
+                 for bank, x, s, lag in self._recent if bank is self.bank]
+        moves = [d for d in moves if abs(d) < 2.0]
+        if moves:
+            self.channel.register_rake(float(np.median(moves)))
 
     def _fit_consistent(self, fit: ClockFit, good: list) -> list:
         """Fit the lock anchors on the line of the *newest* ones; drop the rest.
@@ -559,6 +585,7 @@ class StreamingReceiver:
                 fit.refit()
                 self._record_anchor(fit, i, local, m)
                 self.channel.add(m, bank, expected)
+                self._recent.append((bank, m.received, expected, m.lag_samples))
                 self._anchors_since_analysis += 1
                 if self._anchors_since_analysis >= cfg.analyse_every_anchors:
                     self._analyse_channel()

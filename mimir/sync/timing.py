@@ -27,7 +27,7 @@ from scipy import fft as sfft
 from .codebook import Codebook
 from .symbols import N_SUBBANDS, N_SYMBOLS, render_symbol
 
-__all__ = ["TemplateBank", "EventMeasurement", "measure_event"]
+__all__ = ["TemplateBank", "EventMeasurement", "measure_event", "retime"]
 
 # Measured once (see tests/mimir/sync/test_timing.py::test_predicted_sigma_is_calibrated):
 # the Newton peak's scatter relative to the matched-filter bound below.
@@ -258,3 +258,11 @@ def measure_event(segment: np.ndarray, bank: TemplateBank, expected_symbol: int,
         band_snr=band_snr,
         received=x,
     )
+
+
+def retime(received: np.ndarray, bank: TemplateBank, symbol: int, channel: np.ndarray | None, lag: float) -> float:
+    """The lag (near ``lag``) where an already measured event peaks when timed through ``channel`` (or none)."""
+    cross = received * bank.templates_conj[symbol]
+    if channel is not None:
+        cross = cross * np.conj(channel)
+    return _newton_peak(cross, bank.omega, float(lag), iterations=6)
