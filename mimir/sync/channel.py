@@ -94,6 +94,7 @@ class ChannelEstimate:
         self.length = self.pre + self.post
         self.memory_events = int(memory_events)
         self.freeze_events = int(freeze_events)
+        self._rebuild_at = 0  # the rake is rebuilt at the first analysis, then each time the events have doubled
         self.enabled = bool(enabled)  # disabled: add() and analyse() do nothing, quality stays 1
         self.events = 0
         self.version = 0
@@ -102,9 +103,12 @@ class ChannelEstimate:
         self._g_bh = np.zeros(self.length, dtype=np.complex128)
         self._p_bh = np.zeros(self.length)  # weighted mean of |g_bh|^2 per event
         self._p_hann = np.zeros(self.length)
+        self._grid: tuple[int, np.ndarray, np.ndarray] | None = None  # (n_fft, bins, per-symbol self-error)
+        self._self_error = np.zeros(0, dtype=np.complex128)  # weighted mean self-error of the events held
         self._q = 0.0  # sum of squared normalised weights: variance of the mean = q * per-event variance
         self._idx_cache: dict[int, np.ndarray] = {}
         self._spectrum_cache: dict[tuple[int, int, int], tuple[int, np.ndarray]] = {}
+        self._view = self._g_hann  # the corrected Hann view of the last analysis
         self._rake: np.ndarray | None = None  # significant taps of the Hann view, set by analyse()
         self._rake_shift = 0.0  # the rake is these taps delayed by -shift samples (applied as a phase, exactly)
         self._rake_version = 0
@@ -143,6 +147,11 @@ class ChannelEstimate:
         lags = sfft.ifft(full, axis=1, overwrite_x=True)[:, idx] * bank.n_fft
         alpha = max(1.0 / (self.events + 1), 1.0 / self.memory_events)
         keep = 1.0 - alpha
+        if self._grid is None:  # the self-error's mean is kept on the first bank's bins (a property of the symbols)
+            self._grid = (bank.n_fft, bank.bins.copy(), bank.self_error)
+            self._self_error = np.zeros(bank.bins.size, dtype=np.complex128)
+        self._self_error *= keep
+        self._self_error += alpha * self._grid[2][expected_symbol]
         self._g_hann *= keep
         self._g_hann += alpha * lags[0]
         self._g_rake *= keep
@@ -164,8 +173,10 @@ class ChannelEstimate:
         Every event is aligned to the rake it then updates, so a rake that
         kept changing would let the timing reference wander with the
         estimate's noise, which a clock fit reads as a rate error (0.1 ppm
-        measured on a clean loopback). Frozen, the reference is fixed and the
-        estimate converges in a fixed frame; the first arrival is then
+        measured on a clean loopback). So the rake is rebuilt only a few
+        times (each time the events held have doubled, each rebuild
+        registered by the receiver), then frozen: the reference is fixed,
+        the estimate converges in a fixed frame, and the first arrival is
         reported as an offset from it.
         """
         return self.events >= self.freeze_events
@@ -272,10 +283,30 @@ class ChannelEstimate:
         smooth = np.convolve(np.pad(per_event, k // 2, mode="edge"), np.ones(k) / k, mode="valid")
         return smooth * q + 1e-300
 
+    def _corrected(self, g: np.ndarray) -> np.ndarray:
+        """A zero-mean-template view with the known mean self-error of its events divided out.
+
+        Each event's estimate is the true response times ``1 + E_s`` (E_s known
+        per symbol: the zero-mean filters are exact only on average over the
+        alphabet); the mean of ``E_s`` over the events held is tracked, so the
+        estimate is corrected exactly, up to noise and the events' alignment.
+        """
+        if self._grid is None:
+            return g
+        n_fft, bins, _ = self._grid
+        idx = self._lag_index(n_fft)
+        full = np.zeros(n_fft, dtype=np.complex128)
+        full[idx] = g
+        spec = sfft.fft(full, overwrite_x=True)
+        gain = 1.0 + self._self_error
+        ok = np.abs(gain) > 0.2
+        spec[bins[ok]] /= gain[ok]
+        return sfft.ifft(spec, overwrite_x=True)[idx]
+
     def _interpolant(self) -> tuple[np.ndarray, np.ndarray, int]:
         """Band bins of the Hann view for band-limited evaluation at fractional lags: (coeffs, omega, n)."""
         n = sfft.next_fast_len(self.length + 64)
-        spec = sfft.fft(self._g_hann, n)
+        spec = sfft.fft(self._view, n)
         freqs = np.fft.fftfreq(n, d=1.0 / self.rate_hz)
         keep = (freqs >= self.band_hz[0] - 50.0) & (freqs <= self.band_hz[1] + 50.0)
         omega = 2.0 * np.pi * np.nonzero(keep)[0] / n
@@ -292,8 +323,11 @@ class ChannelEstimate:
             self.first_sigma_samples = math.inf
             return self.profile
         rate = self.rate_hz
-        e_b = self._g_bh.real**2 + self._g_bh.imag**2
-        e_h = self._g_hann.real**2 + self._g_hann.imag**2
+        g_bh = self._corrected(self._g_bh)
+        g_h = self._corrected(self._g_hann)
+        self._view = g_h
+        e_b = g_bh.real**2 + g_bh.imag**2
+        e_h = g_h.real**2 + g_h.imag**2
         lo, hi = _EDGE_SAMPLES, self.length - _EDGE_SAMPLES
         j_peak_b = lo + int(np.argmax(e_b[lo:hi]))
         noise = self._noise()
@@ -353,7 +387,8 @@ class ChannelEstimate:
             quality = min(quality, 0.5)
             reasons.append(f"only {self.events} events in the channel estimate")
         drr_db, rt60_s = self._decay(e_h, noise_h, first)
-        if not self.frozen:
+        if not self.frozen and self.events >= self._rebuild_at:
+            self._rebuild_at = 2 * self.events
             taps = e_h > _RAKE_SNR * noise_h
             taps[:lo] = taps[hi:] = False
             self._rake = np.where(taps, self._g_rake, 0.0) if taps.any() else None
@@ -394,7 +429,7 @@ class ChannelEstimate:
         from scipy.optimize import least_squares
 
         lags = np.arange(max(0, j_first - 16), min(self.length, j_first + 49))
-        observed = self._g_hann[lags]
+        observed = self._view[lags]
         kernel_spec = band_window(omega * self.rate_hz / (2.0 * np.pi), self.band_hz, "hann")
         kernel_spec = kernel_spec / max(float(kernel_spec.sum()), 1e-30)
         basis = np.exp(1j * np.outer(lags, omega)) * kernel_spec  # k(j - tau) = basis @ exp(-i omega tau)

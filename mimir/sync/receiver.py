@@ -83,7 +83,7 @@ class ReceiverConfig:
     channel_post_seconds: float = 0.08  # and after it (strongest path, DRR, RT60)
     channel_memory_events: int = 256
     channel_freeze_events: int = 40  # the rake (timing reference) stops moving after this many events ...
-    recenter_seconds: float = 0.005  # ... except by whole samples when the first arrival is further than this
+    recenter_seconds: float = 0.005  # ... except by whole samples when the first arrival is this much earlier
     analyse_every_anchors: int = 5  # first-arrival analysis cadence (a function of the event sequence)
     bootstrap_min_z: float = 3.0  # first lock: events this clearly the expected symbol seed the room estimate
     acquisition: AcquisitionConfig = field(default_factory=AcquisitionConfig)
@@ -155,7 +155,7 @@ class StreamingReceiver:
         self.channel = self._new_channel()
         self._anchors_since_analysis = 0
         # the last events' spectra, to measure how far a new rake moves the timing (ChannelEstimate.register_rake)
-        self._recent: deque[tuple[TemplateBank, np.ndarray, int, float]] = deque(maxlen=8)
+        self._recent: deque[tuple[TemplateBank, np.ndarray, int, float]] = deque(maxlen=16)
         self._frame_offsets = np.arange(self.grid.frame_len)[None, :]
         self._tick_samples = int(math.ceil(self.spec.event_period_s * self.rate_hz))
         self._pcm = np.zeros(int(cfg.pcm_ring_seconds * self.rate_hz) + self._tick_samples, dtype=np.float32)
@@ -438,7 +438,6 @@ class StreamingReceiver:
 
         Returns how far the reference moved (samples).
         """
-        was_frozen = self.channel.frozen
         rake_version = self.channel.rake_version
         old_rake = self.channel.spectrum(self.bank)
         prof = self.channel.analyse()
@@ -446,11 +445,12 @@ class StreamingReceiver:
             self._register_rake(old_rake)
         if prof is None or prof.first_arrival_offset_samples is None or self.channel.events < 3:
             return 0.0
-        delta = float(prof.first_arrival_offset_samples)
-        if was_frozen:  # fixed reference: only whole moves that keep the look-back window on the first arrival
-            if abs(delta) <= self.config.recenter_seconds * self.rate_hz:
-                return 0.0
-            delta = float(round(delta))
+        # Move the reference (by whole samples) only when the first arrival is well before it: that keeps the
+        # look-back window on the direct path. A first arrival after the reference is a lost weak direct path,
+        # not a reason to follow the reflections.
+        delta = float(round(prof.first_arrival_offset_samples))
+        if delta >= -self.config.recenter_seconds * self.rate_hz:
+            return 0.0
         self.channel.recenter(delta)
         for seg in self._segments:
             seg.fit.shift(delta)

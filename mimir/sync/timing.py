@@ -118,6 +118,9 @@ class TemplateBank:
         zero_mean = self.templates - self.templates.mean(axis=0)
         power0 = np.mean(np.abs(zero_mean) ** 2, axis=0)
         self.deconv_filters = np.conj(zero_mean) / (power0 + _DECONV_REGULARISATION * float(power0.mean()))  # (32, nb)
+        # What one event's estimate through those filters is, relative to the true channel: 1 + self_error[s].
+        # Known exactly per symbol, so the channel estimate divides out the mean over the events it holds.
+        self.self_error = self.templates * self.deconv_filters - 1.0  # (32, nb)
         # The exact per-symbol inverse: no self-noise (a clean path comes out exact), but it carries the
         # coherent pick-up above. The channel estimate times and rakes with it, and detects with the above.
         lam = _DECONV_REGULARISATION * self.power.mean(axis=1, keepdims=True)
