@@ -54,6 +54,8 @@ _DETECT_SNR = 25.0  # first arrival: |g|^2 at least 14 dB above the pre-arrival 
 _DETERMINISTIC_FLOOR_DB = -50.0  # the floor also holds the deconvolution's own sidelobes (< -55 dB of the peak)
 _HINT_SNR = 16.0  # an earlier bump 12 dB above the floor (but under the threshold) makes the answer ambiguous
 _RAKE_SNR = 25.0  # rake taps: lags of the analysed view 14 dB above the floor (noise taps would cost SNR)
+_KERNEL_SPAN = 96  # samples: the path fit's kernel table covers +-96 samples ...
+_KERNEL_STEPS = 64  # ... every 1/64 sample
 _MAX_PATHS = 4  # paths fitted jointly around the first arrival
 _LOBE_DB = -25.0  # within one lobe, a Hann-view peak must be within 25 dB of the lobe's top (Hann sidelobes: -31 dB)
 _DRR_WINDOW_S = 0.0025  # direct sound: +-2.5 ms around the first arrival (the usual definition)
@@ -107,8 +109,10 @@ class ChannelEstimate:
         self._self_error = np.zeros(0, dtype=np.complex128)  # weighted mean self-error of the events held
         self._q = 0.0  # sum of squared normalised weights: variance of the mean = q * per-event variance
         self._idx_cache: dict[int, np.ndarray] = {}
+        self._window_cache: dict[tuple[int, int, int], tuple[np.ndarray | None, np.ndarray | None]] = {}
         self._spectrum_cache: dict[tuple[int, int, int], tuple[int, np.ndarray]] = {}
         self._view = self._g_hann  # the corrected Hann view of the last analysis
+        self._kernel: np.ndarray | None = None
         self._rake: np.ndarray | None = None  # significant taps of the Hann view, set by analyse()
         self._rake_shift = 0.0  # the rake is these taps delayed by -shift samples (applied as a phase, exactly)
         self._rake_version = 0
@@ -131,19 +135,18 @@ class ChannelEstimate:
         if measured.received is None or bank.pre < self.pre or bank.post < self.post:
             raise ValueError("the event was measured without the channel window (TemplateBank pre/post)")
         x = measured.received * np.exp(1j * bank.omega * measured.lag_samples)
-        h = x * bank.inverse_filters[expected_symbol]  # exact per symbol: the rake (no self-noise, so no wander)
         h0 = x * bank.deconv_filters[expected_symbol]  # unbiased over symbols: what is analysed
-        freqs = bank.bins * (bank.rate_hz / bank.n_fft)
-        w_h = band_window(freqs, self.band_hz, "hann")
-        w_b = band_window(freqs, self.band_hz, "blackmanharris")
-        s_h, s_b = float(w_h.sum()), float(w_b.sum())
-        if s_h <= 0 or s_b <= 0:
+        h = None if self.frozen else x * bank.inverse_filters[expected_symbol]  # exact per symbol: the rake
+        w_h, w_b = self._windows(bank)
+        if w_h is None:
             return
         idx = self._lag_index(bank.n_fft)
-        full = np.zeros((3, bank.n_fft), dtype=np.complex128)
-        full[0, bank.bins] = h0 * (w_h / s_h)
-        full[1, bank.bins] = h0 * (w_b / s_b)
-        full[2, bank.bins] = h * (w_h / s_h)
+        frozen = self.frozen  # a frozen rake needs no more of the exact view
+        full = np.zeros((2 if frozen else 3, bank.n_fft), dtype=np.complex128)
+        full[0, bank.bins] = h0 * w_h
+        full[1, bank.bins] = h0 * w_b
+        if not frozen:
+            full[2, bank.bins] = h * w_h
         lags = sfft.ifft(full, axis=1, overwrite_x=True)[:, idx] * bank.n_fft
         alpha = max(1.0 / (self.events + 1), 1.0 / self.memory_events)
         keep = 1.0 - alpha
@@ -154,8 +157,9 @@ class ChannelEstimate:
         self._self_error += alpha * self._grid[2][expected_symbol]
         self._g_hann *= keep
         self._g_hann += alpha * lags[0]
-        self._g_rake *= keep
-        self._g_rake += alpha * lags[2]
+        if not frozen:
+            self._g_rake *= keep
+            self._g_rake += alpha * lags[2]
         self._g_bh *= keep
         self._g_bh += alpha * lags[1]
         self._p_bh *= keep
@@ -165,6 +169,21 @@ class ChannelEstimate:
         self._q = keep * keep * self._q + alpha * alpha
         self.events += 1
         self.version += 1
+
+    def _windows(self, bank: TemplateBank) -> tuple[np.ndarray | None, np.ndarray | None]:
+        """The Hann and Blackman-Harris band windows on ``bank.bins``, each scaled so one path peaks at 1 (cached)."""
+        key = (bank.n_fft, int(bank.bins[0]), int(bank.bins.size))
+        got = self._window_cache.get(key)
+        if got is None:
+            freqs = bank.bins * (bank.rate_hz / bank.n_fft)
+            w_h = band_window(freqs, self.band_hz, "hann")
+            w_b = band_window(freqs, self.band_hz, "blackmanharris")
+            s_h, s_b = float(w_h.sum()), float(w_b.sum())
+            got = (w_h / s_h, w_b / s_b) if s_h > 0 and s_b > 0 else (None, None)
+            if len(self._window_cache) > 4:
+                self._window_cache.clear()
+            self._window_cache[key] = got
+        return got
 
     @property
     def frozen(self) -> bool:
@@ -413,6 +432,21 @@ class ChannelEstimate:
         )
         return self.profile
 
+    def _kernel_table(self) -> np.ndarray:
+        """One path seen through the Hann view, ``k(x)`` for ``x`` in ``[-span, span]`` every 1/64 sample (cached).
+
+        One inverse FFT of the window zero-padded 64-fold; linear interpolation
+        in the table is then within 1e-4 of the band-limited kernel.
+        """
+        if self._kernel is None:
+            n = 4096
+            spec = band_window(np.arange(n) * self.rate_hz / n, self.band_hz, "hann")
+            spec /= max(float(spec.sum()), 1e-30)
+            fine = sfft.ifft(spec, n * _KERNEL_STEPS) * (n * _KERNEL_STEPS)  # k(j / steps), periodic in n samples
+            half = _KERNEL_SPAN * _KERNEL_STEPS
+            self._kernel = np.concatenate([fine[-half:], fine[: half + 1]])
+        return self._kernel
+
     def _resolve_first(self, omega: np.ndarray, j_first: int, noise_h: np.ndarray) -> tuple[float, float, float | None]:
         """Fit discrete paths to the Hann view around the first arrival; return (first, residual, close gap).
 
@@ -430,12 +464,13 @@ class ChannelEstimate:
 
         lags = np.arange(max(0, j_first - 16), min(self.length, j_first + 49))
         observed = self._view[lags]
-        kernel_spec = band_window(omega * self.rate_hz / (2.0 * np.pi), self.band_hz, "hann")
-        kernel_spec = kernel_spec / max(float(kernel_spec.sum()), 1e-30)
-        basis = np.exp(1j * np.outer(lags, omega)) * kernel_spec  # k(j - tau) = basis @ exp(-i omega tau)
+        kernel = self._kernel_table()
 
-        def columns(taus: np.ndarray) -> np.ndarray:
-            return basis @ np.exp(-1j * np.outer(omega, taus))
+        def columns(taus: np.ndarray) -> np.ndarray:  # k(j - tau) for each tau, by table look-up
+            x = (lags[:, None] - np.asarray(taus)[None, :] + _KERNEL_SPAN) * _KERNEL_STEPS
+            i = np.clip(x.astype(np.int64), 0, kernel.size - 2)
+            f = x - i
+            return kernel[i] * (1.0 - f) + kernel[i + 1] * f
 
         noise = float(np.median(noise_h[lags]))
         taus: list[float] = []

@@ -79,12 +79,12 @@ class ReceiverConfig:
     wide_search_fraction: float = 0.4  # after a miss, look +-0.4 event periods for the expected symbol
     freshness_seconds: float = 5.0
     channel_estimation: bool = True  # False: time the envelope peak of the plain template (the method before issue 13)
-    channel_pre_seconds: float = 0.045  # impulse response kept before the timing reference (direct path up to 45 ms earlier)
-    channel_post_seconds: float = 0.08  # and after it (strongest path, DRR, RT60)
+    channel_pre_seconds: float = 0.04  # impulse response kept before the timing reference (the look-back window; the reference moves onto an earlier direct path)
+    channel_post_seconds: float = 0.06  # and after it (strongest path, DRR, RT60)
     channel_memory_events: int = 256
     channel_freeze_events: int = 40  # the rake (timing reference) stops moving after this many events ...
     recenter_seconds: float = 0.005  # ... except by whole samples when the first arrival is this much earlier
-    analyse_every_anchors: int = 5  # first-arrival analysis cadence (a function of the event sequence)
+    analyse_every_anchors: int = 5  # first-arrival analysis cadence (x5 once the rake is frozen; event-driven)
     bootstrap_min_z: float = 3.0  # first lock: events this clearly the expected symbol seed the room estimate
     acquisition: AcquisitionConfig = field(default_factory=AcquisitionConfig)
 
@@ -587,7 +587,8 @@ class StreamingReceiver:
                 self.channel.add(m, bank, expected)
                 self._recent.append((bank, m.received, expected, m.lag_samples))
                 self._anchors_since_analysis += 1
-                if self._anchors_since_analysis >= cfg.analyse_every_anchors:
+                every = cfg.analyse_every_anchors * (1 if not self.channel.frozen else 5)
+                if self._anchors_since_analysis >= every:
                     self._analyse_channel()
                     self._anchors_since_analysis = 0
                 self._misses = 0

@@ -32,6 +32,7 @@ __all__ = ["TemplateBank", "EventMeasurement", "measure_event", "retime"]
 # Measured once (see tests/mimir/sync/test_timing.py::test_predicted_sigma_is_calibrated):
 # the Newton peak's scatter relative to the matched-filter bound below.
 _SIGMA_CALIBRATION = 0.72
+_SEARCH_DECIMATION = 4  # coarse lag search every 4th lag (the band is at most a quarter of the rate)
 # lambda = 0.1 % of a template's mean power per bin: the dips at the sub-band edges stay flat (sidelobes < -55 dB)
 _DECONV_REGULARISATION = 0.001
 
@@ -80,7 +81,8 @@ class TemplateBank:
         self.post = int(post_samples)
         self.template_len = int(np.ceil(spec.symbol_seconds * rate_hz)) + 1
         self.segment_len = self.pre + self.template_len + 2 * self.halfwidth + 1 + self.post
-        self.n_fft = sfft.next_fast_len(self.segment_len, real=True)
+        # a multiple of the search decimation, so the coarse search can fold the band into n_fft / D bins
+        self.n_fft = _SEARCH_DECIMATION * sfft.next_fast_len(-(-self.segment_len // _SEARCH_DECIMATION))
         waves = np.stack(
             [
                 render_symbol(
@@ -104,6 +106,10 @@ class TemplateBank:
         self.band_hz = (max(low, spec.band_low_hz), min(high, spec.band_high_hz))
         keep = (freqs >= low) & (freqs <= high)
         self.bins = np.nonzero(keep)[0]
+        self.search_len = self.n_fft // _SEARCH_DECIMATION
+        if self.bins.size > self.search_len:
+            raise ValueError("the witness band is too wide for the coarse lag search at this rate")
+        self.search_fold = self.bins % self.search_len  # bin k -> k mod (n_fft / D): distinct (contiguous band)
         self.templates = spectrum[:, self.bins]  # (32, nb)
         self.templates_conj = np.ascontiguousarray(np.conj(self.templates))
         self.power = np.ascontiguousarray(np.abs(self.templates) ** 2)  # (32, nb)
@@ -153,7 +159,7 @@ class TemplateBank:
         return out
 
 
-def _newton_peak(c_spec: np.ndarray, omega: np.ndarray, tau0: float, iterations: int = 3) -> float:
+def _newton_peak(c_spec: np.ndarray, omega: np.ndarray, tau0: float, iterations: int = 3, max_step: float = 0.5) -> float:
     """Refine the maximum of |sum_k c_spec[k] exp(i omega_k tau)|^2 near tau0."""
     tau = tau0
     for _ in range(iterations):
@@ -166,7 +172,7 @@ def _newton_peak(c_spec: np.ndarray, omega: np.ndarray, tau0: float, iterations:
         d2 = 2.0 * ((np.conj(c1) * c1).real + (np.conj(c0) * c2).real)
         if d2 >= 0.0:  # not at a maximum: keep the grid peak
             break
-        step = float(np.clip(-d1 / d2, -0.5, 0.5))
+        step = float(np.clip(-d1 / d2, -max_step, max_step))
         tau += step
         if abs(step) < 1e-6:
             break
@@ -198,21 +204,24 @@ def measure_event(segment: np.ndarray, bank: TemplateBank, expected_symbol: int,
         cross = cross_plain
         energy = bank.energy
         x_match = x
-    spectrum = np.zeros(bank.n_fft, dtype=np.complex128)
-    spectrum[bank.bins] = cross
-    corr = sfft.ifft(spectrum) * bank.n_fft  # corr[tau] = sum_k cross_k exp(i omega_k tau)
-    lo = bank.pre
-    n_lags = 2 * bank.halfwidth + 1
-    power = corr[lo : lo + n_lags].real ** 2 + corr[lo : lo + n_lags].imag ** 2
+    # Coarse search on every D-th lag: the band folded into n_fft / D bins gives corr[D u] with a D-times
+    # smaller inverse FFT (the envelope is smooth on that scale), then Newton on the exact band-limited envelope.
+    d = _SEARCH_DECIMATION
+    small = np.zeros(bank.search_len, dtype=np.complex128)
+    small[bank.search_fold] = cross
+    corr = sfft.ifft(small) * bank.search_len  # corr[u] = sum_k cross_k exp(i omega_k D u)
+    lo, hi = -(-bank.pre // d), (bank.pre + 2 * bank.halfwidth) // d
+    power = corr[lo : hi + 1].real ** 2 + corr[lo : hi + 1].imag ** 2
     grid_peak = int(np.argmax(power))
     start = float(grid_peak)
-    if 0 < grid_peak < n_lags - 1:  # parabola through the grid peak: a close first guess
+    if 0 < grid_peak < power.size - 1:  # parabola through the coarse peak
         a, b, c = power[grid_peak - 1], power[grid_peak], power[grid_peak + 1]
         denom = a - 2.0 * b + c
         if denom < 0:
             start += float(np.clip(0.5 * (a - c) / denom, -0.5, 0.5))
-    tau = _newton_peak(cross, bank.omega, lo + start)
-    tau = float(np.clip(tau, lo + grid_peak - 1.0, lo + grid_peak + 1.0))
+    coarse = d * (lo + grid_peak)
+    tau = _newton_peak(cross, bank.omega, d * (lo + start), iterations=4, max_step=0.5 * d)
+    tau = float(np.clip(tau, coarse - d, coarse + d))
     rot = np.exp(1j * bank.omega * tau)
     steer = x_match * rot
     # (32,) complex correlation at tau; elementwise + sum rather than a BLAS matmul,
