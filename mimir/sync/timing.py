@@ -32,7 +32,6 @@ __all__ = ["TemplateBank", "EventMeasurement", "measure_event", "retime"]
 # Measured once (see tests/mimir/sync/test_timing.py::test_predicted_sigma_is_calibrated):
 # the Newton peak's scatter relative to the matched-filter bound below.
 _SIGMA_CALIBRATION = 0.72
-_SEARCH_DECIMATION = 4  # coarse lag search every 4th lag (the band is at most a quarter of the rate)
 # lambda = 0.1 % of a template's mean power per bin: the dips at the sub-band edges stay flat (sidelobes < -55 dB)
 _DECONV_REGULARISATION = 0.001
 
@@ -81,8 +80,13 @@ class TemplateBank:
         self.post = int(post_samples)
         self.template_len = int(np.ceil(spec.symbol_seconds * rate_hz)) + 1
         self.segment_len = self.pre + self.template_len + 2 * self.halfwidth + 1 + self.post
-        # a multiple of the search decimation, so the coarse search can fold the band into n_fft / D bins
-        self.n_fft = _SEARCH_DECIMATION * sfft.next_fast_len(-(-self.segment_len // _SEARCH_DECIMATION))
+        # The coarse lag search looks at every D-th lag, folding the band into n_fft / D bins: D is the largest of
+        # 4, 2, 1 the band (with its margins) fits, and n_fft a multiple of it.
+        margin = 0.05 * (spec.band_high_hz - spec.band_low_hz)
+        width = (min(spec.band_high_hz + margin, 0.5 * rate_hz) - (spec.band_low_hz - margin)) / rate_hz
+        self.search_decimation = next(d for d in (4, 2, 1) if width * d < 0.95)
+        d = self.search_decimation
+        self.n_fft = d * sfft.next_fast_len(-(-self.segment_len // d))
         waves = np.stack(
             [
                 render_symbol(
@@ -99,14 +103,13 @@ class TemplateBank:
         )
         spectrum = sfft.rfft(waves, self.n_fft, axis=1)
         freqs = np.arange(spectrum.shape[1]) * (rate_hz / self.n_fft)
-        margin = 0.05 * (spec.band_high_hz - spec.band_low_hz)
         low, high = spec.band_low_hz - margin, min(spec.band_high_hz + margin, 0.5 * rate_hz)
         if band_hz is not None:
             low, high = max(low, band_hz[0]), min(high, band_hz[1])
         self.band_hz = (max(low, spec.band_low_hz), min(high, spec.band_high_hz))
         keep = (freqs >= low) & (freqs <= high)
         self.bins = np.nonzero(keep)[0]
-        self.search_len = self.n_fft // _SEARCH_DECIMATION
+        self.search_len = self.n_fft // d
         if self.bins.size > self.search_len:
             raise ValueError("the witness band is too wide for the coarse lag search at this rate")
         self.search_fold = self.bins % self.search_len  # bin k -> k mod (n_fft / D): distinct (contiguous band)
@@ -206,7 +209,7 @@ def measure_event(segment: np.ndarray, bank: TemplateBank, expected_symbol: int,
         x_match = x
     # Coarse search on every D-th lag: the band folded into n_fft / D bins gives corr[D u] with a D-times
     # smaller inverse FFT (the envelope is smooth on that scale), then Newton on the exact band-limited envelope.
-    d = _SEARCH_DECIMATION
+    d = bank.search_decimation
     small = np.zeros(bank.search_len, dtype=np.complex128)
     small[bank.search_fold] = cross
     corr = sfft.ifft(small) * bank.search_len  # corr[u] = sum_k cross_k exp(i omega_k D u)
