@@ -32,7 +32,7 @@ import numpy as np
 from .codebook import CodebookSpec
 from .symbols import N_SUBBANDS, usable_subbands
 
-__all__ = ["PathCalibration", "BandLimits", "MIN_SUBBANDS", "parse_band", "SPEED_OF_SOUND_M_S"]
+__all__ = ["PathCalibration", "BandLimits", "MIN_SUBBANDS", "parse_band", "path_from_options", "SPEED_OF_SOUND_M_S"]
 
 SPEED_OF_SOUND_M_S = 343.0  # dry air at 20 degrees C
 MIN_SUBBANDS = 2  # with one sub-band, 32 symbols would share 16 cells: identity is lost
@@ -105,3 +105,15 @@ def parse_band(text: str) -> BandLimits:
     band = BandLimits(lo, hi)
     band.validate()
     return band
+
+
+def path_from_options(distance_m: float | None, delay_ms: float | None,
+                      speed_of_sound_m_s: float = SPEED_OF_SOUND_M_S) -> PathCalibration | None:
+    """The CLI's ``--path-distance-m`` / ``--path-delay-ms`` / ``--speed-of-sound`` -> a validated calibration or None."""
+    if distance_m is None and delay_ms is None:
+        return None
+    path = PathCalibration(distance_m=0.0 if distance_m is None else float(distance_m),
+                           delay_s=0.0 if delay_ms is None else float(delay_ms) / 1e3,
+                           speed_of_sound_m_s=float(speed_of_sound_m_s))
+    path.validate()
+    return path

@@ -164,9 +164,9 @@ class StreamingReceiver:
         self.warnings: list[str] = []
         usable = int(self.grid.usable.sum())
         if usable < N_SUBBANDS:
-            self.warnings.append(
-                f"sample rate {self.rate_hz:g} Hz carries only {usable} of {N_SUBBANDS} witness sub-bands"
-            )
+            where = f"sample rate {self.rate_hz:g} Hz" if band is None else \
+                f"band limits {band.low_hz:g}-{band.high_hz:g} Hz at {self.rate_hz:g} Hz"
+            self.warnings.append(f"{where} carries only {usable} of {N_SUBBANDS} witness sub-bands")
         self._reset_stream(int(first_sample))
         self._segments: list[_Segment] = []
         self._discontinuities: deque[DiscontinuityReport] = deque(maxlen=cfg.max_segments)
