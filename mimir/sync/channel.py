@@ -57,6 +57,7 @@ _RAKE_SNR = 25.0  # rake taps: lags of the analysed view 14 dB above the floor (
 _KERNEL_SPAN = 96  # samples: the path fit's kernel table covers +-96 samples ...
 _KERNEL_STEPS = 64  # ... every 1/64 sample
 _MAX_PATHS = 4  # paths fitted jointly around the first arrival
+_SHADOW_DB = 10.0  # ... nor one 10 dB under a path within two main lobes after it
 _LOBE_DB = -25.0  # within one lobe, a Hann-view peak must be within 25 dB of the lobe's top (Hann sidelobes: -31 dB)
 _DRR_WINDOW_S = 0.0025  # direct sound: +-2.5 ms around the first arrival (the usual definition)
 _EDGE_SAMPLES = 48  # lags this close to the ends of the window are not trusted (wrap-around leakage)
@@ -107,7 +108,10 @@ class ChannelEstimate:
         self._p_hann = np.zeros(self.length)
         self._grid: tuple[int, np.ndarray, np.ndarray] | None = None  # (n_fft, bins, per-symbol self-error)
         self._self_error = np.zeros(0, dtype=np.complex128)  # weighted mean self-error of the events held
-        self._q = 0.0  # sum of squared normalised weights: variance of the mean = q * per-event variance
+        # Per-lag sums of the events' weights and squared weights: lags that entered the window at a recenter
+        # hold fewer events, and their mean and floor must say so (variance of the mean = w2 / w^2 x per event).
+        self._w = np.zeros(self.length)
+        self._w2 = np.zeros(self.length)
         self._idx_cache: dict[int, np.ndarray] = {}
         self._window_cache: dict[tuple[int, int, int], tuple[np.ndarray | None, np.ndarray | None]] = {}
         self._spectrum_cache: dict[tuple[int, int, int], tuple[int, np.ndarray]] = {}
@@ -166,7 +170,10 @@ class ChannelEstimate:
         self._p_bh += alpha * (lags[1].real ** 2 + lags[1].imag ** 2)
         self._p_hann *= keep
         self._p_hann += alpha * (lags[0].real ** 2 + lags[0].imag ** 2)
-        self._q = keep * keep * self._q + alpha * alpha
+        self._w *= keep
+        self._w += alpha
+        self._w2 *= keep * keep
+        self._w2 += alpha * alpha
         self.events += 1
         self.version += 1
 
@@ -214,7 +221,7 @@ class ChannelEstimate:
         """
         whole = int(math.floor(delta_samples + 0.5))
         frac = float(delta_samples) - whole
-        for name in ("_g_rake", "_g_hann", "_g_bh", "_p_bh", "_p_hann"):
+        for name in ("_g_rake", "_g_hann", "_g_bh", "_p_bh", "_p_hann", "_w", "_w2"):
             old = getattr(self, name)
             new = np.zeros_like(old)
             if whole >= 0:
@@ -291,16 +298,26 @@ class ChannelEstimate:
         return g
 
     # ------------------------------------------------------------------ analyse
+    def _mean(self, g: np.ndarray) -> np.ndarray:
+        """A view's weighted sum -> mean per lag (0 where no event has contributed)."""
+        return np.divide(g, self._w, out=np.zeros_like(g), where=self._w > 0)
+
     def _noise(self, hann: bool = False) -> np.ndarray:
-        """Per-lag variance of a view's mean (for the Blackman-Harris view: the pre-arrival floor), smoothed."""
-        q = self._q
-        if q >= 1.0:
-            return np.full(self.length, np.inf)
+        """Per-lag variance of a view's mean (for the Blackman-Harris view: the pre-arrival floor), smoothed.
+
+        Lags with fewer than three events' worth of weight have no floor yet (infinite).
+        """
         g, p = (self._g_hann, self._p_hann) if hann else (self._g_bh, self._p_bh)
-        per_event = np.maximum(p - (g.real**2 + g.imag**2), 0.0) / (1.0 - q)
+        w, w2 = self._w, self._w2
+        valid = w > 0
+        q = np.divide(w2, w * w, out=np.ones_like(w), where=valid)
+        mean = self._mean(g)
+        power = np.divide(p, w, out=np.zeros_like(p), where=valid)
+        per_event = np.divide(np.maximum(power - (mean.real**2 + mean.imag**2), 0.0), 1.0 - q,
+                              out=np.zeros_like(p), where=q < 1.0)
         k = 33
         smooth = np.convolve(np.pad(per_event, k // 2, mode="edge"), np.ones(k) / k, mode="valid")
-        return smooth * q + 1e-300
+        return np.where(q <= 1.0 / 3.0, smooth * q + 1e-300, np.inf)
 
     def _corrected(self, g: np.ndarray) -> np.ndarray:
         """A zero-mean-template view with the known mean self-error of its events divided out.
@@ -342,8 +359,8 @@ class ChannelEstimate:
             self.first_sigma_samples = math.inf
             return self.profile
         rate = self.rate_hz
-        g_bh = self._corrected(self._g_bh)
-        g_h = self._corrected(self._g_hann)
+        g_bh = self._corrected(self._mean(self._g_bh))
+        g_h = self._corrected(self._mean(self._g_hann))
         self._view = g_h
         e_b = g_bh.real**2 + g_bh.imag**2
         e_h = g_h.real**2 + g_h.imag**2
@@ -410,7 +427,7 @@ class ChannelEstimate:
             self._rebuild_at = 2 * self.events
             taps = e_h > _RAKE_SNR * noise_h
             taps[:lo] = taps[hi:] = False
-            self._rake = np.where(taps, self._g_rake, 0.0) if taps.any() else None
+            self._rake = np.where(taps, self._mean(self._g_rake), 0.0) if taps.any() else None
             self._rake_shift = 0.0
             self._rake_version += 1
         to_ms = 1e3 / rate
@@ -473,42 +490,57 @@ class ChannelEstimate:
             return kernel[i] * (1.0 - f) + kernel[i + 1] * f
 
         noise = float(np.median(noise_h[lags]))
-        taus: list[float] = []
-        residual = observed.copy()
         fine = np.linspace(-1.0, 1.0, 21)
-        for _ in range(_MAX_PATHS):
+
+        def fit(taus0: np.ndarray):
+            k = taus0.size
+
+            def resid(params: np.ndarray) -> np.ndarray:
+                r = observed - columns(params[:k]) @ (params[k : 2 * k] + 1j * params[2 * k :])
+                return np.concatenate([r.real, r.imag])
+
+            gains0 = np.linalg.lstsq(columns(taus0), observed, rcond=None)[0]
+            x0 = np.concatenate([taus0, gains0.real, gains0.imag])
+            bounds = (np.concatenate([taus0 - 12.0, np.full(2 * k, -np.inf)]),
+                      np.concatenate([taus0 + 12.0, np.full(2 * k, np.inf)]))
+            sol = least_squares(resid, x0, bounds=bounds, max_nfev=100, x_scale="jac")
+            return sol, resid
+
+        # Add paths one at a time (each new one where the residual peaks), refitting all of them jointly,
+        # until what is left is under the floor or 25 dB under the strongest path.
+        sol, resid, k = None, None, 0
+        residual = observed.copy()
+        taus = np.zeros(0)
+        while k < _MAX_PATHS:
             j = int(np.argmax(np.abs(residual)))
             if np.abs(residual[j]) ** 2 < _DETECT_SNR * noise:
                 break
             cand = lags[j] + fine
             cols = columns(cand)
             score = np.abs(cols.conj().T @ residual) ** 2 / np.sum(np.abs(cols) ** 2, axis=0)
-            taus.append(float(cand[int(np.argmax(score))]))
-            a_mat = columns(np.array(taus))
-            gains = np.linalg.lstsq(a_mat, observed, rcond=None)[0]
-            residual = observed - a_mat @ gains
+            taus = np.append(taus, cand[int(np.argmax(score))])
+            sol, resid = fit(taus)
+            k = taus.size
+            taus = sol.x[:k].copy()
+            r = resid(sol.x)
+            residual = r[: lags.size] + 1j * r[lags.size :]
+            gains = sol.x[k : 2 * k] + 1j * sol.x[2 * k :]
             if np.max(np.abs(residual)) ** 2 < 0.003 * np.max(np.abs(gains)) ** 2:
                 break
-        if not taus:
+        if sol is None:
             return float(j_first), 1.0, None
-        k = len(taus)
-
-        def resid(params: np.ndarray) -> np.ndarray:
-            a_mat = columns(params[:k])
-            r = observed - a_mat @ (params[k : 2 * k] + 1j * params[2 * k :])
-            return np.concatenate([r.real, r.imag])
-
-        a_mat = columns(np.array(taus))
-        gains = np.linalg.lstsq(a_mat, observed, rcond=None)[0]
-        x0 = np.concatenate([taus, gains.real, gains.imag])
-        lower = np.concatenate([np.array(taus) - 3.0, np.full(2 * k, -np.inf)])
-        upper = np.concatenate([np.array(taus) + 3.0, np.full(2 * k, np.inf)])
-        sol = least_squares(resid, x0, bounds=(lower, upper), max_nfev=60, x_scale="jac")
         taus_fit = sol.x[:k]
         gains = sol.x[k : 2 * k] + 1j * sol.x[2 * k :]
         power = np.abs(gains) ** 2
         strong = float(power.max())
         significant = (power > _DETECT_SNR * noise) & (power > strong * 10.0 ** (_LOBE_DB / 10.0))
+        # A path a few samples before a much stronger one is a fitting artefact of two overlapping paths, not a
+        # direct path: a reflection only centimetres longer than the direct path cannot be 10 dB stronger.
+        close = 4.0 * 0.5 * self.rate_hz / (self.band_hz[1] - self.band_hz[0])
+        for i in range(k):
+            later = (taus_fit > taus_fit[i]) & (taus_fit - taus_fit[i] < close)
+            if np.any(power[later] > power[i] * 10.0 ** (_SHADOW_DB / 10.0)):
+                significant[i] = False
         order = np.argsort(taus_fit)
         chosen = [int(i) for i in order if significant[i]]
         first = float(taus_fit[chosen[0]]) if chosen else float(taus_fit[int(np.argmax(power))])

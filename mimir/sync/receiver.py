@@ -698,7 +698,7 @@ class StreamingReceiver:
                 effective_sample_rate=fit.rate,
                 confidence=self.confidence(),
                 mean_abs_error_samples=fit.mean_abs_residual,
-                offset_sigma_samples=fit.sigma_at(fit.last_t),
+                offset_sigma_samples=math.hypot(fit.sigma_at(fit.last_t), min(self.channel.first_sigma_samples, 1e6)),
                 rate_sigma_ppm=math.sqrt(fit.var_rate) / self.rate_hz * 1e6 if math.isfinite(fit.var_rate) else None,
                 anchor_count=fit.anchor_count,
                 first_canonical_seconds=fit.first_t,
