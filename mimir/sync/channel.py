@@ -52,11 +52,12 @@ __all__ = ["ChannelEstimate", "band_window"]
 
 _DETECT_SNR = 25.0  # first arrival: |g|^2 at least 14 dB above the pre-arrival floor
 _DETERMINISTIC_FLOOR_DB = -50.0  # the floor also holds the deconvolution's own sidelobes (< -55 dB of the peak)
-_HINT_SNR = 16.0  # an earlier bump 12 dB above the floor (but under the threshold) makes the answer ambiguous
+_HINT_SNR = 10.0  # an earlier bump 10 dB above the floor (but under the threshold) makes the answer ambiguous
 _RAKE_SNR = 25.0  # rake taps: lags of the analysed view 14 dB above the floor (noise taps would cost SNR)
 _KERNEL_SPAN = 96  # samples: the path fit's kernel table covers +-96 samples ...
 _KERNEL_STEPS = 64  # ... every 1/64 sample
 _MAX_PATHS = 4  # paths fitted jointly around the first arrival
+_SENSITIVITY_DB = 25.0  # full confidence only when a direct path 25 dB under the strongest would be seen
 _SHADOW_DB = 10.0  # ... nor one 10 dB under a path within two main lobes after it
 _LOBE_DB = -25.0  # within one lobe, a Hann-view peak must be within 25 dB of the lobe's top (Hann sidelobes: -31 dB)
 _DRR_WINDOW_S = 0.0025  # direct sound: +-2.5 ms around the first arrival (the usual definition)
@@ -399,6 +400,16 @@ class ChannelEstimate:
         if snr_first_db < 26.0:
             quality *= float(np.clip((snr_first_db - 14.0) / 12.0, 0.1, 1.0))
             reasons.append(f"the first arrival is only {snr_first_db:.0f} dB above the pre-arrival floor")
+        # how weak a direct path could be and still have been seen: the strongest path over the floor before
+        # the first arrival, less the detection threshold. Under 25 dB, a buried direct path is plausible.
+        before = noise_b[lo : max(lo + 1, j0 - 16)]
+        before = before[np.isfinite(before)]
+        floor_before = float(np.median(before)) if before.size else math.inf
+        sensitivity_db = 10.0 * math.log10(max(e_b[j_peak_b] / floor_before, 1e-30)) - 10.0 * math.log10(_DETECT_SNR)
+        if sensitivity_db < _SENSITIVITY_DB:
+            quality *= float(np.clip((sensitivity_db - 5.0) / (_SENSITIVITY_DB - 5.0), 0.1, 1.0))
+            reasons.append(f"a direct path more than {sensitivity_db:.0f} dB under the strongest path would not be "
+                           "seen yet: it may be buried")
         # an earlier bump under the threshold: a direct path that may be buried
         guard = int(0.0005 * rate) + 16
         pre_region = slice(lo, max(lo, j0 - guard))
