@@ -314,8 +314,11 @@ def machine_info() -> dict:
     return info
 
 
-def run_bench(quick: bool = False, progress=None, only: list[str] | None = None) -> dict:
-    """Run the matrix; ``progress(str)`` gets one line per trial (stderr in the CLI)."""
+def run_bench(quick: bool = False, progress=None, only: list[str] | None = None, plot: str | None = None) -> dict:
+    """Run the matrix and the rooms section; ``progress(str)`` gets one line per trial (stderr in the CLI).
+
+    ``only``: condition names (and/or ``rooms``). ``plot``: write the rooms' error-vs-distance figure there.
+    """
     say = progress or (lambda s: print(s, file=sys.stderr, flush=True))
     info = machine_info()
     results = []
@@ -336,7 +339,14 @@ def run_bench(quick: bool = False, progress=None, only: list[str] | None = None)
                 f"offset_err={err} smp, {tr.x_realtime:.0f}x realtime"
             )
         results.append(_summarise(cond, trials))
-    return {"bench": "sync", "machine": info, "results": results}
+    doc = {"bench": "sync", "machine": info, "results": results}
+    if not only or "rooms" in only:
+        from .roombench import plot_rooms, run_rooms
+
+        doc["rooms"] = run_rooms(quick=quick, progress=say)
+        if plot:
+            plot_rooms(doc["rooms"], plot)
+    return doc
 
 
 def _fmt(v, spec: str) -> str:
@@ -353,7 +363,7 @@ def format_table(doc: dict) -> str:
         "| condition | rate | trials | lock rate | false locks | offset err p50/max (smp) | rate err p50/max (ppm) "
         "| lock time p50/max (s) | x realtime min/p50 | GCC-PHAT offset err p50 (smp) | beats GCC-PHAT | goal | met |"
     )
-    lines = [head, "|" + "---|" * 13]
+    lines = [head, "|" + "---|" * 13] if doc["results"] else []
     for r in doc["results"]:
         if "skipped" in r:
             lines.append(f"| {r['condition']} | skipped: {r['skipped']} |" + " |" * 11)
@@ -380,4 +390,9 @@ def format_table(doc: dict) -> str:
                 m=_fmt(r["goal_met"], ""),
             )
         )
+    if "rooms" in doc:
+        from .roombench import format_rooms
+
+        lines += ["", "Rooms (geometry truth; direct path vs envelope peak on the same audio):", "",
+                  format_rooms(doc["rooms"])]
     return "\n".join(lines)

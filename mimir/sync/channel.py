@@ -554,14 +554,23 @@ class ChannelEstimate:
                 significant[i] = False
         order = np.argsort(taus_fit)
         chosen = [int(i) for i in order if significant[i]]
-        first = float(taus_fit[chosen[0]]) if chosen else float(taus_fit[int(np.argmax(power))])
         r = resid(sol.x)
         total = float(np.sum(np.abs(observed) ** 2))
         unexplained = float(np.sum(r**2)) / total if total > 0 else 1.0
         resolution = 0.5 * self.rate_hz / (self.band_hz[1] - self.band_hz[0])  # half the Rayleigh spacing
+        if not chosen:
+            return float(taus_fit[int(np.argmax(power))]), unexplained, None
+        # Components closer than the band resolves are one arrival (a dispersive transducer's pulse is fitted as
+        # a few such components): the first arrival is the power-weighted delay of the first such cluster.
+        # (every fitted component counts, weighted by its power, so weak ones that come and go with the SNR
+        # hardly move it; the cluster spans at most two resolutions from its first significant component)
+        start = float(taus_fit[chosen[0]])
+        cluster = [int(i) for i in order if start - resolution < taus_fit[i] < start + 2.0 * resolution]
+        first = float(np.sum(taus_fit[cluster] * power[cluster]) / np.sum(power[cluster]))
         close_gap = None
-        if len(chosen) >= 2:
-            gap = float(taus_fit[chosen[1]] - taus_fit[chosen[0]])
+        following = [i for i in chosen if i not in cluster]
+        if following:
+            gap = float(taus_fit[following[0]] - first)
             if gap < 2.0 * resolution:
                 close_gap = gap
         self._last_paths = (taus_fit.copy(), gains.copy())

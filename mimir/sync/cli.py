@@ -191,12 +191,13 @@ def decode(
 def bench_sync(
     json_out: Annotated[bool, typer.Option("--json", help="Print only the JSON document on stdout.")] = False,
     quick: Annotated[bool, typer.Option("--quick", help="Fewer trials (about 1-2 minutes).")] = False,
-    only: Annotated[Optional[list[str]], typer.Option("--only", help="Run only these conditions.")] = None,
+    only: Annotated[Optional[list[str]], typer.Option("--only", help="Run only these conditions ('rooms': the rooms section).")] = None,
+    plot: Annotated[Optional[Path], typer.Option("--plot", help="Write the rooms' error-vs-distance figure (PNG).")] = None,
 ) -> None:
-    """Benchmark the sync receiver against the impairment matrix (progress on stderr)."""
+    """Benchmark the sync receiver against the impairment matrix and simulated rooms (progress on stderr)."""
     from .benchmark import format_table, run_bench
 
-    doc = run_bench(quick=quick, only=only)
+    doc = run_bench(quick=quick, only=only, plot=None if plot is None else str(plot))
     if json_out:
         sys.stdout.write(json.dumps(doc) + "\n")
     else:

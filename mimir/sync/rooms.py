@@ -62,6 +62,8 @@ class Room:
         for p in (self.source_m, *self.mics_m):
             if not all(0.0 < c < d for c, d in zip(p, self.dims_m)):
                 raise ValueError(f"{p} is not inside the room {self.dims_m}")
+        if np.any(self.distances_m() < 0.05):
+            raise ValueError("a microphone sits on the speaker")
         if self.model not in ("image", "stochastic"):
             raise ValueError(f"unknown room model {self.model!r}")
 
