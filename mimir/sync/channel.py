@@ -560,13 +560,8 @@ class ChannelEstimate:
         resolution = 0.5 * self.rate_hz / (self.band_hz[1] - self.band_hz[0])  # half the Rayleigh spacing
         if not chosen:
             return float(taus_fit[int(np.argmax(power))]), unexplained, None
-        # Components closer than the band resolves are one arrival (a dispersive transducer's pulse is fitted as
-        # a few such components): the first arrival is the power-weighted delay of the first such cluster.
-        # (every fitted component counts, weighted by its power, so weak ones that come and go with the SNR
-        # hardly move it; the cluster spans at most two resolutions from its first significant component)
-        start = float(taus_fit[chosen[0]])
-        cluster = [int(i) for i in order if start - resolution < taus_fit[i] < start + 2.0 * resolution]
-        first = float(np.sum(taus_fit[cluster] * power[cluster]) / np.sum(power[cluster]))
+        first = float(taus_fit[chosen[0]])
+        cluster = [chosen[0]]
         close_gap = None
         following = [i for i in chosen if i not in cluster]
         if following:
