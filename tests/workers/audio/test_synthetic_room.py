@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from workers.audio.backends.synthetic import (
-    REVERB_ROOM_MICS_M, REVERB_ROOM_SOURCE_M, ROOM_CHUNK_FRAMES, RoomRenderer, SyntheticBackend, reverb_room_path,
+    REVERB_ROOM_MICS_M, REVERB_ROOM_SOURCE_M, RoomRenderer, SyntheticBackend, reverb_room_path, room_chunk_frames,
     room_path,
 )
 from workers.audio.config import EngineConfig
@@ -60,7 +60,7 @@ def test_the_backend_renders_the_room_and_refuses_a_short_latency(rig):
     cfg = EngineConfig(backend="synthetic", signal="reverb-room", rig=rig, sample_rate_hz=48_000, block_frames=64)
     backend = SyntheticBackend(cfg)
     plan = backend.prepare()
-    minimum = ROOM_CHUNK_FRAMES + (len(plan.input_channels) + 2) * 64
+    minimum = room_chunk_frames(48_000) + (len(plan.input_channels) + 2) * 64
     assert backend._latency_frames == minimum
     _, out_latency_s = backend._latencies_s()
     assert out_latency_s == pytest.approx((minimum - 64) / 48_000)  # reported latency = the real loop's
