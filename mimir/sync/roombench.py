@@ -217,11 +217,16 @@ def sweep_cases(quick: bool = False, seed: int = 13) -> list[_Case]:
     return cases
 
 
-def _goal_group(t: RoomTrial) -> str | None:
-    if t.rt60_s <= 0.6 and t.distance_m <= 10.0 and t.snr_db >= 10.0:
-        return "RT60<=0.6 s, <=10 m, >=10 dB"
-    if t.rt60_s >= 1.5 and t.distance_m <= 20.0:
-        return "RT60 1.5 s, <=20 m"
+_G1 = "RT60<=0.6 s, <=10 m, >=10 dB"
+_G2 = "RT60 1.5 s, <=20 m"
+
+
+def _goal_group(rec: dict) -> str | None:
+    """The issue's goal a trial falls under (calibrated speaker+mic trials are their own group)."""
+    if rec["rt60_s"] <= 0.6 and rec["distance_m"] <= 10.0 and rec["snr_db"] >= 10.0:
+        return f"{_G1}, speaker+mic calibrated" if rec["calibrated"] else f"{_G1}, {rec['model']}"
+    if rec["rt60_s"] >= 1.5 and rec["distance_m"] <= 20.0 and not rec["calibrated"]:
+        return _G2
     return None
 
 
@@ -256,8 +261,8 @@ def run_rooms(quick: bool = False, progress=None) -> dict:
             "drr_db": None if tr.profile is None else tr.profile.direct_to_reverberant_db,
             "rt60_estimate_s": None if tr.profile is None else tr.profile.rt60_seconds,
             "ambiguous": None if tr.profile is None else tr.profile.ambiguous,
-            "goal_group": _goal_group(tr),
         }
+        rec["goal_group"] = _goal_group(rec)
         trials.append(rec)
         err = "-" if tr.error_samples is None else f"{tr.error_samples:+.3f}"
         base = "-" if tr.baseline_error_samples is None else f"{tr.baseline_error_samples:+.2f}"
@@ -265,12 +270,18 @@ def run_rooms(quick: bool = False, progress=None) -> dict:
             f"{' (speaker+mic, calibrated)' if case.calibrated else ''}: direct-path err {err} smp "
             f"(conf {tr.confidence:.2f}), envelope peak {base} smp (conf {tr.baseline_confidence:.2f})")
 
+    return {"transducer_delay_measured_s": transducer_delay_s, "trials": trials, "groups": summarise_rooms(trials)}
+
+
+def summarise_rooms(trials: list[dict]) -> dict:
+    """Per goal group and over all trials: error distribution of both methods, confident-wrong counts, speed."""
     def confident_wrong(key_err: str, key_conf: str, rows: list[dict]) -> int:
         return sum(1 for r in rows if (r[key_err] is None or abs(r[key_err]) > WRONG_SAMPLES_AT_48K)
                    and r[key_conf] > 0.5)
 
     groups = {}
-    for name in ("RT60<=0.6 s, <=10 m, >=10 dB", "RT60 1.5 s, <=20 m", "all"):
+    names = [f"{_G1}, image", f"{_G1}, stochastic", f"{_G1}, speaker+mic calibrated", _G2, "all"]
+    for name in names:
         rows = [r for r in trials if name == "all" or r["goal_group"] == name]
         if not rows:
             continue
@@ -285,18 +296,19 @@ def run_rooms(quick: bool = False, progress=None) -> dict:
             "x_realtime_p50": float(np.median([r["x_realtime"] for r in rows])),
             "baseline_x_realtime_p50": float(np.median([r["baseline_x_realtime"] for r in rows])),
         }
-        if name.startswith("RT60<=0.6"):
+        if name.startswith(_G1):
             g["goal"] = "<=0.25 smp and <=0.5 ppm, no confident wrong"
             g["goal_met"] = (g["direct_path"]["worst"] <= 0.25 and (g["rate_error_ppm_worst"] or 0) <= 0.5
                              and g["confident_wrong"] == 0)
-        elif name.startswith("RT60 1.5"):
+        elif name == _G2:
             g["goal"] = "<=1 smp, no confident wrong"
             g["goal_met"] = g["direct_path"]["worst"] <= 1.0 and g["confident_wrong"] == 0
         else:
             g["goal"] = "no confident wrong (>1 ms off with confidence >0.5)"
             g["goal_met"] = g["confident_wrong"] == 0
         groups[name] = g
-    return {"transducer_delay_measured_s": transducer_delay_s, "trials": trials, "groups": groups}
+    return groups
+
 
 
 def format_rooms(doc: dict) -> str:
