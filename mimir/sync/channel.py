@@ -1,39 +1,41 @@
 """Channel estimation from the known witness: the room's impulse response, its first arrival, its decay.
 
 The receiver knows exactly what was played, so every timed event is also a
-measurement of the path from the speaker to this microphone. For each event
-the received spectrum is multiplied by the expected symbol's deconvolution
-filter (:attr:`TemplateBank.deconv_filters`: the regularised inverse of the
-symbol minus the alphabet's mean inverse, which would otherwise pick up
-earlier events' reverberation coherently; unbiased on average over symbols;
-witness band only), shifted so that lag 0 is the
-event's *timing reference* (where the matched filter put it), and added to an
-exponentially weighted mean over the last ``memory_events`` events. The
-result is the band-limited, analytic impulse response ``g(j)`` of the path for
-lags ``j`` in ``[-pre, +post)`` around the reference.
+measurement of the path from the speaker to this microphone (the witness
+doubles as a room measurement). For each anchor the received spectrum on
+the witness band is deconvolved, shifted so that lag 0 is the event's
+*timing reference* (where the rake put it), and added to an exponentially
+weighted mean over the last ``memory_events`` events: the band-limited,
+analytic impulse response ``g(j)`` for lags ``j`` in ``[-pre, +post)``.
+Every view is normalised so that one path of gain ``a`` peaks at ``|g| = a``.
 
-Two views of it are kept, both normalised so that a single path of gain ``a``
-has peak ``|g| = a``:
+Views kept
+    * *rake* (Hann window across the band, the exact per-symbol inverse
+      ``conj(T)/(|T|^2 + lambda)``): no self-noise, so the rake built from it
+      never wanders; it does pick up earlier events' reverberation through
+      the alphabet's common mean waveform, a small bias that only matters
+      for the rake's shape;
+    * *analysed* (Hann window, zero-mean filters
+      :attr:`TemplateBank.deconv_filters`, their known mean self-error over
+      the events held divided out): unbiased; fine timing of the first
+      arrival, the strongest path, DRR and RT60;
+    * *floor* (Blackman-Harris window, sidelobes under -90 dB, same filters)
+      with the per-lag scatter of single events: the pre-arrival floor the
+      first arrival must rise out of. A strong later path's sidelobes cannot
+      pass for an earlier arrival in this view.
 
-* Hann-windowed across the band (narrow main lobe, sidelobes at -31 dB):
-  fine timing of the first arrival, the strongest path, DRR and RT60, and the
-  rake filter the receiver times later events with;
-* Blackman-Harris-windowed (sidelobes below -90 dB), with the per-lag scatter
-  of the single-event estimates: the *pre-arrival floor* the first arrival
-  must rise out of. A later strong path's sidelobes cannot pass for an
-  earlier arrival in this view.
+Why the first arrival: beyond the critical distance of a room (1-3 m in
+ordinary rooms) most of the energy arrives by reflections, and a cluster of
+them can beat the direct path. Sound cannot arrive before the direct path,
+so the earliest arrival that rises significantly above the floor is the
+direct path, unless the direct path itself is buried; the quality factor
+(which multiplies the receiver's confidence) says how far that is excluded.
 
-Why the first arrival and not the peak: beyond the critical distance of a
-room (1-3 m in ordinary rooms) most of the energy arrives by reflections,
-and a cluster of them can beat the direct path. Sound cannot arrive before
-the direct path, so the earliest arrival that rises significantly above the
-floor *is* the direct path, unless the direct path itself is buried; then the
-margin above the floor says so and the quality factor (confidence) drops.
-
-State (bounded): three arrays of ``pre + post`` values plus a few scalars.
-:meth:`ChannelEstimate.analyse` costs a few FFTs of ``pre + post`` points;
-the receiver calls it at lock and then every ``analyse_every`` anchors (a
-function of the event sequence only, so results do not depend on chunking).
+State (bounded): seven arrays of ``pre + post`` values, a per-symbol
+self-error table and a few scalars. :meth:`ChannelEstimate.analyse` costs a
+few FFTs and a small least-squares fit; the receiver calls it at lock and
+then every few anchors (a function of the event sequence only, so results
+do not depend on chunking).
 """
 
 from __future__ import annotations
@@ -43,7 +45,6 @@ import math
 import msgspec
 import numpy as np
 from scipy import fft as sfft
-from scipy.signal.windows import blackmanharris
 
 from .report import PathProfile
 from .timing import EventMeasurement, TemplateBank, _newton_peak
@@ -568,7 +569,7 @@ class ChannelEstimate:
             gap = float(taus_fit[following[0]] - first)
             if gap < 2.0 * resolution:
                 close_gap = gap
-        self._last_paths = (taus_fit.copy(), gains.copy())
+        self._last_paths = (taus_fit.copy(), gains.copy())  # the fitted paths (lags, gains): for tests and plots
         return first, unexplained, close_gap
 
     def _decay(self, e_h: np.ndarray, noise_h: np.ndarray, first: float) -> tuple[float | None, float | None]:
