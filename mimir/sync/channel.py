@@ -59,6 +59,8 @@ _KERNEL_SPAN = 96  # samples: the path fit's kernel table covers +-96 samples ..
 _KERNEL_STEPS = 64  # ... every 1/64 sample
 _MAX_PATHS = 4  # paths fitted jointly around the first arrival
 _SENSITIVITY_DB = 25.0  # full confidence only when a direct path 25 dB under the strongest would be seen
+_SHADOW_WINDOW_S = 0.002  # a first lobe 12 dB under a path within 2 ms after it is not the direct path ...
+_SHADOW_LOBE_DB = 12.0
 _SHADOW_DB = 10.0  # ... nor one 10 dB under a path within two main lobes after it
 _LOBE_DB = -25.0  # within one lobe, a Hann-view peak must be within 25 dB of the lobe's top (Hann sidelobes: -31 dB)
 _DRR_WINDOW_S = 0.0025  # direct sound: +-2.5 ms around the first arrival (the usual definition)
@@ -372,12 +374,28 @@ class ChannelEstimate:
         noise_b = noise + e_b[j_peak_b] * 10.0 ** (_DETERMINISTIC_FLOOR_DB / 10.0)
         noise_h = self._noise(hann=True) + float(e_h[lo:hi].max()) * 10.0 ** (_DETERMINISTIC_FLOOR_DB / 10.0)
         thr = _DETECT_SNR * noise_b
-        above = np.nonzero(e_b[lo : j_peak_b + 1] > thr[lo : j_peak_b + 1])[0]
-        j0 = lo + int(above[0]) if above.size else j_peak_b
-        # the first arrival's lobe: climb the Blackman-Harris view to its top
-        j1 = j0
-        while j1 + 1 < hi and e_b[j1 + 1] >= e_b[j1]:
-            j1 += 1
+        above = e_b > thr
+        # The first lobe rising over the floor, unless a path 12 dB stronger follows within 2 ms: a reflection
+        # at most ~70 cm longer than the direct path cannot be that much stronger (a few of them at once, +12 dB
+        # at most), but the pre-echo of block processing (noise suppressors, codecs) or a coloured band edge can.
+        shadow = int(_SHADOW_WINDOW_S * rate)
+        j0 = j1 = j_peak_b
+        k = lo
+        while k <= j_peak_b:
+            if not above[k]:
+                k += 1
+                continue
+            top = k
+            while top + 1 < hi and e_b[top + 1] >= e_b[top]:
+                top += 1
+            later = e_b[top + 1 : min(hi, top + 1 + shadow)]
+            if later.size and later.max() > e_b[top] * 10.0 ** (_SHADOW_LOBE_DB / 10.0):
+                k = top + 1
+                while k <= j_peak_b and e_b[k] <= e_b[k - 1]:  # down the far side of this lobe
+                    k += 1
+                continue
+            j0, j1 = k, top
+            break
         # the earliest significant local maximum of the Hann view around that lobe
         a, b = max(lo, j0 - 8), min(hi - 1, j1 + 8)
         seg = e_h[a : b + 1]
@@ -417,7 +435,10 @@ class ChannelEstimate:
         if pre_region.stop > pre_region.start:
             ratio = e_b[pre_region] / noise_b[pre_region]
             k = int(np.argmax(ratio))
-            if ratio[k] > _HINT_SNR:
+            at = pre_region.start + k
+            later = e_b[at + 1 : min(hi, at + 1 + shadow)]
+            shadowed = later.size and later.max() > e_b[at] * 10.0 ** (_SHADOW_LOBE_DB / 10.0)
+            if ratio[k] > _HINT_SNR and not shadowed:
                 quality *= 0.3
                 ms = (j0 - (pre_region.start + k)) / rate * 1e3
                 reasons.append(f"a weaker candidate arrival {ms:.1f} ms earlier, {10 * math.log10(ratio[k]):.0f} dB "
@@ -561,8 +582,11 @@ class ChannelEstimate:
         resolution = 0.5 * self.rate_hz / (self.band_hz[1] - self.band_hz[0])  # half the Rayleigh spacing
         if not chosen:
             return float(taus_fit[int(np.argmax(power))]), unexplained, None
-        first = float(taus_fit[chosen[0]])
-        cluster = [chosen[0]]
+        # Components closer than the band resolves (half its Rayleigh spacing) are one arrival whose shape the
+        # band's colouration changed (a band edge, a transducer): its power-weighted delay is the arrival time.
+        start = float(taus_fit[chosen[0]])
+        cluster = [i for i in chosen if taus_fit[i] - start < resolution]
+        first = float(np.sum(taus_fit[cluster] * power[cluster]) / np.sum(power[cluster]))
         close_gap = None
         following = [i for i in chosen if i not in cluster]
         if following:
