@@ -585,7 +585,7 @@ class ChannelEstimate:
         # Components closer than the band resolves (half its Rayleigh spacing) are one arrival whose shape the
         # band's colouration changed (a band edge, a transducer): its power-weighted delay is the arrival time.
         start = float(taus_fit[chosen[0]])
-        cluster = [i for i in chosen if taus_fit[i] - start < resolution]
+        cluster = [i for i in chosen if taus_fit[i] - start < 2.0 * resolution]
         first = float(np.sum(taus_fit[cluster] * power[cluster]) / np.sum(power[cluster]))
         close_gap = None
         following = [i for i in chosen if i not in cluster]
