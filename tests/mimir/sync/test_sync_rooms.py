@@ -28,13 +28,28 @@ def _assert_honest(trial) -> None:
         assert trial.confidence <= 0.5, (trial.distance_m, trial.error_samples, trial.confidence)
 
 
-@pytest.mark.parametrize("model, seed", [("image", 11), ("stochastic", 12)])
-def test_direct_path_within_a_quarter_sample_up_to_10_m_at_rt60_0_6(model, seed):
+def _studio_trials(model: str, seed: int):
     rng = np.random.default_rng(seed)
     room = random_room(rng, model=model, rt60_s=0.6, dims_m=(9.5, 7.0, 3.1), n_mics=3, name=f"{model}-0.6")
     for mic in range(3):
         trial = room_trial(room, mic, snr_db=10.0, ppm=120.0, seed=seed * 10 + mic, baseline=False)
         assert trial.distance_m < 10.0
+        yield trial
+
+
+def test_direct_path_within_a_quarter_sample_up_to_10_m_at_rt60_0_6_image_source():
+    for trial in _studio_trials("image", 11):
+        assert trial.error_samples is not None and abs(trial.error_samples) <= 0.25, trial
+        assert abs(trial.rate_error_ppm) <= 0.5, trial
+        _assert_honest(trial)
+
+
+def test_direct_path_within_a_quarter_sample_up_to_10_m_at_rt60_0_6_stochastic_tail():
+    """The second room model: a diffuse tail from the mixing time on, first-order reflections.
+
+    (The benchmark's wider sweep of this model does not meet 0.25 everywhere: see docs/sync.md.)
+    """
+    for trial in _studio_trials("stochastic", 12):
         assert trial.error_samples is not None and abs(trial.error_samples) <= 0.25, trial
         assert abs(trial.rate_error_ppm) <= 0.5, trial
         _assert_honest(trial)
@@ -76,16 +91,37 @@ def test_the_path_profile_measures_the_room():
         assert path.events >= 100 and path.first_arrival_snr_db > 20
 
 
+_ROOM_WITH_TRANSDUCERS = Room((7.5, 6.0, 3.0), 0.45, (1.0, 3.0, 1.2), ((4.1, 1.7, 1.5), (6.6, 4.9, 2.2)), model="image")
+
+
 def test_path_calibration_removes_the_transducers_and_the_distance():
-    """Speaker and microphone (band limits, minimum-phase roll-off, group delay) in the path; calibrated to emission."""
+    """Speaker and microphone (band limits, minimum-phase roll-off, group delay) in the path; calibrated to emission.
+
+    The delay is measured once without a room, then holds through a pure delay and in this room. (The
+    benchmark's wider sweep finds rooms where it misses by about 2 samples: see docs/sync.md.)
+    """
+    from mimir.sync.codebook import Codebook
+    from mimir.sync.calibration import PathCalibration
+    from mimir.sync.receiver import StreamingReceiver
+    from mimir.sync.roombench import render_through
+    from mimir.sync.rooms import fractional_delay
+
     transducers = (SPEAKER, MICROPHONE)
     measured_s = measure_transducer_delay_s(48000, transducers)  # "a delay measured once", no room
     assert 0.0002 < measured_s < 0.0006  # the transducers' group delay in the witness band
-    room = Room((7.5, 6.0, 3.0), 0.45, (1.0, 3.0, 1.2), ((4.1, 1.7, 1.5), (6.6, 4.9, 2.2)), model="image")
+    distance = 4.37
+    delay = distance / 343.0 * 48000
+    t0 = 200.0
+    audio, ratio = render_through(_ROOM_WITH_TRANSDUCERS, 0, 48000, 20.0, t0, snr_db=20.0, ppm=0.0,
+                                  rng=np.random.default_rng(5), transducers=transducers,
+                                  impulse=fractional_delay(delay, int(delay) + 200))
+    rx = StreamingReceiver(Codebook(), 48000, "m", path=PathCalibration(distance_m=distance, delay_s=measured_s))
+    rx.feed(audio)
+    fit = rx.report().canonical_clock_fit
+    assert abs(fit.local_sample_at_epoch + t0 * fit.effective_sample_rate) <= 0.05  # at the emission
     for mic in range(2):
-        trial = room_trial(room, mic, snr_db=15.0, ppm=40.0, seed=50 + mic, transducers=transducers,
-                           calibration_s=measured_s, baseline=False)
-        # the fit now maps canonical time to the emission: the path (metres + measured delay) is taken out
+        trial = room_trial(_ROOM_WITH_TRANSDUCERS, mic, snr_db=15.0, ppm=40.0, seed=50 + mic,
+                           transducers=transducers, calibration_s=measured_s, baseline=False)
         assert abs(trial.error_samples) <= 0.25, trial
         _assert_honest(trial)
 
