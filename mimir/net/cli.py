@@ -21,6 +21,8 @@ from typing import Annotated
 import typer
 
 from mimir.signals import stop_on_signals
+from mimir.sync.calibration import SPEED_OF_SOUND_M_S
+from mimir.sync.cli import BandOption, PathDelayOption, PathDistanceOption, SpeedOfSoundOption, receiver_inputs
 
 __all__ = ["keys_app", "keys_generate", "keys_trust", "receiver"]
 
@@ -68,6 +70,10 @@ def receiver(
     health_period_s: Annotated[float, typer.Option("--health-period-s", help="Health report period (audio s).")] = 2.0,
     response_period_s: Annotated[float, typer.Option("--response-period-s", help="Response report period (audio s).")] = 10.0,
     json_out: Annotated[bool, typer.Option("--json", help="Print the exit summary as JSON on stdout.")] = False,
+    band: BandOption = None,
+    path_distance_m: PathDistanceOption = None,
+    path_delay_ms: PathDelayOption = None,
+    speed_of_sound: SpeedOfSoundOption = SPEED_OF_SOUND_M_S,
 ) -> None:
     """Decode the witness on local audio and send authenticated timing reports to the rig (CURVE over TCP)."""
     import msgspec
@@ -99,6 +105,10 @@ def receiver(
         raise _fail("--backlog-bytes must be >= 65536")
     if block_frames < 16 or channel < 0:
         raise _fail("--block-frames must be >= 16 and --channel >= 0")
+    try:
+        limits, calibration = receiver_inputs(band, path_distance_m, path_delay_ms, speed_of_sound)
+    except ValueError as exc:
+        raise _fail(str(exc)) from None
     key_path = _default_key(key, f"{source_id}.key_secret", "key file",
                             f"create one with `mimir keys generate --out {source_id}` (or pass --key)")
     server_path = _default_key(server_key, "server.key", "server key file",
@@ -127,7 +137,7 @@ def receiver(
         raise _fail(f"cannot open input {input_device!r}: {exc}") from None
     options = ReceiverOptions(
         source_id=source_id, connect=connect, codebook_id=codebook_id, seed=seed,
-        approx_canonical_s=approx_canonical_s,
+        approx_canonical_s=approx_canonical_s, path=calibration, band=limits,
         schedule=ReportSchedule(fit_period_s=fit_period_s, health_period_s=health_period_s,
                                 response_period_s=response_period_s),
         backlog_messages=backlog_messages, backlog_bytes=backlog_bytes, linger_s=linger_s, duration_s=duration_s,

@@ -34,6 +34,7 @@ import msgspec
 import numpy as np
 
 from mimir.sync import Codebook, StreamingReceiver
+from mimir.sync.calibration import BandLimits, PathCalibration
 
 from .audio_source import AudioSource, PcmRing
 from .backlog import Backlog
@@ -62,6 +63,8 @@ class ReceiverOptions:
     codebook_id: str = "mimir-default"
     seed: int = 0
     approx_canonical_s: float | None = None
+    path: PathCalibration | None = None  # known acoustic path: the fit then refers to the emission
+    band: BandLimits | None = None  # band limits: only the witness sub-bands inside are searched
     schedule: ReportSchedule = ReportSchedule()
     backlog_messages: int = 1024
     backlog_bytes: int = 4 * 1024 * 1024
@@ -115,7 +118,8 @@ class RemoteReceiver:
                              log=self.log)
         self.codebook = Codebook.from_id(options.codebook_id, options.seed)
         self.rx = StreamingReceiver(self.codebook, audio.rate_hz, options.source_id,
-                                    approx_canonical_seconds=options.approx_canonical_s)
+                                    approx_canonical_seconds=options.approx_canonical_s, path=options.path,
+                                    band=options.band)
         self.scheduler = ReportScheduler(self.rx, options.schedule, self._sender_health)
         self.ring = PcmRing(audio.rate_hz, options.audio_ring_s)
         self._requests: queue.SimpleQueue[AudioRequest] = queue.SimpleQueue()

@@ -57,6 +57,7 @@ class Condition:
     drops: int = 0
     codec: tuple[str, int] | None = None  # ("opus"|"aac", kbps)
     witness: str = "own"  # "own" | "none" | "wrong"
+    rx_band: tuple[float, float] | None = None  # the receiver's --band (issue 14): where the witness can arrive
     seconds: float = 30.0
     trials: int = 5
     goal: str = ""
@@ -91,6 +92,10 @@ def conditions(quick: bool = False) -> list[Condition]:
                   ppm=200, snr_db=10, band_hz=(400.0, 7000.0), trials=t),
         Condition("band_tel", "telephone band 300-3400 Hz (keeps 1.4 of the 6 kHz witness band), +20 dB, -150 ppm",
                   ppm=-150, snr_db=20, band_hz=(300.0, 3400.0), trials=t),
+        Condition("band_phone+band", "band_phone, the receiver told --band 400-7000", ppm=200, snr_db=10,
+                  band_hz=(400.0, 7000.0), rx_band=(400.0, 7000.0), trials=t),
+        Condition("band_tel+band", "band_tel, the receiver told --band 300-3400", ppm=-150, snr_db=20,
+                  band_hz=(300.0, 3400.0), rx_band=(300.0, 3400.0), trials=t),
         Condition("agc", "0 dB in-band noise then AGC (10 ms attack, 400 ms release), -120 ppm",
                   ppm=-120, snr_db=0, agc=True, trials=t),
         Condition("agc_ns", "0 dB noise, AGC, spectral-subtraction noise suppression, +80 ppm",
@@ -126,6 +131,7 @@ class _Trial:
     locked: bool
     correct: bool
     false_lock: bool
+    confident_false_lock: bool  # ... and still reported with a confidence above 0.5 at the end
     time_to_lock_s: float | None
     offset_error_samples: float | None
     rate_error_ppm: float | None
@@ -193,7 +199,10 @@ def run_trial(cond: Condition, seed: int) -> _Trial:
     rng = np.random.default_rng(seed)
     audio, (t0, true_rate, drops) = make_trial_audio(cond, rng)
     rate = cond.rate_hz
-    rx = StreamingReceiver(Codebook(), rate, cond.name)
+    from .calibration import BandLimits
+
+    band = None if cond.rx_band is None else BandLimits(*cond.rx_band)
+    rx = StreamingReceiver(Codebook(), rate, cond.name, band=band)
     block = max(256, int(1024 * rate / 48000))
     lock_at: float | None = None
     cpu = time.process_time()
@@ -220,6 +229,7 @@ def run_trial(cond: Condition, seed: int) -> _Trial:
         correct = cond.witness == "own" and offset_err <= _CORRECT_LOCK_SAMPLES
     ever = rep.health.locks > 0
     false_lock = ever and not correct
+    confident_false_lock = false_lock and fit.confidence > 0.5
     baseline_err = None
     if cond.witness == "own":
         ref_start = t0 - 1.0
@@ -235,6 +245,7 @@ def run_trial(cond: Condition, seed: int) -> _Trial:
         locked=rx.locked,
         correct=correct,
         false_lock=false_lock,
+        confident_false_lock=confident_false_lock,
         time_to_lock_s=lock_at if correct else None,
         offset_error_samples=offset_err if correct else None,
         rate_error_ppm=rate_err if correct else None,
@@ -264,6 +275,7 @@ def _summarise(cond: Condition, trials: list[_Trial]) -> dict:
         "snr_db_in_band": cond.snr_db,
         "lock_rate": (sum(t.correct for t in trials) / n) if own else None,
         "false_locks": sum(t.false_lock for t in trials),
+        "confident_false_locks": sum(t.confident_false_lock for t in trials),
         "offset_error_samples_p50": _stat([t.offset_error_samples for t in trials], 50),
         "offset_error_samples_max": _stat([t.offset_error_samples for t in trials], 100),
         "rate_error_ppm_p50": _stat([t.rate_error_ppm for t in trials], 50),
@@ -314,8 +326,11 @@ def machine_info() -> dict:
     return info
 
 
-def run_bench(quick: bool = False, progress=None, only: list[str] | None = None) -> dict:
-    """Run the matrix; ``progress(str)`` gets one line per trial (stderr in the CLI)."""
+def run_bench(quick: bool = False, progress=None, only: list[str] | None = None, plot: str | None = None) -> dict:
+    """Run the matrix and the rooms section; ``progress(str)`` gets one line per trial (stderr in the CLI).
+
+    ``only``: condition names (and/or ``rooms``). ``plot``: write the rooms' error-vs-distance figure there.
+    """
     say = progress or (lambda s: print(s, file=sys.stderr, flush=True))
     info = machine_info()
     results = []
@@ -336,7 +351,14 @@ def run_bench(quick: bool = False, progress=None, only: list[str] | None = None)
                 f"offset_err={err} smp, {tr.x_realtime:.0f}x realtime"
             )
         results.append(_summarise(cond, trials))
-    return {"bench": "sync", "machine": info, "results": results}
+    doc = {"bench": "sync", "machine": info, "results": results}
+    if not only or "rooms" in only:
+        from .roombench import plot_rooms, run_rooms
+
+        doc["rooms"] = run_rooms(quick=quick, progress=say)
+        if plot:
+            plot_rooms(doc["rooms"], plot)
+    return doc
 
 
 def _fmt(v, spec: str) -> str:
@@ -350,10 +372,10 @@ def _fmt(v, spec: str) -> str:
 def format_table(doc: dict) -> str:
     """Markdown table of the results (what docs/sync.md shows)."""
     head = (
-        "| condition | rate | trials | lock rate | false locks | offset err p50/max (smp) | rate err p50/max (ppm) "
+        "| condition | rate | trials | lock rate | false locks (confident) | offset err p50/max (smp) | rate err p50/max (ppm) "
         "| lock time p50/max (s) | x realtime min/p50 | GCC-PHAT offset err p50 (smp) | beats GCC-PHAT | goal | met |"
     )
-    lines = [head, "|" + "---|" * 13]
+    lines = [head, "|" + "---|" * 13] if doc["results"] else []
     for r in doc["results"]:
         if "skipped" in r:
             lines.append(f"| {r['condition']} | skipped: {r['skipped']} |" + " |" * 11)
@@ -364,7 +386,7 @@ def format_table(doc: dict) -> str:
                 rate=f"{r['sample_rate_hz'] / 1000:g}k",
                 n=r["trials"],
                 lr=_fmt(r["lock_rate"], ".0%"),
-                fl=r["false_locks"],
+                fl=f"{r['false_locks']} ({r.get('confident_false_locks', 0)})",
                 o50=_fmt(r["offset_error_samples_p50"], ".3f"),
                 omax=_fmt(r["offset_error_samples_max"], ".3f"),
                 r50=_fmt(r["rate_error_ppm_p50"], ".3f"),
@@ -380,4 +402,9 @@ def format_table(doc: dict) -> str:
                 m=_fmt(r["goal_met"], ""),
             )
         )
+    if "rooms" in doc:
+        from .roombench import format_rooms
+
+        lines += ["", "Rooms (geometry truth; direct path vs envelope peak on the same audio):", "",
+                  format_rooms(doc["rooms"])]
     return "\n".join(lines)

@@ -25,12 +25,14 @@ import soundfile as sf
 import typer
 
 from .audio_io import UnreadableAudio, inspect_audio, read_audio
+from .calibration import SPEED_OF_SOUND_M_S, BandLimits, PathCalibration, parse_band, path_from_options
 from .codebook import Codebook, CodebookSpec
 from .emitter import WitnessEmitter
 from .receiver import StreamingReceiver
 from .report import SyncReport, encode_report
 
-__all__ = ["codebook_app", "render", "decode", "bench_sync"]
+__all__ = ["codebook_app", "render", "decode", "bench_sync", "BandOption", "PathDistanceOption", "PathDelayOption",
+           "SpeedOfSoundOption", "receiver_inputs"]
 
 codebook_app = typer.Typer(help="Active-witness codebook tools.", no_args_is_help=True)
 
@@ -40,6 +42,24 @@ _BLOCK_SECONDS = 1.0
 def _fail(message: str, code: int = 2) -> typer.Exit:
     typer.echo(f"error: {message}", err=True)
     return typer.Exit(code)
+
+
+# The optional receiver inputs of seed 003, shared by `mimir decode` and `mimir receiver`.
+BandOption = Annotated[Optional[str], typer.Option(
+    "--band", help="Band limits LO-HI (Hz) the witness can arrive in, e.g. 300-3400: only the witness sub-bands "
+                   "inside are searched.")]
+PathDistanceOption = Annotated[Optional[float], typer.Option(
+    "--path-distance-m", help="Known distance from the witness speaker (m): the fit then refers to the emission.")]
+PathDelayOption = Annotated[Optional[float], typer.Option(
+    "--path-delay-ms", help="A fixed path delay measured once (ms; transducers, converters), added to the distance's.")]
+SpeedOfSoundOption = Annotated[float, typer.Option("--speed-of-sound", help="Speed of sound (m/s) for --path-distance-m.")]
+
+
+def receiver_inputs(band: str | None, distance_m: float | None, delay_ms: float | None,
+                    speed_m_s: float) -> tuple[BandLimits | None, PathCalibration | None]:
+    """Parse the shared options (ValueError with one line when one is malformed)."""
+    limits = parse_band(band) if band is not None else None
+    return limits, path_from_options(distance_m, delay_ms, speed_m_s)
 
 
 def _codebook(codebook_id: str, seed: int) -> Codebook:
@@ -96,6 +116,21 @@ def _describe(report: SyncReport) -> str:
             f"  confidence {fit.confidence:.3f}, mean |residual| {fit.mean_abs_error_samples:.3f} samples, "
             f"{fit.anchor_count} anchors over canonical {fit.first_canonical_seconds:.1f} .. {fit.last_canonical_seconds:.1f} s"
         )
+        path = report.response_profile.path
+        if path is not None and path.first_arrival_offset_samples is not None:
+            rate = report.nominal_sample_rate
+            drr = "-" if path.direct_to_reverberant_db is None else f"{path.direct_to_reverberant_db:.1f} dB"
+            rt60 = "-" if path.rt60_seconds is None else f"{path.rt60_seconds:.2f} s"
+            lines.append(
+                f"  path: timed on the direct path (first arrival, {path.first_arrival_snr_db:.0f} dB above the floor); "
+                f"strongest path {path.strongest_minus_direct_samples:.1f} samples "
+                f"({path.strongest_minus_direct_ms:.2f} ms) later, {path.direct_to_strongest_db:+.1f} dB; "
+                f"DRR {drr}, RT60 {rt60}; {path.events} events"
+            )
+        if fit.path_delay_seconds:
+            lines.append(f"  path calibration: {fit.path_delay_seconds * 1e3:.3f} ms "
+                         f"({fit.path_delay_seconds * report.nominal_sample_rate:.2f} samples) taken out: the fit "
+                         "maps canonical time to the emission")
     else:
         lines.append("  no clock fit (confidence 0)")
     lines.append(
@@ -115,9 +150,17 @@ def decode(
     channel: Annotated[int, typer.Option("--channel", help="Channel to decode (0-based).")] = 0,
     source_id: Annotated[Optional[str], typer.Option("--source-id", help="Name for the report.")] = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print only the JSON report on stdout.")] = False,
+    band: BandOption = None,
+    path_distance_m: PathDistanceOption = None,
+    path_delay_ms: PathDelayOption = None,
+    speed_of_sound: SpeedOfSoundOption = SPEED_OF_SOUND_M_S,
 ) -> None:
     """Decode the witness in an audio file and print the canonical clock fit report."""
     codebook = _codebook(codebook_id, seed)
+    try:
+        limits, calibration = receiver_inputs(band, path_distance_m, path_delay_ms, speed_of_sound)
+    except ValueError as exc:
+        raise _fail(str(exc)) from exc
     try:
         audio = read_audio(str(path), channel)
     except UnreadableAudio as exc:
@@ -125,7 +168,11 @@ def decode(
     except ValueError as exc:
         raise _fail(str(exc)) from exc
     notes = inspect_audio(audio.samples, audio.rate_hz)
-    receiver = StreamingReceiver(codebook, audio.rate_hz, source_id if source_id is not None else path.stem)
+    try:
+        receiver = StreamingReceiver(codebook, audio.rate_hz, source_id if source_id is not None else path.stem,
+                                     path=calibration, band=limits)
+    except ValueError as exc:  # a band that cannot hold the codebook at this rate
+        raise _fail(str(exc)) from exc
     block = max(1, int(audio.rate_hz * _BLOCK_SECONDS))
     for at in range(0, audio.samples.size, block):
         receiver.feed(audio.samples[at : at + block])
@@ -144,12 +191,13 @@ def decode(
 def bench_sync(
     json_out: Annotated[bool, typer.Option("--json", help="Print only the JSON document on stdout.")] = False,
     quick: Annotated[bool, typer.Option("--quick", help="Fewer trials (about 1-2 minutes).")] = False,
-    only: Annotated[Optional[list[str]], typer.Option("--only", help="Run only these conditions.")] = None,
+    only: Annotated[Optional[list[str]], typer.Option("--only", help="Run only these conditions ('rooms': the rooms section).")] = None,
+    plot: Annotated[Optional[Path], typer.Option("--plot", help="Write the rooms' error-vs-distance figure (PNG).")] = None,
 ) -> None:
-    """Benchmark the sync receiver against the impairment matrix (progress on stderr)."""
+    """Benchmark the sync receiver against the impairment matrix and simulated rooms (progress on stderr)."""
     from .benchmark import format_table, run_bench
 
-    doc = run_bench(quick=quick, only=only)
+    doc = run_bench(quick=quick, only=only, plot=None if plot is None else str(plot))
     if json_out:
         sys.stdout.write(json.dumps(doc) + "\n")
     else:

@@ -113,6 +113,14 @@ class ClockFit:
         self.mean_abs_residual = float(np.mean(np.abs(r)))
         self.reduced_chi2 = chi2
 
+    def shift(self, delta_samples: float) -> None:
+        """Move every anchor (and the line) by ``delta_samples``: the timing reference moved, the clock did not."""
+        k = self.anchor_count
+        self._n[:k] += delta_samples
+        self.n_ref += delta_samples
+        self.first_n += delta_samples
+        self.last_n += delta_samples
+
     def predict(self, canonical_seconds: float) -> float:
         return self.n_ref + (canonical_seconds - self.t_ref) * self.rate
 

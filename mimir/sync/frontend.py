@@ -35,7 +35,8 @@ FRAMES_PER_SLOT = 4
 class FrameGrid:
     """Frame geometry and the per-frame sub-band power transform at one nominal rate."""
 
-    def __init__(self, spec: CodebookSpec, rate_hz: float, floor_frames: int = 320, cap: float = 30.0) -> None:
+    def __init__(self, spec: CodebookSpec, rate_hz: float, floor_frames: int = 320, cap: float = 30.0,
+                 band_hz: tuple[float, float] | None = None) -> None:
         slot_seconds = spec.symbol_seconds / N_SLOTS
         self.rate_hz = float(rate_hz)
         self.hop = slot_seconds / FRAMES_PER_SLOT * rate_hz
@@ -52,7 +53,7 @@ class FrameGrid:
             (int(np.searchsorted(freqs, spec.band_low_hz + b * sub_bw)), int(np.searchsorted(freqs, spec.band_low_hz + (b + 1) * sub_bw)))
             for b in range(N_SUBBANDS)
         ]
-        self.usable = usable_subbands(spec.band_low_hz, spec.band_high_hz, rate_hz)
+        self.usable = usable_subbands(spec.band_low_hz, spec.band_high_hz, rate_hz, band_hz)  # others read as 0
         self.cap = float(cap)
         self.floor_fraction_of_mean = 0.05
         self._floor_history = np.zeros((floor_frames, N_SUBBANDS))

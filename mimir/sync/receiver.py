@@ -40,9 +40,12 @@ import math
 from collections import deque
 from dataclasses import dataclass, field
 
+import msgspec
 import numpy as np
 
 from .acquisition import AcquisitionConfig, Acquirer, LockCandidate
+from .calibration import BandLimits, PathCalibration
+from .channel import ChannelEstimate
 from .clockfit import ClockFit
 from .codebook import Codebook
 from .frontend import FrameGrid, FrameRing
@@ -51,7 +54,7 @@ from .report import (
 )
 from .response import ResponseAccumulator
 from .symbols import N_SUBBANDS
-from .timing import EventMeasurement, TemplateBank, measure_event
+from .timing import EventMeasurement, TemplateBank, measure_event, retime
 
 __all__ = ["ReceiverConfig", "StreamingReceiver"]
 
@@ -75,6 +78,14 @@ class ReceiverConfig:
     template_update_ppm: float = 1.0
     wide_search_fraction: float = 0.4  # after a miss, look +-0.4 event periods for the expected symbol
     freshness_seconds: float = 5.0
+    channel_estimation: bool = True  # False: time the envelope peak of the plain template (the method before issue 13)
+    channel_pre_seconds: float = 0.04  # impulse response kept before the timing reference (the look-back window; the reference moves onto an earlier direct path)
+    channel_post_seconds: float = 0.06  # and after it (strongest path, DRR, RT60)
+    channel_memory_events: int = 256
+    channel_freeze_events: int = 40  # the rake (timing reference) stops moving after this many events ...
+    recenter_seconds: float = 0.005  # ... except by whole samples when the first arrival is this much earlier
+    analyse_every_anchors: int = 5  # first-arrival analysis cadence (x5 once the rake is frozen; event-driven)
+    bootstrap_min_z: float = 3.0  # first lock: events this clearly the expected symbol seed the room estimate
     acquisition: AcquisitionConfig = field(default_factory=AcquisitionConfig)
 
 
@@ -92,6 +103,14 @@ class StreamingReceiver:
     ``approx_canonical_seconds`` (optional, coarse, e.g. from network time)
     picks which repetition of the schedule a decoded position belongs to;
     without it the first repetition ``[0, period)`` is assumed.
+    ``path`` (optional): the known acoustic path; the reported fit then maps
+    canonical time to the emission instead of the arrival.
+    ``band`` (optional): band limits; only the witness sub-bands inside are
+    searched (ValueError when fewer than two are).
+
+    Timing follows the *direct path*: each event is timed against the
+    channel estimate (:mod:`mimir.sync.channel`), and the reported mapping is
+    shifted from the timing reference to the first arrival found in it.
     """
 
     def __init__(
@@ -103,9 +122,17 @@ class StreamingReceiver:
         first_sample: int = 0,
         approx_canonical_seconds: float | None = None,
         config: ReceiverConfig | None = None,
+        path: PathCalibration | None = None,
+        band: BandLimits | None = None,
     ) -> None:
         if not sample_rate_hz > 0:
             raise ValueError("sample_rate_hz must be positive")
+        if path is not None:
+            path.validate()
+        if band is not None:
+            band.validate(codebook.spec, sample_rate_hz)
+        self.path = path
+        self.band = band
         self.codebook = codebook
         self.spec = codebook.spec
         self.rate_hz = float(sample_rate_hz)
@@ -113,14 +140,22 @@ class StreamingReceiver:
         self.config = config or ReceiverConfig()
         self.approx_canonical_seconds = approx_canonical_seconds
         cfg = self.config
-        self.grid = FrameGrid(self.spec, self.rate_hz)
+        band_hz = None if band is None else (band.low_hz, band.high_hz)
+        self.grid = FrameGrid(self.spec, self.rate_hz, band_hz=band_hz)
         self.frames_per_event = self.grid.frames_per_event
         self.ring = FrameRing(int(cfg.frame_ring_seconds / self.spec.event_period_s) * self.frames_per_event, codebook.alphabet)
         self.acquirer = Acquirer(codebook, self.frames_per_event, cfg.acquisition)
         self.halfwidth = int(math.ceil(cfg.search_halfwidth_hops * self.grid.hop))
-        self.bank = TemplateBank(codebook, self.rate_hz, self.halfwidth)
+        self._band_hz = band_hz
+        self._pre = int(math.ceil(cfg.channel_pre_seconds * self.rate_hz)) if cfg.channel_estimation else 0
+        self._post = int(math.ceil(cfg.channel_post_seconds * self.rate_hz)) if cfg.channel_estimation else 0
+        self.bank = self._make_bank(self.rate_hz, self.halfwidth)
         self.wide_halfwidth = int(cfg.wide_search_fraction * self.spec.event_period_s * self.rate_hz)
-        self.wide_bank = TemplateBank(codebook, self.rate_hz, self.wide_halfwidth)
+        self.wide_bank = self._make_bank(self.rate_hz, self.wide_halfwidth)
+        self.channel = self._new_channel()
+        self._anchors_since_analysis = 0
+        # the last events' spectra, to measure how far a new rake moves the timing (ChannelEstimate.register_rake)
+        self._recent: deque[tuple[TemplateBank, np.ndarray, int, float]] = deque(maxlen=16)
         self._frame_offsets = np.arange(self.grid.frame_len)[None, :]
         self._tick_samples = int(math.ceil(self.spec.event_period_s * self.rate_hz))
         self._pcm = np.zeros(int(cfg.pcm_ring_seconds * self.rate_hz) + self._tick_samples, dtype=np.float32)
@@ -129,15 +164,34 @@ class StreamingReceiver:
         self.warnings: list[str] = []
         usable = int(self.grid.usable.sum())
         if usable < N_SUBBANDS:
-            self.warnings.append(
-                f"sample rate {self.rate_hz:g} Hz carries only {usable} of {N_SUBBANDS} witness sub-bands"
-            )
+            where = f"sample rate {self.rate_hz:g} Hz" if band is None else \
+                f"band limits {band.low_hz:g}-{band.high_hz:g} Hz at {self.rate_hz:g} Hz"
+            self.warnings.append(f"{where} carries only {usable} of {N_SUBBANDS} witness sub-bands")
         self._reset_stream(int(first_sample))
         self._segments: list[_Segment] = []
         self._discontinuities: deque[DiscontinuityReport] = deque(maxlen=cfg.max_segments)
         self._anchors: deque[AnchorReport] = deque(maxlen=cfg.report_max_anchors)
         self._lock_score = 0.0
         self._last_anchor_local = -math.inf
+
+    def _make_bank(self, rate_hz: float, halfwidth: int) -> TemplateBank:
+        return TemplateBank(self.codebook, rate_hz, halfwidth, pre_samples=self._pre, post_samples=self._post,
+                            band_hz=self._band_hz)
+
+    def _new_channel(self) -> ChannelEstimate:
+        cfg = self.config
+        return ChannelEstimate(self.rate_hz, self._analysis_band(), self._pre, self._post, cfg.channel_memory_events,
+                               enabled=cfg.channel_estimation, freeze_events=cfg.channel_freeze_events)
+
+    def _analysis_band(self) -> tuple[float, float]:
+        """The band the witness really arrives in: the usable sub-bands, within the band limits."""
+        sub = (self.spec.band_high_hz - self.spec.band_low_hz) / N_SUBBANDS
+        used = np.nonzero(self.grid.usable)[0]
+        lo = self.spec.band_low_hz + sub * int(used[0])
+        hi = self.spec.band_low_hz + sub * (int(used[-1]) + 1)
+        if self._band_hz is not None:
+            lo, hi = max(lo, self._band_hz[0]), min(hi, self._band_hz[1])
+        return lo, hi
 
     # ------------------------------------------------------------------ input
     def _reset_stream(self, first_sample: int) -> None:
@@ -253,11 +307,12 @@ class StreamingReceiver:
         self, event_index: int, center_local: float, bank: TemplateBank
     ) -> tuple[int, EventMeasurement, float] | None:
         """Coherently time ``event_index`` expected near ``center_local``; None if the audio is gone."""
-        seg_start = int(math.floor(center_local)) - bank.halfwidth
+        seg_start = int(math.floor(center_local)) - bank.halfwidth - bank.pre
         if seg_start < self._pcm_oldest or seg_start + bank.segment_len > self._available:
             return None
         expected = self.codebook.symbol_at(event_index)
-        m = measure_event(self._pcm_slice(seg_start, bank.segment_len), bank, expected, with_bands=True)
+        m = measure_event(self._pcm_slice(seg_start, bank.segment_len), bank, expected, with_bands=True,
+                          channel=self.channel.spectrum(bank))
         return expected, m, seg_start + m.lag_samples
 
     def _try_lock(self, cand: LockCandidate) -> None:
@@ -290,6 +345,11 @@ class StreamingReceiver:
 
         if open_previous:
             events = [(i, c) for i, c in events if c > previous.fit.last_n + self.halfwidth]
+        candidate_events = events
+        fresh_channel = cfg.channel_estimation and self.channel.events == 0
+        if fresh_channel:
+            events = self._bootstrap_channel(candidate_events)
+
         def new_fit() -> ClockFit:
             fit = ClockFit(self.rate_hz, cfg.fit_max_anchors)
             if previous is not None and previous.fit.fitted:  # same device: its rate is a good prior
@@ -298,12 +358,21 @@ class StreamingReceiver:
 
         fit = new_fit()
         good = self._fit_consistent(fit, measure_all(self.bank, events))
+        if len(good) < cfg.min_lock_anchors and cfg.channel_estimation and not fresh_channel:
+            # the room estimate does not fit this audio (the room changed, or the estimate was poor): start again
+            self.channel = self._new_channel()
+            fresh_channel = True
+            events = self._bootstrap_channel(candidate_events)
+            fit = new_fit()
+            good = self._fit_consistent(fit, measure_all(self.bank, events))
         if len(good) >= cfg.min_lock_anchors and self._maybe_update_templates(fit):
             # re-time the same events with templates at the fitted rate
             centers = [(i, fit.predict(i * period_s)) for i, _, _ in good]
             fit = new_fit()
             good = self._fit_consistent(fit, measure_all(self.bank, centers))
         if len(good) < cfg.min_lock_anchors:
+            if fresh_channel:  # the room estimate came from a lock that did not hold: forget it
+                self.channel = self._new_channel()
             self.health.lock_rejections += 1
             self.acquirer.discard(cand)
             return
@@ -335,10 +404,73 @@ class StreamingReceiver:
         assert seg is not None
         for i, local, m in good:
             self._record_anchor(seg.fit, i, local, m)
+        self._analyse_channel()
+        self._anchors_since_analysis = 0
         self._next_event = good[-1][0] + 1
         self._misses = 0
         self._pending = []
         self.acquirer.reset()
+
+    def _bootstrap_channel(self, events: list[tuple[int, float]]) -> list[tuple[int, float]]:
+        """First lock: estimate the room from the candidate's events, so that they are timed through it.
+
+        The code lock already says which symbol each event is, so every event
+        whose plain-template peak shows that symbol (even weakly: in a
+        reverberant room the plain template catches only the direct sound)
+        adds to the estimate. Returns the events' expected positions in the
+        (possibly moved) timing reference.
+        """
+        boot = []
+        for i, center in events:
+            got = self._measure_at(i, center, self.bank)
+            if got is not None and got[1].top_symbol == got[0] and got[1].z >= self.config.bootstrap_min_z:
+                boot.append((got[0], got[1]))
+        if len(boot) < self.config.min_lock_anchors:
+            return events
+        for expected, m in boot:
+            self.channel.add(m, self.bank, expected)
+            self._recent.append((self.bank, m.received, expected, m.lag_samples))
+        delta = self._analyse_channel()
+        return [(i, c + delta) for i, c in events]
+
+    def _analyse_channel(self) -> float:
+        """Analyse the channel estimate; move the timing reference onto the first arrival (ChannelEstimate.recenter).
+
+        Returns how far the reference moved (samples).
+        """
+        rake_version = self.channel.rake_version
+        old_rake = self.channel.spectrum(self.bank)
+        prof = self.channel.analyse()
+        if self.channel.rake_version != rake_version:
+            self._register_rake(old_rake)
+        if prof is None or prof.first_arrival_offset_samples is None or self.channel.events < 3:
+            return 0.0
+        # Move the reference (by whole samples) only when the first arrival is well before it: that keeps the
+        # look-back window on the direct path. A first arrival after the reference is a lost weak direct path,
+        # not a reason to follow the reflections.
+        delta = float(round(prof.first_arrival_offset_samples))
+        if delta >= -self.config.recenter_seconds * self.rate_hz:
+            return 0.0
+        self.channel.recenter(delta)
+        for seg in self._segments:
+            seg.fit.shift(delta)
+        self._pending = [(i, t, local + delta, m, r) for i, t, local, m, r in self._pending]
+        for a in self._anchors:
+            a.local_sample += delta
+        self._last_anchor_local += delta
+        self.channel.moved(delta)
+        return delta
+
+    def _register_rake(self, old_rake: np.ndarray | None) -> None:
+        """Keep the timing reference where it was when the rake changes: time the last events with both."""
+        new_rake = self.channel.spectrum(self.bank)
+        if new_rake is None:
+            return
+        moves = [retime(x, self.bank, s, new_rake, lag) - retime(x, self.bank, s, old_rake, lag)
+                 for bank, x, s, lag in self._recent if bank is self.bank]
+        moves = [d for d in moves if abs(d) < 2.0]
+        if moves:
+            self.channel.register_rake(float(np.median(moves)))
 
     def _fit_consistent(self, fit: ClockFit, good: list) -> list:
         """Fit the lock anchors on the line of the *newest* ones; drop the rest.
@@ -377,8 +509,8 @@ class StreamingReceiver:
         moved_ppm = abs(fit.rate - self.bank.rate_hz) / self.rate_hz * 1e6
         sigma_ppm = math.sqrt(fit.var_rate) / self.rate_hz * 1e6
         if moved_ppm > self.config.template_update_ppm and sigma_ppm < moved_ppm / 2:
-            self.bank = TemplateBank(self.codebook, fit.rate, self.halfwidth)
-            self.wide_bank = TemplateBank(self.codebook, fit.rate, self.wide_halfwidth)
+            self.bank = self._make_bank(fit.rate, self.halfwidth)
+            self.wide_bank = self._make_bank(fit.rate, self.wide_halfwidth)
             self.health.template_rate_updates += 1
             return True
         return False
@@ -452,6 +584,13 @@ class StreamingReceiver:
                 fit.add(t, local, m.sigma_samples)
                 fit.refit()
                 self._record_anchor(fit, i, local, m)
+                self.channel.add(m, bank, expected)
+                self._recent.append((bank, m.received, expected, m.lag_samples))
+                self._anchors_since_analysis += 1
+                every = cfg.analyse_every_anchors * (1 if not self.channel.frozen else 5)
+                if self._anchors_since_analysis >= every:
+                    self._analyse_channel()
+                    self._anchors_since_analysis = 0
                 self._misses = 0
                 self._pending = []
                 self._maybe_update_templates(fit)
@@ -495,31 +634,49 @@ class StreamingReceiver:
                 return seg
         return None
 
+    def _shift_samples(self, rate: float) -> float:
+        """Timing reference -> reported mapping: to the first arrival, then back to the emission (path calibration)."""
+        prof = self.channel.profile
+        first = prof.first_arrival_offset_samples if prof is not None and prof.first_arrival_offset_samples is not None else 0.0
+        delay = self.path.delay_seconds * rate if self.path is not None else 0.0
+        return first - delay
+
     def canonical_seconds_at(self, local_sample: float) -> float | None:
-        """Canonical seconds of a local sample (via the segment that contains it), or None."""
+        """Canonical seconds of a local sample (via the segment that contains it), or None.
+
+        With a path calibration this is when the sample was captured on the
+        canonical timeline; without one, when the witness heard in it was emitted.
+        """
         seg = self._segment_for_local(float(local_sample))
         if seg is None or not seg.fit.fitted:
             return None
-        return seg.fit.inverse(float(local_sample))
+        return seg.fit.inverse(float(local_sample) - self._shift_samples(seg.fit.rate))
 
     def local_sample_at(self, canonical_seconds: float) -> float | None:
         """Local sample (fractional) of a canonical time under the current segment, or None."""
         seg = self._current()
         if seg is None or not seg.fit.fitted:
             return None
-        return seg.fit.predict(float(canonical_seconds))
+        return seg.fit.predict(float(canonical_seconds)) + self._shift_samples(seg.fit.rate)
 
     def confidence(self) -> float:
+        """``p_lock * exp(-sigma) * freshness * path quality``; sigma includes the first arrival's timing error.
+
+        The path quality (:attr:`PathProfile.quality`) is below 1 when the first
+        arrival is ambiguous (buried in reverberation, a weaker candidate
+        before it, not a clean single path, too few events): then a late
+        answer cannot come with a high confidence.
+        """
         seg = self._current()
         if seg is None or not seg.fit.fitted or seg.end_local is not None:
             return 0.0
         fit = seg.fit
-        sigma = fit.sigma_at(fit.last_t)
+        sigma = math.hypot(fit.sigma_at(fit.last_t), min(self.channel.first_sigma_samples, 1e6))
         evidence = self._lock_score + 2.0 * fit.anchor_count
         p_lock = 1.0 - math.exp(-evidence)
         age_s = max(0.0, (self._available - self._last_anchor_local) / self.rate_hz - 2.0 * self.spec.event_period_s)
         freshness = math.exp(-age_s / self.config.freshness_seconds)
-        return float(p_lock * math.exp(-sigma) * freshness)
+        return float(p_lock * math.exp(-sigma) * freshness * self.channel.quality)
 
     def status(self) -> str:
         if self._mode == "locked":
@@ -530,21 +687,41 @@ class StreamingReceiver:
 
     def report(self) -> SyncReport:
         seg = self._current()
+        prof = self.channel.profile
+        warnings = list(self.warnings)
         if seg is not None and seg.fit.fitted:
             fit = seg.fit
+            shift = self._shift_samples(fit.rate)
+            first = 0.0 if prof is None or prof.first_arrival_offset_samples is None else prof.first_arrival_offset_samples
             clock = ClockFitReport(
-                local_sample_at_epoch=fit.local_sample_at_epoch,
+                local_sample_at_epoch=fit.local_sample_at_epoch + shift,
                 effective_sample_rate=fit.rate,
                 confidence=self.confidence(),
                 mean_abs_error_samples=fit.mean_abs_residual,
-                offset_sigma_samples=fit.sigma_at(fit.last_t),
+                offset_sigma_samples=math.hypot(fit.sigma_at(fit.last_t), min(self.channel.first_sigma_samples, 1e6)),
                 rate_sigma_ppm=math.sqrt(fit.var_rate) / self.rate_hz * 1e6 if math.isfinite(fit.var_rate) else None,
                 anchor_count=fit.anchor_count,
                 first_canonical_seconds=fit.first_t,
                 last_canonical_seconds=fit.last_t,
+                path_delay_seconds=self.path.delay_seconds if self.path is not None else 0.0,
+                reference="direct path" if prof is not None and prof.first_arrival_offset_samples is not None
+                else "timing reference",
             )
+            if prof is not None:
+                prof = msgspec.structs.replace(
+                    prof,
+                    path_delay_samples=(self.path.delay_seconds * fit.rate) if self.path is not None else None,
+                    direct_path_local_sample_at_epoch=fit.local_sample_at_epoch + first,
+                    strongest_path_local_sample_at_epoch=None if prof.strongest_arrival_offset_samples is None
+                    else fit.local_sample_at_epoch + prof.strongest_arrival_offset_samples,
+                )
+                if prof.ambiguous and prof.notes:
+                    warnings.append("first arrival ambiguous (confidence lowered): " + "; ".join(prof.notes))
         else:
+            shift = 0.0
             clock = ClockFitReport()
+        response = self.response.profile()
+        response.path = prof
         health = Health(**{f: getattr(self.health, f) for f in self.health.__struct_fields__})
         health.state = self._mode
         return SyncReport(
@@ -555,14 +732,14 @@ class StreamingReceiver:
             locked=self._mode == "locked",
             status=self.status(),
             canonical_clock_fit=clock,
-            anchors=list(self._anchors),
-            response_profile=self.response.profile(),
+            anchors=[msgspec.structs.replace(a, local_sample=a.local_sample + shift) for a in self._anchors],
+            response_profile=response,
             health=health,
             segments=[
                 SegmentReport(
                     start_local_sample=s.start_local,
                     end_local_sample=s.end_local,
-                    local_sample_at_epoch=s.fit.local_sample_at_epoch,
+                    local_sample_at_epoch=s.fit.local_sample_at_epoch + self._shift_samples(s.fit.rate),
                     effective_sample_rate=s.fit.rate,
                     anchor_count=s.fit.anchor_count,
                 )
@@ -570,5 +747,5 @@ class StreamingReceiver:
                 if s.fit.fitted
             ],
             discontinuities=list(self._discontinuities),
-            warnings=list(self.warnings),
+            warnings=warnings,
         )

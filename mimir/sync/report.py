@@ -21,7 +21,7 @@ from __future__ import annotations
 import msgspec
 
 __all__ = [
-    "ClockFitReport", "AnchorReport", "BandResponse", "SymbolResponse", "ResponseProfile",
+    "ClockFitReport", "AnchorReport", "BandResponse", "SymbolResponse", "PathProfile", "ResponseProfile",
     "Health", "SegmentReport", "DiscontinuityReport", "SyncReport", "encode_report",
 ]
 
@@ -31,11 +31,13 @@ class ClockFitReport(msgspec.Struct, rename="camel"):
     effective_sample_rate: float | None = None
     confidence: float = 0.0
     mean_abs_error_samples: float | None = None
-    offset_sigma_samples: float | None = None
+    offset_sigma_samples: float | None = None  # predicted 1-sigma: the fit's and the first arrival's timing together
     rate_sigma_ppm: float | None = None
     anchor_count: int = 0
     first_canonical_seconds: float | None = None
     last_canonical_seconds: float | None = None
+    path_delay_seconds: float = 0.0  # path calibration applied: the fit maps to emission, not arrival
+    reference: str = "direct path"  # what the fit times: "direct path", or "timing reference" before a channel estimate
 
 
 class AnchorReport(msgspec.Struct, rename="camel"):
@@ -63,11 +65,40 @@ class SymbolResponse(msgspec.Struct, rename="camel"):
     timing_residual_samples: float | None = None  # mean fit residual of its anchors
 
 
+class PathProfile(msgspec.Struct, rename="camel"):
+    """The acoustic path as the witness measured it (:mod:`mimir.sync.channel`).
+
+    Offsets are in samples relative to the receiver's timing reference (where
+    its matched filter first locked, usually the strongest energy); the clock
+    fit is reported at the first arrival (the direct path), minus the path
+    calibration's delay when one is given. ``quality`` (0-1) multiplies the
+    fit's confidence; ``notes`` say why it is below 1.
+    """
+
+    events: int = 0  # events in the channel estimate (exponentially weighted, memory ~128)
+    first_arrival_offset_samples: float | None = None  # the direct path: earliest arrival above the floor
+    strongest_arrival_offset_samples: float | None = None
+    strongest_minus_direct_samples: float | None = None
+    strongest_minus_direct_ms: float | None = None
+    direct_to_strongest_db: float | None = None  # direct path level relative to the strongest path
+    first_arrival_snr_db: float | None = None  # first arrival above the pre-arrival floor
+    first_arrival_sigma_samples: float | None = None  # predicted 1-sigma error of its timing
+    direct_to_reverberant_db: float | None = None  # energy within +-2.5 ms of the direct path vs all later energy
+    rt60_seconds: float | None = None  # from the decay slope of the measured response (about 80 ms of it)
+    quality: float = 0.0
+    ambiguous: bool = True
+    notes: list[str] = []
+    path_delay_samples: float | None = None  # the path calibration's delay (known acoustic path), if given
+    direct_path_local_sample_at_epoch: float | None = None  # fit at the direct path's arrival (no calibration)
+    strongest_path_local_sample_at_epoch: float | None = None  # fit at the strongest path's arrival
+
+
 class ResponseProfile(msgspec.Struct, rename="camel"):
     bands: list[BandResponse] = []
     symbols: list[SymbolResponse] = []
     events_checked: int = 0
     confusion_rate: float | None = None
+    path: PathProfile | None = None
 
 
 class Health(msgspec.Struct, rename="camel"):

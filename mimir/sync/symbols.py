@@ -133,8 +133,14 @@ def render_symbol(
     return y
 
 
-def usable_subbands(band_low_hz: float, band_high_hz: float, sample_rate_hz: float) -> np.ndarray:
-    """Boolean mask of the sub-bands that can be rendered at this rate."""
+def usable_subbands(band_low_hz: float, band_high_hz: float, sample_rate_hz: float,
+                    band_hz: tuple[float, float] | None = None) -> np.ndarray:
+    """Boolean mask of the sub-bands that can be rendered at this rate (and, given ``band_hz``, at least half inside it)."""
     sub_bw_hz = (band_high_hz - band_low_hz) / N_SUBBANDS
-    tops = band_low_hz + (np.arange(N_SUBBANDS) + 1) * sub_bw_hz
-    return tops <= _NYQUIST_GUARD * sample_rate_hz
+    lows = band_low_hz + np.arange(N_SUBBANDS) * sub_bw_hz
+    tops = lows + sub_bw_hz
+    usable = tops <= _NYQUIST_GUARD * sample_rate_hz
+    if band_hz is not None:
+        inside = np.clip(np.minimum(tops, band_hz[1]) - np.maximum(lows, band_hz[0]), 0.0, None)
+        usable &= inside >= 0.5 * sub_bw_hz
+    return usable

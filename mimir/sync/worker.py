@@ -30,6 +30,7 @@ from mimir.process_control import lower_priority
 from mimir.topology import SyncWorkerSpec
 from ringbuf import Ring, RingReader, SegmentMissing
 
+from .calibration import BandLimits, PathCalibration, parse_band
 from .codebook import Codebook
 from .fits import FITS_RING, MAX_SOURCES, FitRow, FitsHeader
 from .receiver import StreamingReceiver
@@ -37,7 +38,7 @@ from mimir.signals import stop_on_signals
 
 from .witness_output import DEFAULT_EPOCH_UNIX_S
 
-__all__ = ["run_sync_worker", "run_sync_spec"]
+__all__ = ["run_sync_worker", "run_sync_spec", "parse_channel_paths"]
 
 
 def _attach(rig: str, ring: str, stop: threading.Event, timeout_s: float | None, heartbeat) -> RingReader:
@@ -69,8 +70,14 @@ def run_sync_worker(rig: str, *, ring: str = "audio", codebook_id: str = "mimir-
                     epoch_unix_s: float = DEFAULT_EPOCH_UNIX_S, chunk_frames: int = 4096,
                     publish_period_s: float = 0.25, attach_timeout_s: float | None = 30.0,
                     stop: threading.Event | None = None, duration_s: float | None = None,
-                    fits_ring: str = FITS_RING) -> int:
+                    fits_ring: str = FITS_RING, paths: dict[int, PathCalibration] | None = None,
+                    band: BandLimits | None = None) -> int:
     """Run until ``stop`` is set, SIGTERM/SIGINT, or ``duration_s``; return an exit code.
+
+    ``paths`` (optional): the known acoustic path per rig channel (index ->
+    :class:`PathCalibration`); a channel with one publishes its fit at the
+    emission instead of the arrival. ``band`` (optional): band limits for
+    every channel (ValueError when they cannot hold the codebook).
 
     Decoding is throughput work with seconds of slack; indexing and capture
     are latency work. The worker lowers its own priority (nice +5) so that
@@ -80,12 +87,12 @@ def run_sync_worker(rig: str, *, ring: str = "audio", codebook_id: str = "mimir-
     with stop_on_signals(stop):
         return _run(rig, ring=ring, codebook_id=codebook_id, seed=seed, epoch_unix_s=epoch_unix_s,
                     chunk_frames=chunk_frames, publish_period_s=publish_period_s, attach_timeout_s=attach_timeout_s,
-                    stop=stop, duration_s=duration_s, fits_ring=fits_ring)
+                    stop=stop, duration_s=duration_s, fits_ring=fits_ring, paths=paths or {}, band=band)
 
 
 def _run(rig: str, *, ring: str, codebook_id: str, seed: int, epoch_unix_s: float, chunk_frames: int,
          publish_period_s: float, attach_timeout_s: float | None, stop: threading.Event, duration_s: float | None,
-         fits_ring: str) -> int:
+         fits_ring: str, paths: dict[int, PathCalibration], band: BandLimits | None) -> int:
     if threading.current_thread() is threading.main_thread():
         lower_priority()
     fits = Ring.create(fits_ring, rig=rig, descriptor=FitsHeader, capacity=4, label=f"{rig}/sync.fits",
@@ -130,7 +137,8 @@ def _run(rig: str, *, ring: str, codebook_id: str, seed: int, epoch_unix_s: floa
                         rate_hz = int(desc["sample_rate_hz"][0])
                         receivers = [
                             StreamingReceiver(codebook, float(rate_hz), f"{ring}.ch{c}", first_sample=start,
-                                              approx_canonical_seconds=approx_canonical_s)
+                                              approx_canonical_seconds=approx_canonical_s, path=paths.get(c),
+                                              band=band)
                             for c in range(channels)
                         ]
                     if staged and start != staged_start + staged:
@@ -200,14 +208,45 @@ def sync_worker(
     seed: int = 0,
     epoch_unix_s: float = DEFAULT_EPOCH_UNIX_S,
     duration: float = None,
+    band: str = None,
+    channel_path: list[str] = None,
 ) -> None:
-    """Decode the active witness on every channel of an audio ring and publish clock fits (ring sync.fits)."""
+    """Decode the active witness on every channel of an audio ring and publish clock fits (ring sync.fits).
+
+    ``--band LO-HI``: band limits for every channel. ``--channel-path C:DIST_M[:DELAY_MS]`` (repeatable):
+    the known acoustic path of rig channel C (distance in metres, optional extra delay in ms).
+    """
     import typer
 
     try:
+        limits = parse_band(band) if band is not None else None
+        paths = parse_channel_paths(channel_path or [])
+    except ValueError as exc:
+        print(f"mimir-worker sync: {exc}", file=sys.stderr)
+        raise typer.Exit(2)
+    try:
         code = run_sync_worker(rig, ring=ring, codebook_id=codebook_id, seed=seed, epoch_unix_s=epoch_unix_s,
-                               duration_s=duration)
+                               duration_s=duration, paths=paths, band=limits)
     except SegmentMissing as exc:
         print(f"mimir-worker sync: {exc}", file=sys.stderr)
         raise typer.Exit(2)
     raise typer.Exit(code)
+
+
+def parse_channel_paths(items: list[str]) -> dict[int, PathCalibration]:
+    """``["1:3.2", "2:5.0:0.25"]`` (channel:metres[:extra ms]) -> {channel: PathCalibration} (ValueError, one line)."""
+    out: dict[int, PathCalibration] = {}
+    for item in items:
+        parts = item.split(":")
+        try:
+            if len(parts) not in (2, 3):
+                raise ValueError
+            channel = int(parts[0])
+            path = PathCalibration(distance_m=float(parts[1]), delay_s=float(parts[2]) / 1e3 if len(parts) == 3 else 0.0)
+        except ValueError:
+            raise ValueError(f"--channel-path must look like CHANNEL:METRES[:MS], got {item!r}") from None
+        path.validate()
+        if channel < 0 or channel in out:
+            raise ValueError(f"--channel-path: channel {channel} is negative or given twice")
+        out[channel] = path
+    return out

@@ -43,6 +43,20 @@ def test_receiver_argument_errors_exit_2(keys, monkeypatch, args, message):
     assert r.exit_code == 2 and "error:" in r.output and message in r.output, r.output
 
 
+@pytest.mark.parametrize("args, message", [
+    (["--band", "abc"], "LO-HI"),
+    (["--band", "300-2500"], "holds 1 of the witness's 8 sub-bands"),  # cannot hold the codebook: refused
+    (["--path-distance-m", "-2"], "path distance"),
+])
+def test_receiver_band_and_path_errors_exit_2(keys, monkeypatch, args, message):
+    import soundfile as sf
+
+    monkeypatch.chdir(keys)
+    sf.write(keys / "real.wav", np.zeros(48000, np.float32), 48000)
+    r = _receiver(keys, "--file", "real.wav", *args)
+    assert r.exit_code == 2 and r.output.count("error:") == 1 and message in r.output, r.output
+
+
 def test_receiver_endpoint_and_key_errors_exit_2(keys, monkeypatch):
     monkeypatch.chdir(keys)
     r = runner.invoke(app, ["receiver", "--source-id", "raven", "--connect", "127.0.0.1:5999", "--file", "w.wav"])

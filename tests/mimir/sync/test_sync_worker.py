@@ -1,4 +1,8 @@
-"""The sync worker on a live audio worker: per-channel clock fits recover the simulated room's path delays."""
+"""The sync worker on a live audio worker: per-channel clock fits recover the simulated rooms' path delays.
+
+``room``: whole-sample delays, no reflections. ``reverb-room``: an image-source room (RT60 0.45 s) with
+fractional distances; the truth is the direct path (geometry), not the loudest reflection.
+"""
 import subprocess
 import sys
 import threading
@@ -10,15 +14,16 @@ from mimir.sync import DEFAULT_EPOCH_UNIX_S
 from mimir.sync.fits import FITS_RING, FitsHeader
 from mimir.sync.worker import run_sync_worker
 from ringbuf import RingReader
-from workers.audio.backends.synthetic import room_path
+from workers.audio.backends.synthetic import reverb_room_path, room_path
 
 pytestmark = pytest.mark.slow
 CHANNELS = 4
 
 
-def test_each_channel_is_placed_on_the_canonical_timeline_with_its_own_path_delay(rig):
+@pytest.mark.parametrize("signal", ["room", "reverb-room"])
+def test_each_channel_is_placed_on_the_canonical_timeline_with_its_own_path_delay(rig, signal):
     audio = subprocess.Popen(
-        [sys.executable, "-m", "workers.audio", "worker", "--backend", "synthetic", "--signal", "room",
+        [sys.executable, "-m", "workers.audio", "worker", "--backend", "synthetic", "--signal", signal,
          "--channels", str(CHANNELS), "--rate", "48000", "--output", "witness", "--rig", rig, "--duration", "16"],
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     stop = threading.Event()
@@ -48,7 +53,7 @@ def test_each_channel_is_placed_on_the_canonical_timeline_with_its_own_path_dela
 
         reference = local_sample_now(rows[0])
         for c in range(1, CHANNELS):
-            delay, _ = room_path(c, 48_000)
+            delay = room_path(c, 48_000)[0] if signal == "room" else reverb_room_path(c) * 48_000
             measured = local_sample_now(rows[c]) - reference
             assert abs(measured - delay) < 0.25, (c, measured, delay)  # sample-accurate per microphone
             assert abs(float(rows[c]["rate_hz"]) - 48_000) < 0.05

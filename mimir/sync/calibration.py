@@ -1,0 +1,119 @@
+"""Optional receiver inputs from seed 003: path calibration and expected band limits.
+
+Both are msgspec Structs so the rig config can embed them as they are (one
+declaration; the config, the CLI and the receiver all use it).
+
+:class:`PathCalibration`
+    The known acoustic path from the witness speaker to one receiver (or one
+    rig channel): a distance in metres, a delay measured once (speaker and
+    microphone group delay, converter latency), or both. The receiver times
+    the witness's *arrival*; with a calibration it subtracts the path, so the
+    reported fit maps canonical time to the *emission*: the local sample the
+    receiver captured at canonical time ``t`` is
+    ``localSampleAtEpoch + t * effectiveSampleRate``, whatever the distance.
+    Without one (the default) the fit places each sample ``distance / c``
+    late, which is what a rig that reports per-microphone path delays wants.
+
+:class:`BandLimits`
+    The band the witness can reach this receiver in (a phone's voice path, a
+    laptop speaker). The receiver then searches only the witness sub-bands
+    inside it; a band that cannot hold the codebook (fewer than
+    :data:`MIN_SUBBANDS` of its sub-bands) is refused.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+
+import msgspec
+import numpy as np
+
+from .codebook import CodebookSpec
+from .symbols import N_SUBBANDS, usable_subbands
+
+__all__ = ["PathCalibration", "BandLimits", "MIN_SUBBANDS", "parse_band", "path_from_options", "SPEED_OF_SOUND_M_S"]
+
+SPEED_OF_SOUND_M_S = 343.0  # dry air at 20 degrees C
+MIN_SUBBANDS = 2  # with one sub-band, 32 symbols would share 16 cells: identity is lost
+
+
+class PathCalibration(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    """A known path from the witness speaker to a receiver: ``delay = distance_m / speed + delay_s``.
+
+    ``distance_m``: speaker to microphone, metres (>= 0). ``delay_s``: any
+    further fixed delay measured once, seconds (may be negative, e.g. to
+    take out a measured latency that the distance overstates).
+    ``speed_of_sound_m_s``: 343 at 20 C; 331.3 + 0.606 x temperature in C.
+    """
+
+    distance_m: float = 0.0
+    delay_s: float = 0.0
+    speed_of_sound_m_s: float = SPEED_OF_SOUND_M_S
+
+    def validate(self) -> None:
+        """Raise ValueError with one line saying what is wrong."""
+        if not (math.isfinite(self.distance_m) and 0.0 <= self.distance_m <= 1000.0):
+            raise ValueError(f"path distance must be 0-1000 m, got {self.distance_m!r}")
+        if not (math.isfinite(self.delay_s) and abs(self.delay_s) <= 10.0):
+            raise ValueError(f"path delay must be within +-10 s, got {self.delay_s!r}")
+        if not (math.isfinite(self.speed_of_sound_m_s) and 200.0 <= self.speed_of_sound_m_s <= 2000.0):
+            raise ValueError(f"speed of sound must be 200-2000 m/s, got {self.speed_of_sound_m_s!r}")
+
+    @property
+    def delay_seconds(self) -> float:
+        return self.distance_m / self.speed_of_sound_m_s + self.delay_s
+
+
+class BandLimits(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """The band (Hz) the witness can arrive in at this receiver."""
+
+    low_hz: float
+    high_hz: float
+
+    def usable_subbands(self, spec: CodebookSpec, rate_hz: float) -> np.ndarray:
+        """Mask of the codebook's sub-bands this band carries (at least half of each inside, and renderable)."""
+        return usable_subbands(spec.band_low_hz, spec.band_high_hz, rate_hz, band_hz=(self.low_hz, self.high_hz))
+
+    def validate(self, spec: CodebookSpec | None = None, rate_hz: float | None = None) -> None:
+        """Raise ValueError (one line) when the band is malformed or cannot hold the codebook."""
+        if not (math.isfinite(self.low_hz) and math.isfinite(self.high_hz) and 0.0 <= self.low_hz < self.high_hz):
+            raise ValueError(f"band must be LO-HI with 0 <= LO < HI (Hz), got {self.low_hz:g}-{self.high_hz:g}")
+        if spec is None:
+            return
+        rate = rate_hz if rate_hz is not None else 4.0 * spec.band_high_hz
+        n = int(self.usable_subbands(spec, rate).sum())
+        if n < MIN_SUBBANDS:
+            sub = (spec.band_high_hz - spec.band_low_hz) / N_SUBBANDS
+            raise ValueError(
+                f"band {self.low_hz:g}-{self.high_hz:g} Hz holds {n} of the witness's {N_SUBBANDS} sub-bands "
+                f"({spec.band_low_hz:g}-{spec.band_high_hz:g} Hz in steps of {sub:g} Hz) at {rate:g} Hz; "
+                f"decoding needs at least {MIN_SUBBANDS}"
+            )
+
+
+_BAND = re.compile(r"^\s*(\d+(?:\.\d*)?)\s*(k?)\s*-\s*(\d+(?:\.\d*)?)\s*(k?)\s*$", re.IGNORECASE)
+
+
+def parse_band(text: str) -> BandLimits:
+    """``"300-3400"`` or ``"0.3k-3.4k"`` -> :class:`BandLimits` (ValueError with one line otherwise)."""
+    m = _BAND.match(text)
+    if m is None:
+        raise ValueError(f"band must look like LO-HI in Hz (e.g. 300-3400), got {text!r}")
+    lo = float(m.group(1)) * (1000.0 if m.group(2) else 1.0)
+    hi = float(m.group(3)) * (1000.0 if m.group(4) else 1.0)
+    band = BandLimits(lo, hi)
+    band.validate()
+    return band
+
+
+def path_from_options(distance_m: float | None, delay_ms: float | None,
+                      speed_of_sound_m_s: float = SPEED_OF_SOUND_M_S) -> PathCalibration | None:
+    """The CLI's ``--path-distance-m`` / ``--path-delay-ms`` / ``--speed-of-sound`` -> a validated calibration or None."""
+    if distance_m is None and delay_ms is None:
+        return None
+    path = PathCalibration(distance_m=0.0 if distance_m is None else float(distance_m),
+                           delay_s=0.0 if delay_ms is None else float(delay_ms) / 1e3,
+                           speed_of_sound_m_s=float(speed_of_sound_m_s))
+    path.validate()
+    return path

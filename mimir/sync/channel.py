@@ -1,0 +1,635 @@
+"""Channel estimation from the known witness: the room's impulse response, its first arrival, its decay.
+
+The receiver knows exactly what was played, so every timed event is also a
+measurement of the path from the speaker to this microphone (the witness
+doubles as a room measurement). For each anchor the received spectrum on
+the witness band is deconvolved, shifted so that lag 0 is the event's
+*timing reference* (where the rake put it), and added to an exponentially
+weighted mean over the last ``memory_events`` events: the band-limited,
+analytic impulse response ``g(j)`` for lags ``j`` in ``[-pre, +post)``.
+Every view is normalised so that one path of gain ``a`` peaks at ``|g| = a``.
+
+Views kept
+    * *rake* (Hann window across the band, the exact per-symbol inverse
+      ``conj(T)/(|T|^2 + lambda)``): no self-noise, so the rake built from it
+      never wanders; it does pick up earlier events' reverberation through
+      the alphabet's common mean waveform, a small bias that only matters
+      for the rake's shape;
+    * *analysed* (Hann window, zero-mean filters
+      :attr:`TemplateBank.deconv_filters`, their known mean self-error over
+      the events held divided out): unbiased; fine timing of the first
+      arrival, the strongest path, DRR and RT60;
+    * *floor* (Blackman-Harris window, sidelobes under -90 dB, same filters)
+      with the per-lag scatter of single events: the pre-arrival floor the
+      first arrival must rise out of. A strong later path's sidelobes cannot
+      pass for an earlier arrival in this view.
+
+Why the first arrival: beyond the critical distance of a room (1-3 m in
+ordinary rooms) most of the energy arrives by reflections, and a cluster of
+them can beat the direct path. Sound cannot arrive before the direct path,
+so the earliest arrival that rises significantly above the floor is the
+direct path, unless the direct path itself is buried; the quality factor
+(which multiplies the receiver's confidence) says how far that is excluded.
+
+State (bounded): seven arrays of ``pre + post`` values, a per-symbol
+self-error table and a few scalars. :meth:`ChannelEstimate.analyse` costs a
+few FFTs and a small least-squares fit; the receiver calls it at lock and
+then every few anchors (a function of the event sequence only, so results
+do not depend on chunking).
+"""
+
+from __future__ import annotations
+
+import math
+
+import msgspec
+import numpy as np
+from scipy import fft as sfft
+
+from .report import PathProfile
+from .timing import EventMeasurement, TemplateBank, _newton_peak
+
+__all__ = ["ChannelEstimate", "band_window"]
+
+_DETECT_SNR = 25.0  # first arrival: |g|^2 at least 14 dB above the pre-arrival floor
+_DETERMINISTIC_FLOOR_DB = -50.0  # the floor also holds the deconvolution's own sidelobes (< -55 dB of the peak)
+_HINT_SNR = 10.0  # an earlier bump 10 dB above the floor (but under the threshold) makes the answer ambiguous
+_RAKE_SNR = 25.0  # rake taps: lags of the analysed view 14 dB above the floor (noise taps would cost SNR)
+_KERNEL_SPAN = 96  # samples: the path fit's kernel table covers +-96 samples ...
+_KERNEL_STEPS = 64  # ... every 1/64 sample
+_MAX_PATHS = 4  # paths fitted jointly around the first arrival
+_SENSITIVITY_DB = 25.0  # full confidence only when a direct path 25 dB under the strongest would be seen
+_SHADOW_WINDOW_S = 0.002  # a first lobe 12 dB under a path within 2 ms after it is not the direct path ...
+_SHADOW_LOBE_DB = 12.0
+_SHADOW_DB = 10.0  # ... nor one 10 dB under a path within two main lobes after it
+_LOBE_DB = -25.0  # within one lobe, a Hann-view peak must be within 25 dB of the lobe's top (Hann sidelobes: -31 dB)
+_DRR_WINDOW_S = 0.0025  # direct sound: +-2.5 ms around the first arrival (the usual definition)
+_EDGE_SAMPLES = 48  # lags this close to the ends of the window are not trusted (wrap-around leakage)
+
+
+def band_window(freqs_hz: np.ndarray, band_hz: tuple[float, float], kind: str) -> np.ndarray:
+    """A window over ``band_hz`` evaluated at ``freqs_hz`` (zero outside): ``hann`` or ``blackmanharris``."""
+    lo, hi = band_hz
+    u = (np.asarray(freqs_hz, dtype=np.float64) - lo) / (hi - lo)
+    inside = (u >= 0.0) & (u <= 1.0)
+    u = np.clip(u, 0.0, 1.0)
+    if kind == "hann":
+        w = 0.5 - 0.5 * np.cos(2.0 * np.pi * u)
+    elif kind == "blackmanharris":
+        a = (0.35875, 0.48829, 0.14128, 0.01168)
+        w = a[0] - a[1] * np.cos(2 * np.pi * u) + a[2] * np.cos(4 * np.pi * u) - a[3] * np.cos(6 * np.pi * u)
+    else:
+        raise ValueError(f"unknown window {kind!r}")
+    return np.where(inside, w, 0.0)
+
+
+class ChannelEstimate:
+    """Accumulated impulse response of one receiver's path, relative to its timing reference.
+
+    ``band_hz`` is the band the witness can arrive in (the codebook's band,
+    narrowed by the sample rate and by band limits). ``pre``/``post`` are the
+    lags kept before and after the reference (:class:`TemplateBank` segments
+    must be built with at least these).
+    """
+
+    def __init__(self, rate_hz: float, band_hz: tuple[float, float], pre_samples: int, post_samples: int,
+                 memory_events: int = 256, *, enabled: bool = True, freeze_events: int = 40) -> None:
+        self.rate_hz = float(rate_hz)
+        self.band_hz = (float(band_hz[0]), float(band_hz[1]))
+        self.pre = int(pre_samples)
+        self.post = int(post_samples)
+        self.length = self.pre + self.post
+        self.memory_events = int(memory_events)
+        self.freeze_events = int(freeze_events)
+        self._rebuild_at = 0  # the rake is rebuilt at the first analysis, then each time the events have doubled
+        self.enabled = bool(enabled)  # disabled: add() and analyse() do nothing, quality stays 1
+        self.events = 0
+        self.version = 0
+        self._g_rake = np.zeros(self.length, dtype=np.complex128)  # Hann view, exact per-symbol inverse
+        self._g_hann = np.zeros(self.length, dtype=np.complex128)
+        self._g_bh = np.zeros(self.length, dtype=np.complex128)
+        self._p_bh = np.zeros(self.length)  # weighted mean of |g_bh|^2 per event
+        self._p_hann = np.zeros(self.length)
+        self._grid: tuple[int, np.ndarray, np.ndarray] | None = None  # (n_fft, bins, per-symbol self-error)
+        self._self_error = np.zeros(0, dtype=np.complex128)  # weighted mean self-error of the events held
+        # Per-lag sums of the events' weights and squared weights: lags that entered the window at a recenter
+        # hold fewer events, and their mean and floor must say so (variance of the mean = w2 / w^2 x per event).
+        self._w = np.zeros(self.length)
+        self._w2 = np.zeros(self.length)
+        self._idx_cache: dict[int, np.ndarray] = {}
+        self._window_cache: dict[tuple[int, int, int], tuple[np.ndarray | None, np.ndarray | None]] = {}
+        self._spectrum_cache: dict[tuple[int, int, int], tuple[int, np.ndarray]] = {}
+        self._view = self._g_hann  # the corrected Hann view of the last analysis
+        self._kernel: np.ndarray | None = None
+        self._rake: np.ndarray | None = None  # significant taps of the Hann view, set by analyse()
+        self._rake_shift = 0.0  # the rake is these taps delayed by -shift samples (applied as a phase, exactly)
+        self._rake_version = 0
+        self.profile: PathProfile | None = None
+        self.quality = 0.0 if self.enabled else 1.0
+        self.first_sigma_samples = math.inf if self.enabled else 0.0
+
+    # ------------------------------------------------------------------ accumulate
+    def _lag_index(self, n_fft: int) -> np.ndarray:
+        idx = self._idx_cache.get(n_fft)
+        if idx is None:
+            idx = np.arange(-self.pre, self.post) % n_fft
+            self._idx_cache[n_fft] = idx
+        return idx
+
+    def add(self, measured: EventMeasurement, bank: TemplateBank, expected_symbol: int) -> None:
+        """Add one timed event (``measured.cross`` and its lag) to the estimate."""
+        if not self.enabled:
+            return
+        if measured.received is None or bank.pre < self.pre or bank.post < self.post:
+            raise ValueError("the event was measured without the channel window (TemplateBank pre/post)")
+        x = measured.received * np.exp(1j * bank.omega * measured.lag_samples)
+        h0 = x * bank.deconv_filters[expected_symbol]  # unbiased over symbols: what is analysed
+        h = None if self.frozen else x * bank.inverse_filters[expected_symbol]  # exact per symbol: the rake
+        w_h, w_b = self._windows(bank)
+        if w_h is None:
+            return
+        idx = self._lag_index(bank.n_fft)
+        frozen = self.frozen  # a frozen rake needs no more of the exact view
+        full = np.zeros((2 if frozen else 3, bank.n_fft), dtype=np.complex64)  # single precision: 2x faster, floor < -100 dB
+        full[0, bank.bins] = h0 * w_h
+        full[1, bank.bins] = h0 * w_b
+        if not frozen:
+            full[2, bank.bins] = h * w_h
+        lags = sfft.ifft(full, axis=1, overwrite_x=True)[:, idx] * bank.n_fft
+        alpha = max(1.0 / (self.events + 1), 1.0 / self.memory_events)
+        keep = 1.0 - alpha
+        if self._grid is None:  # the self-error's mean is kept on the first bank's bins (a property of the symbols)
+            self._grid = (bank.n_fft, bank.bins.copy(), bank.self_error)
+            self._self_error = np.zeros(bank.bins.size, dtype=np.complex128)
+        self._self_error *= keep
+        self._self_error += alpha * self._grid[2][expected_symbol]
+        self._g_hann *= keep
+        self._g_hann += alpha * lags[0]
+        if not frozen:
+            self._g_rake *= keep
+            self._g_rake += alpha * lags[2]
+        self._g_bh *= keep
+        self._g_bh += alpha * lags[1]
+        self._p_bh *= keep
+        self._p_bh += alpha * (lags[1].real ** 2 + lags[1].imag ** 2)
+        self._p_hann *= keep
+        self._p_hann += alpha * (lags[0].real ** 2 + lags[0].imag ** 2)
+        self._w *= keep
+        self._w += alpha
+        self._w2 *= keep * keep
+        self._w2 += alpha * alpha
+        self.events += 1
+        self.version += 1
+
+    def _windows(self, bank: TemplateBank) -> tuple[np.ndarray | None, np.ndarray | None]:
+        """The Hann and Blackman-Harris band windows on ``bank.bins``, each scaled so one path peaks at 1 (cached)."""
+        key = (bank.n_fft, int(bank.bins[0]), int(bank.bins.size))
+        got = self._window_cache.get(key)
+        if got is None:
+            freqs = bank.bins * (bank.rate_hz / bank.n_fft)
+            w_h = band_window(freqs, self.band_hz, "hann")
+            w_b = band_window(freqs, self.band_hz, "blackmanharris")
+            s_h, s_b = float(w_h.sum()), float(w_b.sum())
+            got = (w_h / s_h, w_b / s_b) if s_h > 0 and s_b > 0 else (None, None)
+            if len(self._window_cache) > 4:
+                self._window_cache.clear()
+            self._window_cache[key] = got
+        return got
+
+    @property
+    def frozen(self) -> bool:
+        """True once the rake (and with it the timing reference) is fixed: after ``freeze_events`` events.
+
+        Every event is aligned to the rake it then updates, so a rake that
+        kept changing would let the timing reference wander with the
+        estimate's noise, which a clock fit reads as a rate error (0.1 ppm
+        measured on a clean loopback). So the rake is rebuilt only a few
+        times (each time the events held have doubled, each rebuild
+        registered by the receiver), then frozen: the reference is fixed,
+        the estimate converges in a fixed frame, and the first arrival is
+        reported as an offset from it.
+        """
+        return self.events >= self.freeze_events
+
+    def recenter(self, delta_samples: float) -> None:
+        """Move the timing reference ``delta_samples`` later (negative: earlier); lag ``j`` becomes ``j - delta``.
+
+        The receiver keeps its reference on the first arrival: after every
+        analysis it moves the reference there (and its fits with it). That
+        pins the frame to a physical feature of the room: without it the
+        frame would random-walk (every event is aligned to the estimate it
+        then updates) and the walk would show up as a false clock rate. It
+        also keeps the look-back window on the ``pre`` samples before the
+        direct path, so a lock on a reflection 70 ms late finds the direct
+        path within a few analyses. Lags that enter the window start empty.
+        """
+        whole = int(math.floor(delta_samples + 0.5))
+        frac = float(delta_samples) - whole
+        for name in ("_g_rake", "_g_hann", "_g_bh", "_p_bh", "_p_hann", "_w", "_w2"):
+            old = getattr(self, name)
+            new = np.zeros_like(old)
+            if whole >= 0:
+                new[: self.length - whole] = old[whole:]
+            else:
+                new[-whole:] = old[: self.length + whole]
+            if frac and np.iscomplexobj(new):  # band-limited sub-sample shift (the power arrays only smooth the floor)
+                n = sfft.next_fast_len(self.length + 64)
+                spec = sfft.fft(new, n)
+                spec *= np.exp(2j * np.pi * np.fft.fftfreq(n) * frac)
+                new = sfft.ifft(spec)[: self.length]
+            setattr(self, name, new)
+        if self._rake is not None:
+            rake = np.zeros_like(self._rake)
+            if whole >= 0:
+                rake[: self.length - whole] = self._rake[whole:]
+            else:
+                rake[-whole:] = self._rake[: self.length + whole]
+            self._rake = rake if np.any(rake) else None
+            self._rake_shift += frac
+            self._rake_version += 1
+        self.version += 1
+
+    def register_rake(self, shift_samples: float) -> None:
+        """Delay the rake by ``shift_samples`` (the receiver measures how far a new rake moved its timing).
+
+        Cutting taps off the estimate changes the rake's phase a little, and
+        with it where events are timed; the receiver times its last events
+        with the old and the new rake and takes the difference out here, so
+        a new rake never moves the reference (a moving reference would read
+        as a clock rate error).
+        """
+        self._rake_shift -= float(shift_samples)
+        self._rake_version += 1
+
+    @property
+    def rake_version(self) -> int:
+        return self._rake_version
+
+    def moved(self, delta_samples: float) -> None:
+        """Re-express the last profile after :meth:`recenter` (offsets are relative to the reference)."""
+        p = self.profile
+        if p is None or p.first_arrival_offset_samples is None:
+            return
+        self.profile = msgspec.structs.replace(
+            p,
+            first_arrival_offset_samples=p.first_arrival_offset_samples - delta_samples,
+            strongest_arrival_offset_samples=None if p.strongest_arrival_offset_samples is None
+            else p.strongest_arrival_offset_samples - delta_samples,
+        )
+
+    def spectrum(self, bank: TemplateBank) -> np.ndarray | None:
+        """The rake: the significant taps' frequency response on ``bank.bins`` (mean power 1), or None.
+
+        Taps are the lags of the Hann view more than 8 dB above the floor at
+        the last :meth:`analyse`; where the estimate is mostly noise (low
+        SNR, few events) only the main path survives and the rake is the
+        plain template again. None until the first analysis.
+        """
+        if self._rake is None:
+            return None
+        key = (bank.n_fft, int(bank.bins[0]), int(bank.bins.size))  # all the response on the bins depends on
+        got = self._spectrum_cache.get(key)
+        if got is not None and got[0] == self._rake_version:
+            return got[1]
+        full = np.zeros(bank.n_fft, dtype=np.complex128)
+        full[self._lag_index(bank.n_fft)] = self._rake
+        g = sfft.fft(full, overwrite_x=True)[bank.bins] * np.exp(1j * bank.omega * self._rake_shift)
+        scale = math.sqrt(float(np.mean(g.real**2 + g.imag**2)))
+        g = g / scale if scale > 0 else g
+        if len(self._spectrum_cache) > 4:
+            self._spectrum_cache.clear()
+        self._spectrum_cache[key] = (self._rake_version, g)
+        return g
+
+    # ------------------------------------------------------------------ analyse
+    def _mean(self, g: np.ndarray) -> np.ndarray:
+        """A view's weighted sum -> mean per lag (0 where no event has contributed)."""
+        return np.divide(g, self._w, out=np.zeros_like(g), where=self._w > 0)
+
+    def _noise(self, hann: bool = False) -> np.ndarray:
+        """Per-lag variance of a view's mean (for the Blackman-Harris view: the pre-arrival floor), smoothed.
+
+        Lags with fewer than three events' worth of weight have no floor yet (infinite).
+        """
+        g, p = (self._g_hann, self._p_hann) if hann else (self._g_bh, self._p_bh)
+        w, w2 = self._w, self._w2
+        valid = w > 0
+        q = np.divide(w2, w * w, out=np.ones_like(w), where=valid)
+        mean = self._mean(g)
+        power = np.divide(p, w, out=np.zeros_like(p), where=valid)
+        per_event = np.divide(np.maximum(power - (mean.real**2 + mean.imag**2), 0.0), 1.0 - q,
+                              out=np.zeros_like(p), where=q < 1.0)
+        k = 33
+        smooth = np.convolve(np.pad(per_event, k // 2, mode="edge"), np.ones(k) / k, mode="valid")
+        return np.where(q <= 1.0 / 3.0, smooth * q + 1e-300, np.inf)
+
+    def _corrected(self, g: np.ndarray) -> np.ndarray:
+        """A zero-mean-template view with the known mean self-error of its events divided out.
+
+        Each event's estimate is the true response times ``1 + E_s`` (E_s known
+        per symbol: the zero-mean filters are exact only on average over the
+        alphabet); the mean of ``E_s`` over the events held is tracked, so the
+        estimate is corrected exactly, up to noise and the events' alignment.
+        """
+        if self._grid is None:
+            return g
+        n_fft, bins, _ = self._grid
+        idx = self._lag_index(n_fft)
+        full = np.zeros(n_fft, dtype=np.complex128)
+        full[idx] = g
+        spec = sfft.fft(full, overwrite_x=True)
+        gain = 1.0 + self._self_error
+        ok = np.abs(gain) > 0.2
+        spec[bins[ok]] /= gain[ok]
+        return sfft.ifft(spec, overwrite_x=True)[idx]
+
+    def _interpolant(self) -> tuple[np.ndarray, np.ndarray, int]:
+        """Band bins of the Hann view for band-limited evaluation at fractional lags: (coeffs, omega, n)."""
+        n = sfft.next_fast_len(self.length + 64)
+        spec = sfft.fft(self._view, n)
+        freqs = np.fft.fftfreq(n, d=1.0 / self.rate_hz)
+        keep = (freqs >= self.band_hz[0] - 50.0) & (freqs <= self.band_hz[1] + 50.0)
+        omega = 2.0 * np.pi * np.nonzero(keep)[0] / n
+        return spec[keep] / n, omega, n
+
+    def analyse(self) -> PathProfile | None:
+        """First arrival, strongest path, DRR, RT60 and how sure we are; stores and returns the profile."""
+        reasons: list[str] = []
+        if not self.enabled:
+            return self.profile
+        if self.events < 3:
+            self.profile = PathProfile(events=self.events, notes=["too few events for a channel estimate"])
+            self.quality = 0.5
+            self.first_sigma_samples = math.inf
+            return self.profile
+        rate = self.rate_hz
+        g_bh = self._corrected(self._mean(self._g_bh))
+        g_h = self._corrected(self._mean(self._g_hann))
+        self._view = g_h
+        e_b = g_bh.real**2 + g_bh.imag**2
+        e_h = g_h.real**2 + g_h.imag**2
+        lo, hi = _EDGE_SAMPLES, self.length - _EDGE_SAMPLES
+        j_peak_b = lo + int(np.argmax(e_b[lo:hi]))
+        noise = self._noise()
+        noise_b = noise + e_b[j_peak_b] * 10.0 ** (_DETERMINISTIC_FLOOR_DB / 10.0)
+        noise_h = self._noise(hann=True) + float(e_h[lo:hi].max()) * 10.0 ** (_DETERMINISTIC_FLOOR_DB / 10.0)
+        thr = _DETECT_SNR * noise_b
+        above = e_b > thr
+        # The first lobe rising over the floor, unless a path 12 dB stronger follows within 2 ms: a reflection
+        # at most ~70 cm longer than the direct path cannot be that much stronger (a few of them at once, +12 dB
+        # at most), but the pre-echo of block processing (noise suppressors, codecs) or a coloured band edge can.
+        shadow = int(_SHADOW_WINDOW_S * rate)
+        j0 = j1 = j_peak_b
+        k = lo
+        while k <= j_peak_b:
+            if not above[k]:
+                k += 1
+                continue
+            top = k
+            while top + 1 < hi and e_b[top + 1] >= e_b[top]:
+                top += 1
+            later = e_b[top + 1 : min(hi, top + 1 + shadow)]
+            if later.size and later.max() > e_b[top] * 10.0 ** (_SHADOW_LOBE_DB / 10.0):
+                k = top + 1
+                while k <= j_peak_b and e_b[k] <= e_b[k - 1]:  # down the far side of this lobe
+                    k += 1
+                continue
+            j0, j1 = k, top
+            break
+        # the earliest significant local maximum of the Hann view around that lobe
+        a, b = max(lo, j0 - 8), min(hi - 1, j1 + 8)
+        seg = e_h[a : b + 1]
+        local_max = [a + i for i in range(1, seg.size - 1) if seg[i] >= seg[i - 1] and seg[i] >= seg[i + 1]]
+        lobe_top = float(seg.max()) * 10.0 ** (_LOBE_DB / 10.0)
+        significant = [j for j in local_max if e_h[j] > _DETECT_SNR * noise_h[j] and e_h[j] > lobe_top]
+        j_first = significant[0] if significant else (local_max[0] if local_max else j1)
+        coeffs, omega, _ = self._interpolant()
+        first, mismatch, close_gap = self._resolve_first(omega, j_first, noise_h)
+        j_strong = lo + int(np.argmax(e_h[lo:hi]))
+        strongest = _newton_peak(coeffs, omega, float(j_strong))
+        if abs(strongest - j_strong) > 1.0:
+            strongest = float(j_strong)
+        snr_first = float(e_h[j_first] / noise_h[j_first])
+        snr_first_db = 10.0 * math.log10(max(snr_first, 1e-30))
+        # timing scatter of the first arrival's peak (Hann-view rms bandwidth, white floor)
+        bw = self.band_hz[1] - self.band_hz[0]
+        b_rms_cycles_per_sample = 0.1808 * bw / rate
+        self.first_sigma_samples = 1.0 / (2.0 * math.pi * b_rms_cycles_per_sample * math.sqrt(max(2.0 * snr_first, 1e-12)))
+        quality = 1.0
+        if snr_first_db < 26.0:
+            quality *= float(np.clip((snr_first_db - 14.0) / 12.0, 0.1, 1.0))
+            reasons.append(f"the first arrival is only {snr_first_db:.0f} dB above the pre-arrival floor")
+        # how weak a direct path could be and still have been seen: the strongest path over the floor before
+        # the first arrival, less the detection threshold. Under 25 dB, a buried direct path is plausible.
+        before = noise_b[lo : max(lo + 1, j0 - 16)]
+        before = before[np.isfinite(before)]
+        floor_before = float(np.median(before)) if before.size else math.inf
+        sensitivity_db = 10.0 * math.log10(max(e_b[j_peak_b] / floor_before, 1e-30)) - 10.0 * math.log10(_DETECT_SNR)
+        if sensitivity_db < _SENSITIVITY_DB:
+            quality *= float(np.clip((sensitivity_db - 5.0) / (_SENSITIVITY_DB - 5.0), 0.1, 1.0))
+            reasons.append(f"a direct path more than {sensitivity_db:.0f} dB under the strongest path would not be "
+                           "seen yet: it may be buried")
+        # an earlier bump under the threshold: a direct path that may be buried
+        guard = int(0.0005 * rate) + 16
+        pre_region = slice(lo, max(lo, j0 - guard))
+        if pre_region.stop > pre_region.start:
+            ratio = e_b[pre_region] / noise_b[pre_region]
+            k = int(np.argmax(ratio))
+            at = pre_region.start + k
+            later = e_b[at + 1 : min(hi, at + 1 + shadow)]
+            shadowed = later.size and later.max() > e_b[at] * 10.0 ** (_SHADOW_LOBE_DB / 10.0)
+            if ratio[k] > _HINT_SNR and not shadowed:
+                quality *= 0.3
+                ms = (j0 - (pre_region.start + k)) / rate * 1e3
+                reasons.append(f"a weaker candidate arrival {ms:.1f} ms earlier, {10 * math.log10(ratio[k]):.0f} dB "
+                               "above the floor (under the detection threshold): the direct path may be buried")
+        # do the paths found explain the first arrival's lobe? (else: a dispersive path, or unresolved ones)
+        if mismatch > 0.1:
+            quality *= float(np.clip(1.0 - 2.0 * (mismatch - 0.1), 0.3, 1.0))
+            reasons.append(f"the first arrival is not explained by discrete paths (residual {mismatch:.0%}): "
+                           "a dispersive transducer or a diffuse early arrival may bias it")
+        if close_gap is not None:
+            quality *= 0.5
+            reasons.append(f"a second path {close_gap:.1f} samples after the first arrival, closer than the band "
+                           "resolves: the two may be confused")
+        if self.events < 8:
+            quality = min(quality, 0.5)
+            reasons.append(f"only {self.events} events in the channel estimate")
+        drr_db, rt60_s = self._decay(e_h, noise_h, first)
+        if not self.frozen and self.events >= self._rebuild_at:
+            self._rebuild_at = 2 * self.events
+            taps = e_h > _RAKE_SNR * noise_h
+            taps[:lo] = taps[hi:] = False
+            self._rake = np.where(taps, self._mean(self._g_rake), 0.0) if taps.any() else None
+            self._rake_shift = 0.0
+            self._rake_version += 1
+        to_ms = 1e3 / rate
+        self.quality = quality
+        self.profile = PathProfile(
+            events=self.events,
+            first_arrival_offset_samples=first - self.pre,
+            strongest_arrival_offset_samples=strongest - self.pre,
+            strongest_minus_direct_samples=strongest - first,
+            strongest_minus_direct_ms=(strongest - first) * to_ms,
+            direct_to_strongest_db=10.0 * math.log10(max(e_h[j_first], 1e-300) / max(e_h[j_strong], 1e-300)),
+            first_arrival_snr_db=snr_first_db,
+            first_arrival_sigma_samples=self.first_sigma_samples,
+            direct_to_reverberant_db=drr_db,
+            rt60_seconds=rt60_s,
+            quality=quality,
+            ambiguous=quality < 0.75,
+            notes=reasons,
+        )
+        return self.profile
+
+    def _kernel_table(self) -> np.ndarray:
+        """One path seen through the Hann view, ``k(x)`` for ``x`` in ``[-span, span]`` every 1/64 sample (cached).
+
+        One inverse FFT of the window zero-padded 64-fold; linear interpolation
+        in the table is then within 1e-4 of the band-limited kernel.
+        """
+        if self._kernel is None:
+            n = 4096
+            spec = band_window(np.arange(n) * self.rate_hz / n, self.band_hz, "hann")
+            spec /= max(float(spec.sum()), 1e-30)
+            fine = sfft.ifft(spec, n * _KERNEL_STEPS) * (n * _KERNEL_STEPS)  # k(j / steps), periodic in n samples
+            half = _KERNEL_SPAN * _KERNEL_STEPS
+            self._kernel = np.concatenate([fine[-half:], fine[: half + 1]])
+        return self._kernel
+
+    def _resolve_first(self, omega: np.ndarray, j_first: int, noise_h: np.ndarray) -> tuple[float, float, float | None]:
+        """Fit discrete paths to the Hann view around the first arrival; return (first, residual, close gap).
+
+        A reflection a few samples after the direct path (a floor, a nearby
+        wall) shifts the direct path's peak towards it. Here up to
+        :data:`_MAX_PATHS` paths (the known Hann kernel at a fractional delay
+        with a complex gain each) are fitted jointly (greedy, then nonlinear
+        least squares) over ``[-16, +48]`` lags around the first lobe, and the
+        first arrival is the earliest significant one. ``residual`` is the
+        fraction of the lobe's energy the paths leave unexplained; ``close
+        gap`` the spacing to the next path when it is under the band's
+        resolution (else None).
+        """
+        from scipy.optimize import least_squares
+
+        lags = np.arange(max(0, j_first - 16), min(self.length, j_first + 49))
+        observed = self._view[lags]
+        kernel = self._kernel_table()
+
+        def columns(taus: np.ndarray) -> np.ndarray:  # k(j - tau) for each tau, by table look-up
+            x = (lags[:, None] - np.asarray(taus)[None, :] + _KERNEL_SPAN) * _KERNEL_STEPS
+            i = np.clip(x.astype(np.int64), 0, kernel.size - 2)
+            f = x - i
+            return kernel[i] * (1.0 - f) + kernel[i + 1] * f
+
+        noise = float(np.median(noise_h[lags]))
+        fine = np.linspace(-1.0, 1.0, 21)
+
+        def fit(taus0: np.ndarray):
+            k = taus0.size
+
+            def resid(params: np.ndarray) -> np.ndarray:
+                r = observed - columns(params[:k]) @ (params[k : 2 * k] + 1j * params[2 * k :])
+                return np.concatenate([r.real, r.imag])
+
+            gains0 = np.linalg.lstsq(columns(taus0), observed, rcond=None)[0]
+            x0 = np.concatenate([taus0, gains0.real, gains0.imag])
+            bounds = (np.concatenate([taus0 - 12.0, np.full(2 * k, -np.inf)]),
+                      np.concatenate([taus0 + 12.0, np.full(2 * k, np.inf)]))
+            sol = least_squares(resid, x0, bounds=bounds, max_nfev=100, x_scale="jac")
+            return sol, resid
+
+        # Add paths one at a time (each new one where the residual peaks), refitting all of them jointly,
+        # until what is left is under the floor or 25 dB under the strongest path.
+        sol, resid, k = None, None, 0
+        residual = observed.copy()
+        taus = np.zeros(0)
+        while k < _MAX_PATHS:
+            j = int(np.argmax(np.abs(residual)))
+            if np.abs(residual[j]) ** 2 < _DETECT_SNR * noise:
+                break
+            cand = lags[j] + fine
+            cols = columns(cand)
+            score = np.abs(cols.conj().T @ residual) ** 2 / np.sum(np.abs(cols) ** 2, axis=0)
+            taus = np.append(taus, cand[int(np.argmax(score))])
+            sol, resid = fit(taus)
+            k = taus.size
+            taus = sol.x[:k].copy()
+            r = resid(sol.x)
+            residual = r[: lags.size] + 1j * r[lags.size :]
+            gains = sol.x[k : 2 * k] + 1j * sol.x[2 * k :]
+            if np.max(np.abs(residual)) ** 2 < 0.003 * np.max(np.abs(gains)) ** 2:
+                break
+        if sol is None:
+            return float(j_first), 1.0, None
+        taus_fit = sol.x[:k]
+        gains = sol.x[k : 2 * k] + 1j * sol.x[2 * k :]
+        power = np.abs(gains) ** 2
+        strong = float(power.max())
+        significant = (power > _DETECT_SNR * noise) & (power > strong * 10.0 ** (_LOBE_DB / 10.0))
+        # A path a few samples before a much stronger one is a fitting artefact of two overlapping paths, not a
+        # direct path: a reflection only centimetres longer than the direct path cannot be 10 dB stronger.
+        close = 4.0 * 0.5 * self.rate_hz / (self.band_hz[1] - self.band_hz[0])
+        for i in range(k):
+            later = (taus_fit > taus_fit[i]) & (taus_fit - taus_fit[i] < close)
+            if np.any(power[later] > power[i] * 10.0 ** (_SHADOW_DB / 10.0)):
+                significant[i] = False
+        order = np.argsort(taus_fit)
+        chosen = [int(i) for i in order if significant[i]]
+        r = resid(sol.x)
+        total = float(np.sum(np.abs(observed) ** 2))
+        unexplained = float(np.sum(r**2)) / total if total > 0 else 1.0
+        resolution = 0.5 * self.rate_hz / (self.band_hz[1] - self.band_hz[0])  # half the Rayleigh spacing
+        if not chosen:
+            return float(taus_fit[int(np.argmax(power))]), unexplained, None
+        # Components closer than the band resolves (half its Rayleigh spacing) are one arrival whose shape the
+        # band's colouration changed (a band edge, a transducer): its power-weighted delay is the arrival time.
+        start = float(taus_fit[chosen[0]])
+        cluster = [i for i in chosen if taus_fit[i] - start < 2.0 * resolution]
+        first = float(np.sum(taus_fit[cluster] * power[cluster]) / np.sum(power[cluster]))
+        close_gap = None
+        following = [i for i in chosen if i not in cluster]
+        if following:
+            gap = float(taus_fit[following[0]] - first)
+            if gap < 2.0 * resolution:
+                close_gap = gap
+        self._last_paths = (taus_fit.copy(), gains.copy())  # the fitted paths (lags, gains): for tests and plots
+        return first, unexplained, close_gap
+
+    def _decay(self, e_h: np.ndarray, noise_h: np.ndarray, first: float) -> tuple[float | None, float | None]:
+        """(DRR dB, RT60 s) from the noise-corrected energy of the Hann view after the first arrival."""
+        rate = self.rate_hz
+        energy = np.maximum(e_h - noise_h, 0.0)
+        half = int(round(_DRR_WINDOW_S * rate))
+        j = int(round(first))
+        direct = float(energy[max(0, j - half) : j + half + 1].sum())
+        tail_start = j + half + 1
+        end = self.length - _EDGE_SAMPLES
+        if direct <= 0 or end - tail_start < 4 * half:
+            return None, None
+        block = max(1, half)
+        nblk = (end - tail_start) // block
+        blocks = energy[tail_start : tail_start + nblk * block].reshape(nblk, block).sum(axis=1)
+        noise_blk = noise_h[tail_start : tail_start + nblk * block].reshape(nblk, block).sum(axis=1)
+        reverb = float(blocks.sum())
+        rt60 = None
+        # decay slope from the blocks well above the floor, skipping the first 5 ms of early reflections
+        t = (np.arange(nblk) + 0.5) * block / rate
+        use = (t >= 0.005) & (blocks > 4.0 * noise_blk)
+        if use.sum() >= 4:
+            slope_db_s = float(np.polyfit(t[use], 10.0 * np.log10(blocks[use]), 1)[0])
+            if slope_db_s < -1.0:
+                rt60 = -60.0 / slope_db_s
+                if rt60 > 20.0:
+                    rt60 = None
+        if rt60 is not None:  # the tail beyond the window, extrapolated along the fitted decay
+            decay_per_block = 10.0 ** (-6.0 * block / rate / rt60)
+            reverb += float(blocks[-1]) * decay_per_block / (1.0 - decay_per_block)
+        if reverb <= 0:
+            return None, rt60
+        return 10.0 * math.log10(direct / reverb), rt60
+
+    # ------------------------------------------------------------------ views for tests and plots
+    def impulse_response(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(lags, Hann view, Blackman-Harris view) of the current estimate (copies)."""
+        return np.arange(-self.pre, self.post), self._g_hann.copy(), self._g_bh.copy()

@@ -1,0 +1,152 @@
+"""Timing truth in simulated rooms: the fit follows the direct path (geometry), and confidence is honest.
+
+Two room models (image source, and a stochastic tail with first-order
+reflections), speakers and microphones anywhere including near walls and in
+corners, fractional distances, a clock error, white in-band noise. A few
+representative seeded rooms here; the wide sweep is ``mimir bench sync``
+(rooms section). Goals (issue 13): within 0.25 sample of the direct path and
+0.5 ppm up to 10 m at RT60 <= 0.6 s and >= 10 dB SNR; within 1 sample up to
+20 m at RT60 1.5 s; never a confidence above 0.5 on an answer more than 1 ms
+(48 samples) off.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy.signal import butter, sosfiltfilt
+
+from mimir.sync.roombench import WRONG_SAMPLES_AT_48K, measure_transducer_delay_s, random_room, room_trial
+from mimir.sync.rooms import MICROPHONE, SPEAKER, Room, direct_delays_samples, room_impulse_responses
+
+pytestmark = pytest.mark.slow
+
+
+def _assert_honest(trial) -> None:
+    """No confident wrong answer: more than 1 ms off must come with confidence <= 0.5."""
+    if trial.error_samples is not None and abs(trial.error_samples) > WRONG_SAMPLES_AT_48K:
+        assert trial.confidence <= 0.5, (trial.distance_m, trial.error_samples, trial.confidence)
+
+
+def _studio_trials(model: str, seed: int):
+    rng = np.random.default_rng(seed)
+    room = random_room(rng, model=model, rt60_s=0.6, dims_m=(9.5, 7.0, 3.1), n_mics=3, name=f"{model}-0.6")
+    for mic in range(3):
+        trial = room_trial(room, mic, snr_db=10.0, ppm=120.0, seed=seed * 10 + mic, baseline=False)
+        assert trial.distance_m < 10.0
+        yield trial
+
+
+def test_direct_path_within_a_quarter_sample_up_to_10_m_at_rt60_0_6_image_source():
+    for trial in _studio_trials("image", 11):
+        assert trial.error_samples is not None and abs(trial.error_samples) <= 0.25, trial
+        assert abs(trial.rate_error_ppm) <= 0.5, trial
+        _assert_honest(trial)
+
+
+def test_direct_path_within_a_quarter_sample_up_to_10_m_at_rt60_0_6_stochastic_tail():
+    """The second room model: a diffuse tail from the mixing time on, first-order reflections.
+
+    (The benchmark's wider sweep of this model does not meet 0.25 everywhere: see docs/sync.md.)
+    """
+    for trial in _studio_trials("stochastic", 12):
+        assert trial.error_samples is not None and abs(trial.error_samples) <= 0.25, trial
+        assert abs(trial.rate_error_ppm) <= 0.5, trial
+        _assert_honest(trial)
+
+
+def test_a_hall_within_one_sample_up_to_20_m_at_rt60_1_5():
+    room = Room((26.0, 18.0, 9.0), 1.5, (2.2, 3.1, 1.6), ((9.6, 7.4, 1.5), (19.1, 14.2, 1.2)), model="image",
+                name="hall")
+    for mic in range(2):
+        trial = room_trial(room, mic, snr_db=10.0, ppm=-60.0, seed=30 + mic, baseline=False)
+        assert trial.error_samples is not None and abs(trial.error_samples) <= 1.0, trial
+        _assert_honest(trial)
+
+
+def test_the_envelope_peak_lands_on_a_reflection_where_the_direct_path_does_not():
+    """The failure of issue 13, reproduced in the same run: a cluster of reflections beats the direct path."""
+    room = Room((9.0, 7.0, 3.2), 0.6, (1.3, 1.1, 1.4), ((8.6, 6.6, 2.9),), model="image", name="studio")
+    trial = room_trial(room, 0, snr_db=10.0, ppm=120.0, seed=3)
+    assert abs(trial.baseline_error_samples) > WRONG_SAMPLES_AT_48K  # 218 samples late before issue 13
+    assert abs(trial.error_samples) <= 0.25
+    path = trial.profile
+    assert path.strongest_minus_direct_samples > WRONG_SAMPLES_AT_48K  # reported: the strongest path is later
+    assert path.direct_to_strongest_db < 0 and not path.ambiguous
+
+
+def test_the_path_profile_measures_the_room():
+    """DRR within 3 dB of the simulated response's; RT60 within a factor 2 (early decay); the strongest path never before the direct."""
+    room = Room((8.0, 6.0, 3.0), 0.6, (1.4, 4.2, 1.3), ((4.3, 2.1, 1.6), (6.9, 1.2, 1.1)), model="image")
+    responses = room_impulse_responses(room, 48000)
+    sos = butter(6, [2000, 8000], "band", fs=48000, output="sos")
+    for mic, delay in enumerate(direct_delays_samples(room, 48000)):
+        h = sosfiltfilt(sos, responses[mic])
+        j, w = int(round(delay)), 120
+        drr_db = 10 * np.log10(np.sum(h[j - w : j + w + 1] ** 2) / np.sum(h[j + w + 1 :] ** 2))
+        path = room_trial(room, mic, snr_db=20.0, seed=40 + mic, baseline=False).profile
+        assert path.direct_to_reverberant_db == pytest.approx(drr_db, abs=3.0)
+        assert 0.6 / 2 <= path.rt60_seconds <= 0.6 * 2  # from ~60 ms of early decay: a rough figure
+        assert path.strongest_minus_direct_samples >= -0.5
+        assert path.events >= 100 and path.first_arrival_snr_db > 20
+
+
+_ROOM_WITH_TRANSDUCERS = Room((7.5, 6.0, 3.0), 0.45, (1.0, 3.0, 1.2), ((4.1, 1.7, 1.5), (6.6, 4.9, 2.2)), model="image")
+
+
+def test_path_calibration_removes_the_transducers_and_the_distance():
+    """Speaker and microphone (band limits, minimum-phase roll-off, group delay) in the path; calibrated to emission.
+
+    The delay is measured once without a room, then holds through a pure delay and in this room. (The
+    benchmark's wider sweep finds rooms where it misses by about 2 samples: see docs/sync.md.)
+    """
+    from mimir.sync.codebook import Codebook
+    from mimir.sync.calibration import PathCalibration
+    from mimir.sync.receiver import StreamingReceiver
+    from mimir.sync.roombench import render_through
+    from mimir.sync.rooms import fractional_delay
+
+    transducers = (SPEAKER, MICROPHONE)
+    measured_s = measure_transducer_delay_s(48000, transducers)  # "a delay measured once", no room
+    assert 0.0002 < measured_s < 0.0006  # the transducers' group delay in the witness band
+    distance = 4.37
+    delay = distance / 343.0 * 48000
+    t0 = 200.0
+    audio, ratio = render_through(_ROOM_WITH_TRANSDUCERS, 0, 48000, 20.0, t0, snr_db=20.0, ppm=0.0,
+                                  rng=np.random.default_rng(5), transducers=transducers,
+                                  impulse=fractional_delay(delay, int(delay) + 200))
+    rx = StreamingReceiver(Codebook(), 48000, "m", path=PathCalibration(distance_m=distance, delay_s=measured_s))
+    rx.feed(audio)
+    fit = rx.report().canonical_clock_fit
+    assert abs(fit.local_sample_at_epoch + t0 * fit.effective_sample_rate) <= 0.05  # at the emission
+    for mic in range(2):
+        trial = room_trial(_ROOM_WITH_TRANSDUCERS, mic, snr_db=15.0, ppm=40.0, seed=50 + mic,
+                           transducers=transducers, calibration_s=measured_s, baseline=False)
+        assert abs(trial.error_samples) <= 0.25, trial
+        _assert_honest(trial)
+
+
+def test_confidence_is_low_while_the_direct_path_is_not_yet_found():
+    """A lock on a late reflection cluster is reported with low confidence until the direct path is found."""
+    from mimir.sync.codebook import Codebook
+    from mimir.sync.receiver import StreamingReceiver
+    from mimir.sync.roombench import render_through
+
+    room = Room((9.0, 7.0, 3.2), 0.6, (1.3, 1.1, 1.4), ((6.5, 5.4, 1.3),), model="stochastic", seed=3)
+    rng = np.random.default_rng(1)
+    t0 = 500.0
+    audio, ratio = render_through(room, 0, 48000, 30.0, t0, snr_db=10.0, ppm=0.0, rng=rng)
+    truth = direct_delays_samples(room, 48000)[0]
+    rx = StreamingReceiver(Codebook(), 48000, "m")
+    checked = 0
+    for k in range(0, audio.size, 4800):
+        rx.feed(audio[k : k + 4800])
+        fit = rx.report().canonical_clock_fit
+        if fit.effective_sample_rate is None:
+            continue
+        checked += 1
+        t = t0 + (k + 4800) / 48000
+        err = fit.local_sample_at_epoch + t * fit.effective_sample_rate - ((t - t0) * 48000 + truth)
+        if abs(err) > WRONG_SAMPLES_AT_48K:
+            assert fit.confidence <= 0.5, (k / 48000, err, fit.confidence)
+    assert checked > 200 and abs(err) <= 0.5 and fit.confidence > 0.5
