@@ -16,6 +16,10 @@ from typing import Annotated, Literal
 
 import msgspec
 
+# The receiver's own schemas, embedded as they are (mimir.sync below the worker module imports nothing of the rig).
+from mimir.sync.calibration import BandLimits, PathCalibration
+from mimir.sync.witness_output import DEFAULT_EPOCH_UNIX_S
+
 __all__ = [
     "CameraFamilyConfig", "AudioConfig", "AudioChannelConfig", "ChannelRole", "SyncConfig", "SupervisionConfig", "ReservoirConfig",
     "NetworkConfig", "RemoteSourceConfig", "RigConfig", "ConfigError", "load_config", "parse_config",
@@ -115,6 +119,8 @@ class AudioChannelConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=Tru
     index: Annotated[int, msgspec.Meta(ge=0, lt=L.max_audio_channels)]
     name: Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9 _.:+()/-]{1,32}$")]
     role: ChannelRole
+    # a known acoustic path (speaker to this microphone): its fit then refers to the emission, not the arrival
+    path: PathCalibration | None = None
 
 
 class AudioConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
@@ -137,9 +143,13 @@ class AudioConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     output: Literal["passthrough", "witness", "silence"] = "witness"
     file: Path_ | None = None
     ring_seconds: Annotated[float, msgspec.Meta(gt=0, le=L.max_window_s)] | None = None  # None: the reservoir window
+    band: BandLimits | None = None   # where the witness can arrive (Hz); checked against the codebook at start
+    # synthetic backend: what the inputs hear, and which device input is the electrical loopback (the others are
+    # microphones in a room: "room" pure delays, "reverb-room" an image-source studio, RT60 0.45 s)
+    synthetic_signal: Literal["room", "reverb-room"] = "reverb-room"
+    synthetic_loopback_input: Annotated[int, msgspec.Meta(ge=0, lt=L.max_audio_channels)] = 0
 
 
-DEFAULT_EPOCH_UNIX_S = 1_767_225_600.0  # 2026-01-01T00:00:00Z: keeps canonical seconds small enough for float64
 
 
 class SyncConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
@@ -338,10 +348,14 @@ channels = 8                    # the first N inputs (roles unknown: the referen
 output = "witness"              # passthrough | witness | silence
 # file = "take.wav"             # file backend
 # ring_seconds = 5.0            # audio kept in the ring (default and minimum: the reservoir window)
+# band = { low_hz = 400.0, high_hz = 7000.0 }  # where the witness can arrive; must hold 2 of its 8 sub-bands
+synthetic_signal = "reverb-room" # synthetic backend: room (pure delays) | reverb-room (image-source studio)
+synthetic_loopback_input = 0    # synthetic backend: the input wired to the output; the others are microphones
 # [[audio.channel_map]]         # or each input: 0-based index, name, role; wins over preset and channels
 # index = 2
 # name = "Loopback 1"
 # role = "reference"            # reference (at most one) | microphone | line | unused (not captured)
+# path = { distance_m = 3.2 }   # a microphone's known path (also delay_s, speed_of_sound_m_s): fit at emission
 
 [[cameras]]
 family = "synthetic"            # synthetic | file | ks | ps3eye

@@ -21,6 +21,7 @@ from __future__ import annotations
 import msgspec
 
 from mimir.config import AudioConfig, ChannelRole, ConfigError
+from mimir.sync.calibration import PathCalibration
 
 __all__ = ["AudioInput", "audio_inputs", "DEFAULT_CHANNELS", "PresetInput", "PresetBand", "InterfacePreset", "PRESETS", "preset_inputs"]
 
@@ -37,6 +38,7 @@ class AudioInput(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     device_index: int
     name: str
     role: str
+    path: PathCalibration | None = None  # a known acoustic path: the channel's fit then refers to the emission
 
 
 class PresetInput(msgspec.Struct, frozen=True):
@@ -68,7 +70,8 @@ PRESETS: dict[str, InterfacePreset] = {
     "scarlett-solo-4th": InterfacePreset(
         name="scarlett-solo-4th",
         description="Focusrite Scarlett Solo 4th Gen (USB): 4 inputs, 2 outputs, 44.1-192 kHz",
-        source="Mimir's REFERENCE.md (the upstream rig's interface): Input 1, Input 2, Loopback 1, Loopback 2",
+        source="the upstream rig's interface as its driver presents it (Input 1, Input 2, Loopback 1, Loopback 2; "
+               "shared/REFERENCE.md); roles from the front panel (Input 1 XLR microphone, Input 2 instrument/line)",
         bands=(
             PresetBand(96_000, _SCARLETT_SOLO_4),
             PresetBand(192_000, _SCARLETT_SOLO_4,
@@ -100,7 +103,7 @@ def audio_inputs(audio: AudioConfig) -> tuple[AudioInput, ...]:
     """
     if audio.channel_map:
         where = "audio.channel_map"
-        entries = [(c.index, c.name, c.role) for c in audio.channel_map]
+        entries = [(c.index, c.name, c.role, c.path) for c in audio.channel_map]
     elif audio.preset is not None:
         where = f"audio.preset = {audio.preset!r}"
         if audio.preset not in PRESETS:
@@ -110,23 +113,23 @@ def audio_inputs(audio: AudioConfig) -> tuple[AudioInput, ...]:
             layout, _ = preset_inputs(audio.preset, audio.rate_hz)
         except ValueError as exc:
             raise ConfigError(f"{where}: {exc}") from None
-        entries = [(i, p.name, p.role) for i, p in enumerate(layout)]
+        entries = [(i, p.name, p.role, None) for i, p in enumerate(layout)]
     else:
         count = audio.channels if audio.channels is not None else DEFAULT_CHANNELS
         return tuple(AudioInput(i, f"ch{i}", "") for i in range(count))
-    if audio.channels is not None and audio.channels != sum(role != "unused" for _, _, role in entries):
+    if audio.channels is not None and audio.channels != sum(role != "unused" for _, _, role, _ in entries):
         raise ConfigError(f"audio.channels = {audio.channels} disagrees with {where} "
-                          f"({sum(role != 'unused' for _, _, role in entries)} captured inputs); remove channels")
+                          f"({sum(role != 'unused' for _, _, role, _ in entries)} captured inputs); remove channels")
     seen: dict[int, str] = {}
-    for index, name, _ in entries:
+    for index, name, _, _ in entries:
         if index in seen:
             raise ConfigError(f"{where}: input {index} is listed twice ({seen[index]!r} and {name!r})")
         seen[index] = name
-    references = [name for _, name, role in entries if role == "reference"]
+    references = [name for _, name, role, _ in entries if role == "reference"]
     if len(references) > 1:
         raise ConfigError(f"{where}: {len(references)} inputs have role \"reference\" ({', '.join(references)}); "
                           "canonical time comes from one loopback")
-    inputs = tuple(AudioInput(index, name, role) for index, name, role in entries if role != "unused")
+    inputs = tuple(AudioInput(index, name, role, path) for index, name, role, path in entries if role != "unused")
     if not inputs:
         raise ConfigError(f"{where}: every input is \"unused\"; capture at least one")
     return inputs

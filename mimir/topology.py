@@ -35,6 +35,7 @@ import msgspec
 from mimir.config import AudioConfig, CameraFamilyConfig, ConfigError, RigConfig
 from mimir.descriptors import SampleKind
 from mimir.interfaces import AudioInput, audio_inputs
+from mimir.sync.calibration import BandLimits, PathCalibration
 from mimir.validate import validate_rig
 from ringbuf.hashing import fnv1a_64
 
@@ -118,6 +119,7 @@ class AudioWorkerSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True, t
     output: str
     file: str | None
     signal: str              # synthetic backend: what the inputs hear
+    loopback_input: int      # synthetic backend: the device input wired to the output (the others are in the room)
     ring: RingSpec
     metrics_ring: RingSpec
     witness: WitnessSpec
@@ -139,6 +141,8 @@ class SyncWorkerSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True, ta
     audio_ring: RingSpec
     fits_ring: RingSpec
     witness: WitnessSpec
+    band: BandLimits | None = None                       # where the witness can arrive (every channel)
+    paths: dict[int, PathCalibration] = {}               # ring channel -> its known acoustic path
 
 
 WorkerSpec = CameraWorkerSpec | AudioWorkerSpec | SyncWorkerSpec
@@ -272,14 +276,16 @@ def audio_worker_spec(rig: str, audio: AudioConfig, witness: WitnessSpec, *, win
     return AudioWorkerSpec(
         name="audio", rig=rig, source="audio", backend=audio.backend, host_api=audio.host_api, device=audio.device,
         rate_hz=audio.rate_hz, block_frames=audio.block_frames, inputs=audio_inputs(audio), output=audio.output,
-        file=audio.file, signal="room" if audio.backend == "synthetic" else "ramp",
+        file=audio.file, signal=audio.synthetic_signal if audio.backend == "synthetic" else "ramp",
+        loopback_input=audio.synthetic_loopback_input,
         ring=RingSpec(object_id=AUDIO, name="audio", capacity=capacity), metrics_ring=metrics, witness=witness,
     )
 
 
-def sync_worker_spec(rig: str, audio: AudioWorkerSpec) -> SyncWorkerSpec:
+def sync_worker_spec(rig: str, audio: AudioWorkerSpec, band: BandLimits | None = None) -> SyncWorkerSpec:
     return SyncWorkerSpec(name="sync", rig=rig, audio_ring=audio.ring,
-                          fits_ring=RingSpec(object_id=FITS, name="sync.fits", capacity=4), witness=audio.witness)
+                          fits_ring=RingSpec(object_id=FITS, name="sync.fits", capacity=4), witness=audio.witness,
+                          band=band, paths={k: i.path for k, i in enumerate(audio.inputs) if i.path is not None})
 
 
 def _camera_frame_bytes(cam: CameraFamilyConfig) -> int:
@@ -328,7 +334,7 @@ def plan_rig(config: RigConfig) -> RigPlan:
                                  "float32)",
                                  spec.ring.capacity * block_bytes))
         budget.append(BudgetItem("audio callback metrics ring", spec.metrics_ring.capacity * 64))
-        workers.append(sync_worker_spec(rig, spec))
+        workers.append(sync_worker_spec(rig, spec, a.band))
         budget.append(BudgetItem("sync fits ring", SMALL_RING_BYTES))
     from mimir.reservoir.capacity import capacity_for, segment_bytes
 

@@ -43,6 +43,7 @@ def validate_rig(config: RigConfig) -> None:
         _camera(f"cameras[{i}]", cam)
     if config.audio is not None:
         _audio(config.audio)
+        _witness_paths(config)
     _supervision(config)
     _network(config)
 
@@ -156,6 +157,29 @@ def _audio(a: AudioConfig) -> None:
     if highest >= int(info.channels):
         raise ConfigError(f"audio: input {highest} is captured but {a.file} has {int(info.channels)} channels "
                           f"(0..{int(info.channels) - 1}); capture {int(info.channels)} or fewer")
+
+
+def _witness_paths(config: RigConfig) -> None:
+    """Band limits that can hold the codebook, path calibrations within their bounds."""
+    from mimir.sync.codebook import CodebookSpec
+
+    a = config.audio
+    assert a is not None
+    if a.band is not None:
+        try:
+            a.band.validate(CodebookSpec(codebook_id=config.sync.codebook_id, seed=config.sync.seed), a.rate_hz)
+        except ValueError as exc:
+            raise ConfigError(f"audio.band: {exc}; widen it or remove it") from None
+    for entry in a.channel_map:
+        if entry.path is None:
+            continue
+        try:
+            entry.path.validate()
+        except ValueError as exc:
+            raise ConfigError(f"audio.channel_map (input {entry.index}, {entry.name!r}).path: {exc}") from None
+        if entry.role == "reference":
+            raise ConfigError(f"audio.channel_map (input {entry.index}, {entry.name!r}): the reference is the "
+                              "electrical loopback and has no acoustic path; remove its path")
 
 
 # ---- supervision -----------------------------------------------------------------------------------------------

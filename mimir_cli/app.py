@@ -145,6 +145,23 @@ def config_example() -> None:
     sys.stdout.write(EXAMPLE_TOML)
 
 
+@config_app.command("presets")
+def config_presets() -> None:
+    """List the audio interface presets (``[audio] preset = NAME``): each input's name and role, by sample rate."""
+    from mimir.interfaces import PRESETS
+
+    for preset in PRESETS.values():
+        typer.echo(f"{preset.name}: {preset.description}")
+        typer.echo(f"  source: {preset.source}")
+        low = 0
+        for band in preset.bands:
+            layout = ", ".join(f"{k}: {i.name} ({i.role})" for k, i in enumerate(band.inputs))
+            typer.echo(f"  {low / 1000:g}-{band.max_rate_hz / 1000:g} kHz: {layout}")
+            if band.note:
+                typer.echo(f"    note: {band.note}")
+            low = band.max_rate_hz
+
+
 @app.command()
 def status(
     rig: str = typer.Option("default", "--rig", help="Rig name."),

@@ -56,6 +56,9 @@ class ReferenceChooser:
     def choose(self, rows: np.ndarray, now_canonical_s: float) -> ReferenceChoice:
         """The reference given the present fit rows (``FitRow`` records of every channel)."""
         if self.declared is not None:
+            locked = self.declared < len(rows) and bool(rows[self.declared]["locked"])
+            self.current = ReferenceChoice(self.declared, True, "declared in the channel map" if locked else
+                                           "declared in the channel map, not locked: is the witness reaching it?")
             return self.current
         current = self.current.channel
         if current is not None and current < len(rows) and rows[current]["locked"]:

@@ -3,6 +3,6 @@ output stage in ``workers.audio.outputs``)."""
 
 from __future__ import annotations
 
-from mimir.config import DEFAULT_EPOCH_UNIX_S
+DEFAULT_EPOCH_UNIX_S = 1_767_225_600.0  # 2026-01-01T00:00:00Z: keeps canonical seconds small enough for float64
 
 __all__ = ["DEFAULT_EPOCH_UNIX_S"]

@@ -60,7 +60,8 @@ def run_sync_spec(spec: SyncWorkerSpec) -> int:
     try:
         return run_sync_worker(spec.rig, ring=spec.audio_ring.object_id, fits_ring=spec.fits_ring.object_id,
                                codebook_id=w.codebook_id, seed=w.seed, epoch_unix_s=w.epoch_unix_s,
-                               attach_timeout_s=None)  # supervised: wait for the audio worker as long as it takes
+                               attach_timeout_s=None,  # supervised: wait for the audio worker as long as it takes
+                               paths=dict(spec.paths), band=spec.band)
     except SegmentMissing as exc:
         print(f"mimir-worker sync: {exc}", file=sys.stderr)
         return 2

@@ -34,7 +34,7 @@ Channels = Annotated[Optional[str], typer.Option("--channels", help="Input chann
 Rig = Annotated[str, typer.Option("--rig", help="Rig name (shared-memory namespace)")]
 RingName = Annotated[str, typer.Option("--ring", help="Audio ring name; metrics go to <ring>.metrics")]
 FilePath = Annotated[Optional[Path], typer.Option("--file", help="--backend file: WAV/FLAC to replay")]
-Signal = Annotated[str, typer.Option("--signal", help="--backend synthetic: ramp | sine | noise | impulse | silence | loopback | room")]
+Signal = Annotated[str, typer.Option("--signal", help="--backend synthetic: ramp | sine | noise | impulse | silence | loopback | room | reverb-room")]
 Ppm = Annotated[float, typer.Option("--ppm", help="--backend synthetic: clock error in ppm (+ runs fast)")]
 JackName = Annotated[Optional[str], typer.Option("--jack-name", help="JACK client name of the stream")]
 SampleFormat = Annotated[str, typer.Option("--sample-format", help="Device-side input format: float32 | int32 | int16")]
@@ -124,6 +124,7 @@ def audio_worker(
     impulse_period: Annotated[Optional[int], typer.Option("--impulse-period", help="--output impulse: frames between impulses")] = None,
     simulate_load_us: Annotated[float, typer.Option("--simulate-load-us", hidden=True)] = 0.0,
     callback_jitter_us: Annotated[float, typer.Option("--callback-jitter-us", hidden=True)] = 0.0,
+    loopback_input: Annotated[int, typer.Option("--loopback-input", help="--signal room | reverb-room: the input wired to the output (the others are microphones)")] = 0,
 ) -> None:
     """Capture audio into the rig's ring (duplex: pass-through, witness or silence out) until SIGTERM/SIGINT."""
     from .runner import run_worker
@@ -135,7 +136,7 @@ def audio_worker(
             through_channel=through_channel, output_channels=output_channels, sample_format=sample_format,
             jack_client_name=jack_name, ring_seconds=ring_seconds, metrics_seconds=metrics_seconds,
             health_window_s=health_window, impulse_period_frames=impulse_period, simulate_load_us=simulate_load_us,
-            callback_jitter_us=callback_jitter_us,
+            callback_jitter_us=callback_jitter_us, loopback_input=loopback_input,
             freeze_gc=True, realtime_threads=True,
         )
         code = run_worker(cfg, duration_s=duration, jack_loopback=jack_loopback)

@@ -160,6 +160,7 @@ class EngineConfig:
     ppm: float = 0.0
     sine_hz: float = 1000.0
     loopback_latency_frames: int | None = None   # synthetic "loopback": input = output this many frames later
+    loopback_input: int = 0                 # synthetic room / reverb-room: the device input that is the loopback
     seed: int = 1
     # file backend
     path: Path | None = None
@@ -184,7 +185,8 @@ class EngineConfig:
             block_frames=spec.block_frames, channels=_channel_spec(spec), output=spec.output,
             rig=spec.rig, ring=spec.ring.object_id, ring_capacity=spec.ring.capacity,
             metrics_capacity=spec.metrics_ring.capacity, source=spec.source, witness=spec.witness,
-            path=Path(spec.file) if spec.file else None, signal=spec.signal, **more,
+            path=Path(spec.file) if spec.file else None, signal=spec.signal, loopback_input=spec.loopback_input,
+            **more,
         ).validate()
 
     def with_(self, **changes: object) -> "EngineConfig":

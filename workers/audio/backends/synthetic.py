@@ -31,11 +31,24 @@ from ..signals import SignalGenerator
 from .base import DevicePlan
 from .paced import PacedBackend
 
-__all__ = ["SyntheticBackend", "ROOM_DISTANCES_M", "room_path", "reverb_room_path", "RoomRenderer",
+__all__ = ["SyntheticBackend", "ROOM_DISTANCES_M", "room_channel", "room_path", "reverb_room_path", "RoomRenderer",
            "ROOM_CHUNK_FRAMES", "room_chunk_frames"]
 
 SPEED_OF_SOUND_M_S = 343.0
 ROOM_DISTANCES_M = (0.0, 0.6, 1.1, 1.7, 2.2, 2.9, 3.4, 4.1)
+
+
+def room_channel(device_input: int, loopback_input: int = 0) -> int:
+    """The room channel a device input hears: 0 for the loopback input, microphone 1, 2, .. for the others in order.
+
+    ``loopback_input`` (``--loopback-input``) lets the synthetic interface
+    put its electrical loopback where a real one does (the Scarlett Solo 4th
+    Gen: inputs 0-1 are the front, 2-3 the loopback): device inputs below it
+    are microphones 1.., the ones above it continue the count.
+    """
+    if device_input == loopback_input:
+        return 0
+    return device_input + 1 if device_input < loopback_input else device_input
 
 
 def room_path(channel: int, rate_hz: int) -> tuple[int, float]:
@@ -192,10 +205,11 @@ class SyntheticBackend(PacedBackend):
         )
         self._paths = None
         self._room: RoomRenderer | None = None
+        rooms = [room_channel(d, cfg.loopback_input) for d in selected]  # what each captured input hears
         if cfg.signal == "room":
-            self._paths = [room_path(c, rate) for c in range(n_in)]
+            self._paths = [room_path(r, rate) for r in rooms]
         if cfg.signal == "reverb-room":
-            self._room = self._make_room(rate, n_in, block)
+            self._room = self._make_room(rate, rooms, block)
             self._latency_frames = self._room.latency
             return self.plan
         if cfg.signal in ("loopback", "room"):
@@ -210,16 +224,20 @@ class SyntheticBackend(PacedBackend):
             self._hist = np.zeros((2 * (latency + block + longest), n_in), dtype=np.float32)
         return self.plan
 
-    def _make_room(self, rate: int, channels: int, block: int) -> RoomRenderer:
-        """Impulse responses of the ``reverb-room`` (channel 0: the electrical loop, a unit impulse)."""
+    def _make_room(self, rate: int, rooms: list[int], block: int) -> RoomRenderer:
+        """Impulse responses of the ``reverb-room``, one per captured input (room channel 0: the electrical loop,
+        a unit impulse)."""
         from mimir.sync.rooms import room_impulse_responses
 
         room = _reverb_room()
         rirs = room_impulse_responses(room, rate)
         distances = room.distances_m()
-        impulses = [np.ones(1)]
-        for c in range(1, channels):
-            k = (c - 1) % len(REVERB_ROOM_MICS_M)
+        impulses = []
+        for r in rooms:
+            if r == 0:
+                impulses.append(np.ones(1))
+                continue
+            k = (r - 1) % len(REVERB_ROOM_MICS_M)
             h = rirs[k]
             direct = int(round(distances[k] / 343.0 * rate))
             peak = float(np.max(np.abs(h[max(0, direct - 2): direct + 3])))
@@ -229,7 +247,7 @@ class SyntheticBackend(PacedBackend):
             impulses.append(h[: max(keep, direct + 64)])
         cfg = self.config
         chunk = room_chunk_frames(rate)
-        minimum = chunk + (channels + 2) * block
+        minimum = chunk + (len(rooms) + 2) * block
         latency = cfg.loopback_latency_frames if cfg.loopback_latency_frames is not None else minimum
         if latency < minimum:
             raise AudioConfigError(
