@@ -249,13 +249,13 @@ def clock_mapping(rate: int, block: int, seconds: float, *, jitter_us: float, ho
     ``hogs`` busy processes beside it. Two host-to-device fits are made from
     the same blocks, as the supervisor makes them: one on callback entry
     times, one on the driver's ADC times placed on the host clock
-    (:class:`mimir.supervisor.clock.StreamToHost`). Each is judged by its
+    (:class:`mimir.timebase.StreamToHost`). Each is judged by its
     residuals: how far each block's own time lies from the fitted line.
     """
     import multiprocessing as mp
 
     from mimir.descriptors import AudioBlockRecord
-    from mimir.supervisor.clock import HostToDevice, StreamToHost
+    from mimir.timebase import HostToDevice, StreamToHost
     from ringbuf import RingReader
     from workers.audio import AudioEngine, EngineConfig
 

@@ -22,7 +22,8 @@ import numpy as np
 
 from mimir.descriptors import AudioBlockDescriptor, AudioBlockRecord, CameraFrameDescriptor, SampleKind
 from mimir.reservoir import Reservoir
-from mimir.supervisor.clock import CanonicalClock, DeviceTimeToHost, StreamToHost
+from mimir.supervisor.clock import CanonicalClock
+from mimir.timebase import DeviceTimeToHost, StreamToHost
 from ringbuf import RingReader, dtype_of
 
 __all__ = ["RingIndexer", "LatencyWindow"]
@@ -102,7 +103,7 @@ class RingIndexer:
 
     @property
     def time_source(self) -> int:
-        """Which clock places this ring's samples (:class:`mimir.supervisor.clock.TimeSource`)."""
+        """Which clock places this ring's samples (:class:`mimir.timebase.TimeSource`)."""
         mapper = self.device_to_host if self.kind == SampleKind.CAMERA_FRAME else self.stream_to_host
         return int(mapper.source)
 

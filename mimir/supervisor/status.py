@@ -118,7 +118,7 @@ class SourceRow(msgspec.Struct):
     trust_level: U32           # remote sources: 1 + rank in mimir.net.trust.TRUST_LEVELS; 0 for local sources
     influences_canonical: U32  # remote sources at or above network.influence_at
     rejected: U64              # local: descriptors the reservoir refused; remote: reports rejected, all causes
-    time_source: U32           # mimir.supervisor.clock.TimeSource: adc, callback entry, device timestamp, receipt
+    time_source: U32           # mimir.timebase.TimeSource: adc, callback entry, device timestamp, receipt
     # remote sources (mimir.net): what became of their reports and claims, by cause
     rate_limited: U64          # reports over network.max_messages_per_s (not read; the receiver sends them again)
     connections: U32           # connections its reports came over (1 + reconnections)

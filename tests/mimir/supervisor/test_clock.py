@@ -1,7 +1,8 @@
 """Canonical clock composition against a known truth."""
 import numpy as np
 
-from mimir.supervisor.clock import CanonicalClock, ClockState, DeviceToCanonical, HostToDevice, SegmentReason
+from mimir.supervisor.clock import CanonicalClock, ClockState, DeviceToCanonical, SegmentReason
+from mimir.timebase import HostToDevice
 
 
 def test_host_to_device_recovers_rate_and_offset_under_jitter():
@@ -88,7 +89,7 @@ def test_driver_adc_times_map_blocks_tighter_than_callback_entry_under_injected_
     import time
 
     from mimir.descriptors import AudioBlockRecord
-    from mimir.supervisor.clock import StreamToHost
+    from mimir.timebase import StreamToHost
     from ringbuf import RingReader
     from workers.audio import AudioEngine, EngineConfig, parse_channels
 
@@ -130,7 +131,7 @@ def test_driver_adc_times_map_blocks_tighter_than_callback_entry_under_injected_
 def test_camera_frame_timestamps_follow_the_device_clock_not_the_receipt_jitter():
     """Frames stamped by a device clock 50 ppm fast, from an arbitrary origin, received 1 ms + up to 4 ms late:
     the mapped host time of each frame sits on the device's line (plus the smallest latency), within 0.1 ms."""
-    from mimir.supervisor.clock import DeviceTimeToHost, TimeSource
+    from mimir.timebase import DeviceTimeToHost, TimeSource
 
     rng = np.random.default_rng(7)
     mapper = DeviceTimeToHost()
