@@ -157,6 +157,9 @@ class SyncConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     seed: Annotated[int, msgspec.Meta(ge=-(2**63), le=2**63 - 1)] = 0   # what the remote fit messages carry
     epoch_unix_s: Annotated[float, msgspec.Meta(ge=0, le=L.max_epoch_unix_s)] = DEFAULT_EPOCH_UNIX_S
     level_dbfs: Annotated[float, msgspec.Meta(ge=-120.0, le=0.0)] = -20.0
+    # What defines canonical time: "local" (the local reference channel) or the source_id of one
+    # [[network.sources]] entry with trust = "canonical-authority" (its time transfer; falls back to local)
+    authority: Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_.-]{1,40}$")] = "local"
 
 
 class ReservoirConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
@@ -329,6 +332,8 @@ codebook_id = "mimir-default"   # the active witness codebook (must match remote
 seed = 0
 epoch_unix_s = 1767225600.0     # canonical time zero (2026-01-01T00:00:00Z)
 level_dbfs = -20.0              # witness emission level
+authority = "local"             # what defines canonical time: local (the reference channel) or a source_id
+                                # of [[network.sources]] with trust = "canonical-authority" (falls back to local)
 
 [supervision]
 heartbeat_timeout_s = 2.0       # a worker silent this long is restarted

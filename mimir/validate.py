@@ -206,6 +206,17 @@ def _supervision(config: RigConfig) -> None:
 # ---- network ---------------------------------------------------------------------------------------------------
 def _network(config: RigConfig) -> None:
     net = config.network
+    authority = config.sync.authority
+    if authority != "local":
+        source = next((s for s in net.sources if s.source_id == authority), None)
+        if source is None:
+            raise ConfigError(f"sync.authority = {authority!r} is not a [[network.sources]] source_id; name one, "
+                              "or \"local\" for the local reference channel")
+        if source.trust != "canonical-authority":
+            raise ConfigError(f"sync.authority = {authority!r} has trust = {source.trust!r}; only a source with "
+                              "trust = \"canonical-authority\" may define canonical time")
+        if not net.listen:
+            raise ConfigError(f"sync.authority = {authority!r} needs network.listen: the rig hears its sources there")
     if not net.listen and not net.sources:
         return
     from mimir.net.listener import check_network  # imports pyzmq: only rigs with a [network] pay for it

@@ -26,6 +26,15 @@ States (:class:`ClockState`):
   when an audio worker restarts), so timestamps stay continuous and close,
   and health says the fit is not current.
 
+**Authority.** By default the local reference channel defines canonical
+time (above). ``[sync] authority`` may name a remote receiver holding
+``canonical-authority`` trust instead: while its time transfer gives a line
+(rig host ns -> canonical ns, :mod:`mimir.net`), :meth:`CanonicalClock.follow_authority`
+makes that line canonical time and local fits are only kept for the
+fallback; :meth:`CanonicalClock.authority_lost` returns to the local
+reference (or holds the line), never silently: both are ``AUTHORITY``
+segments with their measured step, and every segment records its authority.
+
 Every change of mapping starts a new :class:`ClockSegment`: the first lock,
 a relock, a stream restart, a lost lock, a step (a new fit that moves
 canonical time at the present moment by more than :data:`STEP_THRESHOLD_NS`).
@@ -93,6 +102,7 @@ class ClockSegment:
     started_canonical_ns: int
     step_ns: int
     stream: int
+    authority: int = 0  # what defined canonical time: 0 the local reference channel, k network.sources[k - 1]
 
 
 class CanonicalClock:
@@ -112,12 +122,14 @@ class CanonicalClock:
         self.segment_count = 0
         self.last_step_ns = 0
         self.relocks = 0
+        self.authority = 0  # 0: the local reference; k: a remote canonical authority (network.sources[k - 1])
+        self._authority_line: tuple[int, int, float] | None = None  # its (origin_host_ns, origin_canonical_ns, scale)
         self._new_segment(ClockState.PROVISIONAL, SegmentReason.START, now, 0)
 
     # ---- state --------------------------------------------------------------------------------------------
     @property
     def locked(self) -> bool:
-        return self.state == ClockState.LOCKED and self.host_to_device.ready
+        return self.state == ClockState.LOCKED and (self._authority_line is not None or self.host_to_device.ready)
 
     @property
     def segment(self) -> ClockSegment:
@@ -126,7 +138,7 @@ class CanonicalClock:
     def _new_segment(self, state: ClockState, reason: SegmentReason, host_ns: int, step_ns: int) -> None:
         self.state = state
         self.segments.append(ClockSegment(self.segment_count, state, reason, host_ns, self.from_host_ns(host_ns),
-                                          step_ns, self.stream))
+                                          step_ns, self.stream, self.authority))
         self.segment_count += 1
 
     def _freeze(self, host_ns: int) -> None:
@@ -140,6 +152,9 @@ class CanonicalClock:
     def set_fit(self, fit: DeviceToCanonical, now_ns: int | None = None) -> None:
         """Adopt a sync fit of the current stream; a lock, a relock or a step starts a segment."""
         now = time.monotonic_ns() if now_ns is None else now_ns
+        if self.authority:
+            self.fit = fit  # kept for the fallback; a remote authority defines canonical time now
+            return
         if not self.host_to_device.ready:
             self.fit = fit  # too early to compose: adopted, and locked once the host fit is ready
             if self.state != ClockState.LOCKED:
@@ -166,11 +181,17 @@ class CanonicalClock:
         self.fit = None
         self.host_to_device = HostToDevice(self.host_to_device.window)
         self.stream += 1
+        if self.authority:  # the authority's line does not depend on the local device clock: still locked
+            self._new_segment(ClockState.LOCKED, SegmentReason.STREAM_RESTART, now, 0)
+            return
         state = ClockState.HOLDOVER if self.state != ClockState.PROVISIONAL else ClockState.PROVISIONAL
         self._new_segment(state, SegmentReason.STREAM_RESTART, now, 0)
 
     def lock_lost(self, now_ns: int | None = None) -> None:
         """The reference lost its lock: hold the present line (nothing jumps) until a fit comes back."""
+        if self.authority:
+            self.fit = None  # nothing to fall back to until the local reference locks again
+            return
         if self.state != ClockState.LOCKED:
             return
         now = time.monotonic_ns() if now_ns is None else now_ns
@@ -178,8 +199,57 @@ class CanonicalClock:
         self.fit = None
         self._new_segment(ClockState.HOLDOVER, SegmentReason.LOCK_LOST, now, 0)
 
+    def follow_authority(self, authority: int, line: tuple[int, int, float], now_ns: int | None = None) -> None:
+        """A remote canonical authority's line (rig host ns -> canonical ns) defines canonical time from now.
+
+        Selecting it (or another one) starts an ``AUTHORITY`` segment with the
+        step it made, measured now; refinements of its line over the step
+        threshold are ``STEP`` segments, as for a local fit.
+        """
+        now = time.monotonic_ns() if now_ns is None else now_ns
+        before = self.from_host_ns(now)
+        switching = self.authority != authority or self.state != ClockState.LOCKED
+        self.authority = authority
+        self._authority_line = line
+        self.state = ClockState.LOCKED
+        step = self.from_host_ns(now) - before
+        if switching:
+            self.relocks += 1
+            self.last_step_ns = step
+            self._new_segment(ClockState.LOCKED, SegmentReason.AUTHORITY, now, step)
+        elif abs(step) > self.step_threshold_ns:
+            self.last_step_ns = step
+            self._new_segment(ClockState.LOCKED, SegmentReason.STEP, now, step)
+
+    def authority_lost(self, now_ns: int | None = None) -> None:
+        """The remote authority lost its lock or its trust: back to the local reference, visibly.
+
+        An ``AUTHORITY`` segment either way: locked on the local reference's
+        fit when it has one (with the measured step), else holding the
+        authority's last line (holdover) until the local reference locks.
+        """
+        if not self.authority:
+            return
+        now = time.monotonic_ns() if now_ns is None else now_ns
+        held = self.host_affine(now)
+        before = self.from_host_ns(now)
+        self.authority = 0
+        self._authority_line = None
+        if self.fit is not None and self.host_to_device.ready:
+            self.state = ClockState.LOCKED
+            step = self.from_host_ns(now) - before
+            self.last_step_ns = step
+            self._new_segment(ClockState.LOCKED, SegmentReason.AUTHORITY, now, step)
+            return
+        self._affine = held
+        self.state = ClockState.HOLDOVER
+        self._new_segment(ClockState.HOLDOVER, SegmentReason.AUTHORITY, now, 0)
+
     # ---- outputs ------------------------------------------------------------------------------------------
     def from_host_ns(self, host_ns: int) -> int:
+        if self._authority_line is not None:
+            origin_host, origin_canonical, scale = self._authority_line
+            return origin_canonical + int((host_ns - origin_host) * scale)
         if self.state == ClockState.LOCKED and self.fit is not None and self.host_to_device.ready:
             sample = self.host_to_device.device_sample_at(host_ns)
             return int(self.fit.canonical_s(sample) * 1e9)
@@ -193,6 +263,8 @@ class CanonicalClock:
         anchoring at a recent host time keeps the float part small, so
         vectorised conversion loses nothing to float64.
         """
+        if self._authority_line is not None:
+            return near_host_ns, self.from_host_ns(near_host_ns), self._authority_line[2]
         if self.state == ClockState.LOCKED and self.fit is not None and self.host_to_device.ready:
             scale = self.host_to_device.slope_hz() / self.fit.rate_hz
             return near_host_ns, self.from_host_ns(near_host_ns), scale
@@ -206,6 +278,9 @@ class CanonicalClock:
         provisional) line at the sample's host time, from the stream's host
         fit once it has one, else the block's own host time.
         """
+        if self._authority_line is not None:
+            return self.from_host_ns(self.host_to_device.host_ns_at(device_sample) if self.host_to_device.ready
+                                     else host_ns)
         if self.state == ClockState.LOCKED and self.fit is not None:
             return int(self.fit.canonical_s(device_sample) * 1e9)
         if self.host_to_device.ready:

@@ -49,7 +49,7 @@ class ClockSegmentRow(msgspec.Struct):
     started_canonical_ns: I64
     step_ns: I64
     stream: U32
-    reserved: U32
+    authority: U32             # 0 the local reference channel; k network.sources[k - 1] (a remote authority)
 
 
 class ClockBoard:
@@ -64,7 +64,7 @@ class ClockBoard:
         segments = list(clock.segments)[-MAX_SEGMENTS:]
         for i, s in enumerate(segments):
             rows[i] = (s.index, int(s.state), int(s.reason), s.started_host_ns, s.started_canonical_ns, s.step_ns,
-                       s.stream, 0)
+                       s.stream, s.authority)
         origin_host, origin_canonical, scale = clock.host_affine(now_ns)
         self.ring.publish(int(clock.state), clock.stream, clock.segment.index, len(segments), clock.relocks,
                           origin_host, origin_canonical, scale, clock.last_step_ns, now_ns)
@@ -109,7 +109,8 @@ def read_clock(rig: str) -> ClockSnapshot | None:
     rows: np.ndarray = item.payload[: h["segments"]]
     segments = tuple(
         ClockSegment(int(r["index"]), ClockState(int(r["state"])), SegmentReason(int(r["reason"])),
-                     int(r["started_host_ns"]), int(r["started_canonical_ns"]), int(r["step_ns"]), int(r["stream"]))
+                     int(r["started_host_ns"]), int(r["started_canonical_ns"]), int(r["step_ns"]), int(r["stream"]),
+                     int(r["authority"]))
         for r in rows
     )
     return ClockSnapshot(ClockState(h["state"]), h["stream"], h["segment"], h["relocks"], h["origin_host_ns"],

@@ -235,6 +235,13 @@ class Rig:
         self.sync_worker: SupervisedWorker | None = None
         self.sync_spec: SyncWorkerSpec | None = None
         self.listener = None  # mimir.net.RemoteListener when network.listen is set
+        # what defines canonical time: "local" (the reference channel) or a remote source (see _follow_authority)
+        self.authority_id = config.sync.authority
+        self.authority_index = 0 if self.authority_id == "local" else 1 + [
+            s.source_id for s in config.network.sources].index(self.authority_id)
+        self.authority_why = "the local reference channel" if self.authority_id == "local" else \
+            f"{self.authority_id}: waiting for its time transfer"
+        self.authority_uncertainty_ns = 0
         self.claims = None    # mimir.net.claims.ClaimStore (the ``obs`` reservoir) when network.listen is set
         self.refusal = ""     # why the rig stopped at start: a worker refused its spec (mimir-supervisor exits 2)
         self._bell = None
@@ -459,8 +466,32 @@ class Rig:
                 source.restart_gap += max(0, round(missing))
                 source.gap_open_since_ns = 0
 
+    def _follow_authority(self) -> None:
+        """Follow the configured remote canonical authority while it holds its lock and trust; else fall back."""
+        if not self.authority_index or self.listener is None:
+            return
+        line = self.listener.authority_line(self.authority_id)
+        if line is not None:
+            origin_host_ns, origin_canonical_ns, scale, uncertainty_ns = line
+            self.clock.follow_authority(self.authority_index, (origin_host_ns, origin_canonical_ns, scale))
+            self.authority_uncertainty_ns = int(uncertainty_ns)
+            self.authority_why = f"{self.authority_id}: followed (time transfer +-{uncertainty_ns / 1e3:.0f} us)"
+            return
+        source = self.listener.source(self.authority_id)
+        reason = source.decision.reason if source is not None else "never connected"
+        if self.clock.authority:
+            self.clock.authority_lost()
+            self.authority_why = f"{self.authority_id} LOST ({reason}): back on the local reference"
+        elif not self.authority_why.startswith(f"{self.authority_id} LOST"):
+            self.authority_why = f"{self.authority_id}: not followed ({reason}); the local reference rules"
+        self.authority_uncertainty_ns = 0
+
     def _adopt_fit(self) -> None:
-        """Adopt the reference channel's fit -- only one measured on the audio stream indexed now."""
+        """Adopt the reference channel's fit -- only one measured on the audio stream indexed now.
+
+        Under a remote authority the fit is only kept (for the fallback); see :meth:`_follow_authority`.
+        """
+        self._follow_authority()
         if self.fits_reader is None:
             return
         item = self.fits_reader.latest()
@@ -615,6 +646,9 @@ class Rig:
             clock_last_step_ns=self.clock.last_step_ns, clock_relocks=self.clock.relocks,
             clock_reference=-1 if self.reference.current.channel is None else self.reference.current.channel,
             clock_reference_why=self.reference.current.why.encode()[:80],
+            clock_authority=self.clock.authority,
+            clock_authority_why=self.authority_why.encode()[:96],
+            clock_authority_uncertainty_ns=self.authority_uncertainty_ns,
             net_listening=int(net is not None),
             net_handshakes_unknown_key=net.rejected_total.unknown_key if net else 0,
             net_handshakes_refused=net.rejected_total.refused_by_policy if net else 0,

@@ -73,6 +73,9 @@ class SupervisorHeader(msgspec.Struct):
     clock_relocks: U32
     clock_reference: I32       # the audio channel that defines canonical time, -1 none (see supervisor/reference.py)
     clock_reference_why: Bytes(80)
+    clock_authority: U32       # what defines canonical time now: 0 the reference channel, k network.sources[k - 1]
+    clock_authority_why: Bytes(96)
+    clock_authority_uncertainty_ns: U64  # a remote authority's time-transfer uncertainty (0: local)
     net_listening: U32               # 1 when network.listen is set
     net_handshakes_unknown_key: U64  # CURVE handshakes refused: a key not in the config
     net_handshakes_refused: U64      # CURVE handshakes refused: a listed key with trust = reject
@@ -243,6 +246,7 @@ def text(snapshot: StatusSnapshot) -> str:
     )
     ref_channel = h.get("clock_reference", -1)
     why = h.get("clock_reference_why", "")
+    lines.append(f"clock authority: {h.get('clock_authority_why', '')}")
     ref_label = next((s["label"] for s in snapshot.sources if s["name"] == f"audio.ch{ref_channel}"), "")
     lines.append("reference channel: " + (f"ch{ref_channel} {ref_label}: {why}".replace("  ", " ")
                                           if ref_channel >= 0 else f"none ({why})"))

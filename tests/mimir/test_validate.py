@@ -127,6 +127,13 @@ CASES = [
     ("net-bad-id", NET + SRC.replace("{sid}", "rav en").replace("{key}", "{raven}"), "network.sources[0].source_id"),
     ("net-sources-without-listen", SRC.replace("{sid}", "raven").replace("{key}", "~" * 40), "Z85"),
     ("net-rate-inf", "[network]\nmax_messages_per_s = inf", "field `network.max_messages_per_s`"),
+    ("authority-unknown", '[sync]\nauthority = "raven"\n', "sync.authority = 'raven' is not a [[network.sources]]"),
+    ("authority-not-trusted", '[sync]\nauthority = "raven"\n' + NET + SRC.replace("{sid}", "raven").replace(
+        "{key}", "{raven}") + 'trust = "trusted-evidence"', "only a source with trust = \"canonical-authority\""),
+    ("authority-no-listen", '[sync]\nauthority = "raven"\n' + SRC.replace("{sid}", "raven").replace(
+        "{key}", "{raven}") + 'trust = "canonical-authority"', "needs network.listen"),
+    ("band-too-narrow", '[audio.band]\nlow_hz = 300.0\nhigh_hz = 2500.0', "audio.band: band 300-2500 Hz"),
+    ("preset-unknown", '[audio]\npreset = "nope"', "audio.preset = 'nope' is not a known interface"),
 ]
 
 

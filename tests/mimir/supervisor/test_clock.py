@@ -149,3 +149,39 @@ def test_camera_frame_timestamps_follow_the_device_clock_not_the_receipt_jitter(
     assert max(abs(e) for e in errors) < 100_000, max(abs(e) for e in errors)
     assert np.std(errors) * 10 < np.std(receipt_errors)
     assert mapper.host_of(0, 10_000_000) == 10_000_000 and mapper.source == TimeSource.RECEIPT
+
+
+def test_a_remote_authority_is_followed_then_lost_back_to_the_local_reference_each_switch_a_measured_segment():
+    """Selecting a remote canonical authority is an AUTHORITY segment with the step it made; while it rules, local
+    fits are kept but never steer; losing it returns to the local fit, again an AUTHORITY segment with its step."""
+    clock = CanonicalClock()
+    t = 5_000_000_000
+    _feed(clock, 200, host0_ns=t)
+    local = DeviceToCanonical(-(t / 1e9) * 48_000.0, 48_000.0)  # local reference: canonical = host time
+    clock.set_fit(local, now_ns=t)
+    assert clock.locked and clock.authority == 0
+    u = t + 1_000_000_000
+    # The authority's line says canonical = host + 3 ms (its timeline is 3 ms ahead of the local reference).
+    clock.follow_authority(2, (u, u + 3_000_000, 1.0), now_ns=u)
+    assert clock.locked and clock.authority == 2 and clock.segment.reason == SegmentReason.AUTHORITY
+    assert abs(clock.segment.step_ns - 3_000_000) < 50_000 and clock.segment.authority == 2
+    assert clock.from_host_ns(u + 10_000_000) == u + 13_000_000
+    clock.set_fit(DeviceToCanonical(local.local_sample_at_epoch - 480.0, 48_000.0), now_ns=u)  # a local refit
+    assert clock.from_host_ns(u + 10_000_000) == u + 13_000_000 and clock.segment.reason == SegmentReason.AUTHORITY
+    clock.follow_authority(2, (u, u + 3_020_000, 1.0), now_ns=u)  # a refinement under the step threshold
+    assert clock.segment.reason == SegmentReason.AUTHORITY
+    v = u + 2_000_000_000
+    clock.authority_lost(now_ns=v)
+    assert clock.locked and clock.authority == 0 and clock.segment.reason == SegmentReason.AUTHORITY
+    assert clock.segment.authority == 0
+    # back on the local fit as refitted meanwhile (10 ms = 480 samples later): the step is measured, not smoothed
+    assert abs(clock.segment.step_ns - (10_000_000 - 3_020_000)) < 100_000
+
+
+def test_an_authority_lost_without_a_local_fit_holds_its_line():
+    clock = CanonicalClock()
+    t = 5_000_000_000
+    clock.follow_authority(1, (t, 42_000_000_000, 1.0), now_ns=t)
+    clock.authority_lost(now_ns=t + 1_000_000_000)
+    assert clock.state == ClockState.HOLDOVER and clock.segment.reason == SegmentReason.AUTHORITY
+    assert clock.from_host_ns(t + 2_000_000_000) == 44_000_000_000  # the held line runs on
