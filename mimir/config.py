@@ -21,7 +21,7 @@ from mimir.sync.calibration import BandLimits, PathCalibration
 from mimir.sync.witness_output import DEFAULT_EPOCH_UNIX_S
 
 __all__ = [
-    "CameraFamilyConfig", "AudioConfig", "AudioChannelConfig", "ChannelRole", "SyncConfig", "SupervisionConfig", "ReservoirConfig",
+    "CameraFamilyConfig", "FeaturesConfig", "AudioConfig", "AudioChannelConfig", "ChannelRole", "SyncConfig", "SupervisionConfig", "ReservoirConfig",
     "NetworkConfig", "RemoteSourceConfig", "RigConfig", "ConfigError", "load_config", "parse_config",
     "default_rig", "EXAMPLE_TOML", "DEFAULT_EPOCH_UNIX_S", "RIG_NAME_PATTERN", "check_rig_name", "Limits", "LIMITS",
     "FAMILY_FORMATS", "PS3EYE_MODES", "check_fields",
@@ -183,6 +183,22 @@ class RemoteSourceConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=Tru
     trust: TrustLevel = "observe-only"
 
 
+class FeaturesConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """Camera features (:mod:`mimir.gpu.features`): a producer worker whose samples the supervisor indexes.
+
+    The ``features`` worker reads the camera rings, computes motion features
+    per frame (CPU NumPy or a CUDA kernel, the same definition) and publishes
+    them through its own ring; the supervisor places each on its frame's
+    canonical time (see docs/gpu.md, "The feature producer").
+    """
+
+    enabled: bool = False
+    device: Literal["cpu", "cuda", "auto"] = "auto"  # auto: CUDA where CuPy finds a device, else the CPU
+    cameras: Annotated[list[Annotated[str, msgspec.Meta(max_length=64)]],
+                       msgspec.Meta(max_length=16)] = []  # camera sources ("cam.synthetic.0"); empty = every camera
+    changed_threshold: Annotated[int, msgspec.Meta(ge=1, le=255)] = 16  # luma levels a pixel must change by
+
+
 class NetworkConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     """The listener for remote receivers (``mimir.net.RemoteListener``); unknown keys are always refused."""
 
@@ -204,6 +220,7 @@ class RigConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     sync: SyncConfig = msgspec.field(default_factory=SyncConfig)
     supervision: SupervisionConfig = msgspec.field(default_factory=SupervisionConfig)
     network: NetworkConfig = msgspec.field(default_factory=NetworkConfig)
+    features: FeaturesConfig = msgspec.field(default_factory=FeaturesConfig)
 
 
 class ConfigError(ValueError):
@@ -372,6 +389,12 @@ format = "YUYV"                 # YUYV | BGR3 | GREY | GRBG | MJPG
 devices = []                    # ks / ps3eye: device names or indices
 files = []                      # file family: video files
 # ring_capacity = 330           # frames per camera ring (default and minimum: the window's frames + 0.5 s)
+
+[features]
+enabled = false                 # camera motion features into the reservoir (a producer worker, see docs/gpu.md)
+device = "auto"                 # cpu | cuda | auto (CUDA where CuPy finds a device)
+cameras = []                    # camera sources, e.g. ["cam.synthetic.0"]; empty = every camera
+changed_threshold = 16          # luma levels a pixel must change by to count as changed
 
 [network]
 # listen = "tcp://0.0.0.0:5591" # accept remote receivers (mimir receiver) here

@@ -25,7 +25,7 @@ from ringbuf.layout import F32, I64, U32, U64
 
 __all__ = [
     "SampleKind", "SampleHandle", "AudioBlockDescriptor", "AudioBlockRecord",
-    "CameraFrameDescriptor", "RenderPacketDescriptor", "RenderPoint",
+    "CameraFrameDescriptor", "CameraFeature", "RenderPacketDescriptor", "RenderPoint",
     "SampleFormat", "PixelFormat", "FLAG_DIAGNOSTIC", "EXPECTED_SIZES",
     "make_handle", "split_handle", "fourcc",
 ]
@@ -138,6 +138,24 @@ class CameraFrameDescriptor(msgspec.Struct):
     payload_handle: U64
 
 
+class CameraFeature(msgspec.Struct):
+    """Motion features of one camera frame against the previous one (48 B; :mod:`mimir.gpu.features` defines them).
+
+    ``source_id_hash`` and ``sequence`` name the frame (its camera's source
+    hash and ``CameraFrameDescriptor.sequence``); ``canonical_ns`` is the
+    frame's canonical time, filled by the supervisor (a producer writes 0).
+    """
+
+    source_id_hash: U64
+    sequence: U64
+    canonical_ns: U64
+    previous_sequence: U64
+    motion_energy: F32
+    changed_fraction: F32
+    mean_luma: F32
+    changed_threshold: U32
+
+
 class RenderPacketDescriptor(msgspec.Struct):
     """Upstream LocalcastRenderPacketDescriptor (64 B)."""
 
@@ -174,6 +192,7 @@ EXPECTED_SIZES = {
     SampleHandle: 48,
     AudioBlockDescriptor: 40,
     CameraFrameDescriptor: 64,
+    CameraFeature: 48,
     RenderPacketDescriptor: 64,
     RenderPoint: 56,
 }

@@ -42,6 +42,7 @@ from ringbuf.hashing import fnv1a_64
 __all__ = [
     "WitnessSpec", "RingSpec", "CameraSpec", "CameraWorkerSpec", "AudioWorkerSpec", "SyncWorkerSpec", "WorkerSpec",
     "SourceSpec", "BudgetItem", "RigPlan", "plan_rig", "camera_worker_spec", "audio_worker_spec", "sync_worker_spec",
+    "feature_worker_spec", "feature_source", "FeatureWorkerSpec", "FeatureCameraSpec", "FEATURES",
     "camera_specs", "source_hash", "witness_of", "ring_capacity", "headroom_items", "decode_worker_spec",
     "encode_worker_spec", "RING_HEADROOM_ITEMS", "RING_HEADROOM_S", "MAX_CAMERAS", "BOARD_WORKERS", "BOARD_SOURCES",
     "RESERVOIR", "OBSERVED", "PLAN", "FITS", "CLOCK", "SPEC_ENV", "SUPERVISOR_PID_ENV",
@@ -59,6 +60,8 @@ OBSERVED = "obs"   # remote receivers' claims: a reservoir of their own, never t
 PLAN = "plan"
 CLOCK = "clk"
 FITS = "fit"
+FEATURES = "ft"    # the features producer's ring (camera motion features, indexed as CAMERA_FEATURE)
+FEATURE_FORMATS = ("YUYV", "GREY", "GRBG")  # pixel formats with a luma plane (mimir.gpu.features)
 AUDIO = "au"
 AUDIO_METRICS = "aum"
 SMALL_RING_BYTES = 64 * 1024  # budget allowance for a status or metrics ring
@@ -145,7 +148,34 @@ class SyncWorkerSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True, ta
     paths: dict[int, PathCalibration] = {}               # ring channel -> its known acoustic path
 
 
-WorkerSpec = CameraWorkerSpec | AudioWorkerSpec | SyncWorkerSpec
+class FeatureCameraSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """One camera the features worker reads: its source, ring and frame geometry."""
+
+    source: str
+    source_hash: int
+    ring: RingSpec
+    width: int
+    height: int
+    pixel_format: str
+
+
+class FeatureWorkerSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True, tag="features"):
+    """The features producer: reads camera rings, publishes one record per frame into ``ring``.
+
+    The supervisor indexes ``ring`` as the ``features`` source: each record
+    becomes a CAMERA_FEATURE sample of ``<camera>.motion`` on its frame's
+    canonical time (the supervisor's, never the producer's).
+    """
+
+    name: str
+    rig: str
+    device: str                           # cpu | cuda | auto
+    changed_threshold: int
+    cameras: tuple[FeatureCameraSpec, ...]
+    ring: RingSpec
+
+
+WorkerSpec = CameraWorkerSpec | AudioWorkerSpec | SyncWorkerSpec | FeatureWorkerSpec
 
 
 class SourceSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -336,6 +366,14 @@ def plan_rig(config: RigConfig) -> RigPlan:
         budget.append(BudgetItem("audio callback metrics ring", spec.metrics_ring.capacity * 64))
         workers.append(sync_worker_spec(rig, spec, a.band))
         budget.append(BudgetItem("sync fits ring", SMALL_RING_BYTES))
+    if config.features.enabled:
+        spec = feature_worker_spec(config, workers, window_s=window_s)
+        workers.append(spec)
+        feature_hz = sum(next(s for s in sources if s.name == c.source).nominal_hz for c in spec.cameras)
+        sources.append(SourceSpec(name="features", kind=int(SampleKind.CAMERA_FEATURE), worker=spec.name,
+                                  ring=spec.ring, nominal_hz=feature_hz, source_hash=source_hash("features")))
+        rates[SampleKind.CAMERA_FEATURE] = feature_hz
+        budget.append(BudgetItem(f"features ring ({spec.ring.capacity} records)", spec.ring.capacity * 64))
     from mimir.reservoir.capacity import capacity_for, segment_bytes
 
     window_ns = int(window_s * 1e9)
@@ -351,6 +389,36 @@ def plan_rig(config: RigConfig) -> RigPlan:
     budget.append(BudgetItem("status board, clock and plan", 4 * SMALL_RING_BYTES))
     return RigPlan(rig=rig, window_ns=window_ns, reservoir_capacity=capacity, witness=witness, workers=tuple(workers),
                    sources=tuple(sources), budget=tuple(budget))
+
+
+def feature_worker_spec(config: RigConfig, workers: list[WorkerSpec], *, window_s: float) -> FeatureWorkerSpec:
+    """The features worker over the configured cameras (all when none is named)."""
+    f = config.features
+    cameras = [(w, c) for w in workers if isinstance(w, CameraWorkerSpec) for c in w.cameras]
+    if not cameras:
+        raise ConfigError("features.enabled needs at least one [[cameras]] entry: features are computed on frames")
+    known = {c.source for _, c in cameras}
+    unknown = [name for name in f.cameras if name not in known]
+    if unknown:
+        raise ConfigError(f"features.cameras: {unknown[0]!r} is not a camera of this rig; cameras: "
+                          f"{', '.join(sorted(known))}")
+    chosen = [(w, c) for w, c in cameras if not f.cameras or c.source in f.cameras]
+    specs = []
+    for w, c in chosen:
+        if w.pixel_format not in FEATURE_FORMATS:
+            raise ConfigError(f"features: camera {c.source} delivers {w.pixel_format}; motion features need a luma "
+                              f"plane ({', '.join(FEATURE_FORMATS)}); leave it out with features.cameras")
+        specs.append(FeatureCameraSpec(source=c.source, source_hash=source_hash(c.source), ring=c.ring,
+                                       width=w.width, height=w.height, pixel_format=w.pixel_format))
+    rate_hz = sum(w.fps for w, _ in chosen)
+    capacity = math.ceil(window_s * rate_hz) + headroom_items(rate_hz)
+    return FeatureWorkerSpec(name="features", rig=config.rig, device=f.device, changed_threshold=f.changed_threshold,
+                             cameras=tuple(specs), ring=RingSpec(object_id=FEATURES, name="features", capacity=capacity))
+
+
+def feature_source(camera: str) -> str:
+    """The reservoir source of one camera's motion features: ``<camera>.motion``."""
+    return f"{camera}.motion"
 
 
 def _align(n: int, to: int) -> int:

@@ -17,7 +17,10 @@ import sys
 import msgspec
 
 from mimir.process_control import die_with_parent
-from mimir.topology import SPEC_ENV, SUPERVISOR_PID_ENV, AudioWorkerSpec, CameraWorkerSpec, SyncWorkerSpec, decode_worker_spec
+from mimir.topology import (
+    SPEC_ENV, SUPERVISOR_PID_ENV, AudioWorkerSpec, CameraWorkerSpec, FeatureWorkerSpec, SyncWorkerSpec,
+    decode_worker_spec,
+)
 
 __all__ = ["run_spec", "main"]
 
@@ -41,6 +44,10 @@ def run_spec(spec) -> int:
         from mimir.sync.worker import run_sync_spec
 
         return run_sync_spec(spec)
+    if isinstance(spec, FeatureWorkerSpec):
+        from workers.features.worker import run_features_spec
+
+        return run_features_spec(spec)
     raise TypeError(f"unknown worker spec {type(spec).__name__}")
 
 

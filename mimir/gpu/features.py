@@ -29,11 +29,9 @@ from __future__ import annotations
 
 from typing import Any
 
-import msgspec
 import numpy as np
 
-from mimir.descriptors import PixelFormat
-from ringbuf.layout import F32, U32, U64
+from mimir.descriptors import CameraFeature, PixelFormat
 
 from .convert import check_frame_shape, frame_shape
 from .cuda_source import THREADS_PER_BLOCK, blocks_for, load_module, module_source
@@ -46,19 +44,6 @@ __all__ = [
 
 DEFAULT_CHANGED_THRESHOLD = 16  # luma levels: above sensor noise of a still scene, below any real edge moving
 _MAX_GPU_BLOCKS = 1024  # grid-stride loop: enough blocks to fill a large GPU, few atomics
-
-
-class CameraFeature(msgspec.Struct):
-    """Motion features of one camera frame against the previous one given to the extractor (48 B)."""
-
-    source_id_hash: U64
-    sequence: U64
-    canonical_ns: U64
-    previous_sequence: U64
-    motion_energy: F32
-    changed_fraction: F32
-    mean_luma: F32
-    changed_threshold: U32
 
 
 def feature_from_sums(

@@ -1,0 +1,1 @@
+"""The camera-features producer worker (see :mod:`workers.features.worker`)."""
