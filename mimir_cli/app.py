@@ -198,11 +198,27 @@ def status(
     except SegmentMissing:
         typer.echo(f"no supervisor is running rig {rig!r}: start one with `mimir-supervisor start`", err=True)
         raise typer.Exit(1) from None
+    def retention():
+        """Payload held per source against the window (mimir.retention); empty when it cannot be read now."""
+        from mimir.retention import payload_retention
+
+        if not snapshot.supervisor_alive:
+            return []
+        try:
+            return payload_retention(rig)
+        except (SegmentMissing, FileNotFoundError, ObjectMismatch):
+            return []  # the rig stopped meanwhile, or has no plan published yet
+
     if not watch:
+        rows = retention()
         if json_out:
-            sys.stdout.write(msgspec.json.encode(snapshot).decode() + "\n")
+            doc = msgspec.to_builtins(snapshot)
+            doc["retention"] = msgspec.to_builtins(rows)
+            sys.stdout.write(msgspec.json.encode(doc).decode() + "\n")
         else:
-            typer.echo(text(snapshot))
+            from mimir.retention import retention_lines
+
+            typer.echo(text(snapshot) + ("\n\n" + "\n".join(retention_lines(rows)) if rows else ""))
         if not snapshot.supervisor_alive:
             typer.echo(f"mimir status: STALE: the supervisor of rig {rig!r} (pid {snapshot.header.get('pid', '?')}) "
                        f"is gone; this is its last status. Remove what it left with `mimir doctor --clean --rig "

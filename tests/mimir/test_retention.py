@@ -40,7 +40,9 @@ STEADY_MIN_S = 10.0
 
 @pytest.fixture(scope="module")
 def walked(tmp_path_factory):
-    """Run the rig, walk its window for WALK_S in another process; return (passes, retention samples)."""
+    """Run the rig, walk its window for WALK_S in another process; return (passes, retention samples, final status,
+    what `mimir status` printed once, as text and as JSON)."""
+    retention_shown: list[str] = []
     rig = f"t{os.getpid()}nr"  # carries the session tag: the session leak check covers it
     folder = tmp_path_factory.mktemp("retention")
     config = folder / "rig.toml"
@@ -81,6 +83,11 @@ fps = 60.0
             time.sleep(1.0)
         _, err = walker.communicate()
         assert walker.returncode == 0, err[-3000:]
+        for args in ((), ("--json",)):  # and what `mimir status` itself prints, on the rig still running
+            shown = subprocess.run([str(BIN / "mimir"), "status", "--rig", rig, *args], capture_output=True,
+                                   text=True, timeout=120)
+            assert shown.returncode == 0, shown.stderr
+            retention_shown.append(shown.stdout)
         status = read_status(rig)
         passes = [json.loads(line) for line in out.read_text().splitlines()]
     finally:
@@ -90,12 +97,12 @@ fps = 60.0
         sup.send_signal(signal.SIGTERM)
         sup.communicate(timeout=60)
     assert not list_segments(rig), f"the rig left shared memory behind: {list_segments(rig)}"
-    return passes, retention, status
+    return passes, retention, status, retention_shown
 
 
 def test_every_payload_in_the_window_is_live_and_matches_its_stamp(walked):
     """The issue's invariant over every pass: from the first frames, across the first clock lock, to the end."""
-    passes, _, status = walked
+    passes, _, status, _ = walked
     assert passes[-1]["ended_s"] - passes[0]["began_s"] >= WALK_S - 1
     stale = [(p["began_s"], p["stale"]) for p in passes if p["stale"]]
     assert not stale, (f"descriptors in the window whose payload was already overwritten, (pass start s, count): "
@@ -111,7 +118,7 @@ def test_every_payload_in_the_window_is_live_and_matches_its_stamp(walked):
 def test_status_retention_reports_every_source_of_the_live_rig(walked):
     """What `mimir status` shows, sampled once a second while the walker ran (whether samples were unbacked at
     those instants is the walker's test: here the report itself)."""
-    _, retention, _ = walked
+    _, retention, _, shown = walked
     assert len(retention) >= WALK_S - 4
     window_s = retention[0][1][0].window_s
     assert window_s == 5.0
@@ -125,22 +132,25 @@ def test_status_retention_reports_every_source_of_the_live_rig(walked):
                 assert r.held_s >= r.window_s, r
     text = "\n".join(retention_lines(retention[-1][1]))
     assert "cam.synthetic.5" in text and "payload retention" in text
+    printed, as_json = shown
+    assert "payload retention" in printed and "cam.synthetic.5" in printed
+    assert {r["source"] for r in json.loads(as_json)["retention"]} == {f"cam.synthetic.{i}" for i in range(6)} | {"audio"}
 
 
 def test_retention_counts_exactly_the_window_samples_whose_payload_is_gone(rig):
     """Without processes: a camera ring of 8 frames behind a reservoir that indexed 12 of them."""
-    plan = plan_rig(RigConfig(rig=rig, cameras=[CameraFamilyConfig(family="synthetic", count=1, width=16,
-                                                                   height=8, fps=10.0, format="GREY")]))
+    plan = plan_rig(RigConfig(rig=rig, cameras=[CameraFamilyConfig(family="synthetic", count=1, width=32,
+                                                                   height=24, fps=10.0, format="GREY")]))
     spec = plan.source("cam.synthetic.0")
     with Reservoir.create(rig, name=RESERVOIR, capacity=64, duration_ns=plan.window_ns) as res, \
             Ring.create(spec.ring.object_id, rig=rig, descriptor=CameraFrameDescriptor, capacity=8,
-                        payload_shape=(8, 16)) as ring:
+                        payload_shape=(24, 32)) as ring:
         producer = res.producer(SampleKind.CAMERA_FRAME, sensor_id_hash=spec.source_hash)
         for n in range(12):  # 10 fps: frame n at n x 100 ms
             host = 1_000_000_000 + n * 100_000_000
             ring.claim()
-            ring.publish(1, n, host, host, 16, 8, 0, 16, 128, ring.handle(n))
-            producer.push_camera_frame(host, host, CameraFrameDescriptor(1, n, host, host, 16, 8, 0, 16, 128,
+            ring.publish(1, n, host, host, 32, 24, 0, 32, 768, ring.handle(n))
+            producer.push_camera_frame(host, host, CameraFrameDescriptor(1, n, host, host, 32, 24, 0, 32, 768,
                                                                          ring.handle(n)))
         (row,) = payload_retention(rig, plan=plan)
         assert (row.window_items, row.unbacked, row.held_items, row.ring_capacity) == (12, 4, 8, 8)
