@@ -229,9 +229,9 @@ def _wire() -> None:
     from mimir.net.cli import keys_app, receiver
     from mimir.supervisor.cli import start
     from mimir.sync.cli import bench_sync, codebook_app, decode
-    from mimir.sync.worker import sync_worker
     from workers.audio.cli import audio_worker, latency, soak
     from workers.camera.cli import camera_worker
+    from workers.sync.cli import sync_worker
 
     from mimir.snapshot.cli import snapshot
 

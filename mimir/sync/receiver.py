@@ -638,7 +638,7 @@ class StreamingReceiver:
         """Timing reference -> reported mapping: to the first arrival, then back to the emission (path calibration)."""
         prof = self.channel.profile
         first = prof.first_arrival_offset_samples if prof is not None and prof.first_arrival_offset_samples is not None else 0.0
-        delay = self.path.delay_seconds * rate if self.path is not None else 0.0
+        delay = self.path.path_delay_s * rate if self.path is not None else 0.0
         return first - delay
 
     def canonical_seconds_at(self, local_sample: float) -> float | None:
@@ -703,14 +703,14 @@ class StreamingReceiver:
                 anchor_count=fit.anchor_count,
                 first_canonical_seconds=fit.first_t,
                 last_canonical_seconds=fit.last_t,
-                path_delay_seconds=self.path.delay_seconds if self.path is not None else 0.0,
+                path_delay_seconds=self.path.path_delay_s if self.path is not None else 0.0,
                 reference="direct path" if prof is not None and prof.first_arrival_offset_samples is not None
                 else "timing reference",
             )
             if prof is not None:
                 prof = msgspec.structs.replace(
                     prof,
-                    path_delay_samples=(self.path.delay_seconds * fit.rate) if self.path is not None else None,
+                    path_delay_samples=(self.path.path_delay_s * fit.rate) if self.path is not None else None,
                     direct_path_local_sample_at_epoch=fit.local_sample_at_epoch + first,
                     strongest_path_local_sample_at_epoch=None if prof.strongest_arrival_offset_samples is None
                     else fit.local_sample_at_epoch + prof.strongest_arrival_offset_samples,
