@@ -1,10 +1,9 @@
-"""Command functions for ``mimir codebook render``, ``mimir decode`` and ``mimir bench sync``.
+"""Command functions for ``mimir codebook render`` and ``mimir decode`` (``mimir bench sync`` is in :mod:`bench.cli`).
 
 Wire them into the top-level app::
 
     app.add_typer(codebook_app, name="codebook")
     app.command("decode")(decode)
-    bench_app.command("sync")(bench_sync)
 
 Exit codes: 0 on success, including "no witness found" and odd-but-readable
 input (empty, short, silent, clipped, NaN/inf: a message on stderr and in the
@@ -14,7 +13,6 @@ With ``--json`` stdout holds only the JSON document.
 
 from __future__ import annotations
 
-import json
 import math
 import sys
 from pathlib import Path
@@ -31,7 +29,7 @@ from .emitter import WitnessEmitter
 from .receiver import StreamingReceiver
 from .report import SyncReport, encode_report
 
-__all__ = ["codebook_app", "render", "decode", "bench_sync", "BandOption", "PathDistanceOption", "PathDelayOption",
+__all__ = ["codebook_app", "render", "decode", "BandOption", "PathDistanceOption", "PathDelayOption",
            "SpeedOfSoundOption", "receiver_inputs"]
 
 codebook_app = typer.Typer(help="Active-witness codebook tools.", no_args_is_help=True)
@@ -186,19 +184,3 @@ def decode(
         sys.stdout.write(encode_report(report).decode() + "\n")
     else:
         typer.echo(_describe(report))
-
-
-def bench_sync(
-    json_out: Annotated[bool, typer.Option("--json", help="Print only the JSON document on stdout.")] = False,
-    quick: Annotated[bool, typer.Option("--quick", help="Fewer trials (about 1-2 minutes).")] = False,
-    only: Annotated[Optional[list[str]], typer.Option("--only", help="Run only these conditions ('rooms': the rooms section).")] = None,
-    plot: Annotated[Optional[Path], typer.Option("--plot", help="Write the rooms' error-vs-distance figure (PNG).")] = None,
-) -> None:
-    """Benchmark the sync receiver against the impairment matrix and simulated rooms (progress on stderr)."""
-    from .benchmark import format_table, run_bench
-
-    doc = run_bench(quick=quick, only=only, plot=None if plot is None else str(plot))
-    if json_out:
-        sys.stdout.write(json.dumps(doc) + "\n")
-    else:
-        typer.echo(format_table(doc))

@@ -12,7 +12,7 @@ import pytest
 
 from mimir.sync import Codebook, ReceiverConfig, StreamingReceiver, WitnessEmitter
 from mimir.sync import impair
-from mimir.sync.benchmark import Condition, make_trial_audio, truth_local_sample
+from mimir.sync.trials import Condition, make_trial_audio, truth_local_sample
 
 
 def _decode(audio, rate, block=1024, codebook=None, config=None):

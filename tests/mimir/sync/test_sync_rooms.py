@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from scipy.signal import butter, sosfiltfilt
 
-from mimir.sync.roombench import WRONG_SAMPLES_AT_48K, measure_transducer_delay_s, random_room, room_trial
+from mimir.sync.room_trials import WRONG_SAMPLES_AT_48K, measure_transducer_delay_s, random_room, room_trial
 from mimir.sync.rooms import MICROPHONE, SPEAKER, Room, direct_delays_samples, room_impulse_responses
 
 pytestmark = pytest.mark.slow
@@ -103,7 +103,7 @@ def test_path_calibration_removes_the_transducers_and_the_distance():
     from mimir.sync.codebook import Codebook
     from mimir.sync.calibration import PathCalibration
     from mimir.sync.receiver import StreamingReceiver
-    from mimir.sync.roombench import render_through
+    from mimir.sync.room_trials import render_through
     from mimir.sync.rooms import fractional_delay
 
     transducers = (SPEAKER, MICROPHONE)
@@ -130,7 +130,7 @@ def test_confidence_is_low_while_the_direct_path_is_not_yet_found():
     """A lock on a late reflection cluster is reported with low confidence until the direct path is found."""
     from mimir.sync.codebook import Codebook
     from mimir.sync.receiver import StreamingReceiver
-    from mimir.sync.roombench import render_through
+    from mimir.sync.room_trials import render_through
 
     room = Room((9.0, 7.0, 3.2), 0.6, (1.3, 1.1, 1.4), ((6.5, 5.4, 1.3),), model="stochastic", seed=3)
     rng = np.random.default_rng(1)
