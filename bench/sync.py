@@ -161,13 +161,13 @@ def run_trial(cond: Condition, seed: int) -> _Trial:
     t_last = t0 + (audio.size + removed) / true_rate
     offset_err = rate_err = None
     correct = False
-    if fit.effective_sample_rate is not None and fit.local_sample_at_epoch is not None:
+    if fit.rate_hz is not None and fit.local_sample_at_epoch is not None:
         errs = [
-            abs(fit.local_sample_at_epoch + t * fit.effective_sample_rate - truth_local_sample(t, t0, true_rate, removed))
+            abs(fit.local_sample_at_epoch + t * fit.rate_hz - truth_local_sample(t, t0, true_rate, removed))
             for t in (t_first, t_last)
         ]
         offset_err = max(errs)
-        rate_err = abs(fit.effective_sample_rate / true_rate - 1.0) * 1e6
+        rate_err = abs(fit.rate_hz / true_rate - 1.0) * 1e6
         correct = cond.witness == "own" and offset_err <= _CORRECT_LOCK_SAMPLES
     ever = rep.health.locks > 0
     false_lock = ever and not correct

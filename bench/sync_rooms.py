@@ -100,7 +100,7 @@ def run_rooms(quick: bool = False, progress: Callable[[str], None] | None = None
             "x_realtime": tr.x_realtime, "baseline_x_realtime": tr.baseline_x_realtime,
             "strongest_minus_direct_ms": None if tr.profile is None else tr.profile.strongest_minus_direct_ms,
             "drr_db": None if tr.profile is None else tr.profile.direct_to_reverberant_db,
-            "rt60_estimate_s": None if tr.profile is None else tr.profile.rt60_seconds,
+            "rt60_estimate_s": None if tr.profile is None else tr.profile.rt60_s,
             "ambiguous": None if tr.profile is None else tr.profile.ambiguous,
         }
         rec["goal_group"] = _goal_group(rec)

@@ -20,5 +20,5 @@ from .witness_output import DEFAULT_EPOCH_UNIX_S
 
 __all__ = [
     "Codebook", "CodebookSpec", "WitnessEmitter", "ReceiverConfig", "StreamingReceiver",
-    "SyncReport", "encode_report", "make_witness_output", "DEFAULT_EPOCH_UNIX_S", "PathCalibration", "BandLimits",
+    "SyncReport", "encode_report", "DEFAULT_EPOCH_UNIX_S", "PathCalibration", "BandLimits",
 ]

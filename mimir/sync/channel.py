@@ -475,7 +475,7 @@ class ChannelEstimate:
             first_arrival_snr_db=snr_first_db,
             first_arrival_sigma_samples=self.first_sigma_samples,
             direct_to_reverberant_db=drr_db,
-            rt60_seconds=rt60_s,
+            rt60_s=rt60_s,
             quality=quality,
             ambiguous=quality < 0.75,
             notes=reasons,

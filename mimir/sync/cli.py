@@ -103,31 +103,31 @@ def _describe(report: SyncReport) -> str:
     fit = report.canonical_clock_fit
     h = report.health
     lines = [f"source {report.source_id!r}, codebook {report.codebook_id!r} (seed {report.seed}), "
-             f"{report.nominal_sample_rate:g} Hz: {report.status}"]
-    if fit.effective_sample_rate is not None:
-        ppm = (fit.effective_sample_rate / report.nominal_sample_rate - 1.0) * 1e6
+             f"{report.nominal_rate_hz:g} Hz: {report.status}"]
+    if fit.rate_hz is not None:
+        ppm = (fit.rate_hz / report.nominal_rate_hz - 1.0) * 1e6
         lines.append(
-            f"  local_sample = {fit.local_sample_at_epoch:.3f} + canonical_s * {fit.effective_sample_rate:.6f}"
+            f"  local_sample = {fit.local_sample_at_epoch:.3f} + canonical_s * {fit.rate_hz:.6f}"
             f"  ({ppm:+.3f} ppm)"
         )
         lines.append(
-            f"  confidence {fit.confidence:.3f}, mean |residual| {fit.mean_abs_error_samples:.3f} samples, "
-            f"{fit.anchor_count} anchors over canonical {fit.first_canonical_seconds:.1f} .. {fit.last_canonical_seconds:.1f} s"
+            f"  confidence {fit.confidence:.3f}, mean |residual| {fit.mae_samples:.3f} samples, "
+            f"{fit.anchor_count} anchors over canonical {fit.first_canonical_s:.1f} .. {fit.last_canonical_s:.1f} s"
         )
         path = report.response_profile.path
         if path is not None and path.first_arrival_offset_samples is not None:
-            rate = report.nominal_sample_rate
+            rate = report.nominal_rate_hz
             drr = "-" if path.direct_to_reverberant_db is None else f"{path.direct_to_reverberant_db:.1f} dB"
-            rt60 = "-" if path.rt60_seconds is None else f"{path.rt60_seconds:.2f} s"
+            rt60 = "-" if path.rt60_s is None else f"{path.rt60_s:.2f} s"
             lines.append(
                 f"  path: timed on the direct path (first arrival, {path.first_arrival_snr_db:.0f} dB above the floor); "
                 f"strongest path {path.strongest_minus_direct_samples:.1f} samples "
                 f"({path.strongest_minus_direct_ms:.2f} ms) later, {path.direct_to_strongest_db:+.1f} dB; "
                 f"DRR {drr}, RT60 {rt60}; {path.events} events"
             )
-        if fit.path_delay_seconds:
-            lines.append(f"  path calibration: {fit.path_delay_seconds * 1e3:.3f} ms "
-                         f"({fit.path_delay_seconds * report.nominal_sample_rate:.2f} samples) taken out: the fit "
+        if fit.path_delay_s:
+            lines.append(f"  path calibration: {fit.path_delay_s * 1e3:.3f} ms "
+                         f"({fit.path_delay_s * report.nominal_rate_hz:.2f} samples) taken out: the fit "
                          "maps canonical time to the emission")
     else:
         lines.append("  no clock fit (confidence 0)")

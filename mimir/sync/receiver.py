@@ -538,7 +538,7 @@ class StreamingReceiver:
         self._anchors.append(
             AnchorReport(
                 event_index=i,
-                canonical_seconds=t,
+                canonical_s=t,
                 local_sample=local,
                 confidence=float(math.exp(-m.sigma_samples)),
                 symbols=[self.codebook.symbol_at(i - 2), self.codebook.symbol_at(i - 1), expected],
@@ -695,15 +695,15 @@ class StreamingReceiver:
             first = 0.0 if prof is None or prof.first_arrival_offset_samples is None else prof.first_arrival_offset_samples
             clock = ClockFitReport(
                 local_sample_at_epoch=fit.local_sample_at_epoch + shift,
-                effective_sample_rate=fit.rate,
+                rate_hz=fit.rate,
                 confidence=self.confidence(),
-                mean_abs_error_samples=fit.mean_abs_residual,
+                mae_samples=fit.mean_abs_residual,
                 offset_sigma_samples=math.hypot(fit.sigma_at(fit.last_t), min(self.channel.first_sigma_samples, 1e6)),
                 rate_sigma_ppm=math.sqrt(fit.var_rate) / self.rate_hz * 1e6 if math.isfinite(fit.var_rate) else None,
                 anchor_count=fit.anchor_count,
-                first_canonical_seconds=fit.first_t,
-                last_canonical_seconds=fit.last_t,
-                path_delay_seconds=self.path.path_delay_s if self.path is not None else 0.0,
+                first_canonical_s=fit.first_t,
+                last_canonical_s=fit.last_t,
+                path_delay_s=self.path.path_delay_s if self.path is not None else 0.0,
                 reference="direct path" if prof is not None and prof.first_arrival_offset_samples is not None
                 else "timing reference",
             )
@@ -728,7 +728,7 @@ class StreamingReceiver:
             source_id=self.source_id,
             codebook_id=self.spec.codebook_id,
             seed=int(self.spec.seed),
-            nominal_sample_rate=self.rate_hz,
+            nominal_rate_hz=self.rate_hz,
             locked=self._mode == "locked",
             status=self.status(),
             canonical_clock_fit=clock,
@@ -740,7 +740,7 @@ class StreamingReceiver:
                     start_local_sample=s.start_local,
                     end_local_sample=s.end_local,
                     local_sample_at_epoch=s.fit.local_sample_at_epoch + self._shift_samples(s.fit.rate),
-                    effective_sample_rate=s.fit.rate,
+                    rate_hz=s.fit.rate,
                     anchor_count=s.fit.anchor_count,
                 )
                 for s in self._segments

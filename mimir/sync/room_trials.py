@@ -96,9 +96,9 @@ def _decode(audio: np.ndarray, rate_hz: int, config: ReceiverConfig | None,
 def _error(rx: StreamingReceiver, truth_at: list[tuple[float, float]]) -> float | None:
     """The fit's signed error with the largest magnitude at the (canonical second, true local sample) pairs."""
     fit = rx.report().canonical_clock_fit
-    if fit.effective_sample_rate is None or fit.local_sample_at_epoch is None:
+    if fit.rate_hz is None or fit.local_sample_at_epoch is None:
         return None
-    errs = [fit.local_sample_at_epoch + t * fit.effective_sample_rate - want for t, want in truth_at]
+    errs = [fit.local_sample_at_epoch + t * fit.rate_hz - want for t, want in truth_at]
     return max(errs, key=abs)
 
 
@@ -124,7 +124,7 @@ def room_trial(room: Room, mic: int, *, rate_hz: int = 48000, seconds: float = 3
     err = _error(rx, truth_at)
     rep = rx.report()
     fit = rep.canonical_clock_fit
-    rate_err = None if fit.effective_sample_rate is None else (fit.effective_sample_rate / (rate_hz * ratio) - 1) * 1e6
+    rate_err = None if fit.rate_hz is None else (fit.rate_hz / (rate_hz * ratio) - 1) * 1e6
     base_err: float | None = None
     base_conf, base_speed = 0.0, math.nan
     if baseline:
@@ -147,9 +147,9 @@ def measure_transducer_delay_s(rate_hz: int = 48000, transducers: tuple[Transduc
     y = impair.add_inband_noise(y, rate_hz, 30.0, WITNESS_BAND_HZ, float(np.mean(y**2)), rng).astype(np.float32)
     rx, _ = _decode(y, rate_hz, None, None)
     fit = rx.report().canonical_clock_fit
-    if fit.local_sample_at_epoch is None or fit.effective_sample_rate is None:
+    if fit.local_sample_at_epoch is None or fit.rate_hz is None:
         raise RuntimeError("the dry transducer chain did not lock")
-    return float(fit.local_sample_at_epoch + t0 * fit.effective_sample_rate) / rate_hz
+    return float(fit.local_sample_at_epoch + t0 * fit.rate_hz) / rate_hz
 
 
 def random_room(rng: np.random.Generator, *, model: str, rt60_s: float, dims_m: tuple[float, float, float],

@@ -189,9 +189,9 @@ def _publish(fits: Ring, receivers: list[StreamingReceiver], rate_hz: int, block
         row["channel"] = c
         row["locked"] = int(report.locked)
         row["local_sample_at_epoch"] = fit.local_sample_at_epoch or 0.0
-        row["rate_hz"] = fit.effective_sample_rate or 0.0
+        row["rate_hz"] = fit.rate_hz or 0.0
         row["confidence"] = fit.confidence
-        row["mae_samples"] = fit.mean_abs_error_samples or 0.0
+        row["mae_samples"] = fit.mae_samples or 0.0
         row["anchors_accepted"] = health.anchors_accepted
         row["anchors_rejected"] = health.anchors_rejected
         row["samples_consumed"] = health.samples_consumed

@@ -53,9 +53,9 @@ def test_a_calibrated_fit_refers_to_the_emission():
         rx = StreamingReceiver(Codebook(), RATE, "t", path=path)
         rx.feed(y)
         fit = rx.report().canonical_clock_fit
-        at_t0 = fit.local_sample_at_epoch + t0 * fit.effective_sample_rate
+        at_t0 = fit.local_sample_at_epoch + t0 * fit.rate_hz
         assert at_t0 == pytest.approx(want, abs=0.05)
-        assert fit.path_delay_seconds == (0.0 if path is None else pytest.approx(3.2 / 343.0))
+        assert fit.path_delay_s == (0.0 if path is None else pytest.approx(3.2 / 343.0))
         assert rx.local_sample_at(t0) == pytest.approx(want, abs=0.05)
         assert rx.canonical_seconds_at(want) == pytest.approx(t0, abs=1e-6)
 
@@ -83,7 +83,7 @@ def test_band_limits_help_a_band_limited_receiver(seed):
             if lock_at is None and rx.locked:
                 lock_at = (k + 1024) / RATE
         fit = rx.report().canonical_clock_fit
-        err = abs(fit.local_sample_at_epoch + (t0 + 10) * fit.effective_sample_rate - 10 * RATE)
+        err = abs(fit.local_sample_at_epoch + (t0 + 10) * fit.rate_hz - 10 * RATE)
         results.append((lock_at, rx.report().health.anchors_accepted, err, fit.confidence))
         if err > 48:  # never confidently wrong, with or without band limits
             assert fit.confidence <= 0.5
