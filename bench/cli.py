@@ -141,7 +141,7 @@ def bench_receivers(
 
 def bench_take(
     seconds: Annotated[float, typer.Option("--seconds", help="Seconds of media per encoding (six VGA cameras at 60 fps).")] = 5.0,
-    directory: Annotated[str, typer.Option("--dir", help="Folder on the disk to measure (default: the temp folder).")] = None,
+    directory: Annotated[Optional[str], typer.Option("--dir", help="Folder on the disk to measure (default: the temp folder).")] = None,
     quick: Annotated[bool, typer.Option("--quick", help="Two small cameras for half a second (a smoke run).")] = False,
     json_out: JsonOut = False,
 ) -> None:
@@ -216,7 +216,7 @@ def bench_snapshot(
     seconds: Annotated[float, typer.Option("--seconds", help="Seconds to snapshot (at most the 5 s window).")] = 5.0,
     video: Annotated[str, typer.Option("--video", help="raw | ffv1 | h264")] = "raw",
     shape: Annotated[str, typer.Option("--shape", help="default (six VGA cameras) | small (a smoke run)")] = "default",
-    directory: Annotated[str, typer.Option(
+    directory: Annotated[Optional[str], typer.Option(
         "--dir", help="Folder on the disk to measure (default: the temp folder).")] = None,
     json_out: JsonOut = False,
 ) -> None:

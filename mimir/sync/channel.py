@@ -560,7 +560,7 @@ class ChannelEstimate:
             gains = sol.x[k : 2 * k] + 1j * sol.x[2 * k :]
             if np.max(np.abs(residual)) ** 2 < 0.003 * np.max(np.abs(gains)) ** 2:
                 break
-        if sol is None:
+        if sol is None or resid is None:  # set together: no path was found
             return float(j_first), 1.0, None
         taus_fit = sol.x[:k]
         gains = sol.x[k : 2 * k] + 1j * sol.x[2 * k :]

@@ -429,7 +429,8 @@ class StreamingReceiver:
             return events
         for expected, m in boot:
             self.channel.add(m, self.bank, expected)
-            self._recent.append((self.bank, m.received, expected, m.lag_samples))
+            if m.received is not None:
+                self._recent.append((self.bank, m.received, expected, m.lag_samples))
         delta = self._analyse_channel()
         return [(i, c + delta) for i, c in events]
 
@@ -585,7 +586,8 @@ class StreamingReceiver:
                 fit.refit()
                 self._record_anchor(fit, i, local, m)
                 self.channel.add(m, bank, expected)
-                self._recent.append((bank, m.received, expected, m.lag_samples))
+                if m.received is not None:  # always, from measure(): kept for the rake's registration
+                    self._recent.append((bank, m.received, expected, m.lag_samples))
                 self._anchors_since_analysis += 1
                 every = cfg.analyse_every_anchors * (1 if not self.channel.frozen else 5)
                 if self._anchors_since_analysis >= every:
