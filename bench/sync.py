@@ -29,9 +29,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from bench.common import machine_info as common_machine_info
+from bench.gcc_phat import gcc_phat_lag
 from bench.sync_rooms import format_rooms, plot_rooms, run_rooms
 from mimir.sync import impair
-from mimir.sync.baseline import gcc_phat_lag
 from mimir.sync.calibration import BandLimits
 from mimir.sync.codebook import Codebook
 from mimir.sync.emitter import WitnessEmitter

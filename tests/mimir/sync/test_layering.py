@@ -40,7 +40,8 @@ _PROBE = textwrap.dedent("""
 def test_the_modules_are_found():
     assert {"mimir.sync.receiver", "mimir.sync.report", "mimir.sync.trials", "mimir.sync.room_trials",
             "mimir.sync.calibration", "mimir.sync.cli"} <= set(MODULES)
-    assert not {"mimir.sync.worker", "mimir.sync.fits", "mimir.sync.benchmark", "mimir.sync.roombench"} & set(MODULES)
+    assert not {"mimir.sync.worker", "mimir.sync.fits", "mimir.sync.benchmark", "mimir.sync.roombench",
+                "mimir.sync.baseline"} & set(MODULES)
 
 
 def test_importing_every_module_loads_nothing_above_the_library():
