@@ -89,7 +89,8 @@ class BandLimits(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
             sub = (spec.band_high_hz - spec.band_low_hz) / N_SUBBANDS
             raise ValueError(
                 f"band {self.low_hz:g}-{self.high_hz:g} Hz holds {n} of the witness's {N_SUBBANDS} sub-bands "
-                f"({spec.band_low_hz:g}-{spec.band_high_hz:g} Hz in steps of {sub:g} Hz) at {rate:g} Hz; "
+                f"({spec.band_low_hz:g}-{spec.band_high_hz:g} Hz in steps of {sub:g} Hz)"
+                f"{'' if rate_hz is None else f' at {rate:g} Hz'}; "
                 f"decoding needs at least {MIN_SUBBANDS}"
             )
 
