@@ -11,13 +11,14 @@ import importlib
 import json
 import math
 import sys
-from typing import Annotated
+from pathlib import Path
+from typing import Annotated, Optional
 
 import typer
 
 __all__ = [
     "bench_rings", "bench_reservoir", "bench_pipeline", "bench_cameras", "bench_audio", "bench_receivers",
-    "bench_take", "bench_gpu", "bench_consumer", "bench_snapshot", "load", "finite",
+    "bench_take", "bench_gpu", "bench_consumer", "bench_snapshot", "bench_sync", "load", "finite",
 ]
 
 JsonOut = Annotated[bool, typer.Option("--json", help="Print only one JSON document on stdout.")]
@@ -140,7 +141,7 @@ def bench_receivers(
 
 def bench_take(
     seconds: Annotated[float, typer.Option("--seconds", help="Seconds of media per encoding (six VGA cameras at 60 fps).")] = 5.0,
-    directory: Annotated[str, typer.Option("--dir", help="Folder on the disk to measure (default: the temp folder).")] = None,
+    directory: Annotated[Optional[str], typer.Option("--dir", help="Folder on the disk to measure (default: the temp folder).")] = None,
     quick: Annotated[bool, typer.Option("--quick", help="Two small cameras for half a second (a smoke run).")] = False,
     json_out: JsonOut = False,
 ) -> None:
@@ -215,7 +216,7 @@ def bench_snapshot(
     seconds: Annotated[float, typer.Option("--seconds", help="Seconds to snapshot (at most the 5 s window).")] = 5.0,
     video: Annotated[str, typer.Option("--video", help="raw | ffv1 | h264")] = "raw",
     shape: Annotated[str, typer.Option("--shape", help="default (six VGA cameras) | small (a smoke run)")] = "default",
-    directory: Annotated[str, typer.Option(
+    directory: Annotated[Optional[str], typer.Option(
         "--dir", help="Folder on the disk to measure (default: the temp folder).")] = None,
     json_out: JsonOut = False,
 ) -> None:
@@ -242,3 +243,24 @@ def bench_snapshot(
         print(snapshot.format_table(records))
     if any(not (r["goals"]["snapshot_lost_nothing"] and r["goals"]["capture_lost_nothing"]) for r in records):
         raise typer.Exit(1)
+
+
+def bench_sync(
+    json_out: JsonOut = False,
+    quick: Annotated[bool, typer.Option("--quick", help="Fewer trials (about 1-2 minutes).")] = False,
+    only: Annotated[Optional[list[str]], typer.Option(
+        "--only", help="Run only these conditions ('rooms': the rooms section).")] = None,
+    plot: Annotated[Optional[Path], typer.Option("--plot", help="Write the rooms' error-vs-distance figure (PNG).")] = None,
+) -> None:
+    """Benchmark the sync receiver against the impairment matrix and simulated rooms (progress on stderr)."""
+    sync = load("sync")
+    unknown = sorted(set(only or ()) - set(sync.names()))
+    if unknown:
+        typer.echo(f"mimir bench sync: unknown --only {', '.join(unknown)}; choose from {', '.join(sync.names())}",
+                   err=True)
+        raise typer.Exit(2)
+    doc = sync.run_bench(quick=quick, progress=_progress, only=only, plot=None if plot is None else str(plot))
+    if json_out:
+        sys.stdout.write(json.dumps(doc) + "\n")
+    else:
+        typer.echo(sync.format_table(doc))

@@ -46,7 +46,7 @@ def _bytes_and_latency(seconds: float, progress: Callable[[str], None]) -> list[
     import zmq
 
     from mimir.config import NetworkConfig, RemoteSourceConfig
-    from mimir.sync.benchmark import Condition, make_trial_audio
+    from mimir.sync.trials import Condition, make_trial_audio
 
     from mimir.net.keys import load_public_key, write_keypair
     from mimir.net.listener import RemoteListener

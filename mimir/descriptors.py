@@ -21,13 +21,13 @@ import enum
 
 import msgspec
 
-from ringbuf.layout import F32, I64, U32, U64
+from ringbuf.layout import F32, F64, I64, U32, U64
 
 __all__ = [
     "SampleKind", "SampleHandle", "AudioBlockDescriptor", "AudioBlockRecord",
     "CameraFrameDescriptor", "CameraFeature", "RenderPacketDescriptor", "RenderPoint",
     "SampleFormat", "PixelFormat", "FLAG_DIAGNOSTIC", "EXPECTED_SIZES",
-    "make_handle", "split_handle", "fourcc",
+    "make_handle", "split_handle", "fourcc", "FitsHeader", "FitRow", "MAX_FIT_ROWS",
 ]
 
 FLAG_DIAGNOSTIC = 1 << 0
@@ -186,6 +186,47 @@ class RenderPoint(msgspec.Struct):
     alpha: F32
     confidence: F32
     reserved: U32 = 0  # the C struct's tail padding to 8-byte alignment (52 -> 56 B)
+
+
+MAX_FIT_ROWS = 32  # fit rows per snapshot of the sync worker's fits ring (one per audio channel)
+
+
+class FitsHeader(msgspec.Struct):
+    """One clock-fit snapshot of the sync worker (ring ``sync.fits``, object :data:`mimir.topology.FITS`).
+
+    The payload is :data:`MAX_FIT_ROWS` :class:`FitRow` records, the first
+    ``sources`` of them valid. Written only by the sync worker
+    (``workers.sync``), read with ``RingReader.latest()`` by the supervisor:
+    never torn, no JSON.
+    """
+
+    sources: U32
+    sample_rate_hz: U32
+    published_host_ns: U64
+    blocks_read: U64
+    blocks_lost: U64            # audio blocks the sync worker could not read in time (ring overrun)
+    stream_pid: U64             # writer pid of the audio ring these fits were measured on (its stream)
+
+
+class FitRow(msgspec.Struct):
+    """One audio channel's clock fit: ``device_sample = local_sample_at_epoch + canonical_s * rate_hz``.
+
+    The names are the sync report's (:class:`mimir.sync.report.ClockFitReport`,
+    :class:`mimir.sync.report.Health`); 0 where the report has none (not locked).
+    """
+
+    channel: U32
+    locked: U32
+    local_sample_at_epoch: F64  # device sample at canonical second 0
+    rate_hz: F64                # effective sample rate of the device clock
+    confidence: F32
+    mae_samples: F32
+    anchors_accepted: U64
+    anchors_rejected: U64
+    samples_consumed: U64
+    locks: U32
+    relocks: U32
+    discontinuities: U32
 
 
 EXPECTED_SIZES = {

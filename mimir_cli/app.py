@@ -244,18 +244,17 @@ def _wire() -> None:
     from bench import cli as bench_cli
     from mimir.net.cli import keys_app, receiver
     from mimir.supervisor.cli import start
-    from mimir.sync.cli import bench_sync, codebook_app, decode
-    from mimir.sync.worker import sync_worker
+    from mimir.sync.cli import codebook_app, decode
     from workers.audio.cli import audio_worker, latency, soak
     from workers.camera.cli import camera_worker
+    from workers.sync.cli import sync_worker
 
     from mimir.snapshot.cli import snapshot
 
     for name in ("rings", "reservoir", "pipeline", "cameras", "audio", "receivers", "take", "gpu", "consumer",
-                 "snapshot"):
+                 "snapshot", "sync"):
         bench_app.command(name)(getattr(bench_cli, f"bench_{name}"))
     app.command("snapshot")(snapshot)
-    bench_app.command("sync")(bench_sync)
     app.add_typer(codebook_app, name="codebook", help="The active-witness codebook.")
     app.command("decode")(decode)
     app.command("latency")(latency)

@@ -41,7 +41,7 @@ def run_spec(spec) -> int:
             print(f"mimir-worker audio: error: {exc}", file=sys.stderr, flush=True)
             return exc.exit_code
     if isinstance(spec, SyncWorkerSpec):
-        from mimir.sync.worker import run_sync_spec
+        from workers.sync.worker import run_sync_spec
 
         return run_sync_spec(spec)
     if isinstance(spec, FeatureWorkerSpec):

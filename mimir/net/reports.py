@@ -50,12 +50,12 @@ def _clip01(x: float | None) -> float | None:
 def fit_body(rep: SyncReport, stream_sample: int) -> ClockFitSummary:
     f = rep.canonical_clock_fit
     return ClockFitSummary(
-        codebook_id=rep.codebook_id[:64], seed=rep.seed, nominal_rate_hz=rep.nominal_sample_rate, locked=rep.locked,
+        codebook_id=rep.codebook_id[:64], seed=rep.seed, nominal_rate_hz=rep.nominal_rate_hz, locked=rep.locked,
         segment=rep.health.discontinuities, stream_sample=max(0, int(stream_sample)),
-        local_sample_at_epoch=f.local_sample_at_epoch, rate_hz=f.effective_sample_rate,
-        confidence=_clip01(f.confidence) or 0.0, mae_samples=f.mean_abs_error_samples,
+        local_sample_at_epoch=f.local_sample_at_epoch, rate_hz=f.rate_hz,
+        confidence=_clip01(f.confidence) or 0.0, mae_samples=f.mae_samples,
         offset_sigma_samples=f.offset_sigma_samples, rate_sigma_ppm=f.rate_sigma_ppm, anchor_count=f.anchor_count,
-        first_canonical_s=f.first_canonical_seconds, last_canonical_s=f.last_canonical_seconds,
+        first_canonical_s=f.first_canonical_s, last_canonical_s=f.last_canonical_s,
     )
 
 
@@ -119,7 +119,7 @@ class ReportScheduler:
             for k in range(0, len(fresh), MAX_ANCHORS_PER_BATCH):
                 out.append(AnchorBatch(
                     segment=rep.health.discontinuities, decoded_unix_ns=now,
-                    anchors=[Anchor(event_index=a.event_index, canonical_s=a.canonical_seconds,
+                    anchors=[Anchor(event_index=a.event_index, canonical_s=a.canonical_s,
                                     local_sample=a.local_sample, confidence=_clip01(a.confidence) or 0.0,
                                     residual_samples=a.residual_samples)
                              for a in fresh[k:k + MAX_ANCHORS_PER_BATCH]]))

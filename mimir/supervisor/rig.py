@@ -47,7 +47,7 @@ from mimir.supervisor.reference import ReferenceChooser
 from mimir.supervisor.status import (
     MAX_SOURCES, MAX_WORKERS, Health, SourceRow, StatusBoard, SupervisorHeader, WorkerRow, WorkerState, read_status,
 )
-from mimir.sync.fits import FitsHeader
+from mimir.descriptors import FitsHeader
 from mimir.topology import OBSERVED, RESERVOIR, AudioWorkerSpec, RigPlan, SourceSpec, SyncWorkerSpec, plan_rig
 from ringbuf import (
     ForeignObject, OutOfSharedMemory, RingReader, SegmentExists, SegmentMissing, dtype_of, remove_stale, scan,

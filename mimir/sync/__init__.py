@@ -9,16 +9,39 @@ Typical use::
     rx.feed(block)                                  # any block size
     report = rx.report()                            # msgspec Struct, camelCase JSON
     t = rx.canonical_seconds_at(local_sample)
+
+Names are imported on first use: the rig config imports
+:mod:`mimir.sync.calibration` alone, without loading the receiver (scipy).
 """
 
-from .calibration import BandLimits, PathCalibration
-from .codebook import Codebook, CodebookSpec
-from .emitter import WitnessEmitter
-from .receiver import ReceiverConfig, StreamingReceiver
-from .report import SyncReport, encode_report
-from .witness_output import DEFAULT_EPOCH_UNIX_S
+from __future__ import annotations
 
-__all__ = [
-    "Codebook", "CodebookSpec", "WitnessEmitter", "ReceiverConfig", "StreamingReceiver",
-    "SyncReport", "encode_report", "make_witness_output", "DEFAULT_EPOCH_UNIX_S", "PathCalibration", "BandLimits",
-]
+import importlib
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .calibration import BandLimits, PathCalibration
+    from .codebook import Codebook, CodebookSpec
+    from .emitter import WitnessEmitter
+    from .receiver import ReceiverConfig, StreamingReceiver
+    from .report import SyncReport, encode_report
+    from .witness_output import DEFAULT_EPOCH_UNIX_S
+
+_EXPORTS = {
+    "BandLimits": "calibration", "PathCalibration": "calibration",
+    "Codebook": "codebook", "CodebookSpec": "codebook",
+    "WitnessEmitter": "emitter",
+    "ReceiverConfig": "receiver", "StreamingReceiver": "receiver",
+    "SyncReport": "report", "encode_report": "report",
+    "DEFAULT_EPOCH_UNIX_S": "witness_output",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> object:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'mimir.sync' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value

@@ -32,7 +32,8 @@ import numpy as np
 from .codebook import CodebookSpec
 from .symbols import N_SUBBANDS, usable_subbands
 
-__all__ = ["PathCalibration", "BandLimits", "MIN_SUBBANDS", "parse_band", "path_from_options", "SPEED_OF_SOUND_M_S"]
+__all__ = ["PathCalibration", "BandLimits", "MIN_SUBBANDS", "parse_band", "path_from_options", "parse_channel_paths",
+           "SPEED_OF_SOUND_M_S"]
 
 SPEED_OF_SOUND_M_S = 343.0  # dry air at 20 degrees C
 MIN_SUBBANDS = 2  # with one sub-band, 32 symbols would share 16 cells: identity is lost
@@ -61,7 +62,8 @@ class PathCalibration(msgspec.Struct, frozen=True, forbid_unknown_fields=True, k
             raise ValueError(f"speed of sound must be 200-2000 m/s, got {self.speed_of_sound_m_s!r}")
 
     @property
-    def delay_seconds(self) -> float:
+    def path_delay_s(self) -> float:
+        """The whole path's delay: the distance's plus ``delay_s``."""
         return self.distance_m / self.speed_of_sound_m_s + self.delay_s
 
 
@@ -87,7 +89,8 @@ class BandLimits(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
             sub = (spec.band_high_hz - spec.band_low_hz) / N_SUBBANDS
             raise ValueError(
                 f"band {self.low_hz:g}-{self.high_hz:g} Hz holds {n} of the witness's {N_SUBBANDS} sub-bands "
-                f"({spec.band_low_hz:g}-{spec.band_high_hz:g} Hz in steps of {sub:g} Hz) at {rate:g} Hz; "
+                f"({spec.band_low_hz:g}-{spec.band_high_hz:g} Hz in steps of {sub:g} Hz)"
+                f"{'' if rate_hz is None else f' at {rate:g} Hz'}; "
                 f"decoding needs at least {MIN_SUBBANDS}"
             )
 
@@ -117,3 +120,22 @@ def path_from_options(distance_m: float | None, delay_ms: float | None,
                            speed_of_sound_m_s=float(speed_of_sound_m_s))
     path.validate()
     return path
+
+
+def parse_channel_paths(items: list[str]) -> dict[int, PathCalibration]:
+    """``["1:3.2", "2:5.0:0.25"]`` (channel:metres[:extra ms]) -> {channel: PathCalibration} (ValueError, one line)."""
+    out: dict[int, PathCalibration] = {}
+    for item in items:
+        parts = item.split(":")
+        try:
+            if len(parts) not in (2, 3):
+                raise ValueError
+            channel = int(parts[0])
+            path = PathCalibration(distance_m=float(parts[1]), delay_s=float(parts[2]) / 1e3 if len(parts) == 3 else 0.0)
+        except ValueError:
+            raise ValueError(f"--channel-path must look like CHANNEL:METRES[:MS], got {item!r}") from None
+        path.validate()
+        if channel < 0 or channel in out:
+            raise ValueError(f"--channel-path: channel {channel} is negative or given twice")
+        out[channel] = path
+    return out

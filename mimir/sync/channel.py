@@ -475,7 +475,7 @@ class ChannelEstimate:
             first_arrival_snr_db=snr_first_db,
             first_arrival_sigma_samples=self.first_sigma_samples,
             direct_to_reverberant_db=drr_db,
-            rt60_seconds=rt60_s,
+            rt60_s=rt60_s,
             quality=quality,
             ambiguous=quality < 0.75,
             notes=reasons,
@@ -560,7 +560,7 @@ class ChannelEstimate:
             gains = sol.x[k : 2 * k] + 1j * sol.x[2 * k :]
             if np.max(np.abs(residual)) ** 2 < 0.003 * np.max(np.abs(gains)) ** 2:
                 break
-        if sol is None:
+        if sol is None or resid is None:  # set together: no path was found
             return float(j_first), 1.0, None
         taus_fit = sol.x[:k]
         gains = sol.x[k : 2 * k] + 1j * sol.x[2 * k :]

@@ -1,10 +1,9 @@
-"""Command functions for ``mimir codebook render``, ``mimir decode`` and ``mimir bench sync``.
+"""Command functions for ``mimir codebook render`` and ``mimir decode`` (``mimir bench sync`` is in :mod:`bench.cli`).
 
 Wire them into the top-level app::
 
     app.add_typer(codebook_app, name="codebook")
     app.command("decode")(decode)
-    bench_app.command("sync")(bench_sync)
 
 Exit codes: 0 on success, including "no witness found" and odd-but-readable
 input (empty, short, silent, clipped, NaN/inf: a message on stderr and in the
@@ -14,7 +13,6 @@ With ``--json`` stdout holds only the JSON document.
 
 from __future__ import annotations
 
-import json
 import math
 import sys
 from pathlib import Path
@@ -31,7 +29,7 @@ from .emitter import WitnessEmitter
 from .receiver import StreamingReceiver
 from .report import SyncReport, encode_report
 
-__all__ = ["codebook_app", "render", "decode", "bench_sync", "BandOption", "PathDistanceOption", "PathDelayOption",
+__all__ = ["codebook_app", "render", "decode", "BandOption", "PathDistanceOption", "PathDelayOption",
            "SpeedOfSoundOption", "receiver_inputs"]
 
 codebook_app = typer.Typer(help="Active-witness codebook tools.", no_args_is_help=True)
@@ -105,31 +103,31 @@ def _describe(report: SyncReport) -> str:
     fit = report.canonical_clock_fit
     h = report.health
     lines = [f"source {report.source_id!r}, codebook {report.codebook_id!r} (seed {report.seed}), "
-             f"{report.nominal_sample_rate:g} Hz: {report.status}"]
-    if fit.effective_sample_rate is not None:
-        ppm = (fit.effective_sample_rate / report.nominal_sample_rate - 1.0) * 1e6
+             f"{report.nominal_rate_hz:g} Hz: {report.status}"]
+    if fit.rate_hz is not None:
+        ppm = (fit.rate_hz / report.nominal_rate_hz - 1.0) * 1e6
         lines.append(
-            f"  local_sample = {fit.local_sample_at_epoch:.3f} + canonical_s * {fit.effective_sample_rate:.6f}"
+            f"  local_sample = {fit.local_sample_at_epoch:.3f} + canonical_s * {fit.rate_hz:.6f}"
             f"  ({ppm:+.3f} ppm)"
         )
         lines.append(
-            f"  confidence {fit.confidence:.3f}, mean |residual| {fit.mean_abs_error_samples:.3f} samples, "
-            f"{fit.anchor_count} anchors over canonical {fit.first_canonical_seconds:.1f} .. {fit.last_canonical_seconds:.1f} s"
+            f"  confidence {fit.confidence:.3f}, mean |residual| {fit.mae_samples:.3f} samples, "
+            f"{fit.anchor_count} anchors over canonical {fit.first_canonical_s:.1f} .. {fit.last_canonical_s:.1f} s"
         )
         path = report.response_profile.path
         if path is not None and path.first_arrival_offset_samples is not None:
-            rate = report.nominal_sample_rate
+            rate = report.nominal_rate_hz
             drr = "-" if path.direct_to_reverberant_db is None else f"{path.direct_to_reverberant_db:.1f} dB"
-            rt60 = "-" if path.rt60_seconds is None else f"{path.rt60_seconds:.2f} s"
+            rt60 = "-" if path.rt60_s is None else f"{path.rt60_s:.2f} s"
             lines.append(
                 f"  path: timed on the direct path (first arrival, {path.first_arrival_snr_db:.0f} dB above the floor); "
                 f"strongest path {path.strongest_minus_direct_samples:.1f} samples "
                 f"({path.strongest_minus_direct_ms:.2f} ms) later, {path.direct_to_strongest_db:+.1f} dB; "
                 f"DRR {drr}, RT60 {rt60}; {path.events} events"
             )
-        if fit.path_delay_seconds:
-            lines.append(f"  path calibration: {fit.path_delay_seconds * 1e3:.3f} ms "
-                         f"({fit.path_delay_seconds * report.nominal_sample_rate:.2f} samples) taken out: the fit "
+        if fit.path_delay_s:
+            lines.append(f"  path calibration: {fit.path_delay_s * 1e3:.3f} ms "
+                         f"({fit.path_delay_s * report.nominal_rate_hz:.2f} samples) taken out: the fit "
                          "maps canonical time to the emission")
     else:
         lines.append("  no clock fit (confidence 0)")
@@ -186,19 +184,3 @@ def decode(
         sys.stdout.write(encode_report(report).decode() + "\n")
     else:
         typer.echo(_describe(report))
-
-
-def bench_sync(
-    json_out: Annotated[bool, typer.Option("--json", help="Print only the JSON document on stdout.")] = False,
-    quick: Annotated[bool, typer.Option("--quick", help="Fewer trials (about 1-2 minutes).")] = False,
-    only: Annotated[Optional[list[str]], typer.Option("--only", help="Run only these conditions ('rooms': the rooms section).")] = None,
-    plot: Annotated[Optional[Path], typer.Option("--plot", help="Write the rooms' error-vs-distance figure (PNG).")] = None,
-) -> None:
-    """Benchmark the sync receiver against the impairment matrix and simulated rooms (progress on stderr)."""
-    from .benchmark import format_table, run_bench
-
-    doc = run_bench(quick=quick, only=only, plot=None if plot is None else str(plot))
-    if json_out:
-        sys.stdout.write(json.dumps(doc) + "\n")
-    else:
-        typer.echo(format_table(doc))

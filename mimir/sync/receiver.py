@@ -429,7 +429,8 @@ class StreamingReceiver:
             return events
         for expected, m in boot:
             self.channel.add(m, self.bank, expected)
-            self._recent.append((self.bank, m.received, expected, m.lag_samples))
+            if m.received is not None:
+                self._recent.append((self.bank, m.received, expected, m.lag_samples))
         delta = self._analyse_channel()
         return [(i, c + delta) for i, c in events]
 
@@ -538,7 +539,7 @@ class StreamingReceiver:
         self._anchors.append(
             AnchorReport(
                 event_index=i,
-                canonical_seconds=t,
+                canonical_s=t,
                 local_sample=local,
                 confidence=float(math.exp(-m.sigma_samples)),
                 symbols=[self.codebook.symbol_at(i - 2), self.codebook.symbol_at(i - 1), expected],
@@ -585,7 +586,8 @@ class StreamingReceiver:
                 fit.refit()
                 self._record_anchor(fit, i, local, m)
                 self.channel.add(m, bank, expected)
-                self._recent.append((bank, m.received, expected, m.lag_samples))
+                if m.received is not None:  # always, from measure(): kept for the rake's registration
+                    self._recent.append((bank, m.received, expected, m.lag_samples))
                 self._anchors_since_analysis += 1
                 every = cfg.analyse_every_anchors * (1 if not self.channel.frozen else 5)
                 if self._anchors_since_analysis >= every:
@@ -638,7 +640,7 @@ class StreamingReceiver:
         """Timing reference -> reported mapping: to the first arrival, then back to the emission (path calibration)."""
         prof = self.channel.profile
         first = prof.first_arrival_offset_samples if prof is not None and prof.first_arrival_offset_samples is not None else 0.0
-        delay = self.path.delay_seconds * rate if self.path is not None else 0.0
+        delay = self.path.path_delay_s * rate if self.path is not None else 0.0
         return first - delay
 
     def canonical_seconds_at(self, local_sample: float) -> float | None:
@@ -695,22 +697,22 @@ class StreamingReceiver:
             first = 0.0 if prof is None or prof.first_arrival_offset_samples is None else prof.first_arrival_offset_samples
             clock = ClockFitReport(
                 local_sample_at_epoch=fit.local_sample_at_epoch + shift,
-                effective_sample_rate=fit.rate,
+                rate_hz=fit.rate,
                 confidence=self.confidence(),
-                mean_abs_error_samples=fit.mean_abs_residual,
+                mae_samples=fit.mean_abs_residual,
                 offset_sigma_samples=math.hypot(fit.sigma_at(fit.last_t), min(self.channel.first_sigma_samples, 1e6)),
                 rate_sigma_ppm=math.sqrt(fit.var_rate) / self.rate_hz * 1e6 if math.isfinite(fit.var_rate) else None,
                 anchor_count=fit.anchor_count,
-                first_canonical_seconds=fit.first_t,
-                last_canonical_seconds=fit.last_t,
-                path_delay_seconds=self.path.delay_seconds if self.path is not None else 0.0,
+                first_canonical_s=fit.first_t,
+                last_canonical_s=fit.last_t,
+                path_delay_s=self.path.path_delay_s if self.path is not None else 0.0,
                 reference="direct path" if prof is not None and prof.first_arrival_offset_samples is not None
                 else "timing reference",
             )
             if prof is not None:
                 prof = msgspec.structs.replace(
                     prof,
-                    path_delay_samples=(self.path.delay_seconds * fit.rate) if self.path is not None else None,
+                    path_delay_samples=(self.path.path_delay_s * fit.rate) if self.path is not None else None,
                     direct_path_local_sample_at_epoch=fit.local_sample_at_epoch + first,
                     strongest_path_local_sample_at_epoch=None if prof.strongest_arrival_offset_samples is None
                     else fit.local_sample_at_epoch + prof.strongest_arrival_offset_samples,
@@ -728,7 +730,7 @@ class StreamingReceiver:
             source_id=self.source_id,
             codebook_id=self.spec.codebook_id,
             seed=int(self.spec.seed),
-            nominal_sample_rate=self.rate_hz,
+            nominal_rate_hz=self.rate_hz,
             locked=self._mode == "locked",
             status=self.status(),
             canonical_clock_fit=clock,
@@ -740,7 +742,7 @@ class StreamingReceiver:
                     start_local_sample=s.start_local,
                     end_local_sample=s.end_local,
                     local_sample_at_epoch=s.fit.local_sample_at_epoch + self._shift_samples(s.fit.rate),
-                    effective_sample_rate=s.fit.rate,
+                    rate_hz=s.fit.rate,
                     anchor_count=s.fit.anchor_count,
                 )
                 for s in self._segments

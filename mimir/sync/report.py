@@ -5,8 +5,17 @@
 ``health``) and adds the segment / discontinuity history and plain-language
 status so a report read on its own says what happened.
 
-Mapping (per segment): ``local_sample = localSampleAtEpoch +
-canonical_seconds * effectiveSampleRate``.
+Two vocabularies, one declaration: Python attributes carry the project's
+names (``rate_hz``, ``mae_samples``, ``local_sample_at_epoch``,
+``canonical_s``..., as in :class:`mimir.descriptors.FitRow` and
+:class:`mimir.net.messages.ClockFitSummary`); the JSON wire format keeps the
+spec's camelCase names (``rename="camel"``, and ``msgspec.field(name=...)``
+where the two differ, e.g. ``rate_hz`` is ``effectiveSampleRate``). The wire
+names do not change: ``tests/mimir/sync/test_report.py`` pins them.
+
+Mapping (per segment): ``local_sample = local_sample_at_epoch +
+canonical_s * rate_hz`` (on the wire ``localSampleAtEpoch``,
+``effectiveSampleRate``).
 
 ``confidence`` is 0 when nothing is locked. Otherwise it is
 ``p_lock * exp(-sigma / 1 sample) * freshness`` where ``sigma`` is the fit's
@@ -28,21 +37,22 @@ __all__ = [
 
 class ClockFitReport(msgspec.Struct, rename="camel"):
     local_sample_at_epoch: float | None = None
-    effective_sample_rate: float | None = None
+    rate_hz: float | None = msgspec.field(default=None, name="effectiveSampleRate")
     confidence: float = 0.0
-    mean_abs_error_samples: float | None = None
+    mae_samples: float | None = msgspec.field(default=None, name="meanAbsErrorSamples")  # mean |residual| of the anchors
     offset_sigma_samples: float | None = None  # predicted 1-sigma: the fit's and the first arrival's timing together
     rate_sigma_ppm: float | None = None
     anchor_count: int = 0
-    first_canonical_seconds: float | None = None
-    last_canonical_seconds: float | None = None
-    path_delay_seconds: float = 0.0  # path calibration applied: the fit maps to emission, not arrival
+    first_canonical_s: float | None = msgspec.field(default=None, name="firstCanonicalSeconds")
+    last_canonical_s: float | None = msgspec.field(default=None, name="lastCanonicalSeconds")
+    # path calibration applied: the fit maps to emission, not arrival
+    path_delay_s: float = msgspec.field(default=0.0, name="pathDelaySeconds")
     reference: str = "direct path"  # what the fit times: "direct path", or "timing reference" before a channel estimate
 
 
 class AnchorReport(msgspec.Struct, rename="camel"):
     event_index: int
-    canonical_seconds: float
+    canonical_s: float = msgspec.field(name="canonicalSeconds")
     local_sample: float
     confidence: float
     symbols: list[int]  # the code-valid run that identifies the event: schedule[i-2], schedule[i-1], schedule[i]
@@ -84,7 +94,7 @@ class PathProfile(msgspec.Struct, rename="camel"):
     first_arrival_snr_db: float | None = None  # first arrival above the pre-arrival floor
     first_arrival_sigma_samples: float | None = None  # predicted 1-sigma error of its timing
     direct_to_reverberant_db: float | None = None  # energy within +-2.5 ms of the direct path vs all later energy
-    rt60_seconds: float | None = None  # from the decay slope of the measured response (about 80 ms of it)
+    rt60_s: float | None = msgspec.field(default=None, name="rt60Seconds")  # from the decay slope of the measured response (about 80 ms of it)
     quality: float = 0.0
     ambiguous: bool = True
     notes: list[str] = []
@@ -122,7 +132,7 @@ class Health(msgspec.Struct, rename="camel"):
 class SegmentReport(msgspec.Struct, rename="camel"):
     start_local_sample: float
     local_sample_at_epoch: float
-    effective_sample_rate: float
+    rate_hz: float = msgspec.field(name="effectiveSampleRate")
     anchor_count: int
     end_local_sample: float | None = None
 
@@ -137,7 +147,7 @@ class SyncReport(msgspec.Struct, rename="camel"):
     source_id: str
     codebook_id: str
     seed: int
-    nominal_sample_rate: float
+    nominal_rate_hz: float = msgspec.field(name="nominalSampleRate")
     locked: bool
     status: str
     canonical_clock_fit: ClockFitReport

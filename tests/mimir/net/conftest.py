@@ -20,7 +20,7 @@ import soundfile as sf
 from mimir.config import NetworkConfig, RemoteSourceConfig
 from mimir.net import RemoteListener
 from mimir.net.keys import load_public_key, write_keypair
-from mimir.sync.benchmark import Condition, make_trial_audio
+from mimir.sync.trials import Condition, make_trial_audio
 
 
 @dataclass

@@ -1,6 +1,6 @@
 """Real receiver processes over loopback (127.0.0.1) against a RemoteListener in this process.
 
-Witness files are rendered here with known truth (mimir.sync.benchmark's impairment chain); each test bounds
+Witness files are rendered here with known truth (mimir.sync.trials' impairment chain); each test bounds
 every wait. Goals are the sync analyzer's: <= 0.25 samples and <= 0.2 ppm at 0 dB in-band SNR with resampling,
 <= 1 sample through a 64 kbps lossy codec.
 """
@@ -15,7 +15,7 @@ import soundfile as sf
 
 from mimir.net import RemoteListener
 from mimir.net.relay import LoopbackRelay
-from mimir.sync.benchmark import Condition
+from mimir.sync.trials import Condition
 
 pytestmark = pytest.mark.slow
 

@@ -17,7 +17,7 @@ from mimir.net import keys as keymod
 from mimir.net.keys import KeyFileError, load_secret_key, write_keypair
 from mimir.net.relay import LoopbackRelay
 from mimir.net.sender import Sender
-from mimir.sync.benchmark import Condition
+from mimir.sync.trials import Condition
 
 # What a receiver-only install lacks (the `rig` extra, or a Windows machine: no posix_ipc wheel there).
 RIG_ONLY = ("posix_ipc", "ringbuf", "psutil", "cv2", "usb", "matplotlib", "av", "pyxdf",

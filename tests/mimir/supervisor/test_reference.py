@@ -3,7 +3,7 @@
 import numpy as np
 
 from mimir.supervisor.reference import ReferenceChooser
-from mimir.sync.fits import FitRow
+from mimir.descriptors import FitRow
 from ringbuf import dtype_of
 
 NOW_S = 29_000_000.0

@@ -7,9 +7,8 @@ import numpy as np
 import pytest
 
 from mimir.sync import Codebook, StreamingReceiver, WitnessEmitter, impair
-from mimir.sync.calibration import BandLimits, PathCalibration, parse_band, path_from_options
+from mimir.sync.calibration import BandLimits, PathCalibration, parse_band, parse_channel_paths, path_from_options
 from mimir.sync.codebook import CodebookSpec
-from mimir.sync.worker import parse_channel_paths
 
 RATE = 48000
 
@@ -17,7 +16,7 @@ RATE = 48000
 def test_path_calibration_struct_validates_and_round_trips():
     path = PathCalibration(distance_m=3.43, delay_s=0.00025)
     path.validate()
-    assert path.delay_seconds == pytest.approx(0.01 + 0.00025)
+    assert path.path_delay_s == pytest.approx(0.01 + 0.00025)
     assert msgspec.json.decode(msgspec.json.encode(path), type=PathCalibration) == path
     for bad, words in ((PathCalibration(distance_m=-1.0), "distance"), (PathCalibration(delay_s=20.0), "delay"),
                        (PathCalibration(speed_of_sound_m_s=50.0), "speed of sound")):
@@ -26,7 +25,7 @@ def test_path_calibration_struct_validates_and_round_trips():
     with pytest.raises(msgspec.ValidationError):  # a typo in a config file is an error, not a silent default
         msgspec.json.decode(b'{"distance": 3}', type=PathCalibration)
     assert path_from_options(None, None) is None
-    assert path_from_options(None, 1.5).delay_seconds == pytest.approx(0.0015)
+    assert path_from_options(None, 1.5).path_delay_s == pytest.approx(0.0015)
 
 
 def test_band_parsing_and_the_codebook_check():
@@ -54,9 +53,9 @@ def test_a_calibrated_fit_refers_to_the_emission():
         rx = StreamingReceiver(Codebook(), RATE, "t", path=path)
         rx.feed(y)
         fit = rx.report().canonical_clock_fit
-        at_t0 = fit.local_sample_at_epoch + t0 * fit.effective_sample_rate
+        at_t0 = fit.local_sample_at_epoch + t0 * fit.rate_hz
         assert at_t0 == pytest.approx(want, abs=0.05)
-        assert fit.path_delay_seconds == (0.0 if path is None else pytest.approx(3.2 / 343.0))
+        assert fit.path_delay_s == (0.0 if path is None else pytest.approx(3.2 / 343.0))
         assert rx.local_sample_at(t0) == pytest.approx(want, abs=0.05)
         assert rx.canonical_seconds_at(want) == pytest.approx(t0, abs=1e-6)
 
@@ -84,7 +83,7 @@ def test_band_limits_help_a_band_limited_receiver(seed):
             if lock_at is None and rx.locked:
                 lock_at = (k + 1024) / RATE
         fit = rx.report().canonical_clock_fit
-        err = abs(fit.local_sample_at_epoch + (t0 + 10) * fit.effective_sample_rate - 10 * RATE)
+        err = abs(fit.local_sample_at_epoch + (t0 + 10) * fit.rate_hz - 10 * RATE)
         results.append((lock_at, rx.report().health.anchors_accepted, err, fit.confidence))
         if err > 48:  # never confidently wrong, with or without band limits
             assert fit.confidence <= 0.5

@@ -7,7 +7,7 @@ import pytest
 
 from mimir.sync import Codebook, StreamingReceiver, WitnessEmitter
 from mimir.sync.channel import ChannelEstimate, band_window
-from mimir.sync.roombench import render_through
+from mimir.sync.room_trials import render_through
 from mimir.sync.rooms import Room, fractional_delay
 
 RATE = 48000

@@ -1,4 +1,4 @@
-"""`mimir codebook render`, `mimir decode` and `mimir bench sync` command functions: output, messages, exit codes."""
+"""`mimir codebook render` and `mimir decode` command functions: output, messages, exit codes."""
 
 import json
 
@@ -9,14 +9,11 @@ import typer
 from typer.testing import CliRunner
 
 from mimir.sync import Codebook, WitnessEmitter
-from mimir.sync.cli import bench_sync, codebook_app, decode
+from mimir.sync.cli import codebook_app, decode
 
 app = typer.Typer()
 app.add_typer(codebook_app, name="codebook")
 app.command("decode")(decode)
-bench_app = typer.Typer()
-bench_app.command("sync")(bench_sync)
-app.add_typer(bench_app, name="bench")
 
 runner = CliRunner()
 
@@ -109,17 +106,3 @@ def test_unreadable_input_exits_non_zero(tmp_path):
 def test_render_rejects_bad_arguments(tmp_path):
     assert _run("codebook", "render", tmp_path / "x.wav", "--seconds", 0, "--rate", 48000).exit_code == 2
     assert _run("codebook", "render", tmp_path / "x.wav", "--seconds", 1, "--rate", 0).exit_code == 2
-
-
-def test_bench_json_document_shape():
-    r = _run("bench", "sync", "--json", "--only", "clean")
-    assert r.exit_code == 0
-    doc = json.loads(r.stdout)
-    assert doc["bench"] == "sync" and set(doc["machine"]) >= {"cpu_model", "python", "numpy", "ffmpeg_opus"}
-    (rec,) = doc["results"]
-    for key in ("condition", "lock_rate", "offset_error_samples_p50", "rate_error_ppm_p50", "time_to_lock_s_p50",
-                "x_realtime_min", "baseline_offset_error_samples_p50"):
-        assert key in rec
-    assert all(not isinstance(v, (dict, list)) for v in rec.values())  # flat
-    assert rec["lock_rate"] == 1.0 and rec["offset_error_samples_max"] < 0.25
-    assert "clean" in r.stderr  # progress went to stderr

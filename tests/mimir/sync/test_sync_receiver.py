@@ -12,7 +12,7 @@ import pytest
 
 from mimir.sync import Codebook, ReceiverConfig, StreamingReceiver, WitnessEmitter
 from mimir.sync import impair
-from mimir.sync.benchmark import Condition, make_trial_audio, truth_local_sample
+from mimir.sync.trials import Condition, make_trial_audio, truth_local_sample
 
 
 def _decode(audio, rate, block=1024, codebook=None, config=None):
@@ -33,9 +33,9 @@ def _span_errors(rx, truth, n_samples):
     out = []
     for local in (first_local, float(n_samples)):
         t = t0 + (local + removed) / true_rate
-        est = fit.local_sample_at_epoch + t * fit.effective_sample_rate
+        est = fit.local_sample_at_epoch + t * fit.rate_hz
         out.append(est - truth_local_sample(t, t0, true_rate, removed))
-    return max(abs(e) for e in out), (fit.effective_sample_rate / true_rate - 1) * 1e6
+    return max(abs(e) for e in out), (fit.rate_hz / true_rate - 1) * 1e6
 
 
 @pytest.mark.parametrize("ppm", [300.0, -300.0])

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from scipy.signal import butter, sosfiltfilt
 
-from mimir.sync.roombench import WRONG_SAMPLES_AT_48K, measure_transducer_delay_s, random_room, room_trial
+from mimir.sync.room_trials import WRONG_SAMPLES_AT_48K, measure_transducer_delay_s, random_room, room_trial
 from mimir.sync.rooms import MICROPHONE, SPEAKER, Room, direct_delays_samples, room_impulse_responses
 
 pytestmark = pytest.mark.slow
@@ -86,7 +86,7 @@ def test_the_path_profile_measures_the_room():
         drr_db = 10 * np.log10(np.sum(h[j - w : j + w + 1] ** 2) / np.sum(h[j + w + 1 :] ** 2))
         path = room_trial(room, mic, snr_db=20.0, seed=40 + mic, baseline=False).profile
         assert path.direct_to_reverberant_db == pytest.approx(drr_db, abs=3.0)
-        assert 0.6 / 2 <= path.rt60_seconds <= 0.6 * 2  # from ~60 ms of early decay: a rough figure
+        assert 0.6 / 2 <= path.rt60_s <= 0.6 * 2  # from ~60 ms of early decay: a rough figure
         assert path.strongest_minus_direct_samples >= -0.5
         assert path.events >= 100 and path.first_arrival_snr_db > 20
 
@@ -103,7 +103,7 @@ def test_path_calibration_removes_the_transducers_and_the_distance():
     from mimir.sync.codebook import Codebook
     from mimir.sync.calibration import PathCalibration
     from mimir.sync.receiver import StreamingReceiver
-    from mimir.sync.roombench import render_through
+    from mimir.sync.room_trials import render_through
     from mimir.sync.rooms import fractional_delay
 
     transducers = (SPEAKER, MICROPHONE)
@@ -118,7 +118,7 @@ def test_path_calibration_removes_the_transducers_and_the_distance():
     rx = StreamingReceiver(Codebook(), 48000, "m", path=PathCalibration(distance_m=distance, delay_s=measured_s))
     rx.feed(audio)
     fit = rx.report().canonical_clock_fit
-    assert abs(fit.local_sample_at_epoch + t0 * fit.effective_sample_rate) <= 0.05  # at the emission
+    assert abs(fit.local_sample_at_epoch + t0 * fit.rate_hz) <= 0.05  # at the emission
     for mic in range(2):
         trial = room_trial(_ROOM_WITH_TRANSDUCERS, mic, snr_db=15.0, ppm=40.0, seed=50 + mic,
                            transducers=transducers, calibration_s=measured_s, baseline=False)
@@ -130,7 +130,7 @@ def test_confidence_is_low_while_the_direct_path_is_not_yet_found():
     """A lock on a late reflection cluster is reported with low confidence until the direct path is found."""
     from mimir.sync.codebook import Codebook
     from mimir.sync.receiver import StreamingReceiver
-    from mimir.sync.roombench import render_through
+    from mimir.sync.room_trials import render_through
 
     room = Room((9.0, 7.0, 3.2), 0.6, (1.3, 1.1, 1.4), ((6.5, 5.4, 1.3),), model="stochastic", seed=3)
     rng = np.random.default_rng(1)
@@ -142,11 +142,11 @@ def test_confidence_is_low_while_the_direct_path_is_not_yet_found():
     for k in range(0, audio.size, 4800):
         rx.feed(audio[k : k + 4800])
         fit = rx.report().canonical_clock_fit
-        if fit.effective_sample_rate is None:
+        if fit.rate_hz is None:
             continue
         checked += 1
         t = t0 + (k + 4800) / 48000
-        err = fit.local_sample_at_epoch + t * fit.effective_sample_rate - ((t - t0) * 48000 + truth)
+        err = fit.local_sample_at_epoch + t * fit.rate_hz - ((t - t0) * 48000 + truth)
         if abs(err) > WRONG_SAMPLES_AT_48K:
             assert fit.confidence <= 0.5, (k / 48000, err, fit.confidence)
     assert checked > 200 and abs(err) <= 0.5 and fit.confidence > 0.5

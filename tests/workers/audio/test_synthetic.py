@@ -295,4 +295,4 @@ def test_the_sync_witness_plays_through_the_output_stage(rig):
                            approx_canonical_seconds=time.time() - witness.epoch_unix_s)
     rx.feed(looped)
     assert rx.locked, "the captured loopback does not decode as the configured witness"
-    assert abs(rx.report().canonical_clock_fit.effective_sample_rate - RATE) < 1.0
+    assert abs(rx.report().canonical_clock_fit.rate_hz - RATE) < 1.0

@@ -1,4 +1,4 @@
-"""`mimir-worker sync`: decode the witness on every channel of an audio ring, publish clock fits.
+"""The rig's sync worker process: decode the witness on every channel of an audio ring, publish clock fits.
 
 The supervisor runs this as a worker process so witness decoding (tens of
 microseconds of numpy per block and channel) never competes with indexing.
@@ -7,7 +7,8 @@ Data flow: the audio worker's ring (``AudioBlockRecord`` + float32 payload)
 -> this process's reader (own cursor, copying read) -> per-channel staging
 buffers (contiguous device samples) -> one :class:`StreamingReceiver` per
 channel, fed in chunks of ``chunk_frames`` (results do not depend on
-chunking) -> the ``sync.fits`` snapshot ring (:mod:`mimir.sync.fits`).
+chunking) -> the ``sync.fits`` snapshot ring (:class:`mimir.descriptors.FitsHeader`
++ :class:`mimir.descriptors.FitRow`, object :data:`mimir.topology.FITS`).
 
 A gap in device samples (blocks lost to overrun) is passed to the receivers
 as a jump in ``start_sample``; they segment their fits across it. An audio
@@ -15,6 +16,9 @@ worker restart is a new stream (a new device counter): the worker follows the
 new ring with new receivers, and the fits header names the stream (the audio
 ring's writer pid) so the supervisor never adopts a fit of another stream.
 Blocks lost are counted in the fits header.
+
+Ownership: this process creates, writes and unlinks the fits ring; it only
+reads the audio ring.
 """
 
 from __future__ import annotations
@@ -25,20 +29,17 @@ import time
 
 import numpy as np
 
-from mimir.descriptors import AudioBlockRecord
+from mimir.descriptors import MAX_FIT_ROWS, AudioBlockRecord, FitRow, FitsHeader
 from mimir.process_control import lower_priority
-from mimir.topology import SyncWorkerSpec
+from mimir.signals import stop_on_signals
+from mimir.sync.calibration import BandLimits, PathCalibration
+from mimir.sync.codebook import Codebook
+from mimir.sync.receiver import StreamingReceiver
+from mimir.sync.witness_output import DEFAULT_EPOCH_UNIX_S
+from mimir.topology import FITS, SyncWorkerSpec
 from ringbuf import Ring, RingReader, SegmentMissing
 
-from .calibration import BandLimits, PathCalibration, parse_band
-from .codebook import Codebook
-from .fits import FITS_RING, MAX_SOURCES, FitRow, FitsHeader
-from .receiver import StreamingReceiver
-from mimir.signals import stop_on_signals
-
-from .witness_output import DEFAULT_EPOCH_UNIX_S
-
-__all__ = ["run_sync_worker", "run_sync_spec", "parse_channel_paths"]
+__all__ = ["run_sync_worker", "run_sync_spec"]
 
 
 def _attach(rig: str, ring: str, stop: threading.Event, timeout_s: float | None, heartbeat) -> RingReader:
@@ -71,7 +72,7 @@ def run_sync_worker(rig: str, *, ring: str = "audio", codebook_id: str = "mimir-
                     epoch_unix_s: float = DEFAULT_EPOCH_UNIX_S, chunk_frames: int = 4096,
                     publish_period_s: float = 0.25, attach_timeout_s: float | None = 30.0,
                     stop: threading.Event | None = None, duration_s: float | None = None,
-                    fits_ring: str = FITS_RING, paths: dict[int, PathCalibration] | None = None,
+                    fits_ring: str = FITS, paths: dict[int, PathCalibration] | None = None,
                     band: BandLimits | None = None) -> int:
     """Run until ``stop`` is set, SIGTERM/SIGINT, or ``duration_s``; return an exit code.
 
@@ -97,7 +98,7 @@ def _run(rig: str, *, ring: str, codebook_id: str, seed: int, epoch_unix_s: floa
     if threading.current_thread() is threading.main_thread():
         lower_priority()
     fits = Ring.create(fits_ring, rig=rig, descriptor=FitsHeader, capacity=4, label=f"{rig}/sync.fits",
-                       payload_shape=(MAX_SOURCES,), payload_dtype=FitRow)
+                       payload_shape=(MAX_FIT_ROWS,), payload_dtype=FitRow)
     try:
         reader = _attach(rig, ring, stop, attach_timeout_s, fits.heartbeat)
     except BaseException:
@@ -105,7 +106,7 @@ def _run(rig: str, *, ring: str, codebook_id: str, seed: int, epoch_unix_s: floa
         raise
     layout = reader.layout
     slot_frames, channels = layout.payload_shape
-    channels = min(channels, MAX_SOURCES)
+    channels = min(channels, MAX_FIT_ROWS)
     codebook = Codebook.from_id(codebook_id, seed)
     desc = np.zeros(1, reader.descriptor_dtype)
     desc_bytes = desc.view(np.uint8)
@@ -162,8 +163,7 @@ def _run(rig: str, *, ring: str, codebook_id: str, seed: int, epoch_unix_s: floa
                     reader = _attach(rig, ring, stop, attach_timeout_s, fits.heartbeat)
                 except SegmentMissing:
                     if stop.is_set():  # told to stop while the audio worker was gone: a clean exit
-                        reader = None
-                        break
+                        return 0
                     raise
                 reader.lost += lost
             if now >= next_publish and receivers:
@@ -172,8 +172,7 @@ def _run(rig: str, *, ring: str, codebook_id: str, seed: int, epoch_unix_s: floa
             elif now >= next_publish:
                 fits.heartbeat()
     finally:
-        if reader is not None:
-            reader.close()
+        reader.close()  # idempotent: the reader of a stream that ended is closed already
         fits.close()
     return 0
 
@@ -190,9 +189,9 @@ def _publish(fits: Ring, receivers: list[StreamingReceiver], rate_hz: int, block
         row["channel"] = c
         row["locked"] = int(report.locked)
         row["local_sample_at_epoch"] = fit.local_sample_at_epoch or 0.0
-        row["rate_hz"] = fit.effective_sample_rate or 0.0
+        row["rate_hz"] = fit.rate_hz or 0.0
         row["confidence"] = fit.confidence
-        row["mae_samples"] = fit.mean_abs_error_samples or 0.0
+        row["mae_samples"] = fit.mae_samples or 0.0
         row["anchors_accepted"] = health.anchors_accepted
         row["anchors_rejected"] = health.anchors_rejected
         row["samples_consumed"] = health.samples_consumed
@@ -200,54 +199,3 @@ def _publish(fits: Ring, receivers: list[StreamingReceiver], rate_hz: int, block
         row["relocks"] = health.relocks
         row["discontinuities"] = health.discontinuities
     fits.publish(len(receivers), rate_hz, time.monotonic_ns(), blocks_read, blocks_lost, stream_pid)
-
-
-def sync_worker(
-    rig: str = "default",
-    ring: str = "audio",
-    codebook_id: str = "mimir-default",
-    seed: int = 0,
-    epoch_unix_s: float = DEFAULT_EPOCH_UNIX_S,
-    duration: float = None,
-    band: str = None,
-    channel_path: list[str] = None,
-) -> None:
-    """Decode the active witness on every channel of an audio ring and publish clock fits (ring sync.fits).
-
-    ``--band LO-HI``: band limits for every channel. ``--channel-path C:DIST_M[:DELAY_MS]`` (repeatable):
-    the known acoustic path of rig channel C (distance in metres, optional extra delay in ms).
-    """
-    import typer
-
-    try:
-        limits = parse_band(band) if band is not None else None
-        paths = parse_channel_paths(channel_path or [])
-    except ValueError as exc:
-        print(f"mimir-worker sync: {exc}", file=sys.stderr)
-        raise typer.Exit(2)
-    try:
-        code = run_sync_worker(rig, ring=ring, codebook_id=codebook_id, seed=seed, epoch_unix_s=epoch_unix_s,
-                               duration_s=duration, paths=paths, band=limits)
-    except SegmentMissing as exc:
-        print(f"mimir-worker sync: {exc}", file=sys.stderr)
-        raise typer.Exit(2)
-    raise typer.Exit(code)
-
-
-def parse_channel_paths(items: list[str]) -> dict[int, PathCalibration]:
-    """``["1:3.2", "2:5.0:0.25"]`` (channel:metres[:extra ms]) -> {channel: PathCalibration} (ValueError, one line)."""
-    out: dict[int, PathCalibration] = {}
-    for item in items:
-        parts = item.split(":")
-        try:
-            if len(parts) not in (2, 3):
-                raise ValueError
-            channel = int(parts[0])
-            path = PathCalibration(distance_m=float(parts[1]), delay_s=float(parts[2]) / 1e3 if len(parts) == 3 else 0.0)
-        except ValueError:
-            raise ValueError(f"--channel-path must look like CHANNEL:METRES[:MS], got {item!r}") from None
-        path.validate()
-        if channel < 0 or channel in out:
-            raise ValueError(f"--channel-path: channel {channel} is negative or given twice")
-        out[channel] = path
-    return out

@@ -1,4 +1,5 @@
-"""What users do today: GCC-PHAT cross-correlation of the whole file against the rendered reference.
+"""The sync benchmark's peer, what users do today: GCC-PHAT cross-correlation of the whole file against the
+rendered reference (``mimir bench sync`` reports the receiver's errors beside this one's, on the same audio).
 
 Offset only (one lag for the whole file, nominal rate assumed). PHAT weighting
 is applied inside the witness band only, which makes the baseline stronger

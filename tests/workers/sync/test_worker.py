@@ -10,11 +10,12 @@ import time
 
 import pytest
 
+from mimir.descriptors import FitsHeader
 from mimir.sync import DEFAULT_EPOCH_UNIX_S
-from mimir.sync.fits import FITS_RING, FitsHeader
-from mimir.sync.worker import run_sync_worker
+from mimir.topology import FITS
 from ringbuf import RingReader
 from workers.audio.backends.synthetic import reverb_room_path, room_path
+from workers.sync.worker import run_sync_worker
 
 pytestmark = pytest.mark.slow
 CHANNELS = 4
@@ -35,7 +36,7 @@ def test_each_channel_is_placed_on_the_canonical_timeline_with_its_own_path_dela
         while time.monotonic() < deadline:
             time.sleep(0.5)
             try:
-                reader = RingReader.attach(FITS_RING, rig=rig, descriptor=FitsHeader, register=False)
+                reader = RingReader.attach(FITS, rig=rig, descriptor=FitsHeader, register=False)
             except FileNotFoundError:
                 continue
             item = reader.latest()
