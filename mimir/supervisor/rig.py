@@ -36,7 +36,7 @@ import psutil
 
 from mimir.config import ConfigError, RigConfig
 from mimir.contract import publish_plan
-from mimir.descriptors import SampleKind
+from mimir.descriptors import FitsHeader, SampleKind
 from mimir.process_control import go_realtime
 from mimir.reservoir import Reservoir
 from mimir.supervisor.clock import CanonicalClock, DeviceToCanonical
@@ -47,7 +47,6 @@ from mimir.supervisor.reference import ReferenceChooser
 from mimir.supervisor.status import (
     MAX_SOURCES, MAX_WORKERS, Health, SourceRow, StatusBoard, SupervisorHeader, WorkerRow, WorkerState, read_status,
 )
-from mimir.descriptors import FitsHeader
 from mimir.topology import OBSERVED, RESERVOIR, AudioWorkerSpec, RigPlan, SourceSpec, SyncWorkerSpec, plan_rig
 from ringbuf import (
     ForeignObject, OutOfSharedMemory, RingReader, SegmentExists, SegmentMissing, dtype_of, remove_stale, scan,
