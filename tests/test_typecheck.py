@@ -34,7 +34,7 @@ PLATFORMS = ("linux", "darwin", "win32")
 CLEAN = ("ringbuf/platform/", "ringbuf/process.py", "ringbuf/segment.py", "ringbuf/fence.py", "ringbuf/layout.py",
          "mimir/process_control.py", "mimir/signals.py", "mimir/doctor.py", "mimir_cli/main.py",
          "mimir/net/", "ringbuf/ring.py",
-         "workers/audio/", "workers/camera/")
+         "workers/audio/", "workers/camera/", "mimir/consumer.py", "mimir/consumer_gpu.py", "mimir/gpu/")
 _LINE = re.compile(r"^(?P<path>[^:]+):\d+: error: (?P<message>.*?)  \[(?P<code>[a-z0-9-]+)\]$")
 
 Error = tuple[str, str, str, str]  # platform, path, code, message
