@@ -24,8 +24,17 @@ JsonOut = Annotated[bool, typer.Option("--json", help="Print only one JSON docum
 
 
 def load(name: str):
-    """Import ``bench.<name>`` (lazily: a benchmark pulls in its peers)."""
-    return importlib.import_module(f"bench.{name}")
+    """Import ``bench.<name>`` (lazily: a benchmark pulls in its peers).
+
+    A benchmark that does not run on this OS says so in one line (exit 2).
+    """
+    from bench.common import UnsupportedPlatform
+
+    try:
+        return importlib.import_module(f"bench.{name}")
+    except UnsupportedPlatform as exc:
+        typer.echo(f"mimir bench {name}: {exc}", err=True)
+        raise typer.Exit(2) from None
 
 
 def _progress(message: str) -> None:
@@ -140,7 +149,8 @@ def bench_receivers(
 
 def bench_take(
     seconds: Annotated[float, typer.Option("--seconds", help="Seconds of media per encoding (six VGA cameras at 60 fps).")] = 5.0,
-    directory: Annotated[str, typer.Option("--dir", help="Folder on the disk to measure (default: the temp folder).")] = None,
+    directory: Annotated[str | None, typer.Option(
+        "--dir", help="Folder on the disk to measure (default: the temp folder).")] = None,
     quick: Annotated[bool, typer.Option("--quick", help="Two small cameras for half a second (a smoke run).")] = False,
     json_out: JsonOut = False,
 ) -> None:
@@ -215,7 +225,7 @@ def bench_snapshot(
     seconds: Annotated[float, typer.Option("--seconds", help="Seconds to snapshot (at most the 5 s window).")] = 5.0,
     video: Annotated[str, typer.Option("--video", help="raw | ffv1 | h264")] = "raw",
     shape: Annotated[str, typer.Option("--shape", help="default (six VGA cameras) | small (a smoke run)")] = "default",
-    directory: Annotated[str, typer.Option(
+    directory: Annotated[str | None, typer.Option(
         "--dir", help="Folder on the disk to measure (default: the temp folder).")] = None,
     json_out: JsonOut = False,
 ) -> None:
