@@ -36,9 +36,12 @@ from __future__ import annotations
 import os
 import sys
 import time
+from dataclasses import dataclass, field
 from typing import Callable
 
 import numpy as np
+
+from bench.common import busy_processes, load_average_1min
 
 CONFIGS = ((48000, 64), (192000, 64))
 BARE_SD = "bare pass-through (sounddevice)"
@@ -50,14 +53,7 @@ OVERHEAD_GOAL = 1.5
 P99_PERIOD_GOAL_PCT = 10.0
 
 
-def _loadavg() -> float | None:
-    try:
-        return os.getloadavg()[0]
-    except OSError:
-        return None
-
-
-def _stats(durations_ns: np.ndarray) -> dict:
+def _stats(durations_ns: np.ndarray) -> dict[str, float | None]:
     d = durations_ns.astype(np.float64) / 1e3
     if not d.size:
         return {"callback_p50_us": None, "callback_p99_us": None, "callback_p99_9_us": None, "callback_max_us": None}
@@ -72,17 +68,19 @@ def _stats(durations_ns: np.ndarray) -> dict:
 def _record(client: str, rate: int, block: int, seconds: float, durations_ns: np.ndarray, pa_flags: np.ndarray | None,
             xruns_server: int, cpu_load: float | None, realtime: bool) -> dict:
     period_us = block * 1e6 / rate
-    rec = {"record": "callback", "client": client, "rate_hz": rate, "block_frames": block,
-           "block_period_us": round(period_us, 3), "server_realtime": realtime, "seconds": round(seconds, 3),
-           "callbacks": int(durations_ns.size)}
-    rec.update(_stats(durations_ns))
-    rec["callback_p99_pct_of_period"] = (round(rec["callback_p99_us"] / period_us * 100, 3)
-                                         if rec["callback_p99_us"] is not None else None)
+    rec: dict[str, object] = {
+        "record": "callback", "client": client, "rate_hz": rate, "block_frames": block,
+        "block_period_us": round(period_us, 3), "server_realtime": realtime, "seconds": round(seconds, 3),
+        "callbacks": int(durations_ns.size)}
+    stats = _stats(durations_ns)
+    rec.update(stats)
+    p99_us = stats["callback_p99_us"]
+    rec["callback_p99_pct_of_period"] = round(p99_us / period_us * 100, 3) if p99_us is not None else None
     rec["cpu_load_mean"] = round(cpu_load, 4) if cpu_load is not None else None
     rec["xruns_portaudio"] = int(np.count_nonzero(pa_flags)) if pa_flags is not None else None
     rec["xruns_server"] = xruns_server
     rec["xruns_server_per_min"] = round(xruns_server / (seconds / 60.0), 3)
-    rec["loadavg_1min"] = _loadavg()
+    rec["loadavg_1min"] = load_average_1min()
     return rec
 
 
@@ -183,7 +181,7 @@ def _mimir(rate: int, block: int, seconds: float):
     from ringbuf.layout import dtype_of
     from workers.audio import AudioEngine, EngineConfig
     from workers.audio.backends.portaudio import PortAudioBackend
-    from workers.audio.health import try_realtime
+    from workers.audio.health import restore_scheduler, scheduler_policy, try_realtime
     from workers.audio.records import XRUN_MASK, CallbackMetric, metrics_ring_name
 
     t = _Timings(rate, block, seconds)
@@ -213,7 +211,7 @@ def _mimir(rate: int, block: int, seconds: float):
     engine = AudioEngine(cfg, backend_factory=TimedBackend)
     engine.init(rate, block)
     reader = RingReader.attach(metrics_ring_name("bench"), rig=rig, descriptor=CallbackMetric)
-    policy = os.sched_getscheduler(0) if hasattr(os, "sched_getscheduler") else None
+    policy = scheduler_policy()
     try:
         try_realtime(1)  # as the worker's main thread does around start/stop
         engine.start()
@@ -226,8 +224,7 @@ def _mimir(rate: int, block: int, seconds: float):
     finally:
         reader.close()
         engine.shutdown()
-        if policy is not None and policy != os.sched_getscheduler(0):
-            os.sched_setscheduler(0, policy, os.sched_param(0))
+        restore_scheduler(policy)
     d, f = t.result()
     inner = _stats(metric["duration_ns"].astype(np.int64))
     extra = {"metric_" + k: v for k, v in inner.items()}
@@ -252,8 +249,6 @@ def clock_mapping(rate: int, block: int, seconds: float, *, jitter_us: float, ho
     (:class:`mimir.timebase.StreamToHost`). Each is judged by its
     residuals: how far each block's own time lies from the fitted line.
     """
-    import multiprocessing as mp
-
     from mimir.descriptors import AudioBlockRecord
     from mimir.timebase import HostToDevice, StreamToHost
     from ringbuf import RingReader
@@ -265,7 +260,7 @@ def clock_mapping(rate: int, block: int, seconds: float, *, jitter_us: float, ho
     engine = AudioEngine(cfg)
     engine.init(rate, block)
     reader = RingReader.attach("clk", rig=rig, descriptor=AudioBlockRecord)
-    procs = [mp.get_context("fork").Process(target=_busy, daemon=True) for _ in range(hogs)]
+    procs = busy_processes(hogs, _busy)
     rows = []
     try:
         for proc in procs:
@@ -286,19 +281,23 @@ def clock_mapping(rate: int, block: int, seconds: float, *, jitter_us: float, ho
                                                                    "start_sample"))
     to_host = StreamToHost(window=len(rows) or 1)
     adc_host = [to_host.host_of(r[adc_i], r[entry_i], r[stream_i]) for r in rows]
-    record = {"record": "clock_mapping", "rate_hz": rate, "block_frames": block, "jitter_us": jitter_us,
-              "hogs": hogs, "blocks": len(rows), "adc_available": to_host.mode == "adc"}
+    record: dict[str, object] = {
+        "record": "clock_mapping", "rate_hz": rate, "block_frames": block, "jitter_us": jitter_us,
+        "hogs": hogs, "blocks": len(rows), "adc_available": to_host.mode == "adc"}
+    p99_us: dict[str, float | None] = {}
     for name, hosts in (("entry", [r[entry_i] for r in rows]), ("adc", adc_host)):
         fit = HostToDevice(window=max(8, len(rows)))
         for h, r in zip(hosts, rows):
             fit.add(h, r[start_i])
         errors = np.abs([(fit.host_ns_at(r[start_i]) - h) / 1e3 for h, r in zip(hosts, rows)]) if fit.ready else None
         record[f"{name}_rms_us"] = round(float(np.sqrt(np.mean(errors ** 2))), 2) if errors is not None else None
-        record[f"{name}_p99_us"] = round(float(np.percentile(errors, 99)), 2) if errors is not None else None
-    if record["adc_p99_us"] is not None and record["entry_p99_us"]:
-        record["adc_over_entry_p99"] = round(record["adc_p99_us"] / record["entry_p99_us"], 4)
+        p99_us[name] = round(float(np.percentile(errors, 99)), 2) if errors is not None else None
+        record[f"{name}_p99_us"] = p99_us[name]
+    adc_p99, entry_p99 = p99_us["adc"], p99_us["entry"]
+    if adc_p99 is not None and entry_p99:
+        record["adc_over_entry_p99"] = round(adc_p99 / entry_p99, 4)
         # The issue's goal is for injected lateness; without it both clocks see the same (dummy) driver timing.
-        record["goal_adc_at_least_as_tight"] = (record["adc_p99_us"] <= record["entry_p99_us"]) if jitter_us else None
+        record["goal_adc_at_least_as_tight"] = (adc_p99 <= entry_p99) if jitter_us else None
     return record
 
 
@@ -310,6 +309,18 @@ def _merge_metric_extras(extras: list[dict]) -> dict:
         values = [e[key] for e in extras if e[key] is not None]
         out[key.replace("metric_", "metric_worst_round_")] = max(values) if values else None
     return out
+
+
+@dataclass
+class _Phase:
+    """One client's measurements summed over the rounds of one server setting."""
+
+    durations: list[np.ndarray] = field(default_factory=list)
+    flags: list[np.ndarray] = field(default_factory=list)
+    cpu: list[float] = field(default_factory=list)
+    xruns_server: int = 0
+    seconds: float = 0.0
+    extra: list[dict] = field(default_factory=list)
 
 
 def run(seconds: float = 15.0, progress: Callable[[str], None] = print, configs=CONFIGS,
@@ -338,7 +349,7 @@ def run(seconds: float = 15.0, progress: Callable[[str], None] = print, configs=
                 rt = server.realtime
                 # Phases are interleaved in `rounds` rounds so that load from elsewhere on the machine
                 # falls on every client alike; durations and xruns are summed over the rounds.
-                acc = {name: {"d": [], "f": [], "cpu": [], "xr": 0, "s": 0.0, "extra": []} for name in PHASES}
+                acc = {name: _Phase() for name in PHASES}
                 slice_s = seconds / rounds
                 for r in range(rounds):
                     progress(f"  round {r + 1}/{rounds}: " + ", ".join(PHASES) + f" ({slice_s:.1f} s each)")
@@ -351,33 +362,35 @@ def run(seconds: float = 15.0, progress: Callable[[str], None] = print, configs=
                             cpu, d, f = _bare_raw(sd, rate, block, slice_s)
                         elif name == MIMIR:
                             d, f, cpu, extra = _mimir(rate, block, slice_s)
-                            a["extra"].append(extra)
+                            a.extra.append(extra)
                         else:
                             try:
                                 rt_frames = jack.iodelay_round_trip(server.env, slice_s).round_trip_frames
                             except jack.JackError:  # too short a slice for a reading; its xruns still count
                                 rt_frames = None
                             d, f, cpu = None, None, None
-                            a["extra"].append({"round_trip_frames": rt_frames})
-                        a["xr"] += server.xruns(off)
-                        a["s"] += slice_s
-                        if d is not None:
-                            a["d"].append(d)
-                            a["f"].append(f)
+                            a.extra.append({"round_trip_frames": rt_frames})
+                        a.xruns_server += server.xruns(off)
+                        a.seconds += slice_s
+                        if d is not None and f is not None:
+                            a.durations.append(d)
+                            a.flags.append(f)
                         if cpu is not None:
-                            a["cpu"].append(cpu)
-                recs = {}
+                            a.cpu.append(cpu)
+                recs: dict[str, dict] = {}
                 for name in (BARE_SD, BARE_RAW, MIMIR):
                     a = acc[name]
-                    recs[name] = _record(name, rate, block, a["s"], np.concatenate(a["d"]), np.concatenate(a["f"]),
-                                         a["xr"], float(np.mean(a["cpu"])) if a["cpu"] else None, rt)
-                recs[MIMIR].update(_merge_metric_extras(acc[MIMIR]["extra"]))
+                    recs[name] = _record(name, rate, block, a.seconds, np.concatenate(a.durations),
+                                         np.concatenate(a.flags), a.xruns_server,
+                                         float(np.mean(a.cpu)) if a.cpu else None, rt)
+                recs[MIMIR].update(_merge_metric_extras(acc[MIMIR].extra))
                 a = acc[C_CLIENT]
                 recs[C_CLIENT] = {"record": "callback", "client": C_CLIENT, "rate_hz": rate, "block_frames": block,
                                   "block_period_us": round(block * 1e6 / rate, 3), "server_realtime": rt,
-                                  "seconds": round(a["s"], 3), "xruns_server": a["xr"],
-                                  "xruns_server_per_min": round(a["xr"] / (a["s"] / 60.0), 3),
-                                  "round_trip_frames": a["extra"][-1]["round_trip_frames"], "loadavg_1min": _loadavg()}
+                                  "seconds": round(a.seconds, 3), "xruns_server": a.xruns_server,
+                                  "xruns_server_per_min": round(a.xruns_server / (a.seconds / 60.0), 3),
+                                  "round_trip_frames": a.extra[-1]["round_trip_frames"],
+                                  "loadavg_1min": load_average_1min()}
                 records.extend(recs[name] for name in PHASES)
                 bare_sd, bare_raw, mimir = recs[BARE_SD], recs[BARE_RAW], recs[MIMIR]
                 records.extend(_goals(rate, block, mimir, bare_raw, bare_sd, records[-1]))

@@ -6,8 +6,8 @@ Part 1 (always): one camera worker child process (``python -m workers.camera
 * delivered fps per camera, from the ``frames_delivered`` counter in each
   ring's status record over the receipt times of the frames counted
   (``last_host_time_ns``; no reader attached: the worker's own cost only);
-* worker CPU per frame: the child's user+system CPU time
-  (``/proc/<pid>/stat``) over the window / frames delivered by all cameras;
+* worker CPU per frame: the child's user+system CPU time (psutil) over the
+  window / frames delivered by all cameras;
 * copy time per frame: ``fill_ns`` from the status records, the wall time
   from ``claim()`` to ``publish()`` in the worker, which for synthetic
   cameras is landing the frame (pattern copy + stamp) in the ring slot;
@@ -36,10 +36,10 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 from typing import TextIO
 
 import numpy as np
+import psutil
 
 from bench.common import machine_info  # noqa: E402
 from ringbuf import RingLayoutMismatch, RingReader, SegmentMissing  # noqa: E402
@@ -49,13 +49,10 @@ from mimir.topology import camera_specs  # noqa: E402
 
 __all__ = ["run", "run_synthetic", "run_ps3eye", "memcpy_us", "main"]
 
-_CLK_TCK = os.sysconf("SC_CLK_TCK")
-
-
 def _cpu_s(pid: int) -> float:
-    """User + system CPU seconds of process ``pid`` (all its threads)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / _CLK_TCK
+    """User + system CPU seconds of process ``pid`` (all its threads; psutil: the same on every OS)."""
+    times = psutil.Process(pid).cpu_times()
+    return times.user + times.system
 
 
 def memcpy_us(nbytes: int, repeats: int = 400) -> float:

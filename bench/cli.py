@@ -25,8 +25,17 @@ JsonOut = Annotated[bool, typer.Option("--json", help="Print only one JSON docum
 
 
 def load(name: str):
-    """Import ``bench.<name>`` (lazily: a benchmark pulls in its peers)."""
-    return importlib.import_module(f"bench.{name}")
+    """Import ``bench.<name>`` (lazily: a benchmark pulls in its peers).
+
+    A benchmark that does not run on this OS says so in one line (exit 2).
+    """
+    from bench.common import UnsupportedPlatform
+
+    try:
+        return importlib.import_module(f"bench.{name}")
+    except UnsupportedPlatform as exc:
+        typer.echo(f"mimir bench {name}: {exc}", err=True)
+        raise typer.Exit(2) from None
 
 
 def _progress(message: str) -> None:

@@ -1,15 +1,25 @@
-"""Helpers shared by every ``mimir bench ...``: a description of the machine a run happened on."""
+"""Helpers shared by every ``mimir bench ...``: a description of the machine a run happened on, its load, and
+the busy processes a benchmark runs beside what it measures."""
 
 from __future__ import annotations
 
+import multiprocessing as mp
 import os
 import platform
 import subprocess
 import sys
+from collections.abc import Callable
+from multiprocessing.process import BaseProcess
 
 import psutil
 
 from ringbuf.platform import PLATFORM
+
+__all__ = ["machine_info", "load_average_1min", "busy_processes", "sync_data", "UnsupportedPlatform"]
+
+
+class UnsupportedPlatform(ImportError):
+    """This benchmark does not run on this OS (the message says why); raised when its module is imported."""
 
 
 def _cpu_model() -> str:
@@ -46,10 +56,12 @@ def machine_info() -> dict:
         numpy_version = numpy.__version__
     except ImportError:  # pragma: no cover - numpy is a runtime dependency
         numpy_version = None
-    try:
-        usable = len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        usable = os.cpu_count()
+    usable = os.cpu_count()
+    if sys.platform != "win32" and sys.platform != "darwin":  # no sched_getaffinity there: all cores count
+        try:
+            usable = len(os.sched_getaffinity(0))
+        except (AttributeError, OSError):  # a Unix without it
+            pass
     return {
         "cpu_model": _cpu_model(),
         "arch": platform.machine(),
@@ -63,3 +75,35 @@ def machine_info() -> dict:
         "kernel": platform.release(),
         "executable": sys.executable,
     }
+
+
+def load_average_1min() -> float | None:
+    """The 1-minute load average (the run's background load); None where the OS keeps none (Windows)."""
+    if sys.platform == "win32":
+        return None
+    try:
+        return os.getloadavg()[0]
+    except OSError:
+        return None
+
+
+def busy_processes(count: int, target: Callable[[], None]) -> list[BaseProcess]:
+    """``count`` daemon processes (not started) running ``target``, each spinning a core beside a measurement.
+
+    Forked where the OS can fork (they start in milliseconds, with this
+    process's modules), spawned on Windows (``target`` must be a module-level
+    function there). The caller starts, terminates and joins them.
+    """
+    if sys.platform == "win32":
+        spawn = mp.get_context("spawn")
+        return [spawn.Process(target=target, daemon=True) for _ in range(count)]
+    fork = mp.get_context("fork")
+    return [fork.Process(target=target, daemon=True) for _ in range(count)]
+
+
+def sync_data(fd: int) -> None:
+    """Flush a file's data to the disk: ``fdatasync`` where Python has it (Linux), ``fsync`` on macOS and Windows."""
+    if sys.platform == "win32" or sys.platform == "darwin":
+        os.fsync(fd)
+    else:
+        os.fdatasync(fd)

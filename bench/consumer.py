@@ -73,7 +73,7 @@ class _Window:
                            reservoir=ReservoirConfig(window_s=seconds + 10))  # holds them all
         plan = plan_rig(config)
         self.rings: list[Ring] = []
-        self.consumer: RigConsumer | None = None
+        self._consumer: RigConsumer | None = None
         self.res = Reservoir.create(self.rig, name=RESERVOIR, capacity=n + 64, duration_ns=plan.window_ns)
         try:
             self._fill(plan, n, seed)
@@ -128,18 +128,27 @@ class _Window:
                 block_n += 1
                 pushed += 1
         view = ReservoirView.attach(self.rig, RESERVOIR)
-        self.consumer = RigConsumer(self.rig, plan, view, HandleResolver(self.rig, reservoir=view))
-        start, edge = self.consumer.window()
-        first_audio = self.consumer.view.read_kind_at(int(SampleKind.AUDIO_BLOCK),
-                                                      self.consumer.view.kind_bounds(int(SampleKind.AUDIO_BLOCK))[0])
-        last_audio = self.consumer.view.latest_for_sensor(int(SampleKind.AUDIO_BLOCK), audio.source_hash)
+        consumer = self._consumer = RigConsumer(self.rig, plan, view, HandleResolver(self.rig, reservoir=view))
+        start, edge = consumer.window()
+        first_audio = consumer.view.read_kind_at(int(SampleKind.AUDIO_BLOCK),
+                                                 consumer.view.kind_bounds(int(SampleKind.AUDIO_BLOCK))[0])
+        last_audio = consumer.view.latest_for_sensor(int(SampleKind.AUDIO_BLOCK), audio.source_hash)
+        if first_audio is None or last_audio is None:
+            raise RuntimeError(f"the bench's window of {n} samples holds no audio block")
         self.lo = max(start, first_audio.timestamp_ns) + 200_000_000  # reads of every kind find data around t
         self.hi = min(edge, last_audio.timestamp_ns) - 200_000_000
-        assert self.consumer.view.count() == n, (self.consumer.view.count(), n)
+        assert consumer.view.count() == n, (consumer.view.count(), n)
+
+    @property
+    def consumer(self) -> RigConsumer:
+        """The consumer over the filled window (made by ``__init__``)."""
+        if self._consumer is None:
+            raise RuntimeError("the window was never filled")
+        return self._consumer
 
     def close(self) -> None:
-        if self.consumer is not None:
-            self.consumer.close()
+        if self._consumer is not None:
+            self._consumer.close()
         for ring in self.rings:
             ring.close()
         self.res.close()
@@ -194,10 +203,9 @@ def _reads(quick: bool, progress: Callable[[str], None]) -> list[dict]:
     finally:
         for w in windows.values():
             w.close()
-    records = [{"part": "reads", "metric": name, "window_samples": n,
-                "us_per_read": round(statistics.median(v) / 1e3, 2), "repeats": len(v)}
-               for (name, n), v in times.items()]
-    by = {(r["metric"], r["window_samples"]): r["us_per_read"] for r in records}
+    by = {key: round(statistics.median(v) / 1e3, 2) for key, v in times.items()}  # us per read
+    records: list[dict] = [{"part": "reads", "metric": name, "window_samples": n, "us_per_read": by[(name, n)],
+                            "repeats": len(v)} for (name, n), v in times.items()]
     for name in ("frame_at", "frames_100ms", "audio_20ms", "moment", "frame_at_by_scan"):
         ratio = by[(name, 100_000)] / by[(name, 1_000)]
         record = {"part": "reads", "metric": name, "summary": "ratio_100k_over_1k",
@@ -210,8 +218,9 @@ def _reads(quick: bool, progress: Callable[[str], None]) -> list[dict]:
     return records
 
 
-def _publish_laps(prefault: bool, laps: int, progress: Callable[[str], None]) -> list[float]:
-    """Wall ns of every publish (claim + copy a VGA frame + publish) over ``laps`` laps of a 5 s / 60 fps ring."""
+def _publish_laps(prefault: bool, laps: int, progress: Callable[[str], None]) -> tuple[list[int], float]:
+    """Wall ns of every publish (claim + copy a VGA frame + publish) over ``laps`` laps of a 5 s / 60 fps ring,
+    and the seconds the ring's creation took."""
     capacity = 304  # the rig contract's camera ring for a 5 s window at 60 fps
     shape = (480, 640, 2)
     frame = np.random.default_rng(0).integers(0, 256, shape, dtype=np.uint8)

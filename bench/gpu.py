@@ -36,6 +36,7 @@ import functools
 import multiprocessing as mp
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -43,6 +44,9 @@ from mimir.descriptors import CameraFrameDescriptor, PixelFormat
 from ringbuf import Ring, RingReader
 from ringbuf.hashing import fnv1a_64
 from ringbuf.segment import SegmentMissing
+
+if TYPE_CHECKING:
+    from mimir.gpu import DeviceFrame, RegisteredArena
 
 __all__ = ["RIG", "BenchUnavailable", "run", "document", "goals", "format_table", "correctness_failed", "ring_arena",
            "synthetic_writer", "shm_bytes_needed"]
@@ -77,7 +81,17 @@ def _check_shm() -> None:
 
 def ring_arena(ring: Ring | RingReader) -> np.ndarray:
     """The uint8 view of a ring's whole payload arena (page aligned)."""
-    return ring.arena_bytes
+    arena = ring.arena_bytes
+    if arena is None:
+        raise ValueError(f"ring {ring.name} carries no payload: no arena to register")
+    return arena
+
+
+def _untorn(frame: DeviceFrame | None) -> DeviceFrame:
+    """A copy of a slot nothing writes while it is copied (the bench's own host memory): never stale or torn."""
+    if frame is None:
+        raise RuntimeError("a copy of a slot nothing writes came back stale or torn")
+    return frame
 
 
 def _percentile_us(lat_ns: list[int] | np.ndarray, q: float) -> float | None:
@@ -184,10 +198,11 @@ class _HostSource:
     def __init__(self, kind: str, shape: tuple[int, ...], cp, ring_name: str = "h2d") -> None:
         self.kind = kind
         self.nbytes = int(np.prod(shape))
-        self.registration = None
-        self.register_ms = None
-        self._ring = self._reader = None
-        self._host_ptr = None
+        self.registration: RegisteredArena | None = None
+        self.register_ms: float | None = None
+        self._ring: Ring | None = None
+        self._reader: RingReader | None = None
+        self._host_ptr: int | None = None  # cudaHostAlloc's pointer (malloc_host)
         self._cp = cp
         try:
             self._fill(kind, shape, ring_name)
@@ -201,24 +216,24 @@ class _HostSource:
         if kind == "ring_registered":
             from mimir.gpu import RegisteredArena
 
-            self._ring = Ring.create(ring_name, descriptor=CameraFrameDescriptor, capacity=SLOTS, payload_shape=shape,
-                                     rig=RIG)
+            ring = self._ring = Ring.create(ring_name, descriptor=CameraFrameDescriptor, capacity=SLOTS,
+                                            payload_shape=shape, rig=RIG)
             for _ in range(SLOTS):
-                self._ring.write(rng.integers(0, 256, shape, dtype=np.uint8), *([0] * 10))
-            self._reader = RingReader.attach(ring_name, rig=RIG, register=False)
+                ring.write(rng.integers(0, 256, shape, dtype=np.uint8), *([0] * 10))
+            reader = self._reader = RingReader.attach(ring_name, rig=RIG, register=False)
             t0 = time.perf_counter()
-            self.registration = RegisteredArena(ring_arena(self._reader))
+            self.registration = RegisteredArena(ring_arena(reader))
             self.register_ms = (time.perf_counter() - t0) * 1e3
-            self.slots = [self._reader.payload_view(n) for n in range(SLOTS)]
-            self.valid = [functools.partial(self._reader.valid, n) for n in range(SLOTS)]
+            self.slots = [reader.payload_view(n) for n in range(SLOTS)]
+            self.valid = [functools.partial(reader.valid, n) for n in range(SLOTS)]
             return
         if kind == "pageable":
             block = np.empty((SLOTS, *shape), np.uint8)
         elif kind == "malloc_host":
             rt = cp.cuda.runtime
             size = SLOTS * self.nbytes
-            self._host_ptr = rt.hostAlloc(size, rt.hostAllocDefault)
-            block = np.ctypeslib.as_array((ctypes.c_uint8 * size).from_address(self._host_ptr)).reshape(SLOTS, *shape)
+            host_ptr = self._host_ptr = int(rt.hostAlloc(size, rt.hostAllocDefault))
+            block = np.ctypeslib.as_array((ctypes.c_uint8 * size).from_address(host_ptr)).reshape(SLOTS, *shape)
         else:
             raise ValueError(f"unknown host memory kind {kind!r}")
         block[...] = rng.integers(0, 256, block.shape, dtype=np.uint8)  # touches every page
@@ -248,15 +263,15 @@ def _h2d(cp, frame: str, kind: str, count: int, progress) -> dict:
         copier = GpuFrameCopier(shape, pool_size=2)
         slots, valid = source.slots, source.valid
         for n in range(20):  # warm up: first-touch of the driver's staging path, kernel-mode transitions
-            copier.copy(slots[n % SLOTS], valid[n % SLOTS]).release()
+            _untorn(copier.copy(slots[n % SLOTS], valid[n % SLOTS])).release()
         lat = np.empty(count, np.int64)
         clock = time.perf_counter_ns
         for n in range(count):
             t0 = clock()
             f = copier.copy(slots[n % SLOTS], valid[n % SLOTS])
             lat[n] = clock() - t0
-            f.release()
-        check = copier.copy(slots[7], valid[7])
+            _untorn(f).release()
+        check = _untorn(copier.copy(slots[7], valid[7]))
         equal = bool(np.array_equal(check.array.get(), slots[7]))
         check.release()
         rec = {

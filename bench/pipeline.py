@@ -8,7 +8,8 @@ Workloads (``--workload``):
 * ``ps3eye``: the seed's measured rig: six 320x240 Bayer cameras at 187 fps
   plus 8 channels at 192 kHz in 64-frame blocks;
 * ``idle``: the default rig's rings with every source paused (the workers
-  are SIGSTOPped once their rings are attached; supervision is told to wait);
+  are suspended once their rings are attached: SIGSTOP on POSIX, through
+  psutil; supervision is told to wait);
 * ``all``: the three in turn.
 
 The supervisor runs in this process (a thread), so its CPU is this process's
@@ -23,7 +24,6 @@ reported twice: unloaded, then loaded, in the same run.
 
 from __future__ import annotations
 
-import multiprocessing as mp
 import os
 import signal
 import sys
@@ -32,12 +32,15 @@ import time
 from collections.abc import Callable
 
 import numpy as np
+import psutil
 
 from mimir.config import LIMITS, AudioConfig, CameraFamilyConfig, RigConfig, SupervisionConfig
 from mimir.descriptors import CameraFrameDescriptor, SampleKind
 from mimir.reservoir import Reservoir
 from mimir.supervisor.rig import Rig
 from ringbuf import Ring, RingReader, dtype_of
+
+from bench.common import busy_processes
 
 __all__ = ["run", "rig_config", "measure_floor_us", "format_table", "WORKLOADS"]
 
@@ -91,8 +94,7 @@ class _Load:
     """N processes spinning a core each, started and stopped around a measurement."""
 
     def __init__(self, count: int) -> None:
-        ctx = mp.get_context("fork")
-        self.procs = [ctx.Process(target=_busy, daemon=True) for _ in range(count)]
+        self.procs = busy_processes(count, _busy)
 
     def __enter__(self) -> "_Load":
         for p in self.procs:
@@ -133,7 +135,7 @@ def _measure(workload: str, seconds: float, *, loaded: int, floor_us: float,
         paused = []
         if workload == "idle":
             for pid in _worker_pids(rig):
-                os.kill(pid, signal.SIGSTOP)
+                psutil.Process(pid).suspend()
                 paused.append(pid)
             time.sleep(0.5)
         base = {s.name: (s.indexed, s.lost_overrun, s.restart_gap) for s in rig.sources}
@@ -150,8 +152,8 @@ def _measure(workload: str, seconds: float, *, loaded: int, floor_us: float,
         span = wall1 - wall0
         p50, p99, p999 = rig.latency.percentiles_us(50, 99, 99.9)
         for pid in paused:
-            os.kill(pid, signal.SIGCONT)
-        records = []
+            psutil.Process(pid).resume()
+        records: list[dict] = []
         for s in rig.sources:
             indexed0, lost0, gap0 = base[s.name]
             delivered = (s.indexed - indexed0) / span
@@ -162,7 +164,9 @@ def _measure(workload: str, seconds: float, *, loaded: int, floor_us: float,
             })
         indexed = sum(s.indexed - base[s.name][0] for s in rig.sources)
         fits = rig.fits_reader.latest() if rig.fits_reader else None
-        locked = int(sum(int(r["locked"]) for r in fits.payload[: fits.descriptor[0]])) if fits else 0
+        locked = 0
+        if fits is not None and fits.payload is not None:
+            locked = int(sum(int(r["locked"]) for r in fits.payload[: fits.descriptor[0]]))
     finally:
         rig.stop_event.set()
         thread.join(60)
@@ -171,26 +175,28 @@ def _measure(workload: str, seconds: float, *, loaded: int, floor_us: float,
     unindexed = sum(s.published - s.indexed - s.lost_overrun for s in rig.sources)
     cpu_pct = (cpu1 - cpu0) / span * 100
     per_item_us = (cpu1 - cpu0) / indexed * 1e6 if indexed else None
-    summary = {
+    ratio_to_floor = round(per_item_us / floor_us, 2) if per_item_us else None
+    lost = sum(r["lost_overrun"] + r["lost_restart_gap"] for r in records)
+    summary: dict[str, object] = {
         "workload": label, "source": "supervisor", "seconds": round(span, 1),
         "descriptors_indexed": indexed,
-        "descriptors_lost": sum(r["lost_overrun"] + r["lost_restart_gap"] for r in records),
+        "descriptors_lost": lost,
         "published_never_indexed": unindexed,
         "supervisor_cpu_pct_of_core": round(cpu_pct, 2),
         "supervisor_us_per_descriptor": round(per_item_us, 2) if per_item_us else None,
         "floor_us_per_descriptor": round(floor_us, 2),
-        "ratio_to_floor": round(per_item_us / floor_us, 2) if per_item_us else None,
+        "ratio_to_floor": ratio_to_floor,
         "wakeups_per_s": round((rig.wakeups - wake0) / span, 1),
         "index_latency_us_p50": round(p50, 1), "index_latency_us_p99": round(p99, 1),
         "index_latency_us_p999": round(p999, 1),
         "audio_channels_locked": locked,
         "clock_lock_s": round(lock_s[0], 2) if lock_s else None,
     }
-    goals = {"lost_zero": summary["descriptors_lost"] == 0, "nothing_uncounted": unindexed == 0}
+    goals = {"lost_zero": lost == 0, "nothing_uncounted": unindexed == 0}
     if workload == "idle":
         goals["cpu_le_1pct"] = cpu_pct <= 1.0
     else:
-        goals["ratio_to_floor_le_5"] = summary["ratio_to_floor"] is not None and summary["ratio_to_floor"] <= 5.0
+        goals["ratio_to_floor_le_5"] = ratio_to_floor is not None and ratio_to_floor <= 5.0
     if workload == "ps3eye":
         goals["p99_le_1ms"] = p99 <= 1000.0
         goals["cpu_le_20pct"] = cpu_pct <= 20.0

@@ -97,7 +97,7 @@ def _time_loop(fn: Callable, args: list[tuple]) -> float:
 
 def _query_plans(view_counts: list[int], sensors: list[tuple[int, int]], count: int, queries: int,
                  rng: random.Random) -> dict[str, list[tuple]]:
-    plans = {
+    plans: dict[str, list[tuple]] = {
         "read_total_index": [(rng.randrange(count),) for _ in range(queries)],
         "read_view_index": [],
         "read_view_index_recent": [],
@@ -151,16 +151,18 @@ def _query_latencies(quick: bool, progress: Callable[[str], None]) -> list[dict]
             for kind, index in plans[n]["read_view_index"][:50]:
                 assert res.read_view(kind, index) == naive.read_view(kind, index).as_sample()
             for kind, sensor in plans[n]["latest_for_sensor"][:50] + [idle]:
-                assert res.latest_for_sensor(kind, sensor) == naive.latest_for_sensor(kind, sensor).as_sample()
+                naive_latest = naive.latest_for_sensor(kind, sensor)
+                assert naive_latest is not None and res.latest_for_sensor(kind, sensor) == naive_latest.as_sample()
         ops = ("read_total_index", "read_view_index", "read_view_index_recent", "latest_for_sensor",
                "latest_for_idle_sensor")
         for r in range(repeats):
             progress(f"reservoir bench: query latency, repeat {r + 1}/{repeats}")
             for n, (res, naive, _) in windows.items():
-                fns = {"read_total_index": (res.read, naive.read), "read_view_index": (res.read_view, naive.read_view),
-                       "read_view_index_recent": (res.read_view, naive.read_view),
-                       "latest_for_sensor": (res.latest_for_sensor, naive.latest_for_sensor),
-                       "latest_for_idle_sensor": (res.latest_for_sensor, naive.latest_for_sensor)}
+                fns: dict[str, tuple[Callable, Callable]] = {
+                    "read_total_index": (res.read, naive.read), "read_view_index": (res.read_view, naive.read_view),
+                    "read_view_index_recent": (res.read_view, naive.read_view),
+                    "latest_for_sensor": (res.latest_for_sensor, naive.latest_for_sensor),
+                    "latest_for_idle_sensor": (res.latest_for_sensor, naive.latest_for_sensor)}
                 for op in ops:
                     fast, slow = fns[op]
                     times.setdefault((op, "reservoir", n), []).append(_time_loop(fast, plans[n][op]))
@@ -170,16 +172,16 @@ def _query_latencies(quick: bool, progress: Callable[[str], None]) -> list[dict]
     finally:
         for res, _, _ in windows.values():
             res.close()
-    records = []
+    records: list[dict] = []
+    by = {key: round(statistics.median(samples), 1) for key, samples in times.items()}  # ns per op
     for (op, impl, n), samples in times.items():
         median = statistics.median(samples)
-        record = {"metric": op, "impl": impl, "window_samples": n, "ns_per_op": round(median, 1),
+        record = {"metric": op, "impl": impl, "window_samples": n, "ns_per_op": by[(op, impl, n)],
                   "ns_per_op_min": round(min(samples), 1), "repeats": len(samples)}
         if impl == "reservoir":
             record["goal_max_ns"] = GOALS["query_ns"]
             record["met"] = median <= GOALS["query_ns"]
         records.append(record)
-    by = {(r["metric"], r["impl"], r["window_samples"]): r["ns_per_op"] for r in records}
     for op in ops:
         ratio = by[(op, "reservoir", 100_000)] / by[(op, "reservoir", 1_000)]
         records.append({"metric": op, "impl": "reservoir", "summary": "flatness",
@@ -285,5 +287,6 @@ if __name__ == "__main__":
 
     from bench.common import machine_info
 
-    doc = {"bench": "reservoir", "machine": machine_info(), "results": run("--quick" in sys.argv)}
-    print(json.dumps(doc) if "--json" in sys.argv else format_table(doc["results"]))
+    results = run("--quick" in sys.argv)
+    doc = {"bench": "reservoir", "machine": machine_info(), "results": results}
+    print(json.dumps(doc) if "--json" in sys.argv else format_table(results))

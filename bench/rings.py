@@ -64,11 +64,17 @@ from typing import Callable
 
 import msgspec
 import numpy as np
-import posix_ipc
 
+from bench.common import UnsupportedPlatform
 from ringbuf import U64, Ring, RingReader, fence
 from ringbuf.platform import PLATFORM
 from ringbuf.segment import list_segments
+
+if sys.platform == "win32":
+    raise UnsupportedPlatform("the ring bench forks its writer and reader and measures against POSIX shared memory "
+                              "(posix_ipc): it runs on Linux and macOS")
+
+import posix_ipc  # noqa: E402  (POSIX only: after the platform check)
 
 __all__ = [
     "SIZES", "TRANSPORTS", "Config", "quick_config", "full_config", "run", "goals", "document",
@@ -826,7 +832,7 @@ def _collect(procs: dict, conns: dict, budget_s: float, grace_s: float = 5.0) ->
         for conn in wait_conns(list(pending.values()), timeout=remaining):
             role = next(r for r, c in pending.items() if c is conn)
             try:
-                replies[role] = conn.recv()
+                replies[role] = pending[role].recv()
             except (EOFError, OSError):
                 replies[role] = ("error", f"{role} exited without a report", 0)
             del pending[role]
@@ -953,7 +959,8 @@ def _pair_record(cfg: Config, transport: str, size: int, rounds: list[dict]) -> 
 
 # ------------------------------------------------------------------------------------------------ batched ring
 def _batch_child(role: str, cfg: Config, name: str, page: mmap.mmap, barrier, conn) -> None:
-    ring = reader = None
+    ring: Ring | None = None
+    reader: RingReader | None = None
     try:
         acked = memoryview(page).cast("Q")
         n_batch = cfg.batch_size
@@ -970,7 +977,9 @@ def _batch_child(role: str, cfg: Config, name: str, page: mmap.mmap, barrier, co
         dtype = dtype_of(BatchItem)
         base = np.arange(n_batch, dtype=np.uint64)
         barrier.wait(60)
+        result: dict[str, float]
         if role == "writer":
+            assert ring is not None  # made above, by the writer
             records = np.zeros(n_batch, dtype=dtype)
             seqs = records["sequence"]
             limit = cfg.batch_capacity - n_batch
@@ -1000,6 +1009,7 @@ def _batch_child(role: str, cfg: Config, name: str, page: mmap.mmap, barrier, co
             publish_batch(end_rec)
             result = {"sent": sent}
         else:
+            assert reader is not None  # attached above, by the reader
             out = np.zeros(n_batch, dtype=dtype)
             want = np.empty(n_batch, dtype=np.uint64)
             read_batch = reader.read_batch

@@ -18,7 +18,8 @@ cameras, for a smoke run). After the clock has locked and the window is full:
    snapshot than without, and zero lost by the snapshot itself;
 3. **plain write**: as many bytes as the snapshot wrote, written sequentially
    to the same folder with ``os.write`` in 1 MiB chunks and one
-   ``fdatasync``: the disk's own pace, in the same minute.
+   ``fdatasync`` (``fsync`` on macOS and Windows): the disk's own pace, in
+   the same minute.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from bench.common import load_average_1min, sync_data
 from mimir.consumer import RigConsumer
 
 __all__ = ["run", "format_table", "GOALS", "SHAPES"]
@@ -53,11 +55,11 @@ def _config(rig: str, shape: str) -> str:
     return f'rig = "{rig}"\n[audio]\nbackend = "synthetic"\nchannels = 8\n[[cameras]]\nfamily = "synthetic"\n{cams}\n'
 
 
-def _counters(rig: str, audio_reader) -> dict[str, int]:
+def _counters(rig: str, audio_reader) -> dict[str, float]:
     from mimir.supervisor.status import read_status
 
     status = read_status(rig)
-    out = {"lost_overrun": 0, "camera_dropped": 0, "indexed": 0}
+    out: dict[str, float] = {"lost_overrun": 0, "camera_dropped": 0, "indexed": 0}
     for s in status.sources:
         if s["kind"] in (0, 5):
             out["lost_overrun"] += s["lost_overrun"] + s["lost_restart_gap"]
@@ -75,6 +77,10 @@ def _delta(after: dict, before: dict) -> dict:
     return {k: (after[k] - before[k]) if k != "index_latency_p99_us" else round(after[k], 1) for k in after}
 
 
+def _rounded(value: float | None, digits: int) -> float | None:
+    return round(value, digits) if value is not None else None
+
+
 def _plain_write(path: Path, nbytes: int) -> float:
     chunk = os.urandom(1 << 20)
     start = time.perf_counter()
@@ -83,7 +89,7 @@ def _plain_write(path: Path, nbytes: int) -> float:
         left = nbytes
         while left > 0:
             left -= os.write(fd, chunk[: min(left, len(chunk))])
-        os.fdatasync(fd)
+        sync_data(fd)
     finally:
         os.close(fd)
     wall = time.perf_counter() - start
@@ -133,8 +139,8 @@ def run(seconds: float = 5.0, *, video: str = "raw", shape: str = "default", dir
         locked_at = None
         while True:
             if sup.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"the rig did not come up and lock (supervisor exit {sup.poll()}): "
-                                   f"{sup.stderr.read()[-2000:] if sup.poll() is not None else ''}")
+                errors = sup.stderr.read()[-2000:] if sup.poll() is not None and sup.stderr is not None else ""
+                raise RuntimeError(f"the rig did not come up and lock (supervisor exit {sup.poll()}): {errors}")
             try:
                 from mimir.supervisor.status import read_status
 
@@ -174,7 +180,7 @@ def run(seconds: float = 5.0, *, video: str = "raw", shape: str = "default", dir
             "plain_write_s": round(plain_s, 3), "snapshot_wall_s": round(wall, 3),
             "process_wall_s": round(process_s, 3), "wall_ratio_vs_plain": round(ratio, 2),
             "realtime_factor": round(seconds / wall, 2),
-            "lost_by_source": doc["lost"], "load_avg_1min": round(os.getloadavg()[0], 2),
+            "lost_by_source": doc["lost"], "load_avg_1min": _rounded(load_average_1min(), 2),
             "during": during, "quiet": quiet,
             "goals": {
                 "wall_ratio_le_3": ratio <= GOALS["wall_ratio_vs_plain"],

@@ -11,7 +11,8 @@ What is measured, per encoding (``raw``, ``ffv1``, ``h264``), in one run:
   where encoding and bytes are negligible, against an ``os.write`` of the
   same 6 KiB (``small_frame_us`` / ``small_frame_plain_us``);
 * the **plain write** of the same bytes (every camera frame and audio block,
-  one ``os.write`` each, one ``fdatasync`` at the end) to the same folder,
+  one ``os.write`` each, one ``fdatasync`` at the end, ``fsync`` on macOS and
+  Windows) to the same folder,
   measured right before the take so both meet the same disk.
 
 Figures are ratios measured in the same run (absolute times drift on a
@@ -31,19 +32,22 @@ them rather than a flat or a random image.
 from __future__ import annotations
 
 import os
-import resource
 import shutil
 import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 
+from bench.common import sync_data
 from mimir.take import AudioSource, CameraSource, TakeWriter
 
-__all__ = ["Config", "QUICK", "run", "format_table", "camera_like_frames"]
+__all__ = ["Config", "QUICK", "VideoEncoding", "run", "format_table", "camera_like_frames"]
 
+# The values of mimir.take.CameraSource.encoding (mimir.take.manifest.VIDEO_ENCODINGS), as its annotation spells them.
+VideoEncoding = Literal["ffv1", "raw", "h264"]
 T0_NS = 31_536_000_000_000_000
 AUDIO_RATE = 48_000
 AUDIO_BLOCK = 256
@@ -57,7 +61,7 @@ class Config:
     fps: float = 60.0
     seconds: float = 5.0
     audio_channels: int = 8
-    encodings: tuple[str, ...] = ("raw", "ffv1", "h264")
+    encodings: tuple[VideoEncoding, ...] = ("raw", "ffv1", "h264")
     directory: str | None = None  # where takes and the plain write go (default: the system temp folder)
     distinct_frames: int = 16
 
@@ -93,8 +97,8 @@ def _schedule(cfg: Config) -> list[tuple[int, int, int]]:
 
 
 def _cpu_s() -> float:
-    r = resource.getrusage(resource.RUSAGE_SELF)
-    return r.ru_utime + r.ru_stime
+    """User + system CPU seconds of this process, every thread (the encoders' too)."""
+    return time.process_time()
 
 
 def _fsync_tree(root: str) -> None:
@@ -113,7 +117,7 @@ def _plain_write(path: str, schedule, frames, audio) -> float:
     try:
         for _, src, n in schedule:
             os.write(fd, audio if src < 0 else frames[n % len(frames)])
-        os.fdatasync(fd)
+        sync_data(fd)
     finally:
         os.close(fd)
     wall = time.perf_counter() - start
@@ -121,7 +125,7 @@ def _plain_write(path: str, schedule, frames, audio) -> float:
     return wall
 
 
-def _take_write(folder: str, cfg: Config, encoding: str, schedule, frames, audio) -> tuple[float, float, float, int]:
+def _take_write(folder: str, cfg: Config, encoding: VideoEncoding, schedule, frames, audio) -> tuple[float, float, float, int]:
     cams = [CameraSource(f"cam{c}", cfg.width, cfg.height, "YUYV", cfg.fps, encoding=encoding)
             for c in range(cfg.cameras)]
     mic = AudioSource("mic", cfg.audio_channels, AUDIO_RATE, "float32")
@@ -144,7 +148,7 @@ def _take_write(folder: str, cfg: Config, encoding: str, schedule, frames, audio
     return wall, closed, cpu, size
 
 
-def _fixed_overhead(folder: str, encoding: str, frames: int) -> tuple[float, float]:
+def _fixed_overhead(folder: str, encoding: VideoEncoding, frames: int) -> tuple[float, float]:
     """Steady-state wall us per frame of a 64x48 YUYV camera (encoding and bytes are then negligible: what is
     left is the writer's own work per frame), and of a plain ``os.write`` of the same 6 KiB."""
     cam = CameraSource("cam", 64, 48, "YUYV", 60.0, encoding=encoding)
@@ -158,11 +162,12 @@ def _fixed_overhead(folder: str, encoding: str, frames: int) -> tuple[float, flo
         take_us = (time.perf_counter() - start) / frames * 1e6
     shutil.rmtree(os.path.join(folder, "overhead"))
     path = os.path.join(folder, "plain-small.bin")
+    blobs = [p.data for p in pixels]  # the frames' own bytes (memoryviews), no copy
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
     try:
         start = time.perf_counter()
         for n in range(frames):
-            os.write(fd, pixels[n % 4])
+            os.write(fd, blobs[n % 4])
         plain_us = (time.perf_counter() - start) / frames * 1e6
     finally:
         os.close(fd)
@@ -234,7 +239,7 @@ def main() -> None:
     """``python -m bench.take [--seconds N] [--dir DIR] [--quick] [--json]`` (the same as ``mimir bench take``)."""
     import typer
 
-    from mimir.take.cli import bench_take
+    from bench.cli import bench_take
 
     typer.run(bench_take)
 

@@ -30,8 +30,9 @@ thread.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Literal, TypeVar
 
+import msgspec
 import numpy as np
 
 from mimir.contract import RigNotRunning, read_plan
@@ -64,6 +65,7 @@ POLICIES = ("nearest", "at_or_before")
 DEVICES = ("cpu", "cuda")
 _CAMERA = int(SampleKind.CAMERA_FRAME)
 _AUDIO = int(SampleKind.AUDIO_BLOCK)
+_Descriptor = TypeVar("_Descriptor", bound=msgspec.Struct)
 
 
 class NoSuchSource(LookupError):
@@ -235,15 +237,15 @@ class RigConsumer:
         spec = self._camera(camera)
         self._check_in_window(t_ns)
         before, after = timeline.neighbours(self.view, _CAMERA, spec.source_hash, t_ns)
-        if before is None and after is None:
-            raise EmptyWindow(f"camera {camera!r} has no frame in the reservoir's window")
-        if policy == "at_or_before":
-            if before is None:
+        if before is None:
+            if after is None:
+                raise EmptyWindow(f"camera {camera!r} has no frame in the reservoir's window")
+            if policy == "at_or_before":
                 raise OutsideWindow(f"camera {camera!r} has no frame at or before {t_ns} ns; its first frame "
                                     f"in the window is at {after.sample.timestamp_ns} ns")
-            chosen = before
-        elif before is None or (after is not None and
-                                after.sample.timestamp_ns - t_ns < t_ns - before.sample.timestamp_ns):
+            chosen = after
+        elif (policy == "nearest" and after is not None
+              and after.sample.timestamp_ns - t_ns < t_ns - before.sample.timestamp_ns):
             chosen = after
         else:
             chosen = before
@@ -282,7 +284,7 @@ class RigConsumer:
         return out
 
     def _frame(self, spec: SourceSpec, sample: Sample, asked_ns: int) -> Frame:
-        descriptor: CameraFrameDescriptor = self.view.descriptor(sample.payload_handle)
+        descriptor = self._descriptor(sample.payload_handle, CameraFrameDescriptor)
         _, sequence = split_handle(descriptor.payload_handle)
         reader = self._reader(spec)
         try:
@@ -301,6 +303,13 @@ class RigConsumer:
                                   "(the camera worker restarted)") from None
         return Frame(spec.name, pixels, descriptor, sample.timestamp_ns, sample.timestamp_ns - asked_ns, reader,
                      sequence)
+
+    def _descriptor(self, handle: int, kind: type[_Descriptor]) -> _Descriptor:
+        """The reservoir descriptor ``handle`` names, which the sample's kind stores as a ``kind`` Struct."""
+        descriptor = self.view.descriptor(handle)
+        if not isinstance(descriptor, kind):
+            raise TypeError(f"handle {handle:#x} names a {type(descriptor).__name__}, not a {kind.__name__}")
+        return descriptor
 
     def _reader(self, spec: SourceSpec, *, reattach: bool = False) -> RingReader:
         reader = self._readers.get(spec.name)
@@ -348,7 +357,7 @@ class RigConsumer:
                 raise EmptyWindow(f"audio source {spec.name!r} has no block in the reservoir's window")
             raise OutsideWindow(f"span start {start_ns} ns is before the first audio block of {spec.name!r} "
                                 f"in the window ({after.sample.timestamp_ns} ns)")
-        first: AudioBlockDescriptor = self.view.descriptor(before.sample.payload_handle)
+        first = self._descriptor(before.sample.payload_handle, AudioBlockDescriptor)
         rate_hz = float(first.sample_rate_hz)
         skip = round((start_ns - before.sample.timestamp_ns) * rate_hz / 1e9)
         wanted = round((end_ns - start_ns) * rate_hz / 1e9)
@@ -357,7 +366,7 @@ class RigConsumer:
         covered = filled = 0
         end_of_last = None  # where the previous block ended, in out's indices
         for hit in timeline.walk(self.view, _AUDIO, spec.source_hash, before):
-            d: AudioBlockDescriptor = self.view.descriptor(hit.sample.payload_handle)
+            d = self._descriptor(hit.sample.payload_handle, AudioBlockDescriptor)
             at = d.start_sample - origin  # where this block's first sample lands in out
             if end_of_last is not None and at < end_of_last:
                 break  # the device counter went back (a restarted stream): stop rather than overwrite
@@ -418,11 +427,15 @@ class RigConsumer:
         factory (default CuPy's; :mod:`mimir.gpu` documents the seams).
         :class:`mimir.gpu.CudaUnavailable` (one line) without CuPy or a device.
         """
+        self._start_cuda(pool_size=pool_size, runtime=runtime, backend_factory=backend_factory)
+
+    def _start_cuda(self, *, pool_size: int = 2, runtime=None, backend_factory=None) -> CudaDelivery:
         from mimir.consumer_gpu import CudaDelivery
 
         if self._cuda is not None:
             self._cuda.close()
-        self._cuda = CudaDelivery(pool_size=pool_size, runtime=runtime, backend_factory=backend_factory)
+        cuda = self._cuda = CudaDelivery(pool_size=pool_size, runtime=runtime, backend_factory=backend_factory)
+        return cuda
 
     @staticmethod
     def _check_device(device: str) -> None:
@@ -432,9 +445,8 @@ class RigConsumer:
     def _deliver(self, frame: Frame, device: str) -> "Frame | GpuFrame":
         if device == "cpu":
             return frame
-        if self._cuda is None:
-            self.use_cuda()
-        return self._cuda.deliver(frame)
+        cuda = self._cuda if self._cuda is not None else self._start_cuda()
+        return cuda.deliver(frame)
 
     # ---- lifetime -------------------------------------------------------------------------------------------
     def close(self) -> None:

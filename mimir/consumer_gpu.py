@@ -97,7 +97,10 @@ class CudaDelivery:
             self.forget(frame.camera)
         from mimir.gpu import GpuFrameCopier, RegisteredArena
 
-        arena = RegisteredArena(frame._reader.arena_bytes, runtime=self._runtime)
+        arena_bytes = frame._reader.arena_bytes
+        if arena_bytes is None:  # a camera ring always has a payload arena
+            raise ValueError(f"the ring of {frame.camera} has no payload arena to register")
+        arena = RegisteredArena(arena_bytes, runtime=self._runtime)
         try:
             backend = self._backend_factory() if self._backend_factory is not None else None
             copier = GpuFrameCopier(frame.pixels.shape, frame.pixels.dtype, pool_size=self.pool_size,

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import sys
+from typing import overload
 
 import typer
 
@@ -38,6 +39,10 @@ def _bench_group() -> None:
     """Benchmarks. Every bench prints one JSON document with --json."""
 
 
+@overload
+def _rig_name(rig: str, command: str) -> str: ...
+@overload
+def _rig_name(rig: None, command: str) -> None: ...
 def _rig_name(rig: str | None, command: str) -> str | None:
     """``rig`` when it is a valid rig name (or None); else one line and exit 2."""
     from mimir.config import ConfigError, check_rig_name
@@ -60,7 +65,7 @@ def _another_users(rig: str, command: str) -> typer.Exit:
 @app.command()
 def doctor(
     clean: bool = typer.Option(False, "--clean", help="Remove stale Mimir shared-memory objects."),
-    rig: str = typer.Option(None, "--rig", help="Only objects of this rig."),
+    rig: str | None = typer.Option(None, "--rig", help="Only objects of this rig."),
     json_out: bool = typer.Option(False, "--json", help="Print one JSON document."),
 ) -> None:
     """Check PortAudio, libusb, permissions, and list (or --clean) stale shared memory."""
@@ -275,4 +280,4 @@ def main() -> None:  # pragma: no cover - console entry point convenience
 
 
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+    main()

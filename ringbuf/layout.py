@@ -35,7 +35,7 @@ import numpy as np
 __all__ = [
     "U8", "U16", "U32", "U64", "I8", "I16", "I32", "I64", "F32", "F64", "Bytes",
     "Field", "struct_code", "Layout", "LayoutError", "dtype_of", "packer_of", "describe", "layout_hash",
-    "field_names",
+    "field_names", "record_fields",
 ]
 
 
@@ -142,6 +142,14 @@ def packer_of_layout(layout: Layout) -> struct.Struct:
 
 def field_names(struct_cls: type[msgspec.Struct]) -> tuple[str, ...]:
     return tuple(struct_cls.__struct_fields__)
+
+
+def record_fields(dtype: np.dtype) -> tuple[str, ...]:
+    """The field names of a record (structured) dtype, in order; :class:`LayoutError` for a plain dtype."""
+    names = dtype.names
+    if names is None:
+        raise LayoutError(f"{dtype} is not a record dtype: it has no fields")
+    return names
 
 
 def layout_hash(layout: Layout) -> int:

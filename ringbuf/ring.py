@@ -56,7 +56,7 @@ import numpy as np
 
 from . import fence, process
 from .hashing import fnv1a_64
-from .layout import U32, U64, Layout, describe, dtype_of, packer_of_layout, struct_code
+from .layout import U32, U64, Layout, describe, dtype_of, packer_of_layout, record_fields, struct_code
 from .platform import PLATFORM, DoorbellListener, LockTimeout
 from .segment import PAGE_BYTES
 from .shared import KIND_HEADER_OFFSET, ObjectMismatch, ObjectNotReady, SharedObject
@@ -251,10 +251,13 @@ class _Mapped:
         self.waiting = self.u8[_WAITING * 8:_WAITING * 8 + MAX_READERS]
         desc_dtype = dtype_of_layout(layout.descriptor)
         self.desc_dtype = desc_dtype
+        names = record_fields(desc_dtype)
+        fields = desc_dtype.fields
+        assert fields is not None  # a record dtype (record_fields checked) has both names and fields
         self.slot_dtype = np.dtype({
-            "names": [SLOT_SEQ_FIELD, *desc_dtype.names],
-            "formats": ["<u8", *[desc_dtype.fields[n][0] for n in desc_dtype.names]],
-            "offsets": [0, *[8 + desc_dtype.fields[n][1] for n in desc_dtype.names]],
+            "names": [SLOT_SEQ_FIELD, *names],
+            "formats": ["<u8", *[fields[n][0] for n in names]],
+            "offsets": [0, *[8 + fields[n][1] for n in names]],
             "itemsize": self.stride,
         })
         self.table = np.ndarray((self.capacity,), dtype=self.slot_dtype, buffer=buf, offset=self.desc_offset)
@@ -264,6 +267,9 @@ class _Mapped:
         self.desc_byte = [self.desc_offset + s * self.stride + 8 for s in range(self.capacity)]
         size = desc_dtype.itemsize
         self.desc_views = [self.u8[b:b + size] for b in self.desc_byte]  # per-slot byte views: no slicing per read
+        self.arena: np.ndarray | None = None  # the payload slots as one array (None: descriptor-only ring)
+        self.slots: list[np.ndarray] = []
+        self.payload_nbytes = 0
         if layout.payload_shape:
             dtype = payload_dtype_of(layout)
             self.payload_nbytes = int(np.prod(layout.payload_shape)) * dtype.itemsize
@@ -273,10 +279,6 @@ class _Mapped:
             )
             self.arena = arena
             self.slots = [arena[s] for s in range(self.capacity)]
-        else:
-            self.payload_nbytes = 0
-            self.arena = None
-            self.slots = []
         status_dtype = dtype_of_layout(layout.status) if layout.status else None
         self.status = (
             np.ndarray((), dtype=status_dtype, buffer=buf, offset=int(geometry["status_offset"]))
@@ -561,7 +563,7 @@ class Ring(_RingIdentity):
         fence.store_fence()
         for slot, src, length in spans:
             dst = table[slot:slot + length]
-            for name in records.dtype.names:
+            for name in record_fields(records.dtype):
                 dst[name] = records[name][src:src + length]
         fence.store_fence()
         for slot, src, length in spans:
@@ -642,9 +644,8 @@ class Ring(_RingIdentity):
                 self._bells.ring(words[base + _R_BELL])
         self._bells.close()
         self._slots = []
-        self._words = None
         self._buf = None
-        m.release()
+        m.release()  # releases the words memoryview too: a use after close raises ValueError
 
     def __enter__(self) -> "Ring":
         return self
@@ -883,7 +884,7 @@ class RingReader(_RingIdentity):
         spans = [(start, 0, head)] if head == count else [(start, 0, head), (0, head, count - head)]
         for slot, dst, length in spans:
             src = table[slot:slot + length]
-            for name in out.dtype.names:
+            for name in record_fields(out.dtype):
                 out[name][dst:dst + length] = src[name]
         # Seqlock check after the copy: items overwritten meanwhile form a prefix (the writer moves forward).
         valid_from = 0
@@ -967,11 +968,7 @@ class RingReader(_RingIdentity):
         """
         words = self._words
         if self._bell is None:
-            if self._slot < 0:
-                raise RingError(f"ring {self.name}: an unregistered reader cannot wait; poll available() instead")
-            self._bell = PLATFORM.doorbell_listener(self._m.rig)
-            self._own_bell = True
-            words[self._bell_word] = self._bell.bell_id
+            self._listener()
         words[self._armed_word] += 1  # a new arming: the writer rings at most once for it
         self._m.waiting[self._slot] = 1
         fence.full_fence()
@@ -979,6 +976,17 @@ class RingReader(_RingIdentity):
             self._m.waiting[self._slot] = 0
             return True
         return False
+
+    def _listener(self) -> DoorbellListener:
+        """The doorbell this reader sleeps on: the shared one, else its own, made on first use."""
+        bell = self._bell
+        if bell is None:
+            if self._slot < 0:
+                raise RingError(f"ring {self.name}: an unregistered reader cannot wait; poll available() instead")
+            bell = self._bell = PLATFORM.doorbell_listener(self._m.rig)
+            self._own_bell = True
+            self._words[self._bell_word] = bell.bell_id
+        return bell
 
     def disarm(self) -> None:
         self._m.waiting[self._slot] = 0
@@ -997,16 +1005,17 @@ class RingReader(_RingIdentity):
         if words[_PUBLISHED] > self.cursor:
             return True
         if spin_s > 0:
-            deadline = time.perf_counter() + spin_s
-            while time.perf_counter() < deadline:
+            spin_until = time.perf_counter() + spin_s
+            while time.perf_counter() < spin_until:
                 if words[_PUBLISHED] > self.cursor:
                     return True
         deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        bell = self._listener()
         while True:
             if self.arm():
                 return True
             remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
-            self._bell.wait(remaining)
+            bell.wait(remaining)
             self.disarm()
             if words[_PUBLISHED] > self.cursor:
                 return True
@@ -1041,10 +1050,9 @@ class RingReader(_RingIdentity):
             self._bell.close()
         self._bell = None
         self._slots = []
-        self._words = None
         self._buf = None
-        self._desc_views = None
-        self._m.release()
+        self._desc_views = []
+        self._m.release()  # releases the words memoryview too: a use after close raises ValueError
 
     def __enter__(self) -> "RingReader":
         return self

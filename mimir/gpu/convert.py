@@ -285,6 +285,7 @@ class GpuRgbConverter:
         self._cp = require_cupy()
         self._kernel = load_module(KERNEL_SOURCE).get_function(_KERNEL_NAMES[self.pixel_format])
         pixels = self.height * self.width
+        self._args_tail: tuple[np.integer, ...]  # the kernel's arguments after (src, dst)
         if self.pixel_format == PixelFormat.YUYV:
             count = pixels // 2
             self._args_tail = (np.int64(count),)

@@ -212,22 +212,21 @@ class PendingCopy:
     started: its result is always None.
     """
 
-    __slots__ = ("_copier", "_index", "_still_valid", "_in_flight")
+    __slots__ = ("_copier", "_index", "_still_valid")
 
     def __init__(self, copier: "GpuFrameCopier", index: int) -> None:
         self._copier = copier
         self._index = index
-        self._still_valid: Callable[[], bool] | None = None
-        self._in_flight = False
+        self._still_valid: Callable[[], bool] | None = None  # the slot's seqlock check; set while in flight
 
     def result(self) -> DeviceFrame | None:
         """Wait for the copy, re-check the seqlock: the frame, or None if it was stale or overwritten (counted)."""
         if self._index < 0:
             return None
-        if not self._in_flight:
+        still_valid = self._still_valid
+        if still_valid is None:
             raise FrameReleased("this PendingCopy was already resolved")
-        self._in_flight = False
-        still_valid, self._still_valid = self._still_valid, None
+        self._still_valid = None
         return self._copier._finish(self._index, still_valid)
 
 
@@ -292,7 +291,6 @@ class GpuFrameCopier:
         self.backend.copy_async(index, src)
         pending = self._pending[index]
         pending._still_valid = still_valid
-        pending._in_flight = True
         return pending
 
     def copy(self, src: np.ndarray, still_valid: Callable[[], bool]) -> DeviceFrame | None:

@@ -27,13 +27,14 @@ Ownership: the processor belongs to the device thread between ``start`` and
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 import numpy as np
 
 from mimir.descriptors import SampleFormat
 from ringbuf import Ring
 
-from .outputs import OutputStage, PassthroughOutput
+from .outputs import InputStage, OutputStage, PassthroughOutput
 from .records import (
     FLAG_DEADLINE_MISS, FLAG_INPUT_OVERFLOW, FLAG_OUTPUT_UNDERFLOW, FLAG_TRUNCATED, PA_FLAGS_TO_MIMIR, XRUN_MASK,
 )
@@ -77,7 +78,12 @@ class BlockProcessor:
         # Preallocated output staging buffer: the output stage writes here, the backend copies it to the device.
         self.out_stage = np.zeros((self.slot_frames, max(1, self.output_channels)), dtype=np.float32)
         self._out_block = self.out_stage[: self.block_frames] if self.block_frames else self.out_stage
-        self._needs_input = bool(getattr(output, "needs_input", False))
+        # The stage that plays the input (needs_input), handed each block's input before it fills.
+        self._input_stage: InputStage | None = None
+        if getattr(output, "needs_input", False):
+            if not isinstance(output, InputStage):
+                raise TypeError(f"output stage {output!r} sets needs_input but has no input_view/set_input")
+            self._input_stage = output
         # 1:1 pass-through needs no copy at all: the device plays the ring slot the input was converted into.
         self._zero_copy = (
             isinstance(output, PassthroughOutput) and output.source_channel is None
@@ -106,7 +112,7 @@ class BlockProcessor:
         self.cpu_load = 0.0
         self.last_error: str | None = None
         # Hooks.
-        self.cpu_load_fn = None            # () -> float, the stream's CPU load (PortAudio); None: own estimate
+        self.cpu_load_fn: Callable[[], float] | None = None  # the stream's CPU load (PortAudio); None: own estimate
         self.simulate_load_ns = 0          # busy-wait per callback (tests, diagnosis)
 
     @property
@@ -119,8 +125,8 @@ class BlockProcessor:
         """The next ring slot, writable, shape ``(slot_frames, channels)``."""
         return self._claim()
 
-    def _input_view_of(self, slot: np.ndarray) -> np.ndarray:
-        view = self.output.input_view(slot)
+    def _input_view_of(self, stage: InputStage, slot: np.ndarray) -> np.ndarray:
+        view = stage.input_view(slot)
         return view if view.shape[0] == self.block_frames else view[: self.block_frames]
 
     def record_failure(self, message: str) -> None:
@@ -146,12 +152,13 @@ class BlockProcessor:
                 out = slot
             else:
                 out = self._out_block
-                if self._needs_input:
+                stage = self._input_stage
+                if stage is not None:
                     index = seq % self._cap
                     view = self._input_views[index]
                     if view is None:
-                        view = self._input_views[index] = self._input_view_of(slot)
-                    self.output.set_input(view)
+                        view = self._input_views[index] = self._input_view_of(stage, slot)
+                    stage.set_input(view)
                 self._fill(out, start)
         else:
             frames, flags, out, deadline_ns = self._odd_block(slot, frames, flags, start)
@@ -202,8 +209,9 @@ class BlockProcessor:
             out = slot[:frames]
         else:
             out = self.out_stage[:frames]
-            if self._needs_input:
-                self.output.set_input(self.output.input_view(slot)[:frames])
+            stage = self._input_stage
+            if stage is not None:
+                stage.set_input(stage.input_view(slot)[:frames])
             self._fill(out, start)
         return frames, flags, out, (frames * 1_000_000_000) // self.sample_rate_hz
 

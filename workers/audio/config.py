@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 from mimir.config import DEFAULT_EPOCH_UNIX_S, LIMITS
 from mimir.topology import AudioWorkerSpec, WitnessSpec
@@ -175,8 +176,12 @@ class EngineConfig:
     callback_jitter_us: float = 0.0
 
     @classmethod
-    def from_spec(cls, spec: AudioWorkerSpec, **more: object) -> "EngineConfig":
-        """The engine of the rig contract's audio worker (:func:`mimir.topology.audio_worker_spec`)."""
+    def from_spec(cls, spec: AudioWorkerSpec, **more: Any) -> "EngineConfig":
+        """The engine of the rig contract's audio worker (:func:`mimir.topology.audio_worker_spec`).
+
+        ``more``: further fields, as for the constructor (``Any`` as in :func:`dataclasses.replace`:
+        each value is one field's type).
+        """
         device: str | int | None = spec.device
         if isinstance(device, str) and device.strip().isdigit():
             device = int(device)
@@ -189,7 +194,8 @@ class EngineConfig:
             **more,
         ).validate()
 
-    def with_(self, **changes: object) -> "EngineConfig":
+    def with_(self, **changes: Any) -> "EngineConfig":
+        """A copy with ``changes`` (field name -> value of that field's type), like :func:`dataclasses.replace`."""
         return replace(self, **changes)
 
     def rate_or_default(self) -> int:
@@ -226,9 +232,9 @@ class EngineConfig:
                 raise AudioConfigError(f"{name} {value!r}: use letters, digits, '_' and '.' only")
         if not self.ring_seconds > 0 or not self.metrics_seconds > 0:
             raise AudioConfigError("ring and metrics seconds must be positive")
-        for what, value in (("ring capacity", self.ring_capacity), ("metrics capacity", self.metrics_capacity)):
-            if value is not None and value < 8:
-                raise AudioConfigError(f"{what} {value}: at least 8 blocks")
+        for what, capacity in (("ring capacity", self.ring_capacity), ("metrics capacity", self.metrics_capacity)):
+            if capacity is not None and capacity < 8:
+                raise AudioConfigError(f"{what} {capacity}: at least 8 blocks")
         if not self.health_window_s > 0:
             raise AudioConfigError("--health-window must be positive seconds")
         if self.backend == "file":

@@ -35,6 +35,7 @@ import numpy as np
 from mimir.descriptors import AudioBlockRecord
 from ringbuf import Ring
 from ringbuf.hashing import fnv1a_64
+from ringbuf.layout import record_fields
 
 from .backends import make_backend
 from .backends.base import Backend, StreamInfo
@@ -92,15 +93,16 @@ class AudioEngine:
         cfg.validate()
         self.config = cfg
         try:
-            self._init(cfg)
+            info, monitor = self._init(cfg)
         except BaseException:
             self._teardown()
             raise
         self._state = EngineState.INITIALIZED
-        self.monitor.update()
-        return self.info
+        monitor.update()
+        return info
 
-    def _init(self, cfg: EngineConfig) -> None:
+    def _init(self, cfg: EngineConfig) -> tuple[StreamInfo, HealthMonitor]:
+        """Make the backend, rings, processor, stream and monitor (kept on ``self``); return the info and monitor."""
         backend = self.backend = self._backend_factory(cfg)
         plan = backend.prepare()
         n_in = len(plan.input_channels)
@@ -120,9 +122,9 @@ class AudioEngine:
             channel_layout_hash=channel_layout_hash(plan.device_label, plan.input_channels),
         )
         proc.simulate_load_ns = int(cfg.simulate_load_us * 1000)
-        self.info = backend.open(proc)
+        info = self.info = backend.open(proc)
         if isinstance(output, WitnessOutput):
-            output.latency_ns = int(round(self.info.output_latency_s * 1e9))
+            output.latency_ns = int(round(info.output_latency_s * 1e9))
         status = self.ring.status
         status["backend"] = int(_BACKEND_KIND[cfg.backend])
         status["output_kind"] = int(_OUTPUT_KIND[cfg.output] if plan.output_channels else OutputKind.NONE)
@@ -131,10 +133,11 @@ class AudioEngine:
         status["slot_frames"] = plan.slot_frames
         status["channels"] = n_in
         status["output_channels"] = plan.output_channels
-        status["input_latency_ns"] = int(round(self.info.input_latency_s * 1e9))
-        status["output_latency_ns"] = int(round(self.info.output_latency_s * 1e9))
-        self.monitor = HealthMonitor(proc, status, window_s=cfg.health_window_s, state_fn=self.poll,
-                                     realtime=cfg.realtime_threads)
+        status["input_latency_ns"] = int(round(info.input_latency_s * 1e9))
+        status["output_latency_ns"] = int(round(info.output_latency_s * 1e9))
+        monitor = self.monitor = HealthMonitor(proc, status, window_s=cfg.health_window_s, state_fn=self.poll,
+                                               realtime=cfg.realtime_threads)
+        return info, monitor
 
     @staticmethod
     def _make_output(cfg: EngineConfig, rate: int, n_in: int, n_out: int, max_frames: int) -> OutputStage:
@@ -154,29 +157,31 @@ class AudioEngine:
         """Start the stream. Freezes and disables the cyclic GC if ``config.freeze_gc``."""
         if self._state not in (EngineState.INITIALIZED, EngineState.STOPPED):
             raise EngineStateError(f"start: the engine is {self._state.name}; init() first")
+        backend, monitor, ring = self._opened()
         if self.config.freeze_gc and not self._gc_frozen:
             self._gc_was_enabled = gc.isenabled()
             gc.collect()
             gc.freeze()
             gc.disable()
             self._gc_frozen = True
-        self.ring.status["started_host_ns"] = time.monotonic_ns()
+        ring.status["started_host_ns"] = time.monotonic_ns()
         self._state = EngineState.RUNNING
         try:
-            self.backend.start()
+            backend.start()
         except Exception as exc:
             self._state = EngineState.FAILED
             raise AudioConfigError(f"the stream did not start: {exc}") from None
-        self.monitor.start()
+        monitor.start()
 
     def stop(self) -> None:
         """Stop the stream (callbacks end before this returns). The rings stay; start() resumes."""
         if self._state in (EngineState.NEW, EngineState.INITIALIZED, EngineState.STOPPED, EngineState.CLOSED):
             return
+        backend, monitor, _ = self._opened()
         final = self.poll()
         self._state = final if final in (EngineState.FINISHED, EngineState.FAILED) else EngineState.STOPPED
-        self.backend.stop()
-        self.monitor.stop()
+        backend.stop()
+        monitor.stop()
         self._release_gc()
 
     def shutdown(self) -> None:
@@ -196,8 +201,8 @@ class AudioEngine:
 
     def poll(self) -> EngineState:
         """The engine state, noticing a finished source or a failed callback/stream."""
-        if self._state == EngineState.RUNNING:
-            b = self.backend
+        b = self.backend
+        if self._state == EngineState.RUNNING and b is not None:  # running: init() made the backend
             if b.failed or (self.processor is not None and self.processor.failures):
                 self._state = EngineState.FAILED
             elif b.finished:
@@ -206,6 +211,11 @@ class AudioEngine:
                 self._state = EngineState.FAILED
                 b.failed = b.failed or "the stream stopped on its own (device lost or server gone)"
         return self._state
+
+    def failure(self) -> str | None:
+        """Why the stream failed: the backend's reason, else the callback's last error; None when neither."""
+        backend_failed = self.backend.failed if self.backend is not None else None
+        return backend_failed or (self.processor.last_error if self.processor is not None else None)
 
     def ended(self) -> bool:
         """True once the source finished or the stream failed (the worker's loop exits on it)."""
@@ -218,13 +228,19 @@ class AudioEngine:
         if self.ring is None:
             return {"state": int(self._state)}
         rec = self.ring.status
-        return {name: rec[name].item() for name in rec.dtype.names}
+        return {name: rec[name].item() for name in record_fields(rec.dtype)}
 
     @property
     def ring_names(self) -> tuple[str, str]:
         return self.config.ring, metrics_ring_name(self.config.ring)
 
     # ---- internals -----------------------------------------------------------------------------------------------
+    def _opened(self) -> tuple[Backend, HealthMonitor, Ring]:
+        """The open stream's backend, monitor and ring: they exist from a successful init() to shutdown()."""
+        if self.backend is None or self.monitor is None or self.ring is None:
+            raise EngineStateError(f"the engine is {self._state.name} and has no open stream; init() first")
+        return self.backend, self.monitor, self.ring
+
     def _release_gc(self) -> None:
         if self._gc_frozen:
             gc.unfreeze()

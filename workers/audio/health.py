@@ -10,6 +10,7 @@ status record: it only bumps plain int counters.
 from __future__ import annotations
 
 import os
+import sys
 import threading
 import time
 
@@ -18,7 +19,7 @@ import numpy as np
 from .callback import BlockProcessor
 from .records import EngineState, Health
 
-__all__ = ["classify", "HealthMonitor", "read_status", "try_realtime"]
+__all__ = ["classify", "HealthMonitor", "read_status", "try_realtime", "scheduler_policy", "restore_scheduler"]
 
 
 def try_realtime(priority: int = 1) -> bool:
@@ -29,14 +30,42 @@ def try_realtime(priority: int = 1) -> bool:
     realtime audio thread until it runs again (priority inversion). At
     SCHED_FIFO 1 a helper is below every audio thread but above every
     ordinary process, so it finishes its few microseconds and lets go.
+
+    Windows and macOS give Python no scheduling policies (``os.sched_*``
+    does not exist there): False, the thread keeps its normal priority,
+    which every caller accepts (the worker runs, only without the
+    priority-inversion guard).
     """
-    if not hasattr(os, "sched_setscheduler"):
+    if sys.platform == "win32" or sys.platform == "darwin":
+        return False
+    if not hasattr(os, "sched_setscheduler"):  # a Unix whose libc lacks it
         return False
     try:
         os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(priority))  # 0: the calling thread on Linux
         return True
     except (OSError, PermissionError):
         return False
+
+
+def scheduler_policy() -> int | None:
+    """The calling thread's scheduling policy, to hand to :func:`restore_scheduler` after :func:`try_realtime`.
+
+    None where Python cannot read it (Windows, macOS): there
+    :func:`try_realtime` changes nothing, so there is nothing to restore.
+    """
+    if sys.platform == "win32" or sys.platform == "darwin":
+        return None
+    if not hasattr(os, "sched_getscheduler"):
+        return None
+    return os.sched_getscheduler(0)
+
+
+def restore_scheduler(policy: int | None) -> None:
+    """Put the calling thread back to ``policy`` (from :func:`scheduler_policy`) if it changed; None: nothing."""
+    if sys.platform == "win32" or sys.platform == "darwin":
+        return
+    if policy is not None and os.sched_getscheduler(0) != policy:
+        os.sched_setscheduler(0, policy, os.sched_param(0))
 
 
 def classify(*, now_ns: int, running: bool, callbacks: int, last_callback_ns: int, last_bad_ns: int,
@@ -142,11 +171,12 @@ def read_status(rig: str, ring: str = "audio") -> dict:
     """
     from mimir.descriptors import AudioBlockRecord
     from ringbuf import RingReader
+    from ringbuf.layout import record_fields
 
     reader = RingReader.attach(ring, rig=rig, descriptor=AudioBlockRecord, register=False)
     try:
         rec = reader.status
-        out = {name: rec[name].item() for name in rec.dtype.names}
+        out = {name: rec[name].item() for name in record_fields(rec.dtype)}
         out["health_name"] = Health(out["health"]).name
         out["state_name"] = EngineState(out["state"]).name
         out["writer_alive"] = reader.writer_alive()

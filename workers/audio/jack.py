@@ -205,26 +205,27 @@ class DummyServer:
         attempts = [True, False] if self.realtime_requested else [False]
         errors = []
         for rt in attempts:
-            self._spawn(rt)
-            if self._wait_ready(timeout_s):
+            proc = self._spawn(rt)
+            if self._wait_ready(proc, timeout_s):
                 self.realtime = rt
                 return self
             errors.append(self.log_path.read_text(errors="replace")[-600:])
             self.stop()
         raise JackError("jackd -d dummy did not start:\n" + "\n---\n".join(errors))
 
-    def _spawn(self, realtime: bool) -> None:
+    def _spawn(self, realtime: bool) -> subprocess.Popen:
         sched = ["-R", "-P", "70"] if realtime else ["--no-realtime"]
         args = ["jackd", *sched, "-d", "dummy", "-r", str(self.sample_rate_hz), "-p", str(self.period_frames)]
         log = open(self.log_path, "w")
-        self.proc = subprocess.Popen(args, env=self.env, stdout=log, stderr=subprocess.STDOUT,
-                                     stdin=subprocess.DEVNULL, start_new_session=True)
+        proc = self.proc = subprocess.Popen(args, env=self.env, stdout=log, stderr=subprocess.STDOUT,
+                                            stdin=subprocess.DEVNULL, start_new_session=True)
         log.close()
+        return proc
 
-    def _wait_ready(self, timeout_s: float) -> bool:
+    def _wait_ready(self, proc: subprocess.Popen, timeout_s: float) -> bool:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
+            if proc.poll() is not None:
                 return False
             try:
                 if "system:capture_1" in list_ports(self.env):

@@ -23,7 +23,6 @@ cable (or the synthetic backend's ``loopback`` signal).
 from __future__ import annotations
 
 import math
-import os
 import statistics
 import time
 from dataclasses import asdict, dataclass, field
@@ -37,7 +36,7 @@ from . import jack
 from .config import EngineConfig
 from .engine import AudioEngine
 from .errors import AudioConfigError, AudioError
-from .health import try_realtime
+from .health import restore_scheduler, scheduler_policy, try_realtime
 from .outputs import ImpulseOutput, MlsOutput
 from .records import XRUN_MASK
 
@@ -105,10 +104,14 @@ def measure_latency(config: EngineConfig, *, signal: str = "impulse", repeats: i
                 f"--input-channel {input_channel}: {len(plan.input_channels)} channel(s) are captured"
             )
         stage = engine.output
+        if not isinstance(stage, (ImpulseOutput, MlsOutput)):  # no output channel: the engine plays silence
+            raise AudioConfigError(f"the stream has no output channel to play the {signal} probe on")
+        processor = engine.processor
+        assert processor is not None  # init() made it
         stage.armed_at = -1
         ring_name, _ = engine.ring_names
         reader = RingReader.attach(ring_name, rig=config.rig, descriptor=AudioBlockRecord, start="latest")
-        policy = os.sched_getscheduler(0) if hasattr(os, "sched_getscheduler") else None
+        policy = scheduler_policy()
         try_realtime(1)
         engine.start()
         mode = loopback
@@ -124,7 +127,7 @@ def measure_latency(config: EngineConfig, *, signal: str = "impulse", repeats: i
             mode = "external"
         rate = plan.sample_rate_hz
         margin = max(rate // 20, 4 * (plan.expected_frames or 64))
-        arm = engine.processor.next_sample + margin
+        arm = processor.next_sample + margin
         if isinstance(stage, ImpulseOutput):
             span = stage.period_frames
             needed = repeats * span + span
@@ -132,7 +135,7 @@ def measure_latency(config: EngineConfig, *, signal: str = "impulse", repeats: i
             span = stage.length
             needed = (repeats + 2) * span
         stage.armed_at = arm
-        capture, xruns = _capture(engine, reader, arm, needed, timeout_s)
+        capture, xruns = _capture(engine, reader, len(plan.input_channels), arm, needed, timeout_s)
         engine.stop()
         if isinstance(stage, ImpulseOutput):
             found = _find_impulses(capture, input_channel, span, repeats, stage.amplitude)
@@ -161,8 +164,7 @@ def measure_latency(config: EngineConfig, *, signal: str = "impulse", repeats: i
         if reader is not None:
             reader.close()
         engine.shutdown()
-        if policy is not None and os.sched_getscheduler(0) != policy:
-            os.sched_setscheduler(0, policy, os.sched_param(0))
+        restore_scheduler(policy)
     if compare_iodelay:
         result.iodelay_round_trip_frames = jack.iodelay_round_trip().round_trip_frames
         result.iodelay_difference_frames = rt - result.iodelay_round_trip_frames
@@ -174,10 +176,9 @@ def measure_latency(config: EngineConfig, *, signal: str = "impulse", repeats: i
     return result
 
 
-def _capture(engine: AudioEngine, reader: RingReader, arm: int, needed: int,
+def _capture(engine: AudioEngine, reader: RingReader, channels: int, arm: int, needed: int,
              timeout_s: float) -> tuple[np.ndarray, int]:
-    """Input frames ``[arm, arm + needed)`` from the ring, all channels; also the xrun count seen meanwhile."""
-    channels = len(engine.info.plan.input_channels)
+    """Input frames ``[arm, arm + needed)`` from the ring, all ``channels``; also the xrun count seen meanwhile."""
     buf = np.zeros((needed, channels), dtype=np.float32)
     have = 0
     xruns = 0
@@ -188,17 +189,19 @@ def _capture(engine: AudioEngine, reader: RingReader, arm: int, needed: int,
             raise AudioError(f"timed out after {timeout_s:.0f} s capturing the loopback "
                              f"({have} of {needed} frames); is the stream running?")
         if engine.ended():
-            raise AudioError(f"the stream stopped during the capture: {engine.backend.failed or 'source ended'}")
+            raise AudioError(f"the stream stopped during the capture: {engine.failure() or 'source ended'}")
         if not reader.wait(0.2):
             continue
         while (item := reader.read()) is not None:
             d = AudioBlockRecord(*item.descriptor)
+            payload = item.payload
+            assert payload is not None  # the audio ring has a payload slot per block
             if d.status_flags & XRUN_MASK:
                 xruns += 1
             s, f = d.start_sample, d.frame_count
             lo, hi = max(s, arm), min(s + f, end)
             if hi > lo:
-                buf[lo - arm:hi - arm] = item.payload[lo - s:hi - s]
+                buf[lo - arm:hi - arm] = payload[lo - s:hi - s]
                 have = max(have, hi - arm)
             if s + f >= end:
                 if reader.lost:

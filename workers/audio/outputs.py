@@ -11,7 +11,8 @@ engine; ``start_sample`` is the device frame counter of ``out[0]``. ``fill``
 runs inside the audio callback: it must write every sample of ``out``, must
 not allocate sample memory, take locks or log.
 
-Stages that play the input (pass-through) also implement ``set_input(view)``:
+Stages that play the input (pass-through) set ``needs_input = True`` and
+implement :class:`InputStage` (``input_view(slot)``, ``set_input(view)``):
 the engine hands them the block just converted into the ring slot before it
 calls ``fill``.
 """
@@ -28,13 +29,42 @@ from mimir.topology import WitnessSpec
 from .errors import AudioConfigError, OutputUnavailable
 
 __all__ = [
-    "OutputStage", "SilenceOutput", "PassthroughOutput", "ImpulseOutput", "MlsOutput", "WitnessOutput",
-    "load_witness_output", "rig_clock_anchor", "mls_sequence",
+    "OutputStage", "InputStage", "WitnessSignal", "SilenceOutput", "PassthroughOutput", "ImpulseOutput", "MlsOutput",
+    "WitnessOutput", "load_witness_output", "rig_clock_anchor", "mls_sequence",
 ]
 
 
 @runtime_checkable
 class OutputStage(Protocol):
+    def fill(self, out: np.ndarray, start_sample: int) -> None: ...
+
+
+@runtime_checkable
+class InputStage(OutputStage, Protocol):
+    """An output stage that plays the input (``needs_input = True``)."""
+
+    def input_view(self, slot: np.ndarray) -> np.ndarray:
+        """The part of a ring slot the stage plays (called once per slot, outside the callback)."""
+        ...
+
+    def set_input(self, view: np.ndarray) -> None:
+        """The input of the block about to be filled (called in the callback, before ``fill``)."""
+        ...
+
+
+class WitnessSignal(Protocol):
+    """A mono emitter :class:`WitnessOutput` plays: mimir.sync's WitnessEmitter, or anything with its ``fill``.
+
+    ``start_canonical_seconds`` (the canonical time of emitter sample 0) and
+    ``sample_rate_hz`` are read only to anchor the output to the rig's clock.
+    """
+
+    @property
+    def start_canonical_seconds(self) -> float: ...
+
+    @property
+    def sample_rate_hz(self) -> float: ...
+
     def fill(self, out: np.ndarray, start_sample: int) -> None: ...
 
 
@@ -83,6 +113,8 @@ class PassthroughOutput:
 
     def fill(self, out: np.ndarray, start_sample: int) -> None:
         src = self._src
+        if src is None:
+            raise RuntimeError("PassthroughOutput.fill before set_input: the engine sets the input first")
         if src.shape[0] != out.shape[0]:
             src = src[: out.shape[0]]
         np.copyto(out, src)
@@ -191,7 +223,7 @@ class WitnessOutput:
 
     needs_input = False
 
-    def __init__(self, emitter: object, max_frames: int, channels: tuple[int, ...] | None = None,
+    def __init__(self, emitter: WitnessSignal, max_frames: int, channels: tuple[int, ...] | None = None,
                  anchor: Callable[[int], float] | None = None) -> None:
         if not callable(getattr(emitter, "fill", None)):
             raise OutputUnavailable(f"witness emitter {emitter!r} has no fill(out, start_sample) method")
@@ -204,17 +236,17 @@ class WitnessOutput:
         self._mono = np.zeros(max_frames, dtype=np.float32)
         self._mono_col = self._mono.reshape(-1, 1)
 
-    def _apply_anchor(self, start_sample: int) -> None:
+    def _apply_anchor(self, anchor: Callable[[int], float], start_sample: int) -> None:
         now = time.monotonic_ns()
         self.anchored_at_ns = now
         emitter = self.emitter
-        target_s = self.anchor(now + self.latency_ns)
+        target_s = anchor(now + self.latency_ns)
         emitter_sample = (target_s - emitter.start_canonical_seconds) * emitter.sample_rate_hz
         self.offset_samples = int(round(emitter_sample)) - start_sample
 
     def fill(self, out: np.ndarray, start_sample: int) -> None:
         if self.anchor is not None and not self.anchored_at_ns:
-            self._apply_anchor(start_sample)
+            self._apply_anchor(self.anchor, start_sample)
         frames = out.shape[0]
         mono = self._mono if frames == len(self._mono) else self._mono[:frames]
         self.emitter.fill(mono, start_sample + self.offset_samples)

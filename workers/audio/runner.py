@@ -84,7 +84,7 @@ def _run(config: EngineConfig, stop: threading.Event, duration_s: float | None, 
         engine.stop()
         final_state = engine.poll()
         status = engine.status()
-        failure = engine.backend.failed or (engine.processor.last_error if engine.processor else None)
+        failure = engine.failure()
     finally:
         engine.shutdown()
     summary = {
@@ -121,7 +121,9 @@ class WorkerProcess:
         self._thread.start()
 
     def _drain(self) -> None:
-        for line in self.proc.stderr:
+        stderr = self.proc.stderr
+        assert stderr is not None  # opened with stderr=PIPE
+        for line in stderr:
             self.lines.append(line.rstrip("\n"))
             if line.startswith(READY_PREFIX):
                 self.ready = json.loads(line[len(READY_PREFIX):])

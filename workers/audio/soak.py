@@ -117,7 +117,8 @@ class SoakResult:
 
     def as_dict(self) -> dict:
         d = self.durations_us
-        q = (lambda a, p: float(np.percentile(a, p)) if a.size else None)  # noqa: E731
+        q = _percentile
+        p99 = q(d, 99)
         minutes = self.seconds / 60 if self.seconds else float("nan")
         rt = self.round_trips
         rt_values = sorted(rt.elements())
@@ -134,9 +135,9 @@ class SoakResult:
             "deadline_misses": self.deadline_misses,
             "deadline_misses_per_min": self.deadline_misses / minutes,
             "block_period_us": self.block_period_us,
-            "callback_us": {"p50": q(d, 50), "p99": q(d, 99), "p99_9": q(d, 99.9), "max": float(d.max()) if d.size else None,
+            "callback_us": {"p50": q(d, 50), "p99": p99, "p99_9": q(d, 99.9), "max": float(d.max()) if d.size else None,
                             "mean": float(d.mean()) if d.size else None},
-            "callback_p99_pct_of_period": (q(d, 99) / self.block_period_us * 100) if d.size else None,
+            "callback_p99_pct_of_period": (p99 / self.block_period_us * 100) if p99 is not None else None,
             "callback_histogram": {"edges_us": [round(float(e), 3) for e in HIST_EDGES_US], "counts": hist.tolist()},
             "interval_us": {"p1": q(self.intervals_us, 1), "p50": q(self.intervals_us, 50),
                             "p99": q(self.intervals_us, 99), "max": float(self.intervals_us.max()) if self.intervals_us.size else None},
@@ -157,6 +158,20 @@ class SoakResult:
             "worker_exit_code": self.worker_exit_code,
             "notes": self.notes,
         }
+
+
+def _percentile(a: np.ndarray, p: float) -> float | None:
+    """The ``p``-th percentile of ``a``; None for an empty array."""
+    return float(np.percentile(a, p)) if a.size else None
+
+
+@dataclass
+class _Drained:
+    """What the soak's drain has seen: the first frame captured, the end of the last, the current second's bucket."""
+
+    first: int | None = None
+    last: int = 0
+    bucket: dict[str, float] | None = None
 
 
 def run_soak(cfg: EngineConfig, minutes: float, *, loopback: str = "auto", progress_s: float = 10.0,
@@ -216,16 +231,16 @@ def _measure(worker: WorkerProcess, metrics: RingReader, audio: RingReader, stre
     t0 = time.monotonic()
     next_progress = t0 + progress_s
     per_second: list[dict] = []
-    state = {"first": None, "last": 0, "bucket": None}
+    state = _Drained()
 
     def drain(now: float) -> None:
         while (n := metrics.read_batch(batch)) > 0:
             chunk = batch[:n].copy()
             chunks.append(chunk)
             second = int(now - t0)
-            bucket = state["bucket"]
+            bucket = state.bucket
             if bucket is None or bucket["t_s"] != second:
-                bucket = state["bucket"] = {"t_s": second, "max_us": 0.0, "xruns": 0, "misses": 0, "callbacks": 0}
+                bucket = state.bucket = {"t_s": second, "max_us": 0.0, "xruns": 0, "misses": 0, "callbacks": 0}
                 per_second.append(bucket)
             bucket["max_us"] = max(bucket["max_us"], float(chunk["duration_ns"].max()) / 1e3)
             bucket["xruns"] += int(np.count_nonzero(chunk["flags"] & XRUN_MASK))
@@ -234,9 +249,9 @@ def _measure(worker: WorkerProcess, metrics: RingReader, audio: RingReader, stre
         while audio.read_into(desc_u8, payload) >= 0:
             s = int(desc["start_sample"][0])
             f = int(desc["frame_count"][0])
-            if state["first"] is None:
-                state["first"] = s
-            state["last"] = s + f
+            if state.first is None:
+                state.first = s
+            state.last = s + f
             x = payload[:f, 0]
             i = int(np.argmax(np.abs(x)))
             if abs(x[i]) >= 0.125:
@@ -255,7 +270,7 @@ def _measure(worker: WorkerProcess, metrics: RingReader, audio: RingReader, stre
             next_progress += progress_s
             _progress(log, time.monotonic() - t0, seconds, chunks, round_trips, block_period_us)
     drain(time.monotonic())
-    first_frame, last_frame = state["first"], state["last"]
+    first_frame, last_frame = state.first, state.last
     elapsed = time.monotonic() - t0
     cpu1, sys1 = _proc_cpu_s(worker.proc.pid), _system_cpu()
     data = np.concatenate(chunks) if chunks else np.zeros(0, dtype=mdt)

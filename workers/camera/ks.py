@@ -54,7 +54,7 @@ from .family import (
 from .sink import shaped_claim
 
 __all__ = [
-    "KsFamily", "KsCamera", "VideoCaptureLike", "Negotiated", "negotiate", "platform_backends",
+    "KsFamily", "KsCamera", "VideoCaptureLike", "open_capture", "Negotiated", "negotiate", "platform_backends",
     "backend_name", "RAW_FORMATS",
 ]
 
@@ -80,6 +80,13 @@ class VideoCaptureLike(Protocol):
 
 
 CaptureFactory = Callable[[str | int, int], VideoCaptureLike]
+
+
+def open_capture(address: str | int, backend: int) -> VideoCaptureLike:
+    """``cv2.VideoCapture(address, backend)``: the default :data:`CaptureFactory` (a device index or a path)."""
+    if isinstance(address, int):  # cv2's constructor is overloaded per argument type
+        return cv2.VideoCapture(address, backend)
+    return cv2.VideoCapture(address, backend)
 
 
 def platform_backends(platform: str = sys.platform) -> tuple[int, ...]:
@@ -126,7 +133,7 @@ def negotiate(cap: VideoCaptureLike, request: ModeRequest, *, backend: str) -> N
             f"format ({', '.join(format_name(f) for f in RAW_FORMATS)})"
         )
     raw = fmt in RAW_FORMATS
-    if raw:
+    if raw and fmt is not None:
         cap.set(cv2.CAP_PROP_FOURCC, float(fourcc(format_name(fmt))))
     if request.width is not None:
         cap.set(cv2.CAP_PROP_FRAME_WIDTH, float(request.width))
@@ -150,12 +157,13 @@ def negotiate(cap: VideoCaptureLike, request: ModeRequest, *, backend: str) -> N
         out_fmt = PixelFormat.BGR3
     else:
         code = int(reported["fourcc"]) & 0xFFFFFFFF
-        out_fmt = next((f for f in BYTES_PER_PIXEL if int(f) == code), None)
-        if out_fmt is None:
+        granted = next((f for f in BYTES_PER_PIXEL if int(f) == code), None)
+        if granted is None:
             raise UnsupportedMode(
                 f"ks: requested {request}; the device negotiated {width}x{height} @ {fps:g} fps in "
                 f"FOURCC {device_fourcc} without conversion, which has no fixed frame size"
             )
+        out_fmt = granted
     ok, frame = cap.read()
     if not ok or frame is None:
         raise UnsupportedMode(
@@ -230,7 +238,7 @@ class KsFamily:
 
     def __init__(self, *, backends: Sequence[int] | None = None,
                  enumerate_devices: Callable[[], list[DeviceInfo]] | None = None,
-                 capture_factory: CaptureFactory = cv2.VideoCapture, probe_limit: int = 8) -> None:
+                 capture_factory: CaptureFactory = open_capture, probe_limit: int = 8) -> None:
         self.backends = tuple(backends) if backends is not None else platform_backends()
         self._enumerate = enumerate_devices
         self._factory = capture_factory
@@ -268,7 +276,7 @@ class KsFamily:
         return found
 
     def _probe_indices(self) -> list[DeviceInfo]:
-        found = []
+        found: list[DeviceInfo] = []
         if not self.backends:
             return found
         backend = self.backends[0]

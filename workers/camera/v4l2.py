@@ -21,6 +21,7 @@ import errno
 import os
 import re
 import struct
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -131,6 +132,8 @@ def list_modes(ioctl: IoctlFn) -> list[V4l2Mode]:
 
 
 def _fd_ioctl(fd: int) -> IoctlFn:
+    if sys.platform == "win32":  # no fcntl, and no V4L2 node to call it on
+        raise OSError(errno.ENOSYS, "ioctl does not exist on Windows")
     import fcntl
 
     def call(request: int, buf: bytearray) -> None:
@@ -140,8 +143,13 @@ def _fd_ioctl(fd: int) -> IoctlFn:
 
 
 def enumerate_devices(root: str = "/dev") -> list[tuple[V4l2Device, list[V4l2Mode]]]:
-    """Video capture nodes under ``root`` (``videoN``) with their modes; metadata/output nodes are skipped."""
-    found = []
+    """Video capture nodes under ``root`` (``videoN``) with their modes; metadata/output nodes are skipped.
+
+    Empty on every OS but Linux: V4L2 is Linux's (no ``/dev/video*`` elsewhere).
+    """
+    found: list[tuple[V4l2Device, list[V4l2Mode]]] = []
+    if sys.platform != "linux":
+        return found
     for path in sorted(Path(root).glob("video*"), key=lambda p: _node_index(p.name)):
         index = _node_index(path.name)
         if index < 0:

@@ -88,7 +88,7 @@ class WorkerConfig:
     @property
     def hints(self) -> DiscoveryHints:
         """What discovery needs: the cameras' devices (or files) when they name them, else how many."""
-        specs = tuple(c.device or c.file for c in self.cameras if (c.device or c.file))
+        specs = tuple(spec for c in self.cameras if (spec := c.device or c.file))
         return DiscoveryHints(count=len(self.cameras), specs=specs)
 
 

@@ -10,13 +10,17 @@ true ``frame_count`` and the stream finishes, unless ``loop`` is set.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ..config import EngineConfig
-from ..errors import AudioConfigError, BackendUnavailable
+from ..errors import AudioConfigError, BackendUnavailable, EngineStateError
 from .base import DevicePlan
 from .paced import PacedBackend
+
+if TYPE_CHECKING:
+    from soundfile import SoundFile
 
 __all__ = ["FileBackend"]
 
@@ -35,13 +39,15 @@ def _soundfile():
 class FileBackend(PacedBackend):
     def __init__(self, config: EngineConfig) -> None:
         super().__init__(config)
-        self._file = None
-        self._stage: np.ndarray | None = None
-        self._selectors: np.ndarray | None = None
+        self._file: SoundFile | None = None
+        self._stage: np.ndarray | None = None     # decoded file frames, when only some channels are captured
+        self._selectors: np.ndarray | None = None  # the captured channels of a staged block
 
     def prepare(self) -> DevicePlan:
         cfg = self.config
         sf = _soundfile()
+        if cfg.path is None:  # validate() requires it for this backend
+            raise AudioConfigError("--backend file needs --file PATH (a WAV or FLAC file)")
         path = Path(cfg.path)
         try:
             info = sf.info(str(path))
@@ -69,20 +75,23 @@ class FileBackend(PacedBackend):
         self._file = sf.SoundFile(str(path))
         return self.plan
 
-    def _read(self, out: np.ndarray) -> int:
-        if self._stage is None:
-            return self._file.buffer_read_into(out, dtype="float32")
+    def _read(self, file: SoundFile, out: np.ndarray) -> int:
+        if self._stage is None or self._selectors is None:
+            return file.buffer_read_into(out, dtype="float32")
         stage = self._stage if out.shape[0] == self._stage.shape[0] else self._stage[: out.shape[0]]
-        n = self._file.buffer_read_into(stage, dtype="float32")
+        n = file.buffer_read_into(stage, dtype="float32")
         np.take(stage, self._selectors, axis=1, out=out, mode="clip")
         return n
 
     def _produce(self, slot: np.ndarray, start_frame: int, frames: int) -> int:
-        n = self._read(slot)
+        file = self._file
+        if file is None:
+            raise EngineStateError("the file backend has no open file: prepare() first")
+        n = self._read(file, slot)
         if n < frames and self.config.loop:
             while n < frames:
-                self._file.seek(0)
-                got = self._read(slot[n:frames])
+                file.seek(0)
+                got = self._read(file, slot[n:frames])
                 if got == 0:
                     break
                 n += got

@@ -27,6 +27,7 @@ import numpy as np
 
 from ..callback import BlockProcessor, lateness
 from ..config import EngineConfig
+from ..errors import EngineStateError
 from ..records import PA_INPUT_OVERFLOW
 from .base import DevicePlan, StreamInfo
 
@@ -56,20 +57,30 @@ class PacedBackend:
         """See what the output stage played (the synthetic loopback feeds it back)."""
 
     def _latencies_s(self) -> tuple[float, float]:
-        block_s = self.plan.block_frames / self.plan.sample_rate_hz
+        plan = self._planned()
+        block_s = plan.block_frames / plan.sample_rate_hz
         return block_s, block_s
+
+    def _planned(self) -> DevicePlan:
+        """The plan :meth:`prepare` made (every step after it needs one)."""
+        if self.plan is None:
+            raise EngineStateError(f"the {type(self).__name__} has no plan: prepare() first")
+        return self.plan
 
     # ---- lifecycle ------------------------------------------------------------------------------------------
     def open(self, processor: BlockProcessor) -> StreamInfo:
         self._proc = processor
         inp, out = self._latencies_s()
-        return StreamInfo(plan=self.plan, input_latency_s=inp, output_latency_s=out)
+        return StreamInfo(plan=self._planned(), input_latency_s=inp, output_latency_s=out)
 
     def start(self) -> None:
         if self._thread is not None and self._thread.is_alive():
             return
+        if self._proc is None:
+            raise EngineStateError(f"the {type(self).__name__} is not open: open() first")
         self._stop.clear()
-        self._thread = threading.Thread(target=self._run, name=f"mimir-audio-{self.plan.backend}", daemon=True)
+        self._thread = threading.Thread(target=self._run, args=(self._planned(), self._proc),
+                                        name=f"mimir-audio-{self._planned().backend}", daemon=True)
         self._thread.start()
 
     def stop(self) -> None:
@@ -85,21 +96,19 @@ class PacedBackend:
         return self._thread is not None and self._thread.is_alive()
 
     # ---- the device thread ------------------------------------------------------------------------------------
-    def _run(self) -> None:
+    def _run(self, plan: DevicePlan, proc: BlockProcessor) -> None:
         if self.config.realtime_threads:
             from ..health import try_realtime
 
             try_realtime(10)  # the paced thread is this backend's device thread
         try:
-            self._pace()
+            self._pace(plan, proc)
         except BaseException as exc:  # the device thread must report, never die silently
             self.failed = f"{type(exc).__name__}: {exc}"
-            self._proc.record_failure(self.failed + "\n" + traceback.format_exc())
+            proc.record_failure(self.failed + "\n" + traceback.format_exc())
 
-    def _pace(self) -> None:
-        plan = self.plan
+    def _pace(self, plan: DevicePlan, proc: BlockProcessor) -> None:
         cfg = self.config
-        proc = self._proc
         block = plan.block_frames
         ns_per_frame = 1e9 / (plan.sample_rate_hz * (1.0 + cfg.ppm * 1e-6) * cfg.speed)
         fifo_ns = max(2 * block * ns_per_frame, FIFO_S * 1e9)

@@ -31,14 +31,19 @@ import importlib
 import os
 import sys
 import time
+from collections.abc import Callable
 from types import ModuleType
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ..callback import BlockProcessor, lateness
 from ..config import MAX_BLOCK_FRAMES, MIN_BLOCK_FRAMES, EngineConfig
-from ..errors import AudioConfigError, BackendUnavailable
+from ..errors import AudioConfigError, BackendUnavailable, EngineStateError
 from .base import DevicePlan, StreamInfo
+
+if TYPE_CHECKING:
+    from sounddevice import _StreamBase
 
 __all__ = [
     "PortAudioBackend", "load_sounddevice", "reinitialize_portaudio", "describe_devices", "STANDARD_RATES_HZ",
@@ -243,8 +248,8 @@ class PortAudioBackend:
         self.finished = False
         self.failed: str | None = None
         self._sd: ModuleType | None = None
-        self._stream = None
-        self._callback = None
+        self._stream: _StreamBase | None = None
+        self._callback: Callable[..., int] | None = None  # the cffi callback: PortAudio calls it while it lives
         self._open_in_channels = 0
         self._asio = None
         self._is_jack = False
@@ -345,9 +350,17 @@ class PortAudioBackend:
         )
 
     # ---- open: the stream and its callback ------------------------------------------------------------------------
+    def _planned(self) -> DevicePlan:
+        """The plan :meth:`prepare` made (every step after it needs one)."""
+        if self.plan is None:
+            raise EngineStateError("the sounddevice backend has no plan: prepare() first")
+        return self.plan
+
     def open(self, processor: BlockProcessor) -> StreamInfo:
         sd = self._sd
-        plan = self.plan
+        plan = self._planned()
+        if sd is None:  # prepare() loaded it with the plan
+            raise EngineStateError("the sounddevice backend has not loaded sounddevice: prepare() first")
         cfg = self.config
         jack_before = self._jack_ports() if self._is_jack else []
         self._callback = self._make_callback(processor)
@@ -380,7 +393,9 @@ class PortAudioBackend:
         processor.cpu_load_fn = lambda: cpu_fget(stream)
         latency = stream.latency
         in_lat, out_lat = (latency if duplex else (latency, 0.0))
-        client, ins, outs = None, (), ()
+        client: str | None = None
+        ins: tuple[str, ...] = ()
+        outs: tuple[str, ...] = ()
         if self._is_jack:
             client = portaudio_jack_client_name()
             new = [p for p in self._jack_ports() if p not in set(jack_before)]
@@ -408,7 +423,7 @@ class PortAudioBackend:
         commit = proc.commit
         _late = lateness(self.config.callback_jitter_us)
         jitter_ns = _late is not None
-        plan = self.plan
+        plan = self._planned()
         slot_frames = plan.slot_frames
         in_dtype = _DTYPES[plan.sample_format]
         in_frame_bytes = self._open_in_channels * np.dtype(in_dtype).itemsize
@@ -426,7 +441,7 @@ class PortAudioBackend:
                 memmove(ffi.cast("char *", optr) + slot_frames * out_frame_bytes, zeros, min(rest, zeros.nbytes))
 
         if self._direct:
-            def callback(iptr, optr, frames, time_info, status, userdata):
+            def direct(iptr, optr, frames, time_info, status, userdata):
                 entry_ns = monotonic_ns()
                 if jitter_ns:
                     _late(entry_ns)
@@ -442,7 +457,7 @@ class PortAudioBackend:
                         play(optr, out, frames)
                 return PA_CONTINUE
 
-            return callback
+            return direct
 
         stage = np.zeros((slot_frames, self._open_in_channels), dtype=in_dtype)
         selectors = self._selectors
@@ -486,6 +501,8 @@ class PortAudioBackend:
 
     # ---- run ----------------------------------------------------------------------------------------------------
     def start(self) -> None:
+        if self._stream is None:
+            raise EngineStateError("the sounddevice backend has no stream: open() first")
         self._stream.start()
 
     def stop(self) -> None:

@@ -26,7 +26,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..config import EngineConfig
-from ..errors import AudioConfigError
+from ..errors import AudioConfigError, EngineStateError
 from ..signals import SignalGenerator
 from .base import DevicePlan
 from .paced import PacedBackend
@@ -130,15 +130,16 @@ class RoomRenderer:
         self._acc = np.zeros((self._size, self.channels), dtype=np.float64)
         self._pending_chunk = np.zeros(self.chunk, dtype=np.float64)
         self._filled = 0
-        self._chunk_start = None  # output frame of the chunk being collected
+        self._chunk_start: int | None = None  # output frame of the chunk being collected
         self._jobs: list[tuple[int, int]] = []  # (channel, chunk start) still to render
         self._chunks: dict[int, np.ndarray] = {}
 
     def write(self, out_ch0: np.ndarray, start_frame: int) -> None:
         """Output frames ``[start_frame, start_frame + len)`` of channel 0 (what the speaker played)."""
-        if self._chunk_start is None:
-            self._chunk_start = start_frame - start_frame % self.chunk
-            self._filled = start_frame - self._chunk_start
+        chunk_start = self._chunk_start
+        if chunk_start is None:
+            chunk_start = start_frame - start_frame % self.chunk
+            self._filled = start_frame - chunk_start
         at = 0
         n = out_ch0.shape[0]
         while at < n:
@@ -147,11 +148,12 @@ class RoomRenderer:
             self._filled += take
             at += take
             if self._filled == self.chunk:
-                self._chunks[self._chunk_start] = self._pending_chunk.copy()
-                self._jobs.extend((c, self._chunk_start) for c in range(self.channels))
-                self._chunk_start += self.chunk
+                self._chunks[chunk_start] = self._pending_chunk.copy()
+                self._jobs.extend((c, chunk_start) for c in range(self.channels))
+                chunk_start += self.chunk
                 self._filled = 0
                 self._pending_chunk[:] = 0.0
+        self._chunk_start = chunk_start
 
     def _render_one(self) -> None:
         channel, start = self._jobs.pop(0)
@@ -257,8 +259,9 @@ class SyntheticBackend(PacedBackend):
         return RoomRenderer(impulses, latency, chunk, block)
 
     def _latencies_s(self) -> tuple[float, float]:
-        rate = self.plan.sample_rate_hz
-        block = self.plan.block_frames
+        plan = self._planned()
+        rate = plan.sample_rate_hz
+        block = plan.block_frames
         if self._hist is not None or self._room is not None:
             return block / rate, (self._latency_frames - block) / rate
         return block / rate, block / rate
@@ -268,7 +271,10 @@ class SyntheticBackend(PacedBackend):
             self._room.read(slot, start_frame, frames)
             return frames
         if self._hist is None:
-            self._gen.fill(slot, start_frame, frames)
+            gen = self._gen
+            if gen is None:
+                raise EngineStateError("the synthetic backend has no signal generator: prepare() first")
+            gen.fill(slot, start_frame, frames)
             return frames
         hist = self._hist
         size = hist.shape[0]

@@ -396,9 +396,10 @@ class FakePS3Eye(FakeDevice):
                     break
                 wait_s = 0.0
                 if self._stream_pos >= len(self._stream):
-                    wait_s = self._prepare_next_frame(may_raise=written == 0)
-                    if wait_s is None:
+                    next_wait_s = self._prepare_next_frame(may_raise=written == 0)
+                    if next_wait_s is None:
                         break
+                    wait_s = next_wait_s
                 if wait_s == 0.0:
                     written, transfer_ended = self._copy_out(target, written)
                     if transfer_ended:
