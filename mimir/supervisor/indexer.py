@@ -29,10 +29,12 @@ from ringbuf import RingReader, dtype_of
 __all__ = ["RingIndexer", "LatencyWindow"]
 
 BATCH = 512
+FRAMES_REMEMBERED = 512  # per camera: the canonical time of its newest frames, for producers (mimir.supervisor.features)
 SINGLE_PUSH_MAX = 32  # below this many items one typed push per item is cheaper than the vectorised batch path
 # Positions of the fields the row path reads, derived from the declared Structs.
 _CAM_HOST = CameraFrameDescriptor.__struct_fields__.index("host_time_ns")
 _CAM_DEVICE = CameraFrameDescriptor.__struct_fields__.index("device_time_ns")
+_CAM_SEQUENCE = CameraFrameDescriptor.__struct_fields__.index("sequence")
 _AUDIO_START = AudioBlockRecord.__struct_fields__.index("start_sample")
 _AUDIO_HOST = AudioBlockRecord.__struct_fields__.index("host_time_ns")
 _AUDIO_ADC = AudioBlockRecord.__struct_fields__.index("adc_time_ns")
@@ -100,6 +102,14 @@ class RingIndexer:
         self.first_host_ns = 0  # host time of the first and the newest item indexed
         self.last_host_ns = 0
         self._canonical = np.zeros(BATCH, dtype=np.uint64)
+        # cameras: frame sequence -> the canonical time it was indexed at, for the newest FRAMES_REMEMBERED frames
+        self._recent_sequence = [-1] * FRAMES_REMEMBERED
+        self._recent_canonical = [0] * FRAMES_REMEMBERED
+
+    def canonical_of(self, sequence: int) -> int | None:
+        """The canonical ns this camera's frame ``sequence`` was indexed at, if it is among the newest indexed."""
+        i = sequence % FRAMES_REMEMBERED
+        return self._recent_canonical[i] if self._recent_sequence[i] == sequence else None
 
     @property
     def time_source(self) -> int:
@@ -147,10 +157,15 @@ class RingIndexer:
             host_at = _CAM_HOST
             producer = self._producer
             frame_host = self.device_to_host.host_of
+            recent_sequence, recent_canonical = self._recent_sequence, self._recent_canonical
             for values in rows:
                 receipt = values[_CAM_HOST]
-                producer.push_camera_frame(clock.from_host_ns(frame_host(values[_CAM_DEVICE], receipt)), now_ns, values)
+                canonical = clock.from_host_ns(frame_host(values[_CAM_DEVICE], receipt))
+                producer.push_camera_frame(canonical, now_ns, values)
                 record(now_ns - receipt)
+                sequence = values[_CAM_SEQUENCE]
+                recent_sequence[sequence % FRAMES_REMEMBERED] = sequence
+                recent_canonical[sequence % FRAMES_REMEMBERED] = canonical
         else:
             host_at = _AUDIO_HOST
             producer = self._producer
@@ -179,6 +194,9 @@ class RingIndexer:
                    out=canonical, casting="unsafe")
             descriptors = out
             handles = out["payload_handle"]
+            for sequence, at in zip(out["sequence"].tolist(), canonical.tolist()):
+                self._recent_sequence[sequence % FRAMES_REMEMBERED] = sequence
+                self._recent_canonical[sequence % FRAMES_REMEMBERED] = at
         else:
             adc_host = self.stream_to_host.host_of
             hosts = [adc_host(int(a), int(h), int(t))

@@ -41,13 +41,16 @@ from mimir.process_control import go_realtime
 from mimir.reservoir import Reservoir
 from mimir.supervisor.clock import CanonicalClock, DeviceToCanonical
 from mimir.supervisor.clock_board import ClockBoard
+from mimir.supervisor.features import FeatureIndexer
 from mimir.supervisor.indexer import LatencyWindow, RingIndexer
 from mimir.supervisor.processes import SupervisedWorker
 from mimir.supervisor.reference import ReferenceChooser
 from mimir.supervisor.status import (
     MAX_SOURCES, MAX_WORKERS, Health, SourceRow, StatusBoard, SupervisorHeader, WorkerRow, WorkerState, read_status,
 )
-from mimir.topology import OBSERVED, RESERVOIR, AudioWorkerSpec, RigPlan, SourceSpec, SyncWorkerSpec, plan_rig
+from mimir.topology import (
+    OBSERVED, RESERVOIR, AudioWorkerSpec, FeatureWorkerSpec, RigPlan, SourceSpec, SyncWorkerSpec, plan_rig,
+)
 from ringbuf import (
     ForeignObject, OutOfSharedMemory, RingReader, SegmentExists, SegmentMissing, dtype_of, remove_stale, scan,
 )
@@ -252,6 +255,7 @@ class Rig:
         self.cpu_pct = 0.0
         self.wakeups = 0
         self.orphans_reaped: list[int] = []
+        self._cameras_by_hash: dict[int, Source] = {}  # camera sources by reservoir source hash (for producers)
         if len(self.plan.workers) > MAX_WORKERS or len(self.plan.sources) > MAX_SOURCES:
             raise ConfigError(f"a rig holds at most {MAX_WORKERS} workers and {MAX_SOURCES} sources")
 
@@ -268,6 +272,7 @@ class Rig:
                 self.sync_worker, self.sync_spec = worker, spec
         for spec in self.plan.sources:
             self.sources.append(Source(spec, by_name[spec.worker]))
+        self._cameras_by_hash = {s.spec.source_hash: s for s in self.sources if s.kind == SampleKind.CAMERA_FRAME}
         for worker in self.workers:
             worker.heartbeat_ns = self._heartbeat_of(worker)
 
@@ -313,14 +318,32 @@ class Rig:
             reader.close()  # a previous incarnation's ring, not yet reclaimed
             return
         try:
-            source.indexer = RingIndexer(source.name, reader, self.reservoir, self.clock, self.latency,
-                                         source_hash=source.spec.source_hash)
+            if source.kind == SampleKind.CAMERA_FEATURE:
+                spec = self.plan.worker(source.spec.worker)
+                assert isinstance(spec, FeatureWorkerSpec)
+                hz = {c.source_hash: self.plan.source(c.source).nominal_hz for c in spec.cameras}
+                source.indexer = FeatureIndexer(source.name, reader, self.reservoir, spec, self._frame_time, hz)
+            else:
+                source.indexer = RingIndexer(source.name, reader, self.reservoir, self.clock, self.latency,
+                                             source_hash=source.spec.source_hash)
         except Exception as exc:  # noqa: BLE001 - e.g. a ring of another layout
             reader.close()
             source.attach_error = f"cannot index ring {source.spec.ring.object_id}: {exc}"
             return
         source.attach_error = ""
         self._active = [s.indexer for s in self.sources if s.indexer is not None]
+
+    def _frame_time(self, camera_hash: int, sequence: int) -> int | None:
+        """The canonical ns this rig gave a camera's frame (for producers); indexes that camera first if needed."""
+        source = self._cameras_by_hash.get(camera_hash)
+        ix = source.indexer if source is not None else None
+        if not isinstance(ix, RingIndexer):
+            return None
+        at = ix.canonical_of(sequence)
+        if at is None:
+            ix.poll()  # the producer saw the frame before this pass indexed it: index it now
+            at = ix.canonical_of(sequence)
+        return at
 
     def _attach_new_rings(self) -> None:
         for source in self.sources:
@@ -572,6 +595,13 @@ class Rig:
         row["lost_overrun"] = s.lost_overrun
         row["lost_restart_gap"] = s.restart_gap
         row["rejected"] = s.refused
+        if isinstance(s.indexer, FeatureIndexer):  # a producer: refused by cause, like a remote source's claims
+            r = s.indexer.refusals
+            row["claims_stored"] = s.indexer.indexed
+            row["claims_refused_past"] = r.unknown_frame + r.past
+            row["claims_refused_rate"] = r.rate
+            row["claims_refused_cap"] = r.full
+            row["corrupt"] = r.unknown_camera + r.invalid
         if s.indexer is not None:
             reader = s.indexer.reader
             row["time_source"] = s.indexer.time_source

@@ -309,6 +309,10 @@ def text(snapshot: StatusSnapshot) -> str:
             clock += (f"; claims stored {s['claims_stored']:,}, refused: future {s['claims_refused_future']:,}, "
                       f"past {s['claims_refused_past']:,}, over the rate {s['claims_refused_rate']:,}, "
                       f"over the cap {s['claims_refused_cap']:,}")
+        elif s["kind"] == 1:  # SampleKind.CAMERA_FEATURE: a local producer, bounded like a remote source
+            clock += (f"; records indexed {s['claims_stored']:,}, refused: unknown or past frame "
+                      f"{s['claims_refused_past']:,}, over the rate {s['claims_refused_rate']:,}, window full "
+                      f"{s['claims_refused_cap']:,}, unknown camera or invalid {s['corrupt']:,}")
         elif s["rejected"]:
             clock += f"; REFUSED by the reservoir {s['rejected']:,} (see the worker's error)"
         timed = _TIME_SOURCES.get(s.get("time_source", 0), "")

@@ -1,0 +1,168 @@
+"""The features producer's ring into the reservoir: each record on its frame's canonical time, or refused by cause.
+
+The reservoir has one writer, the supervisor; another process produces into
+it only through a ring the rig contract declares (``ft``, written by the
+features worker, :mod:`workers.features.worker`). The supervisor trusts the
+producer as it trusts a remote claim -- not at all beyond the bounds:
+
+* **time is the supervisor's.** A record names its frame (camera source hash
+  and ``CameraFrameDescriptor.sequence``); the sample is placed at the
+  canonical time the supervisor gave that frame when it indexed it. A record
+  whose frame it never indexed (or indexed too long ago to remember,
+  :data:`mimir.supervisor.indexer.FRAMES_REMEMBERED` per camera) is refused: ``unknown_frame``.
+  Whatever ``canonical_ns`` the producer wrote is ignored.
+* **never the edge, never local data.** Samples go in through
+  :meth:`mimir.reservoir.Producer.push_observed`: refused when the window is
+  full (``full``) or the frame left the window (``past``); a producer can
+  neither move the reservoir's edge nor evict a local sample.
+* **bounded rates and values.** Per camera at most 1.5x its frame rate, with
+  a second of burst (``rate``); a camera the contract did not give the
+  producer (``unknown_camera``); values outside their definition -- NaN,
+  motion or luma outside 0..255, a fraction outside 0..1 (``invalid``).
+
+Every refusal is counted by cause (:class:`FeatureRefusals`) and shown in
+`mimir status`. Accepted records become ``CAMERA_FEATURE`` samples of source
+``<camera>.motion`` whose typed descriptor is the record itself, with
+``canonical_ns`` set to the frame's time.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from mimir.descriptors import CameraFeature, SampleKind
+from mimir.net.ratelimit import TokenBucket
+from mimir.reservoir import Refused, Reservoir
+from mimir.timebase import TimeSource
+from mimir.topology import FeatureWorkerSpec, feature_source, source_hash
+from ringbuf import RingReader, dtype_of
+
+__all__ = ["FeatureIndexer", "FeatureRefusals", "RATE_MARGIN"]
+
+RATE_MARGIN = 1.5         # a camera's records per second may exceed its frame rate by this much (bursts)
+BATCH = 256
+_FIELDS = CameraFeature.__struct_fields__
+_HASH, _SEQUENCE = _FIELDS.index("source_id_hash"), _FIELDS.index("sequence")
+_CANONICAL = _FIELDS.index("canonical_ns")
+_ENERGY, _CHANGED, _LUMA = _FIELDS.index("motion_energy"), _FIELDS.index("changed_fraction"), _FIELDS.index("mean_luma")
+
+
+@dataclass
+class FeatureRefusals:
+    """Records read from the producer's ring but not indexed, by cause."""
+
+    unknown_camera: int = 0
+    unknown_frame: int = 0
+    past: int = 0
+    full: int = 0
+    rate: int = 0
+    invalid: int = 0
+
+
+@dataclass
+class _Camera:
+    producer: object
+    bucket: TokenBucket
+    hash: int = 0
+    accepted: int = 0
+
+
+FrameTime = Callable[[int, int], "int | None"]  # (camera source hash, frame sequence) -> canonical ns or None
+
+
+@dataclass
+class FeatureIndexer:
+    """Indexes the ``features`` source (one ring, one ``<camera>.motion`` reservoir source per camera).
+
+    Same face as :class:`mimir.supervisor.indexer.RingIndexer` for the
+    supervisor's loop and status: :meth:`poll`, ``reader``, ``indexed``,
+    ``refused``, ``last_error``, ``first_host_ns``/``last_host_ns``,
+    ``time_source``. ``frame_time`` answers the canonical time the
+    supervisor gave a frame (see module docstring).
+    """
+
+    name: str
+    reader: RingReader
+    reservoir: Reservoir
+    spec: FeatureWorkerSpec
+    frame_time: FrameTime
+    camera_hz: dict[int, float]            # camera source hash -> its frame rate
+    kind: SampleKind = SampleKind.CAMERA_FEATURE
+    indexed: int = 0
+    refusals: FeatureRefusals = field(default_factory=FeatureRefusals)
+    last_error: str = ""
+    first_host_ns: int = 0
+    last_host_ns: int = 0
+
+    def __post_init__(self) -> None:
+        now = time.monotonic_ns()
+        self._cameras: dict[int, _Camera] = {}
+        for c in self.spec.cameras:
+            hz = self.camera_hz[c.source_hash]
+            producer = self.reservoir.producer(SampleKind.CAMERA_FEATURE,
+                                               sensor_id_hash=source_hash(feature_source(c.source)))
+            self._cameras[c.source_hash] = _Camera(producer, TokenBucket(hz * RATE_MARGIN, max(1, round(hz)), now),
+                                                   c.source_hash)
+        self._out = np.zeros(BATCH, dtype_of(CameraFeature))
+
+    @property
+    def refused(self) -> int:
+        return sum(vars(self.refusals).values())
+
+    @property
+    def time_source(self) -> int:
+        return int(TimeSource.DEVICE)  # features take their frames' times, whatever placed those
+
+    def poll(self) -> int:
+        """Index everything new in the producer's ring; return how many records were read."""
+        if self.reader.available() <= 0:
+            return 0
+        total = 0
+        while True:
+            n = self.reader.read_batch(self._out)
+            if n == 0:
+                return total
+            self._index(self._out[:n].tolist())
+            total += n
+            if n < BATCH:
+                return total
+
+    def _index(self, rows: list[tuple]) -> None:
+        now_ns = time.monotonic_ns()
+        refusals = self.refusals
+        for values in rows:
+            camera = self._cameras.get(values[_HASH])
+            if camera is None:
+                refusals.unknown_camera += 1
+                continue
+            energy, changed, luma = values[_ENERGY], values[_CHANGED], values[_LUMA]
+            if not (0.0 <= energy <= 255.0 and 0.0 <= changed <= 1.0 and 0.0 <= luma <= 255.0):
+                refusals.invalid += 1  # NaN fails every comparison
+                continue
+            canonical_ns = self.frame_time(camera.hash, values[_SEQUENCE])
+            if canonical_ns is None:
+                refusals.unknown_frame += 1
+                continue
+            if not camera.bucket.take(now_ns):
+                refusals.rate += 1
+                continue
+            placed = list(values)
+            placed[_CANONICAL] = canonical_ns
+            position = camera.producer.push_observed(canonical_ns, now_ns, descriptor=placed)
+            if position == Refused.FULL:
+                refusals.full += 1
+            elif position == Refused.BEFORE_WINDOW:
+                refusals.past += 1
+            elif position < 0:
+                refusals.invalid += 1   # AFTER_EDGE cannot happen for an indexed frame; INVALID: not a u64
+                self.last_error = f"the reservoir refused a feature record: {Refused(position).name}"
+            else:
+                camera.accepted += 1
+                self.indexed += 1
+                if not self.first_host_ns:
+                    self.first_host_ns = now_ns
+                self.last_host_ns = now_ns
