@@ -15,15 +15,16 @@ exchange of timestamps can see; the bound still holds.
 :class:`TimeTransferEstimator` keeps a bounded window of samples and fits
 ``canonical_ns = origin_canonical_ns + scale * (host_ns - origin_host_ns)``:
 
-* the lower envelope of delay: only the least-delayed half of the window (at
+* ``|scale - 1|`` must be at most ``max_scale_error_ppm`` (canonical time is an
+  audio clock; it runs within a few hundred ppm of any host clock), so two
+  true samples differ by their host times' difference within that scale
+  limit plus both their bounds: a pair that does not cannot both be true,
+  and the sample in most such conflicts is dropped until none is left (true
+  samples are never dropped; fewer than ``min_samples`` left: no line);
+* the lower envelope of delay: only the least-delayed half of the rest (at
   least ``min_samples``) is fitted, as NTP's clock filter prefers the
   least-delayed sample, so queueing and scheduling delays do not enter;
 * weighted least squares (weights ``1 / uncertainty**2``);
-* a fitted sample whose residual exceeds its own bound plus the best sample's
-  bound cannot lie on the same line as the others: the worst one is dropped
-  and the line fitted again (down to ``min_samples``);
-* ``|scale - 1|`` must be at most ``max_scale_error_ppm`` (canonical time is an
-  audio clock; it runs within a few hundred ppm of any host clock);
 * a new sample farther from the current line than its own bound plus the
   line's is an *outlier*: refused, it never moves the line; after
   ``outliers_to_reset`` consecutive outliers the remote's timeline has
@@ -39,7 +40,8 @@ of the pair's, which is within ``(|r_i| + |r_j|) / |h_j - h_i|`` of the
 line's, so ``ds`` is the smallest ``(b_i + b_j) / |h_j - h_i|`` over all
 pairs, with ``b = u + |r|``. The line's uncertainty at host
 time ``h`` is ``min_i (u_i + |r_i| + ds * |h - h_i|)``: at least the best
-sample's half round trip, growing by ``ds`` per second away from the samples.
+sample's half round trip, growing by ``ds`` per second away from the samples
+(plus 1 ns for rounding).
 This bounds the transfer only; the remote's own fit error (its
 ``offset_sigma_samples``) comes on top.
 """
@@ -164,47 +166,55 @@ class TimeTransferEstimator:
             return
         ref_h, ref_c = self._newest.host_ns, self._newest.canonical_ns
         a = self._ring[:n]
-        a = a[np.argsort(a[:, 2], kind="stable")[: max(self.min_samples, (n + 1) // 2)]]  # the lower envelope
         x = (a[:, 0] - ref_h).astype(np.float64)
         y = (a[:, 1] - ref_c).astype(np.float64)
         u = np.maximum(a[:, 3], 1).astype(np.float64)
+        d = a[:, 2]
+        # Two true samples differ by (h_i - h_j) within the scale limit, plus both bounds: pairs that do not
+        # cannot both be true. Drop the sample in most such conflicts until none is left.
+        dx = x[:, None] - x[None, :]
+        conflict = (np.abs((y[:, None] - y[None, :]) - dx)
+                    > u[:, None] + u[None, :] + self.max_scale_error * np.abs(dx) + self.slack_ns)
         keep = np.ones(x.size, dtype=bool)
         while True:
-            w = 1.0 / u[keep] ** 2
-            xk, yk = x[keep], y[keep]
-            sw = w.sum()
-            mx, my = float(w @ xk) / sw, float(w @ yk) / sw
-            dx = xk - mx
-            sxx = float(w @ (dx * dx))
-            if not sxx > 0:
-                self.reason = "samples at one host time"
-                return
-            slope = float(w @ (dx * (yk - my))) / sxx
-            at_ref = my - slope * mx
-            res = y - (at_ref + slope * x)
-            excess = np.where(keep, np.abs(res) - u - u[keep].min() - self.slack_ns, -np.inf)
-            worst = int(np.argmax(excess))
-            if excess[worst] <= 0:
+            counts = (conflict & keep[None, :]).sum(axis=1) * keep
+            worst = int(np.argmax(counts + u / (2.0 * u.max())))  # most conflicts; the larger bound breaks ties
+            if counts[worst] == 0:
                 break
-            if keep.sum() <= self.min_samples:
-                self.reason = "samples disagree beyond their bounds"
-                return
             keep[worst] = False
+        agree = int(keep.sum())
+        if agree < self.min_samples:
+            keep[:] = True  # say why: one scale for all of them, or no agreement at all
+        idx = np.flatnonzero(keep)
+        idx = idx[np.argsort(d[idx], kind="stable")[: max(self.min_samples, (idx.size + 1) // 2)]]  # lower envelope
+        x, y, u = x[idx], y[idx], u[idx]
+        w = 1.0 / (u * u)
+        sw = w.sum()
+        mx, my = float(w @ x) / sw, float(w @ y) / sw
+        cx = x - mx
+        sxx = float(w @ (cx * cx))
+        if not sxx > 0:
+            self.reason = "samples at one host time"
+            return
+        slope = float(w @ (cx * (y - my))) / sxx
         if abs(slope - 1.0) > self.max_scale_error:
             self.reason = (f"scale {slope:.6f}: {(slope - 1.0) * 1e6:+.0f} ppm off 1 (limit "
                            f"{self.max_scale_error * 1e6:.0f} ppm)")
             return
-        xk = x[keep]
-        b = u[keep] + np.abs(res[keep])
-        span = np.abs(xk[:, None] - xk[None, :])
+        if agree < self.min_samples:
+            self.reason = f"samples disagree beyond their bounds (at most {agree} agree)"
+            return
+        at_ref = my - slope * mx
+        b = u + np.abs(y - (at_ref + slope * x))   # each sample's bound on the line at its own host time
+        span = np.abs(x[:, None] - x[None, :])
         with np.errstate(divide="ignore", invalid="ignore"):
             pair = np.where(span > 0, (b[:, None] + b[None, :]) / span, np.inf)
         ds = float(pair.min())  # every pair bounds the scale error by (b_i + b_j) / |h_j - h_i|: the tightest
         if not math.isfinite(ds):
             self.reason = "samples at one host time"
             return
-        unc = float(np.min(b + ds * np.abs(xk)))  # at the origin, ref_h (x = 0)
+        unc = float(np.min(b + ds * np.abs(x)))  # at the origin, ref_h (x = 0)
         self.line = TransferLine(origin_host_ns=ref_h, origin_canonical_ns=ref_c + round(at_ref), scale=slope,
-                                 uncertainty_ns=math.ceil(unc), scale_uncertainty_ppm=ds * 1e6,
-                                 samples_used=int(keep.sum()))
+                                 uncertainty_ns=math.ceil(unc) + 1, scale_uncertainty_ppm=ds * 1e6,
+                                 samples_used=int(idx.size))
         self.reason = "ready"
