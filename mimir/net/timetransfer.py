@@ -112,6 +112,8 @@ class TimeTransferEstimator:
         self._n = 0                                          # samples held (<= window)
         self._next = 0                                       # ring slot of the next sample
         self._newest: TimeSample | None = None
+        self._kept = np.zeros(window, dtype=bool)            # per slot: in no conflict (see _refit)
+        self._full_check = True                              # next refit: check every pair, not just the newest
         self._outliers: deque[TimeSample] = deque(maxlen=outliers_to_reset)
         self.line: TransferLine | None = None
         self.reason = "no samples"
@@ -121,6 +123,7 @@ class TimeTransferEstimator:
         """Forget every sample (a new remote session or fit segment: never mix two timelines)."""
         self._n = self._next = 0
         self._newest = None
+        self._full_check = True
         self._outliers.clear()
         self.line = None
         self.reason = "no samples"
@@ -134,6 +137,7 @@ class TimeTransferEstimator:
 
     def _append(self, s: TimeSample) -> None:
         self._ring[self._next] = s
+        self._kept[self._next] = False  # not judged yet
         self._next = (self._next + 1) % self.window
         self._n = min(self._n + 1, self.window)
         self._newest = s
@@ -151,7 +155,7 @@ class TimeTransferEstimator:
                     for seed in seeds:
                         self._append(seed)
                     self.resets += 1
-                    self._refit()
+                    self._refit()  # (a full check: reset asked for one)
                 return "outlier"
         self._outliers.clear()
         self._append(s)
@@ -171,17 +175,32 @@ class TimeTransferEstimator:
         u = np.maximum(a[:, 3], 1).astype(np.float64)
         d = a[:, 2]
         # Two true samples differ by (h_i - h_j) within the scale limit, plus both bounds: pairs that do not
-        # cannot both be true. Drop the sample in most such conflicts until none is left.
-        dx = x[:, None] - x[None, :]
-        conflict = (np.abs((y[:, None] - y[None, :]) - dx)
-                    > u[:, None] + u[None, :] + self.max_scale_error * np.abs(dx) + self.slack_ns)
-        keep = np.ones(x.size, dtype=bool)
-        while True:
-            counts = (conflict & keep[None, :]).sum(axis=1) * keep
-            worst = int(np.argmax(counts + u / (2.0 * u.max())))  # most conflicts; the larger bound breaks ties
-            if counts[worst] == 0:
-                break
-            keep[worst] = False
+        # cannot both be true. Drop the sample in most such conflicts until none is left. When every other
+        # sample was kept, only the newest one's pairs can be new conflicts: check those alone (O(n)).
+        kept = self._kept[:n]
+        newest = (self._next - 1) % self.window
+        if not self._full_check and kept.sum() == n - 1:
+            dx = x - x[newest]
+            clash = np.abs((y - y[newest]) - dx) > u + u[newest] + self.max_scale_error * np.abs(dx) + self.slack_ns
+            clash[newest] = False
+            self._full_check = bool(clash.any())
+        else:
+            self._full_check = True
+        if self._full_check:
+            dx = x[:, None] - x[None, :]
+            conflict = (np.abs((y[:, None] - y[None, :]) - dx)
+                        > u[:, None] + u[None, :] + self.max_scale_error * np.abs(dx) + self.slack_ns)
+            kept[:] = True
+            while True:
+                counts = (conflict & kept[None, :]).sum(axis=1) * kept
+                worst = int(np.argmax(counts + u / (2.0 * u.max())))  # most conflicts; the larger bound breaks ties
+                if counts[worst] == 0:
+                    break
+                kept[worst] = False
+            self._full_check = False
+        else:
+            kept[newest] = True
+        keep = kept.copy()
         agree = int(keep.sum())
         if agree < self.min_samples:
             keep[:] = True  # say why: one scale for all of them, or no agreement at all
