@@ -208,6 +208,11 @@ def _bare_ping(count: int, interval_s: float, tmp: Path) -> np.ndarray:
     return np.array(rtts, dtype=np.float64)
 
 
+def _load_1m() -> float | None:
+    getloadavg = getattr(os, "getloadavg", None)  # not on Windows
+    return None if getloadavg is None else round(getloadavg()[0], 2)
+
+
 def _time_transfer(seconds: float, progress: Callable[[str], None]) -> list[dict]:
     import soundfile as sf
     import zmq
@@ -218,7 +223,7 @@ def _time_transfer(seconds: float, progress: Callable[[str], None]) -> list[dict
     from mimir.net.keys import load_public_key, write_keypair
     from mimir.net.listener import RemoteListener
 
-    load_at_start = os.getloadavg()[0]
+    load_at_start = _load_1m()
     with tempfile.TemporaryDirectory(prefix="mimir-bench-net-") as tmp:
         d = Path(tmp)
         write_keypair(d / "server")
@@ -290,7 +295,7 @@ def _time_transfer(seconds: float, progress: Callable[[str], None]) -> list[dict
          "round_trip_p50_vs_ping_p50": ratio(rt_p50, ping_p50), "round_trip_p99_vs_ping_p99": ratio(rt_p99, ping_p99),
          "uncertainty_p50_vs_half_ping_p50": ratio(unc_p50, None if ping_p50 is None else ping_p50 / 2),
          "authority_line": line is not None, "receiver_exit_code": summary.get("exit_code"),
-         "load_average_1m_at_start": round(load_at_start, 2)},
+         "load_average_1m_at_start": load_at_start},
     ]
 
 
