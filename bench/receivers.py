@@ -9,7 +9,17 @@
    calling ``poll()``. Latency: anchor decoded (receiver wall clock, after the
    ``feed`` that produced it) to applied in the listener's state (same host, so
    the same clock).
-2. **Capacity**: the listener in its own process; a load generator process
+2. **Time transfer** (real processes, 127.0.0.1): a ``mimir receiver`` decodes
+   a paced witness file, connected straight to the listener (probes every
+   0.1 s); the listener waits on its socket with a ``zmq.Poller``. Figures: the
+   echoes' round trip ``d`` (p50/p99; the receiver's hold time excluded, as
+   NTP does), the line's uncertainty while ready, and its error against the
+   receiver's own canonical-at-host line (same host, same clock). The peer
+   measured in the same run: a bare CURVE ``zmq`` ping between this process
+   (ROUTER, same poller loop) and a child process (DEALER echoing every frame
+   at once); ratios are against its round trip (the uncertainty against half
+   of it: NTP's floor for one exchange).
+3. **Capacity**: the listener in its own process; a load generator process
    with N CURVE clients (N keys, all trusted) sending valid reports at 10 per
    second each (clock fits, one-anchor batches and health, in turn). The
    listener's CPU (user + system of all its threads, including libzmq's I/O
@@ -97,6 +107,7 @@ def _bytes_and_latency(seconds: float, progress: Callable[[str], None]) -> list[
     return [
         {"name": "bytes_per_receiver", "audio_s": round(audio_s, 2), "reports_total": messages,
          "reports_per_s": round(messages / audio_s, 2), "messages_by_kind": summary.get("messages_by_kind"),
+         "time_echoes_per_s": round(int(summary.get("time_echoes", 0)) / audio_s, 2),
          "uplink_bytes_per_s": round(uplink, 1), "downlink_bytes_per_s": round(down / audio_s, 1),
          "payload_bytes_per_s": round(src.counters.accepted_bytes / audio_s, 1),
          "goal_uplink_bytes_per_s": GOAL_UPLINK_BYTES_PER_S, "goal_met": uplink <= GOAL_UPLINK_BYTES_PER_S,
@@ -111,6 +122,188 @@ def _bytes_and_latency(seconds: float, progress: Callable[[str], None]) -> list[
 
 
 # ------------------------------------------------------------------------------------------------- part 2
+def _ping_worker(endpoint: str, server_public: str, public: str, secret: str, conn) -> None:
+    """The bare peer: a CURVE DEALER that sends every frame it gets straight back."""
+    import zmq
+
+    ctx = zmq.Context()
+    sock = ctx.socket(zmq.DEALER)
+    sock.linger = 0
+    sock.curve_secretkey = secret.encode()
+    sock.curve_publickey = public.encode()
+    sock.curve_serverkey = server_public.encode()
+    sock.connect(endpoint)
+    sock.send(b"hello")  # a ROUTER can only address a peer that has sent something
+    conn.send("connected")
+    try:
+        while True:
+            frame = sock.recv()
+            if frame == b"stop":
+                break
+            sock.send(frame)
+    finally:
+        sock.close(linger=0)
+        ctx.term()
+
+
+def _bare_ping(count: int, interval_s: float, tmp: Path) -> np.ndarray:
+    """Round trips (ns) of ``count`` pings to a child process over CURVE on 127.0.0.1, waited for with a Poller."""
+    import zmq
+
+    from mimir.net.keys import generate_keypair, load_secret_key
+
+    server = load_secret_key(tmp / "server.key_secret")
+    client = generate_keypair()
+    ctx = zmq.Context()
+    sock = ctx.socket(zmq.ROUTER)
+    sock.linger = 0
+    sock.curve_server = True
+    sock.curve_secretkey = server.secret_bytes
+    sock.curve_publickey = server.public_bytes
+    sock.bind("tcp://127.0.0.1:*")
+    endpoint = sock.getsockopt_string(zmq.LAST_ENDPOINT)
+    mp_ctx = mp.get_context("spawn")
+    a, b = mp_ctx.Pipe()
+    child = mp_ctx.Process(target=_ping_worker, args=(endpoint, server.public, client.public, client.secret, b))
+    child.start()
+    rtts = []
+    try:
+        if not a.poll(30):
+            raise RuntimeError("ping peer did not start")
+        a.recv()
+        poller = zmq.Poller()
+        poller.register(sock, zmq.POLLIN)
+        routing_id = None
+        hello_by = time.monotonic() + 30.0
+        while routing_id is None:  # the peer says hello first: learn its routing id
+            if time.monotonic() > hello_by:
+                raise RuntimeError("ping peer did not say hello")
+            poller.poll(100)
+            try:
+                routing_id = sock.recv_multipart(zmq.NOBLOCK)[0]
+            except zmq.Again:
+                continue
+        for _ in range(count):
+            time.sleep(interval_s)
+            t1 = time.monotonic_ns()
+            sock.send_multipart([routing_id, t1.to_bytes(8, "little")])
+            while True:
+                poller.poll(1000)
+                try:
+                    frames = sock.recv_multipart(zmq.NOBLOCK)
+                except zmq.Again:
+                    continue
+                t4 = time.monotonic_ns()
+                if int.from_bytes(frames[1], "little") == t1:
+                    rtts.append(t4 - t1)
+                    break
+        sock.send_multipart([routing_id, b"stop"])
+    finally:
+        child.join(timeout=10)
+        if child.is_alive():
+            child.kill()
+            child.join()
+        sock.close(linger=0)
+        ctx.term()
+    return np.array(rtts, dtype=np.float64)
+
+
+def _load_1m() -> float | None:
+    getloadavg = getattr(os, "getloadavg", None)  # not on Windows
+    return None if getloadavg is None else round(getloadavg()[0], 2)
+
+
+def _time_transfer(seconds: float, progress: Callable[[str], None]) -> list[dict]:
+    import soundfile as sf
+    import zmq
+
+    from mimir.config import NetworkConfig, RemoteSourceConfig
+    from mimir.sync.trials import Condition, make_trial_audio
+
+    from mimir.net.keys import load_public_key, write_keypair
+    from mimir.net.listener import RemoteListener
+
+    load_at_start = _load_1m()
+    with tempfile.TemporaryDirectory(prefix="mimir-bench-net-") as tmp:
+        d = Path(tmp)
+        write_keypair(d / "server")
+        write_keypair(d / "raven")
+        progress("time transfer: a bare zmq ping (CURVE, 127.0.0.1, a child process) ...")
+        ping = _bare_ping(200, 0.01, d)
+        audio, _ = make_trial_audio(Condition("bench", "", ppm=80.0, snr_db=10.0, seconds=seconds),
+                                    np.random.default_rng(6))
+        sf.write(str(d / "w.wav"), audio.astype(np.float32), 48000, subtype="FLOAT")
+        cfg = NetworkConfig(listen="tcp://127.0.0.1:*", server_key_file=str(d / "server.key_secret"),
+                            sources=[RemoteSourceConfig(source_id="raven", public_key=load_public_key(d / "raven.key"),
+                                                        trust="canonical-authority")])
+        progress(f"time transfer: one receiver, {seconds:g} s of witness in real time, probes every 0.1 s ...")
+        with RemoteListener(cfg, "bench-time", codebook=("mimir-default", 0), time_probe_interval_s=0.1) as listener:
+            argv = [sys.executable, "-m", "mimir.net", "receiver", "--source-id", "raven", "--connect",
+                    listener.endpoint, "--file", str(d / "w.wav"), "--key", str(d / "raven.key_secret"),
+                    "--server-key", str(d / "server.key"), "--json"]
+            proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+            poller = zmq.Poller()
+            poller.register(listener.socket, zmq.POLLIN)
+            deadline = time.monotonic() + seconds + 30.0
+            uncertainties = []
+            next_look = 0.0
+            try:
+                while proc.poll() is None and time.monotonic() < deadline:
+                    poller.poll(5)
+                    listener.poll(1000)
+                    if time.monotonic() >= next_look:
+                        next_look = time.monotonic() + 0.5
+                        tt = listener.source("raven").time_transfer
+                        if tt.ready and tt.uncertainty_ns is not None:
+                            uncertainties.append(tt.uncertainty_ns)
+            finally:
+                if proc.poll() is None:
+                    proc.kill()
+                proc.wait(timeout=10)
+            assert proc.stdout is not None
+            out = proc.stdout.read()
+            proc.stdout.close()
+            listener.poll(1000)
+            book = listener.table.states["raven"].time
+            round_trips = np.array(book._round_trips, dtype=np.float64)
+            holds = np.array(book._holds, dtype=np.float64)
+            line = listener.authority_line("raven")
+            tt = listener.source("raven").time_transfer
+    summary = json.loads(out) if out.strip() else {}
+    host_line = summary.get("host_line")
+    error_us = None
+    if line is not None and host_line is not None:
+        own = host_line["origin_canonical_ns"] + host_line["scale"] * (line[0] - host_line["origin_host_ns"])
+        error_us = round((line[1] - own) / 1e3, 2)
+
+    def pct(x: np.ndarray, q: float) -> float | None:
+        return round(float(np.percentile(x, q)) / 1e3, 1) if x.size else None
+
+    ping_p50, ping_p99 = pct(ping, 50), pct(ping, 99)
+    rt_p50, rt_p99 = pct(round_trips, 50), pct(round_trips, 99)
+    unc = np.array(uncertainties, dtype=np.float64)
+    unc_p50 = pct(unc, 50)
+    ratio = (lambda a, b: round(a / b, 2) if a is not None and b else None)
+    return [
+        {"name": "bare_zmq_ping", "pings": int(ping.size), "p50_us": ping_p50, "p99_us": ping_p99,
+         "min_us": pct(ping, 0)},
+        {"name": "time_transfer", "audio_s": summary.get("audio_seconds"), "echoes_used": tt.used,
+         "echoes_refused": _nonzero_fields(tt.refused), "round_trip_p50_us": rt_p50, "round_trip_p99_us": rt_p99,
+         "round_trip_min_us": pct(round_trips, 0), "hold_p50_us": pct(holds, 50),
+         "uncertainty_p50_us": unc_p50, "uncertainty_final_us": None if line is None else round(line[3] / 1e3, 1),
+         "error_vs_receivers_own_line_us": error_us,
+         "round_trip_p50_vs_ping_p50": ratio(rt_p50, ping_p50), "round_trip_p99_vs_ping_p99": ratio(rt_p99, ping_p99),
+         "uncertainty_p50_vs_half_ping_p50": ratio(unc_p50, None if ping_p50 is None else ping_p50 / 2),
+         "authority_line": line is not None, "receiver_exit_code": summary.get("exit_code"),
+         "load_average_1m_at_start": load_at_start},
+    ]
+
+
+def _nonzero_fields(struct) -> dict:
+    return {f: getattr(struct, f) for f in struct.__struct_fields__ if getattr(struct, f)}
+
+
+# ------------------------------------------------------------------------------------------------- part 3
 def _listener_worker(server_key_file: str, sources: list[tuple[str, str]], warm_s: float, measure_s: float,
                      conn) -> None:
     import zmq
@@ -298,6 +491,7 @@ def _capacity(steps: list[int], warm_s: float, measure_s: float, progress: Calla
 def run_bench(quick: bool = False, progress: Callable[[str], None] = lambda s: None) -> list[dict]:
     seconds = 15.0 if quick else 30.0
     results = _bytes_and_latency(seconds, progress)
+    results += _time_transfer(12.0 if quick else 20.0, progress)
     steps = [25, 100, 300] if quick else [25, 50, 100, 200, 300, 400, 600]
     results += _capacity(steps, warm_s=2.0 if quick else 3.0, measure_s=3.0 if quick else 5.0, progress=progress)
     return results
@@ -315,6 +509,17 @@ def format_table(results: list[dict]) -> str:
         elif name == "decode_to_listener_latency":
             lines.append(f"anchor decode -> listener state: p50 {r['p50_ms']} ms, p99 {r['p99_ms']} ms, "
                          f"max {r['max_ms']} ms over {r['anchors']} anchors ({r['listener_loop']})")
+        elif name == "bare_zmq_ping":
+            lines.append(f"bare zmq ping (CURVE, 127.0.0.1, two processes): p50 {r['p50_us']} us, "
+                         f"p99 {r['p99_us']} us over {r['pings']} pings")
+        elif name == "time_transfer":
+            lines.append(f"time transfer: round trip p50 {r['round_trip_p50_us']} us "
+                         f"({r['round_trip_p50_vs_ping_p50']} x ping), p99 {r['round_trip_p99_us']} us "
+                         f"({r['round_trip_p99_vs_ping_p99']} x ping); line uncertainty p50 "
+                         f"{r['uncertainty_p50_us']} us ({r['uncertainty_p50_vs_half_ping_p50']} x half a ping), "
+                         f"final {r['uncertainty_final_us']} us; error vs the receiver's own line "
+                         f"{r['error_vs_receivers_own_line_us']} us; {r['echoes_used']} echoes used, refused "
+                         f"{r['echoes_refused']}")
         elif name == "listener_cpu":
             lines.append(f"  {r['receivers']:4d} receivers x {r['reports_per_receiver_per_s']:g}/s: listener CPU "
                          f"{r['listener_cpu_pct']:5.1f} % ({r['listener_cpu_us_per_report']:.0f} us/report), "

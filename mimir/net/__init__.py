@@ -3,8 +3,10 @@
 * :mod:`.messages` - the wire format (msgspec Structs in MessagePack) and its strict decoder;
 * :mod:`.keys` - CURVE key files; :mod:`.trust` - the trust policy;
 * :mod:`.listener` - :class:`RemoteListener`, the supervisor side; :mod:`.sources` - its per-source rules;
+* :mod:`.probes` and :mod:`.timetransfer` - the time transfer's echo rules and its host -> canonical line
+  (``RemoteListener.authority_line``);
 * :mod:`.receiver` - the remote side (``mimir receiver``) with :mod:`.sender`, :mod:`.backlog`,
-  :mod:`.reports`, :mod:`.audio_source`;
+  :mod:`.reports`, :mod:`.audio_source`, :mod:`.hostclock` (canonical time at its host time);
 * :mod:`.relay` - a loopback TCP relay (byte counts, blackouts) for tests and the benchmark.
 
 The receiver side runs on Linux, macOS and Windows with no platform-specific

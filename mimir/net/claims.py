@@ -48,6 +48,8 @@ from mimir.descriptors import SampleKind
 from mimir.reservoir import Refused, Reservoir, segment_bytes
 
 if TYPE_CHECKING:
+    from mimir.reservoir import Producer
+
     from .sources import EventClaim
 
 __all__ = ["ClaimLimits", "ClaimCounts", "ClaimStore", "CLAIM_BURST", "MIN_CLAIMS_PER_WINDOW"]
@@ -94,7 +96,7 @@ class _Source:
     def __init__(self) -> None:
         self.in_window: list[int] = []   # min-heap of the timestamps of its stored claims not yet aged out
         self.counts = ClaimCounts()
-        self.producer = None
+        self.producer: Producer | None = None
 
 
 class ClaimStore:

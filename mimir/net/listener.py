@@ -16,8 +16,16 @@ Ownership and threads: the listener owns its ZeroMQ context, socket, monitor
 socket and the authenticator thread. Everything but the ZAP callback runs in
 the caller's thread: :meth:`poll` never blocks, handles at most
 ``max_messages`` frames, and sends acknowledgements (coalesced: at most one
-per peer per ``ack_interval_s``; receivers retransmit after 2 s).
-The ZAP callback only reads an immutable key map and bumps locked counters.
+per peer per ``ack_interval_s``; receivers retransmit after 2 s) and time
+probes (every ``time_probe_interval_s`` to each source heard from in the last
+5 s). The ZAP callback only reads an immutable key map and bumps locked counters.
+
+Time transfer (:mod:`mimir.net.probes`, :mod:`mimir.net.timetransfer`): each
+probe carries ``time.monotonic_ns()`` taken just before it is sent, and each
+frame is stamped with ``time.monotonic_ns()`` just after it is read, so the
+round trip of every echo is bounded from above by what the network and both
+loops really took. :meth:`RemoteListener.authority_line` gives the supervisor
+a source's canonical time as a line on this host's monotonic clock.
 """
 
 from __future__ import annotations
@@ -46,6 +54,7 @@ from .messages import (
     AudioWindow,
     DownEnvelope,
     Refusal,
+    TimeProbe,
     encode,
 )
 from .sources import MAX_MESSAGES_PER_S, EventClaim, RejectCounts, RemoteSourceStatus, SourceTable
@@ -199,10 +208,12 @@ class RemoteListener:
 
     def __init__(self, config: NetworkConfig, rig: str, *, codebook: tuple[str, int] | None = None,
                  on_event_claim: Callable[[EventClaim], None] | None = None, min_confidence: float = 0.5,
-                 max_fit_age_s: float = 10.0, refresh_period_s: float = 0.5, ack_interval_s: float = 0.5) -> None:
+                 max_fit_age_s: float = 10.0, refresh_period_s: float = 0.5, ack_interval_s: float = 0.5,
+                 time_probe_interval_s: float = 0.5) -> None:
         if not config.listen:
             raise ListenerConfigError("network.listen is not set (e.g. \"tcp://0.0.0.0:5591\")")
         server, keys = check_network(config)
+        assert server is not None  # check_network loads the server key whenever listen is set
         influence_at = getattr(config, "influence_at", "trusted-evidence")
         self.rig = rig
         self.config = config
@@ -226,6 +237,11 @@ class RemoteListener:
         self._next_ack_check_ns = 0
         self._refresh_period_ns = int(refresh_period_s * 1e9)
         self._next_refresh_ns = 0
+        if not time_probe_interval_s > 0:
+            raise ValueError("time_probe_interval_s must be > 0")
+        self._probe_interval_ns = int(time_probe_interval_s * 1e9)
+        self._next_probe_ns = 0
+        self.probes_sent = 0
         self._closed = False
         self._ctx = zmq.Context()
         self._auth: _Authenticator | None = None
@@ -275,7 +291,8 @@ class RemoteListener:
         """Handle up to ``max_messages`` queued frames without blocking; return how many were handled.
 
         Cheap when idle (one ``ZMQ_EVENTS`` read, about 3 us). Acknowledgements are
-        coalesced: at most one per peer per ``ack_interval_s``.
+        coalesced: at most one per peer per ``ack_interval_s``. Time probes go out
+        every ``time_probe_interval_s``.
         """
         if self._closed:
             return 0
@@ -289,9 +306,13 @@ class RemoteListener:
                     frames = sock.recv_multipart(zmq.NOBLOCK, copy=False)
                 except zmq.Again:
                     break
+                now = time.monotonic_ns()  # after reading: a time echo's t4 is never before its arrival
                 handled += 1
                 self.frames_received += 1
                 self._handle(frames, now)
+        if now >= self._next_probe_ns:
+            self._next_probe_ns = now + self._probe_interval_ns
+            self._send_probes(now)
         if self._acks_pending and now >= self._next_ack_check_ns:
             self._flush_acks(now)
         if now >= self._next_refresh_ns:
@@ -302,6 +323,14 @@ class RemoteListener:
             for rid in [r for r, t in self._ack_sent_ns.items() if t < stale]:
                 del self._ack_sent_ns[rid]
         return handled
+
+    def _send_probes(self, now: int) -> None:
+        for st in self.table.probe_targets(now):
+            assert st.routing_id is not None  # probe_targets picks sources with a connection
+            t1 = time.monotonic_ns()  # just before sending: the round trip can only come out longer, never shorter
+            if self._send(st.routing_id, TimeProbe(sent_ns=t1)):
+                st.time.sent(t1)
+                self.probes_sent += 1
 
     def _flush_acks(self, now: int) -> None:
         due_next = now + self._ack_interval_ns
@@ -393,6 +422,24 @@ class RemoteListener:
 
     def audio_window(self, source_id: str, request_id: int) -> AudioWindow | None:
         return self.table.states[source_id].audio_windows.get(request_id)
+
+    # ------------------------------------------------------------------------------------------------ time
+    def authority_line(self, source_id: str) -> tuple[int, int, float, int] | None:
+        """The source's canonical time on this host's ``time.monotonic_ns()``, if it may define canonical time.
+
+        Returns ``(origin_host_ns, origin_canonical_ns, scale, uncertainty_ns)``,
+        meaning ``canonical_ns = origin_canonical_ns + scale * (host_ns -
+        origin_host_ns)`` to within ``uncertainty_ns`` at ``origin_host_ns``
+        (the newest echo; the bound grows by
+        ``source(id).time_transfer.scale_uncertainty_ppm`` away from it), or
+        None unless both hold now: the source's trust decision says
+        ``canonical_authority`` (trust ``canonical-authority``, a fresh locked fit
+        of the rig's codebook with enough confidence) and its time-transfer line
+        is ready (at least 8 echoes of its current session and fit segment, the
+        newest at most 10 s old). Cheap (no status is built): call it every
+        tick. ``KeyError`` for a source that is not configured.
+        """
+        return self.table.authority_line(source_id, time.monotonic_ns())
 
     # ------------------------------------------------------------------------------------------------ state
     def drain_event_claims(self) -> list[EventClaim]:

@@ -18,7 +18,16 @@ Uplink (receiver -> listener): one ZeroMQ frame holding an :class:`Envelope`::
 * ``body``: one of :data:`UplinkBody` (a tagged union; the tag is a small int).
 
 Downlink (listener -> receiver): :class:`DownEnvelope` ``[v, body]`` with an
-acknowledgement, a refusal notice or a raw-audio request.
+acknowledgement, a refusal notice, a raw-audio request or a time probe.
+
+Time transfer (``docs/net.md``, section "Time transfer"): the listener sends a
+:class:`TimeProbe` carrying its monotonic send time; the receiver answers at
+once with a :class:`TimeEcho` (the probe's time, its own receive and send
+times, and canonical time at its send time). An echo is *unsequenced*: its
+``seq`` and ``low_water`` are 0 and ignored, it is never acknowledged nor
+retransmitted (a late echo is worthless), and each probe can be answered once.
+A receiver that predates probes counts them as malformed downlink frames and
+carries on; a listener that predates echoes never sends a probe.
 
 All Structs are ``array_like`` (positional, compact) and
 ``forbid_unknown_fields``; lists, strings and byte strings carry length limits,
@@ -56,6 +65,8 @@ __all__ = [
     "RejectCause",
     "ResponseUpdate",
     "SymbolStat",
+    "TimeEcho",
+    "TimeProbe",
     "UplinkBody",
     "body_kind",
     "decode_downlink",
@@ -78,6 +89,8 @@ Unit = Annotated[float, msgspec.Meta(ge=0.0, le=1.0)]
 Rate = Annotated[float, msgspec.Meta(gt=0.0, le=1e7)]
 Small = Annotated[str, msgspec.Meta(max_length=64)]
 Text = Annotated[str, msgspec.Meta(max_length=240)]
+CanonicalNs = Annotated[int, msgspec.Meta(ge=-(2**62), le=2**62)]
+HostClock = Literal["adc", "entry", "pacing", "none"]
 
 RejectCause = Literal["oversized", "truncated", "malformed", "wrong_schema"]
 DECODE_CAUSES: tuple[str, ...] = ("oversized", "truncated", "malformed", "wrong_schema")
@@ -194,14 +207,36 @@ class AudioWindow(_Struct, tag=5):
     pcm_s16le: Annotated[bytes, msgspec.Meta(max_length=MAX_AUDIO_BYTES)] = b""
 
 
-UplinkBody = Union[ClockFitSummary, AnchorBatch, ResponseUpdate, BufferHealth, AudioWindow]
+class TimeEcho(_Struct, tag=6):
+    """The answer to one :class:`TimeProbe`: canonical time at this receiver's host time ``sent_ns``.
+
+    ``probe_sent_ns`` (t1) is the probe's ``sent_ns``, echoed; ``received_ns``
+    (t2) and ``sent_ns`` (t3) are the receiver's monotonic clock when the probe
+    arrived and when this echo left; ``canonical_ns`` is canonical time at t3
+    by the receiver's fit (None when it has none: not locked, or no host clock
+    for its audio); ``segment`` is the fit segment it came from (the
+    :class:`ClockFitSummary` numbering); ``clock`` says how the receiver's audio
+    is placed on its host clock: the driver's ADC times, callback entry times,
+    a file's pacing clock, or none (a file decoded as fast as possible).
+    """
+
+    probe_sent_ns: Count
+    received_ns: Count
+    sent_ns: Count
+    canonical_ns: CanonicalNs | None
+    segment: Count
+    clock: HostClock
+
+
+UplinkBody = Union[ClockFitSummary, AnchorBatch, ResponseUpdate, BufferHealth, AudioWindow, TimeEcho]
 
 _KIND_NAMES: dict[type, str] = {ClockFitSummary: "clock_fit", AnchorBatch: "anchors", ResponseUpdate: "response",
-               BufferHealth: "health", AudioWindow: "audio"}
+               BufferHealth: "health", AudioWindow: "audio", TimeEcho: "time_echo"}
 
 
 def body_kind(body: object) -> str:
-    """Short name of a body's kind: clock_fit, anchors, response, health, audio (ack, refusal, audio_request)."""
+    """Short name of a body's kind: clock_fit, anchors, response, health, audio, time_echo (ack, refusal,
+    audio_request, time_probe)."""
     return _KIND_NAMES.get(type(body)) or _DOWN_NAMES.get(type(body), type(body).__name__)
 
 
@@ -238,8 +273,15 @@ class AudioRequest(_Struct, tag=3):
     local_start_sample: Count | None = None
 
 
-DownlinkBody = Union[Ack, Refusal, AudioRequest]
-_DOWN_NAMES: dict[type, str] = {Ack: "ack", Refusal: "refusal", AudioRequest: "audio_request"}
+class TimeProbe(_Struct, tag=4):
+    """Answer at once with a :class:`TimeEcho`. ``sent_ns``: the listener's ``time.monotonic_ns()`` at sending."""
+
+    sent_ns: Count
+
+
+DownlinkBody = Union[Ack, Refusal, AudioRequest, TimeProbe]
+_DOWN_NAMES: dict[type, str] = {Ack: "ack", Refusal: "refusal", AudioRequest: "audio_request",
+                                TimeProbe: "time_probe"}
 
 
 class DownEnvelope(_Struct):

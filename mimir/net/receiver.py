@@ -6,7 +6,10 @@ Threads and ownership
       and the raw-audio ring; it encodes messages into the backlog and never
       waits for the network (the backlog's lock is held for microseconds);
     * sender thread (:class:`~mimir.net.sender.Sender`): owns every ZeroMQ
-      object; drains the backlog, retransmits, reconnects, reads acks;
+      object; drains the backlog, retransmits, reconnects, reads acks, answers
+      time probes from the line the decode thread publishes
+      (:class:`~mimir.net.hostclock.HostCanonical`: canonical time at this
+      host's ``time.monotonic_ns()``);
     * with ``--input``, PortAudio's callback thread only copies into a bounded
       queue (drops counted).
 
@@ -38,6 +41,7 @@ from mimir.sync.calibration import BandLimits, PathCalibration
 
 from .audio_source import AudioSource, PcmRing
 from .backlog import Backlog
+from .hostclock import HostCanonical
 from .keys import KeyPair
 from .messages import (
     MAX_AUDIO_BYTES,
@@ -46,6 +50,7 @@ from .messages import (
     AudioWindow,
     ClockFitSummary,
     Envelope,
+    TimeEcho,
     UplinkBody,
     body_kind,
     encode,
@@ -103,6 +108,10 @@ class ReceiverSummary(msgspec.Struct, kw_only=True):
     input_overflows: int
     locked: bool
     final_fit: dict | None      # the last ClockFitSummary sent, by field name
+    host_clock: str             # how audio is placed on this host's clock: adc, entry, pacing or none
+    host_line: dict | None      # the last canonical-at-host line (HostCanonicalLine by field name), None if none
+    time_probes: int            # time probes received from the listener
+    time_echoes: int            # echoes sent (time_probes - time_echoes: dropped, not connected at that moment)
 
 
 class RemoteReceiver:
@@ -115,13 +124,14 @@ class RemoteReceiver:
         self.backlog = Backlog(options.backlog_messages, options.backlog_bytes)
         self.sender = Sender(options.connect, client, server_public_key, self.backlog, self.session,
                              retransmit_after_s=options.retransmit_after_s, on_audio_request=self._queue_request,
-                             log=self.log)
+                             on_time_probe=self._time_echo, log=self.log)
         self.codebook = Codebook.from_id(options.codebook_id, options.seed)
         self.rx = StreamingReceiver(self.codebook, audio.rate_hz, options.source_id,
                                     approx_canonical_seconds=options.approx_canonical_s, path=options.path,
                                     band=options.band)
         self.scheduler = ReportScheduler(self.rx, options.schedule, self._sender_health)
         self.ring = PcmRing(audio.rate_hz, options.audio_ring_s)
+        self.host_canonical = HostCanonical()
         self._requests: queue.SimpleQueue[AudioRequest] = queue.SimpleQueue()
         self._pending: list[AudioRequest] = []
         self.by_kind: dict[str, int] = {}
@@ -158,6 +168,16 @@ class RemoteReceiver:
             return encode(Envelope(v=SCHEMA_VERSION, source_id=self.opts.source_id, session=self.session, seq=seq,
                                    low_water=low, sent_unix_ns=time.time_ns(), body=body))
         return encode_at
+
+    def _time_echo(self, probe_sent_ns: int, received_ns: int) -> bytes:
+        """The echo of a probe (sender thread): canonical time at t3 = now, by the decode thread's latest line."""
+        line = self.host_canonical.line
+        sent_ns = time.monotonic_ns()
+        body = TimeEcho(probe_sent_ns=probe_sent_ns, received_ns=received_ns, sent_ns=sent_ns,
+                        canonical_ns=None if line is None else line.canonical_ns_at(sent_ns),
+                        segment=0 if line is None else line.segment, clock=self.audio.host_clock)
+        return encode(Envelope(v=SCHEMA_VERSION, source_id=self.opts.source_id, session=self.session, seq=0,
+                               low_water=0, sent_unix_ns=time.time_ns(), body=body))
 
     def _serve_requests(self, final: bool = False) -> None:
         while True:
@@ -200,11 +220,13 @@ class RemoteReceiver:
         position = 0
         reason = "end of input"
         try:
-            for start, block, lag in self.audio.blocks(stop):
+            for start, block, lag, host_ns in self.audio.blocks(stop):
                 self._lag_s = lag
                 self.rx.feed(block, start_sample=start)
                 self.ring.write(start, np.asarray(block, dtype=np.float32))
                 position = start + block.size
+                self.host_canonical.add_block(start, host_ns)
+                self.host_canonical.update(self.rx, position, self.rx.health.discontinuities)
                 self._emit(self.scheduler.due(position))
                 self._serve_requests()
                 if self.sender.error is not None:
@@ -251,4 +273,7 @@ class RemoteReceiver:
             input_blocks_dropped=self.audio.input_blocks_dropped, input_overflows=self.audio.input_overflows,
             locked=self.rx.locked,
             final_fit=None if self._last_fit is None else msgspec.structs.asdict(self._last_fit),
+            host_clock=self.audio.host_clock,
+            host_line=None if (line := self.host_canonical.line) is None else line._asdict(),
+            time_probes=s.time_probes, time_echoes=s.time_echoes,
         )

@@ -1,9 +1,12 @@
-"""A loopback TCP relay for tests and the benchmark: counts bytes each way and can black the link out.
+"""A loopback TCP relay for tests and the benchmark: counts bytes each way, can black the link out or delay it.
 
 ``LoopbackRelay(("127.0.0.1", port)).start()`` listens on 127.0.0.1 (an
 ephemeral port: :attr:`endpoint`) and forwards every connection to the
 target. :meth:`blackout` cuts every open connection and refuses (accepts and
 closes at once) new ones until :meth:`restore`, like a link that went down.
+``delay_up_s`` / ``delay_down_s`` hold every byte going to the target / back
+to the client that long before forwarding it (in order): an asymmetric path,
+as a time transfer sees it.
 
 One thread owns every socket; other threads only read the counters and flip
 flags through a wake-up pipe. Only loopback addresses are accepted.
@@ -14,6 +17,8 @@ from __future__ import annotations
 import selectors
 import socket
 import threading
+import time
+from collections import deque
 
 __all__ = ["LoopbackRelay"]
 
@@ -21,9 +26,14 @@ _CHUNK = 65536
 
 
 class LoopbackRelay:
-    def __init__(self, target: tuple[str, int], *, port: int = 0) -> None:
+    def __init__(self, target: tuple[str, int], *, port: int = 0, delay_up_s: float = 0.0,
+                 delay_down_s: float = 0.0) -> None:
         if target[0] not in ("127.0.0.1", "localhost"):
             raise ValueError("the relay only forwards to loopback")
+        if not (delay_up_s >= 0 and delay_down_s >= 0):
+            raise ValueError("delays must be >= 0")
+        self._delay_ns = {"up": int(delay_up_s * 1e9), "down": int(delay_down_s * 1e9)}
+        self._held: deque[tuple[int, socket.socket, bytes]] = deque()  # (due, to, data), due rising per direction
         self.target = ("127.0.0.1", int(target[1]))
         self._listen = socket.create_server(("127.0.0.1", port))
         self._listen.setblocking(False)
@@ -85,7 +95,10 @@ class LoopbackRelay:
         sel.register(self._wake_r, selectors.EVENT_READ, "wake")
         try:
             while not self._closing:
-                for key, _ in sel.select(timeout=0.5):
+                timeout = 0.5
+                if self._held:
+                    timeout = max(0.0, min(timeout, (min(h[0] for h in self._held) - time.monotonic_ns()) / 1e9))
+                for key, _ in sel.select(timeout=timeout):
                     if key.data == "wake":
                         self._wake_r.recv(64)
                         if self._dark or self._closing:
@@ -95,6 +108,7 @@ class LoopbackRelay:
                         self._accept(sel)
                     else:
                         self._forward(sel, key.fileobj, key.data)  # type: ignore[arg-type]  # registered sockets
+                self._release(sel)
         finally:
             for s in list(self._peers):
                 self._drop(sel, s)
@@ -126,6 +140,22 @@ class LoopbackRelay:
         sel.register(client, selectors.EVENT_READ, "up")
         sel.register(upstream, selectors.EVENT_READ, "down")
 
+    def _release(self, sel: selectors.BaseSelector) -> None:
+        """Forward the held chunks that are due (in arrival order per connection and direction)."""
+        now = time.monotonic_ns()
+        keep: deque[tuple[int, socket.socket, bytes]] = deque()
+        while self._held:
+            due, to, data = self._held.popleft()
+            if due > now:
+                keep.append((due, to, data))
+                continue
+            if to in self._peers:  # still open
+                try:
+                    to.sendall(data)
+                except OSError:
+                    self._drop(sel, to)
+        self._held = keep
+
     def _forward(self, sel: selectors.BaseSelector, s: socket.socket, direction: str) -> None:
         peer = self._peers.get(s)
         if peer is None:
@@ -134,7 +164,11 @@ class LoopbackRelay:
             data = s.recv(_CHUNK)
             if not data:
                 raise ConnectionError
-            peer.sendall(data)
+            delay = self._delay_ns[direction]
+            if delay:
+                self._held.append((time.monotonic_ns() + delay, peer, data))
+            else:
+                peer.sendall(data)
         except OSError:
             self._drop(sel, s)
             return

@@ -14,7 +14,12 @@ disconnected (a send would fail and the message stays due in the backlog).
 Messages stay in the backlog until acknowledged; unacknowledged ones are sent
 again after ``retransmit_after_s`` and all at once after every reconnection.
 ZeroMQ reconnects by itself (100 ms, backing off to 2 s); heartbeats detect a
-dead peer within ``HEARTBEAT_TIMEOUT_MS``. After a refused handshake (key not
+dead peer within ``HEARTBEAT_TIMEOUT_MS``.
+
+Time probes are answered at once from this thread: the probe's arrival is
+stamped right after it is read (t2), and ``on_time_probe(t1, t2)`` builds the
+echo (stamping t3 and canonical time at t3) just before it is sent, outside
+the backlog (an echo is never retransmitted: a late one is worthless). After a refused handshake (key not
 trusted, wrong server key) libzmq gives up on the connection, so the thread
 builds a fresh socket after 1 s, 2 s, 4 s ... up to 30 s: trusting the key
 later is enough, the receiver needs no restart.
@@ -34,7 +39,7 @@ from zmq.utils.monitor import parse_monitor_message
 
 from .backlog import Backlog
 from .keys import KeyPair
-from .messages import Ack, AudioRequest, MessageRejected, Refusal, decode_downlink
+from .messages import Ack, AudioRequest, MessageRejected, Refusal, TimeProbe, decode_downlink
 
 __all__ = ["Sender", "SenderStats"]
 
@@ -60,11 +65,15 @@ class SenderStats:
     downlink_malformed: int = 0
     refusals: dict[str, int] = field(default_factory=dict)
     audio_requests: int = 0
+    time_probes: int = 0          # time probes received
+    time_echoes: int = 0          # echoes sent
+    time_echoes_failed: int = 0   # echoes ZeroMQ would not take at once (dropped: the next probe comes soon)
 
 
 class Sender(threading.Thread):
     def __init__(self, endpoint: str, client: KeyPair, server_public_key: str, backlog: Backlog, session: int, *,
                  retransmit_after_s: float = 2.0, on_audio_request: Callable[[AudioRequest], None] | None = None,
+                 on_time_probe: Callable[[int, int], bytes] | None = None,
                  log: Callable[[str], None] | None = None) -> None:
         super().__init__(name="mimir-net-sender", daemon=True)
         self.endpoint = endpoint
@@ -74,6 +83,7 @@ class Sender(threading.Thread):
         self.session = session
         self.retransmit_after_ns = int(retransmit_after_s * 1e9)
         self.on_audio_request = on_audio_request
+        self.on_time_probe = on_time_probe
         self.log = log or (lambda text: print(text, file=sys.stderr, flush=True))
         self.stats = SenderStats()
         self._stop_at: float | None = None      # monotonic deadline once asked to finish
@@ -257,6 +267,7 @@ class Sender(threading.Thread):
                 frame = sock.recv(zmq.NOBLOCK)
             except zmq.Again:
                 return
+            received_ns = time.monotonic_ns()  # after reading: t2 is never before the probe's arrival
             try:
                 body = decode_downlink(frame).body
             except MessageRejected:
@@ -275,3 +286,17 @@ class Sender(threading.Thread):
                 s.audio_requests += 1
                 if self.on_audio_request is not None:
                     self.on_audio_request(body)
+            elif isinstance(body, TimeProbe):
+                s.time_probes += 1
+                if self.on_time_probe is not None:
+                    self._echo(sock, body.sent_ns, received_ns)
+
+    def _echo(self, sock: zmq.Socket, probe_sent_ns: int, received_ns: int) -> None:
+        assert self.on_time_probe is not None
+        data = self.on_time_probe(probe_sent_ns, received_ns)
+        try:
+            sock.send(data, zmq.NOBLOCK)
+        except zmq.Again:
+            self.stats.time_echoes_failed += 1
+            return
+        self.stats.time_echoes += 1

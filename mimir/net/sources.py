@@ -24,7 +24,13 @@ Rules
     * claims: another token bucket per source (``claim_limits``) bounds the
       event claims it makes; a claim over it is counted in
       ``claims_rate_limited`` and never queued, so no source's flood can push
-      another's claims out of the bounded queue.
+      another's claims out of the bounded queue;
+    * time echoes (:class:`~mimir.net.messages.TimeEcho`) are unsequenced: after
+      the identity check they are counted in ``time_echoes`` (not ``accepted``)
+      and judged by the source's :class:`~mimir.net.probes.ProbeBook` (used, or
+      refused by cause); they never start a session, take a sequence number or
+      get acknowledged. So every frame ends in exactly one of ``accepted``,
+      ``time_echoes`` or one rejection cause.
 """
 
 from __future__ import annotations
@@ -49,9 +55,11 @@ from .messages import (
     Envelope,
     MessageRejected,
     ResponseUpdate,
+    TimeEcho,
     body_kind,
     decode_uplink,
 )
+from .probes import ProbeBook, TimeTransferStatus
 from .ratelimit import TokenBucket
 from .seqwindow import SeqWindow
 from .trust import TrustDecision, decide
@@ -114,6 +122,7 @@ class SourceCounters(msgspec.Struct, kw_only=True):
     event_claims: int = 0        # claims made (queued for the observed store, mimir.net.claims)
     claims_rate_limited: int = 0  # claims over the source's claim rate: never made
     connections: int = 0         # connections its frames came over (1 + reconnections, e.g. after a dropped one)
+    time_echoes: int = 0         # time echoes read (unsequenced; each is used or refused: time_transfer)
     rejected: RejectCounts = msgspec.field(default_factory=RejectCounts)
 
 
@@ -156,6 +165,7 @@ class RemoteSourceStatus(msgspec.Struct, kw_only=True):
     network_delay_ms_p50: float | None      # arrival minus the sender's send time: metadata, needs synced clocks
     decode_to_state_ms_p50: float | None    # anchor decoded (sender clock) -> applied here (same caveat)
     decode_to_state_ms_p99: float | None
+    time_transfer: TimeTransferStatus = msgspec.field(default_factory=TimeTransferStatus)  # mimir.net.probes
 
 
 ClaimKind = Literal["anchor", "clock_fit", "trust"]
@@ -181,9 +191,10 @@ class EventClaim(msgspec.Struct, frozen=True, kw_only=True):
 
 @dataclass
 class IngestResult:
-    verdict: str                                  # "accepted" or a rejection cause
+    verdict: str                                  # "accepted", "time_echo" or a rejection cause
     ack: tuple[int, int] | None = None            # (session, through) to acknowledge
     refusal: tuple[str, str] | None = None        # (cause, detail) worth telling the sender
+    echo: str | None = None                       # for a time echo: "used" or its cause (mimir.net.probes)
 
 
 def _response_dict(r: ResponseUpdate) -> dict:
@@ -231,9 +242,11 @@ class SourceState:
     last_refusal_ns: int = 0
     bucket: TokenBucket | None = None        # frames read
     claim_bucket: TokenBucket | None = None  # claims made
+    time: ProbeBook = field(default_factory=ProbeBook)  # the time transfer with this source
 
     def new_session(self, session: int, window: int) -> None:
         self.session = session
+        self.time.new_session(session)
         self.window = SeqWindow(window)
         self.fit = self.health = self.response = None
         self.fit_seq = self.health_seq = self.response_seq = -1
@@ -304,6 +317,7 @@ class SourceTable:
             self._claim(st, "trust", None, now_ns, detail=new.reason)
 
     def _claim(self, st: SourceState, kind: ClaimKind, canonical_ns: int | None, now_ns: int, **extra) -> None:
+        assert st.claim_bucket is not None  # SourceTable gives every source its buckets
         if not st.claim_bucket.take(now_ns):
             st.counters.claims_rate_limited += 1
             return
@@ -320,6 +334,31 @@ class SourceTable:
             self.claims.popleft()
             self.claims_dropped += 1
         self.claims.append(claim)
+
+    # ------------------------------------------------------------------------------------------------ time transfer
+    def probe_targets(self, now_ns: int) -> list[SourceState]:
+        """Sources to probe now: in a session, heard from within ``connected_within_s``, with a connection."""
+        return [st for st in self.states.values()
+                if st.routing_id is not None and st.session is not None and st.last_message_ns is not None
+                and now_ns - st.last_message_ns <= self.connected_within_ns]
+
+    def authority_line(self, source_id: str, now_ns: int | None = None) -> tuple[int, int, float, int] | None:
+        """``(origin_host_ns, origin_canonical_ns, scale, uncertainty_ns)`` if ``source_id`` may define canonical
+        time now (its trust decision says ``canonical_authority``) and its time-transfer line is ready; else None.
+
+        ``KeyError`` for a source that is not configured. Re-decides trust first (fits age), as :meth:`refresh` does.
+        """
+        now_ns = self.clock_ns() if now_ns is None else now_ns
+        st = self.states[source_id]
+        if not st.decision.records_state:
+            return None
+        self._update_decision(st, now_ns)
+        if not st.decision.canonical_authority:
+            return None
+        line = st.time.line(now_ns)
+        if line is None:
+            return None
+        return line.origin_host_ns, line.origin_canonical_ns, line.scale, line.uncertainty_ns
 
     def drain_claims(self) -> list[EventClaim]:
         out = list(self.claims)
@@ -340,6 +379,7 @@ class SourceTable:
             return IngestResult("unauthenticated")
         if st.trust == "reject":  # ZAP refuses these keys; a frame can only get here if that changes
             return self._reject(st, "refused_by_policy", "trust = reject", now_ns)
+        assert st.bucket is not None  # SourceTable gives every source its buckets
         if not st.bucket.take(now_ns):
             return self._reject(st, "rate_limited", f"over {st.bucket.rate_per_s:g} messages/s; "
                                 "send fewer (it will be read when sent again)", now_ns, refuse=True)
@@ -352,6 +392,11 @@ class SourceTable:
             return self._reject(st, "wrong_source_id",
                                 f"this key belongs to {st.source_id!r}, the message claims {env.source_id!r}",
                                 now_ns, refuse=True)
+        if isinstance(env.body, TimeEcho):  # unsequenced: no session change, no window, no acknowledgement
+            c.time_echoes += 1
+            if env.session == st.session:
+                st.last_message_ns = now_ns
+            return IngestResult("time_echo", echo=st.time.echo(env.body, env.session, now_ns))
         if st.session is None or env.session > st.session:
             st.new_session(env.session, self.window)
             self._update_decision(st, now_ns)
@@ -478,5 +523,6 @@ class SourceTable:
                 network_delay_ms_p50=_percentile_ms(st.network_delay_ns, 50),
                 decode_to_state_ms_p50=_percentile_ms(st.decode_to_state_ns, 50),
                 decode_to_state_ms_p99=_percentile_ms(st.decode_to_state_ns, 99),
+                time_transfer=st.time.status(now_ns),
             ))
         return out
