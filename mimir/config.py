@@ -209,6 +209,10 @@ class NetworkConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     # a second (about 7: an anchor per witness event and two fits); over them is refused and counted.
     max_messages_per_s: Annotated[float, msgspec.Meta(gt=0, le=1e5)] = 200.0
     max_claims_per_s: Annotated[float, msgspec.Meta(gt=0, le=1e4)] = 20.0
+    # A remote fit older than this (by the listener's clock) stops influencing canonical time: a selected
+    # authority that falls silent this long is dropped and the local reference rules again.
+    max_fit_age_s: Annotated[float, msgspec.Meta(ge=1.0, le=3600.0)] = 10.0
+    time_probe_interval_s: Annotated[float, msgspec.Meta(ge=0.05, le=60.0)] = 0.5  # time-transfer probes per source
     sources: Annotated[list[RemoteSourceConfig], msgspec.Meta(max_length=L.max_remote_sources)] = []
 
 
@@ -402,6 +406,8 @@ changed_threshold = 16          # luma levels a pixel must change by to count as
 influence_at = "trusted-evidence" # sources at or above this trust level influence canonical time
 max_messages_per_s = 200.0      # per source: reports read a second (more are refused, counted, sent again)
 max_claims_per_s = 20.0         # per source: anchors and fits stored a second (more are refused and counted)
+max_fit_age_s = 10.0            # a remote fit older than this stops influencing time (an authority falls back)
+time_probe_interval_s = 0.5     # time-transfer probes to each source (docs/net.md, section 3a)
 # [[network.sources]]           # one per receiver; add with: mimir keys trust phone-left.key --source-id phone-left
 # source_id = "phone-left"      # the only id this key may report as
 # public_key = "..."            # 40-character Z85 key from the receiver's NAME.key; unknown keys are refused

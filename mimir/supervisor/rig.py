@@ -407,7 +407,9 @@ class Rig:
                 self.claims = ClaimStore.create(self.name, OBSERVED, sources=len(cfg.network.sources),
                                                 limits=ClaimLimits(per_second=cfg.network.max_claims_per_s),
                                                 window_ns=self.plan.window_ns)
-                self.listener = RemoteListener(cfg.network, self.name, codebook=(cfg.sync.codebook_id, cfg.sync.seed))
+                self.listener = RemoteListener(cfg.network, self.name, codebook=(cfg.sync.codebook_id, cfg.sync.seed),
+                                               max_fit_age_s=cfg.network.max_fit_age_s,
+                                               time_probe_interval_s=cfg.network.time_probe_interval_s)
             for worker in self.workers:
                 worker.start()
         except BaseException:
@@ -499,8 +501,11 @@ class Rig:
             self.authority_uncertainty_ns = int(uncertainty_ns)
             self.authority_why = f"{self.authority_id}: followed (time transfer +-{uncertainty_ns / 1e3:.0f} us)"
             return
-        source = self.listener.source(self.authority_id)
-        reason = source.decision.reason if source is not None else "never connected"
+        source = self.listener.source(self.authority_id)  # configured: validate_rig checked it
+        if not source.decision.canonical_authority:
+            reason = source.decision.reason
+        else:
+            reason = f"time transfer: {source.time_transfer.reason}"
         if self.clock.authority:
             self.clock.authority_lost()
             self.authority_why = f"{self.authority_id} LOST ({reason}): back on the local reference"
@@ -574,6 +579,10 @@ class Rig:
             row["claims_refused_past"] = claims.before_window
             row["claims_refused_rate"] = remote.counters.claims_rate_limited
             row["claims_refused_cap"] = claims.window_cap + claims.store_full
+            transfer = remote.time_transfer
+            row["transfer_ready"] = int(transfer.ready)
+            row["transfer_uncertainty_us"] = (transfer.uncertainty_ns or 0) / 1e3
+            row["transfer_round_trip_us"] = transfer.round_trip_us_p50 or 0.0
             fit = remote.clock_fit
             if fit is not None and fit.locked:
                 _set_clock(row, True, fit.local_sample_at_epoch or 0.0, fit.rate_hz or 0.0,

@@ -130,6 +130,9 @@ class SourceRow(msgspec.Struct):
     claims_refused_past: U64   # claims of a time before the window (or the epoch)
     claims_refused_rate: U64   # claims over network.max_claims_per_s
     claims_refused_cap: U64    # claims over the source's cap inside the window
+    transfer_ready: U32        # remote: its time transfer has a line (mimir.net.timetransfer)
+    transfer_uncertainty_us: F32  # remote: the line's bound at its newest echo
+    transfer_round_trip_us: F32   # remote: probe round trip, p50
 
 
 class StatusBoard:
@@ -306,6 +309,9 @@ def text(snapshot: StatusSnapshot) -> str:
         if trust:
             clock += f"; trust {trust}" + (", influences canonical time" if s["influences_canonical"] else "") \
                 + f"; rejected {s['rejected']:,} (over the rate {s['rate_limited']:,}); {s['connections']} connections"
+            clock += (f"; time transfer " + (f"+-{s['transfer_uncertainty_us']:.0f} us (round trip "
+                                             f"{s['transfer_round_trip_us']:.0f} us)" if s["transfer_ready"]
+                                             else "not ready"))
             clock += (f"; claims stored {s['claims_stored']:,}, refused: future {s['claims_refused_future']:,}, "
                       f"past {s['claims_refused_past']:,}, over the rate {s['claims_refused_rate']:,}, "
                       f"over the cap {s['claims_refused_cap']:,}")
