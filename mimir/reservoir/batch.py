@@ -382,14 +382,14 @@ def _kind_column(kinds: int | np.ndarray, row_count: int) -> np.ndarray:
 
 def u64_column(name: str, values: object, n: int | None = None) -> np.ndarray:
     """``values`` as a contiguous u64 array; integers only, none negative, ``n`` long if given."""
-    arr = np.asarray(values)
-    if arr.dtype.kind not in "ui" and not (arr.dtype.kind == "O" and arr.size == 0):
-        raise TypeError(f"{name} must hold integers (u64 nanoseconds / handles), got dtype {arr.dtype}")
-    if arr.dtype.kind == "i" and arr.size and int(arr.min()) < 0:
-        raise ValueError(f"{name} holds negative values (e.g. {int(arr.min())}); u64 fields cannot")
-    if arr.ndim != 1 or (n is not None and arr.shape[0] != n):
-        raise ValueError(f"{name} has shape {arr.shape}, expected ({'n' if n is None else n},)")
-    return np.ascontiguousarray(arr, dtype=np.uint64)
+    array = np.asarray(values)
+    if array.dtype.kind not in "ui" and not (array.dtype.kind == "O" and array.size == 0):
+        raise TypeError(f"{name} must hold integers (u64 nanoseconds / handles), got dtype {array.dtype}")
+    if array.dtype.kind == "i" and array.size and int(array.min()) < 0:
+        raise ValueError(f"{name} holds negative values (e.g. {int(array.min())}); u64 fields cannot")
+    if array.ndim != 1 or (n is not None and array.shape[0] != n):
+        raise ValueError(f"{name} has shape {array.shape}, expected ({'n' if n is None else n},)")
+    return np.ascontiguousarray(array, dtype=np.uint64)
 
 
 def _spans(first_slot: int, first_row: int, count: int, capacity: int) -> list[tuple[int, int, int]]:

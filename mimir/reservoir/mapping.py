@@ -69,14 +69,14 @@ class Mapped:
         except (AttributeError, OSError, ValueError):
             pass
         self.words = memoryview(buf).cast("Q")
-        cap = self.capacity
-        self.records = np.ndarray((cap,), dtype=RECORD_DTYPE, buffer=buf, offset=self.records_offset)
-        self.kind_index = np.ndarray((KIND_COUNT, cap), dtype=np.uint64, buffer=buf, offset=self.kind_index_offset)
+        capacity = self.capacity
+        self.records = np.ndarray((capacity,), dtype=RECORD_DTYPE, buffer=buf, offset=self.records_offset)
+        self.kind_index = np.ndarray((KIND_COUNT, capacity), dtype=np.uint64, buffer=buf, offset=self.kind_index_offset)
         self.descriptor_bytes = np.ndarray(
-            (cap, DESCRIPTOR_SLOT_BYTES), dtype=np.uint8, buffer=buf, offset=self.descriptors_offset,
+            (capacity, DESCRIPTOR_SLOT_BYTES), dtype=np.uint8, buffer=buf, offset=self.descriptors_offset,
         )
         self.descriptor_views = {
-            int(kind): np.ndarray((cap,), dtype=padded_dtype(cls, DESCRIPTOR_SLOT_BYTES), buffer=buf,
+            int(kind): np.ndarray((capacity,), dtype=padded_dtype(cls, DESCRIPTOR_SLOT_BYTES), buffer=buf,
                              offset=self.descriptors_offset)
             for kind, cls in TYPED_DESCRIPTORS.items()
         }

@@ -190,30 +190,30 @@ class Producer:
         kind's descriptor dtype; the payload handles then become descriptor
         handles. Same result as pushing the rows one by one.
         """
-        ts = u64_column("timestamps_ns", timestamps_ns)
-        n = ts.shape[0]
-        arrival = ts if arrival_ns is None else u64_column("arrival_ns", arrival_ns, n)
-        payloads = (np.zeros(n, dtype=np.uint64) if payload_handles is None
-                    else u64_column("payload_handles", payload_handles, n))
+        timestamps = u64_column("timestamps_ns", timestamps_ns)
+        count = timestamps.shape[0]
+        arrivals = timestamps if arrival_ns is None else u64_column("arrival_ns", arrival_ns, count)
+        payloads = (np.zeros(count, dtype=np.uint64) if payload_handles is None
+                    else u64_column("payload_handles", payload_handles, count))
         descriptor_kind = None
         if descriptors is not None:
             cls = self._descriptor_class
             if cls is None:
                 raise WrongProducerKind(
                     f"{self.kind.name} samples carry no descriptor; descriptors are for "
-                    + ", ".join(k.name for k in TYPED_DESCRIPTORS)
+                    + ", ".join(kind.name for kind in TYPED_DESCRIPTORS)
                 )
-            if descriptors.dtype != dtype_of(cls) or descriptors.shape != (n,):
+            if descriptors.dtype != dtype_of(cls) or descriptors.shape != (count,):
                 raise TypeError(
-                    f"push_batch: descriptors must be a ({n},) array of dtype_of({cls.__name__}) = {dtype_of(cls)}, "
-                    f"got {descriptors.shape} {descriptors.dtype}"
+                    f"push_batch: descriptors must be a ({count},) array of dtype_of({cls.__name__}) = "
+                    f"{dtype_of(cls)}, got {descriptors.shape} {descriptors.dtype}"
                 )
             descriptor_kind = self._kind
-        sequences = np.arange(self.next_sequence, self.next_sequence + n, dtype=np.uint64)
-        kinds = np.full(n, self._kind, dtype=np.uint8)
-        sensors = np.full(n, self._sensor, dtype=np.uint64)
-        reserved = np.zeros(n, dtype=np.uint64)
-        result = self._reservoir._push_arrays(kinds, sensors, ts, arrival, sequences, payloads, reserved,
+        sequences = np.arange(self.next_sequence, self.next_sequence + count, dtype=np.uint64)
+        kinds = np.full(count, self._kind, dtype=np.uint8)
+        sensors = np.full(count, self._sensor, dtype=np.uint64)
+        reserved = np.zeros(count, dtype=np.uint64)
+        result = self._reservoir._push_arrays(kinds, sensors, timestamps, arrivals, sequences, payloads, reserved,
                                               descriptor_kind=descriptor_kind, descriptors=descriptors)
-        self.next_sequence += n
+        self.next_sequence += count
         return result

@@ -551,17 +551,18 @@ class ReservoirQueries:
                     break
             attempt += 1
             self._settle(attempt)
-        v = dict(zip(_STATUS_NAMES, values))
+        word = dict(zip(_STATUS_NAMES, values))
         counts = {
-            f"{k.name.lower()}_count": v[f"tail_{k.name.lower()}"] - v[f"head_{k.name.lower()}"] for k in KINDS
+            f"{k.name.lower()}_count": word[f"tail_{k.name.lower()}"] - word[f"head_{k.name.lower()}"] for k in KINDS
         }
         return ReservoirStatus(
-            generation=generation, edge_ns=v["edge_ns"], window_start_ns=v["window_start_ns"],
+            generation=generation, edge_ns=word["edge_ns"], window_start_ns=word["window_start_ns"],
             duration_ns=self._m.duration_ns, capacity=self._capacity,
-            total_sample_count=v["tail"] - v["head"], **counts,
-            accepted=v["tail"] + v["late"], stored=v["tail"], late=v["late"], out_of_order=v["out_of_order"],
-            rejected=v["rejected"], evicted_aged=v["evicted_aged"], evicted_disorder=v["evicted_disorder"],
-            evicted_capacity=v["evicted_capacity"], head=v["head"], tail=v["tail"], sensors=v["sensors"],
+            total_sample_count=word["tail"] - word["head"], **counts,
+            accepted=word["tail"] + word["late"], stored=word["tail"], late=word["late"],
+            out_of_order=word["out_of_order"], rejected=word["rejected"], evicted_aged=word["evicted_aged"],
+            evicted_disorder=word["evicted_disorder"], evicted_capacity=word["evicted_capacity"],
+            head=word["head"], tail=word["tail"], sensors=word["sensors"],
         )
 
     # ---- bulk copy ----------------------------------------------------------------------------------------------

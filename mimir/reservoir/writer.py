@@ -115,7 +115,7 @@ class WindowWriter(ReservoirQueries):
         # kind -> {sensor: word index of the position_plus_one word of the pair's latest-table entry}.
         self._latest_words: list[dict[int, int]] = [{} for _ in range(KIND_COUNT)]
         self._descriptor_pack: dict[int, DescriptorPack] = {
-            int(k): packer_of(cls).pack_into for k, cls in TYPED_DESCRIPTORS.items()
+            int(kind): packer_of(cls).pack_into for kind, cls in TYPED_DESCRIPTORS.items()
         }
 
     # ---- the latest-for-sensor table --------------------------------------------------------------------------
@@ -443,16 +443,16 @@ class WindowWriter(ReservoirQueries):
         words[_EVICTED_CAPACITY_WORD] = self._evicted_capacity
         words[_SENSORS_WORD] = self._sensors
         self._store_kind_heads()
-        for k in range(KIND_COUNT):
-            words[_KIND_TAIL_WORD0 + k] = self._kind_tail[k]
+        for kind in range(KIND_COUNT):
+            words[_KIND_TAIL_WORD0 + kind] = self._kind_tail[kind]
         words[_GENERATION_WORD] = generation + 1
         self._generation = generation + 1
 
     def _store_kind_heads(self) -> None:
         """Store every view head from the mirrors (inside a generation the caller holds odd)."""
         words = self._words
-        for k in range(KIND_COUNT):
-            words[_KIND_HEAD_WORD0 + k] = self._kind_head[k]
+        for kind in range(KIND_COUNT):
+            words[_KIND_HEAD_WORD0 + kind] = self._kind_head[kind]
 
     def _reject(self, count: int) -> None:
         """Count ``count`` refused samples (non-zero flags) and publish the counter."""
