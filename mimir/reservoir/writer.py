@@ -166,11 +166,12 @@ class WindowWriter(ReservoirQueries):
 
         Moves the edge and the window start, evicts what aged out (inline
         while the window is in timestamp order, the common case), counts a
-        late sample, makes room in a full window, then stores the sample with
-        :meth:`_append`. With ``descriptor_pack`` the ``descriptor_values``
-        are stored beside the record and the payload handle becomes the
-        descriptor handle. Afterwards no sample of ``[head, tail)`` is older
-        than the window start and ``tail - head <= capacity``.
+        late sample, then stores the sample with :meth:`_append` (the one
+        call the common case makes). With ``descriptor_pack`` the
+        ``descriptor_values`` are stored beside the record and the payload
+        handle becomes the descriptor handle. Afterwards no sample of
+        ``[head, tail)`` is older than the window start and ``tail - head <=
+        capacity``.
         """
         if timestamp_ns.__class__ is not int:
             timestamp_ns = _u64(timestamp_ns, "timestamp_ns")
@@ -209,8 +210,6 @@ class WindowWriter(ReservoirQueries):
                         self._last_run_start = head
         elif timestamp_ns < self._window_start_ns:
             return self._count_late()
-        if self._tail - self._head >= self._capacity:
-            evicted_kinds |= self._evict_capacity()
         return self._append(kind, sensor, timestamp_ns, arrival_ns, sequence, payload_handle, reserved, latest_word,
                             descriptor_pack, descriptor_values, evicted_kinds)
 
@@ -219,14 +218,16 @@ class WindowWriter(ReservoirQueries):
                 descriptor_values: Sequence[int | float], evicted_kinds: int) -> int:
         """Store an admitted sample at position ``tail`` and publish it; return the position.
 
-        Requires room (``tail - head < capacity``) and ``timestamp_ns`` at or
-        after the window start, so one before the edge is out of order. Stores
-        in the order the module docstring gives; ``evicted_kinds`` (bit k:
-        kind k's view head moved) says which view heads to publish.
+        ``timestamp_ns`` is at or after the window start, so one before the
+        edge is out of order. A full window first evicts its oldest sample.
+        Stores in the order the module docstring gives; ``evicted_kinds`` (bit
+        k: kind k's view head moved) says which view heads to publish.
         """
         words = self._words
         capacity = self._capacity
         position = tail = self._tail
+        if tail - self._head >= capacity:
+            evicted_kinds |= self._evict_capacity()
         slot = position % capacity
         record_word = self._record_word0 + slot * WORDS_PER_RECORD
         kind_tail = self._kind_tail[kind]
