@@ -197,10 +197,10 @@ class WindowWriter(ReservoirQueries):
                     kind_position_word0 = self._record_word0 + _KIND_POSITION_WORD
                     kind_heads = self._kind_head
                     while head < tail:
-                        record_word = (head % capacity) * WORDS_PER_RECORD
-                        if words[timestamp_word0 + record_word] >= window_start_ns:
+                        slot_word = (head % capacity) * WORDS_PER_RECORD  # the record's first word - _record_word0
+                        if words[timestamp_word0 + slot_word] >= window_start_ns:
                             break
-                        evicted_kind = words[kind_position_word0 + record_word] >> KIND_SHIFT
+                        evicted_kind = words[kind_position_word0 + slot_word] >> KIND_SHIFT
                         kind_heads[evicted_kind] += 1
                         evicted_kinds |= 1 << evicted_kind
                         head += 1
@@ -363,11 +363,11 @@ class WindowWriter(ReservoirQueries):
         evicted_kinds = 0
         aged = 0
         for position in range(self._head, new_head):
-            record_word = (position % capacity) * WORDS_PER_RECORD
-            kind = words[kind_position_word0 + record_word] >> KIND_SHIFT
+            slot_word = (position % capacity) * WORDS_PER_RECORD  # the record's first word - _record_word0
+            kind = words[kind_position_word0 + slot_word] >> KIND_SHIFT
             kind_heads[kind] += 1
             evicted_kinds |= 1 << kind
-            if words[timestamp_word0 + record_word] < window_start_ns:
+            if words[timestamp_word0 + slot_word] < window_start_ns:
                 aged += 1
         self._evicted_aged += aged
         self._evicted_disorder += new_head - self._head - aged
