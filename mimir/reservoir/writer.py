@@ -193,8 +193,9 @@ class WindowWriter(ReservoirQueries):
                     # In timestamp order (one run from the head): evict from the head while it is before the start.
                     words = self._words
                     capacity = self._capacity
-                    timestamp_word0 = self._record_word0 + _TIMESTAMP_WORD
-                    kind_position_word0 = self._record_word0 + _KIND_POSITION_WORD
+                    record_word0 = self._record_word0
+                    timestamp_word0 = record_word0 + _TIMESTAMP_WORD
+                    kind_position_word0 = record_word0 + _KIND_POSITION_WORD
                     kind_heads = self._kind_head
                     while head < tail:
                         slot_word = (head % capacity) * WORDS_PER_RECORD  # the record's first word - _record_word0
@@ -226,11 +227,14 @@ class WindowWriter(ReservoirQueries):
         words = self._words
         capacity = self._capacity
         position = tail = self._tail
-        if tail - self._head >= capacity:
+        head = self._head
+        if tail - head >= capacity:
             evicted_kinds |= self._evict_capacity()
+            head = self._head
         slot = position % capacity
         record_word = self._record_word0 + slot * WORDS_PER_RECORD
-        kind_tail = self._kind_tail[kind]
+        kind_tails = self._kind_tail
+        kind_tail = kind_tails[kind]
         if descriptor_pack is not None:
             payload_handle = self._descriptor_handle_base | position
         words[record_word] = 0
@@ -247,12 +251,11 @@ class WindowWriter(ReservoirQueries):
             _STORE_FENCE()
         words[record_word] = position + 1
         words[self._kind_index_word0 + kind * capacity + kind_tail % capacity] = position
-        head = self._head
         if timestamp_ns < self._last_timestamp_ns or head == tail:
             self._restart_last_run(timestamp_ns, position)
         self._last_timestamp_ns = timestamp_ns
         self._tail = tail + 1
-        self._kind_tail[kind] = kind_tail + 1
+        kind_tails[kind] = kind_tail + 1
         generation = self._generation + 1
         words[_GENERATION_WORD] = generation
         words[_TAIL_WORD] = tail + 1
