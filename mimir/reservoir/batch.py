@@ -42,7 +42,7 @@ _SAMPLE_FIELDS = [name for name, _, _ in struct_fields(SAMPLE_DTYPE)]
 _STORE_FENCE = None if fence.TSO else fence.store_fence
 
 
-@dataclass
+@dataclass(frozen=True)
 class _Evictions:
     """What a vectorised run evicts: samples stored before the run (``old_*``) and rows of the run (``new_*``).
 
@@ -60,6 +60,9 @@ class _Evictions:
     new_aged: int = 0
     new_disorder: int = 0
     new_capacity: int = 0
+
+
+_NO_EVICTIONS = _Evictions(np.zeros(KIND_COUNT, dtype=np.int64), np.zeros(KIND_COUNT, dtype=np.int64))
 
 
 class BatchPush(WindowWriter):
@@ -243,10 +246,9 @@ class BatchPush(WindowWriter):
     def _classify_evictions(self, new_head: int, kinds: np.ndarray, timestamps_ns: np.ndarray,
                             window_starts_ns: np.ndarray, window_heads: np.ndarray) -> _Evictions:
         """Classify the positions ``[head, new_head)`` by the first step that evicts each (see :class:`_Evictions`)."""
-        evictions = _Evictions(np.zeros(KIND_COUNT, dtype=np.int64), np.zeros(KIND_COUNT, dtype=np.int64))
         old_head = self._head
         if new_head <= old_head:
-            return evictions
+            return _NO_EVICTIONS
         capacity = self._capacity
         first_position = self._tail
         records = self._m.records
@@ -254,7 +256,7 @@ class BatchPush(WindowWriter):
         window_step = np.searchsorted(window_heads, evicted, side="right")  # first step whose W passes it
         capacity_step = np.maximum(evicted - first_position + capacity, 0)  # first step whose C passes it
         by_window = window_step <= capacity_step
-        old_count = evictions.old_count = int((evicted < first_position).sum())
+        old_count = int((evicted < first_position).sum())
         evicted_timestamps = np.empty(evicted.size, dtype=np.uint64)
         evicted_kinds = np.empty(evicted.size, dtype=np.uint8)
         old_slots = evicted[:old_count] % capacity
@@ -264,15 +266,18 @@ class BatchPush(WindowWriter):
         evicted_kinds[old_count:] = kinds[evicted[old_count:] - first_position]
         aged = by_window & (evicted_timestamps < window_starts_ns[np.minimum(window_step, len(timestamps_ns) - 1)])
         by_capacity = ~by_window
-        evictions.old_aged = int(aged[:old_count].sum())
-        evictions.old_capacity = int(by_capacity[:old_count].sum())
-        evictions.old_disorder = old_count - evictions.old_aged - evictions.old_capacity
-        evictions.new_aged = int(aged[old_count:].sum())
-        evictions.new_capacity = int(by_capacity[old_count:].sum())
-        evictions.new_disorder = (evicted.size - old_count) - evictions.new_aged - evictions.new_capacity
-        evictions.old_per_kind = np.bincount(evicted_kinds[:old_count], minlength=KIND_COUNT)
-        evictions.new_per_kind = np.bincount(evicted_kinds[old_count:], minlength=KIND_COUNT)
-        return evictions
+        old_aged = int(aged[:old_count].sum())
+        old_capacity = int(by_capacity[:old_count].sum())
+        new_aged = int(aged[old_count:].sum())
+        new_capacity = int(by_capacity[old_count:].sum())
+        return _Evictions(
+            old_per_kind=np.bincount(evicted_kinds[:old_count], minlength=KIND_COUNT),
+            new_per_kind=np.bincount(evicted_kinds[old_count:], minlength=KIND_COUNT),
+            old_count=old_count, old_aged=old_aged, old_capacity=old_capacity,
+            old_disorder=old_count - old_aged - old_capacity,
+            new_aged=new_aged, new_capacity=new_capacity,
+            new_disorder=(evicted.size - old_count) - new_aged - new_capacity,
+        )
 
     def _retire_old(self, evictions: _Evictions, head: int) -> None:
         """Phase A: move the head to ``head`` past the evicted old samples and publish it, before slots are reused."""
