@@ -43,8 +43,10 @@ from __future__ import annotations
 
 import hashlib
 import operator
+import struct
 import typing
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
+from typing import SupportsIndex
 
 import msgspec
 import numpy as np
@@ -52,7 +54,7 @@ import numpy as np
 from mimir.descriptors import (
     AudioBlockDescriptor, CameraFrameDescriptor, RenderPacketDescriptor, SampleHandle, SampleKind,
 )
-from ringbuf.layout import U32, U64, Layout, describe, dtype_of
+from ringbuf.layout import U32, U64, Layout, describe, dtype_of, struct_code
 from ringbuf.shared import KIND_HEADER_OFFSET
 from .errors import UnknownKind
 
@@ -60,7 +62,9 @@ __all__ = [
     "KIND", "DEFAULT_NAME", "VERSION", "LINE", "KIND_COUNT", "KINDS", "DEFAULT_WINDOW_NS", "DESCRIPTOR_SLOT_BYTES",
     "TYPED_DESCRIPTORS", "StatusWords", "ReservoirRecord", "LatestEntry",
     "ReservoirLayoutDoc", "Geometry", "plan", "check_kind", "KIND_SHIFT", "KIND_POSITION_MASK",
-    "W", "padded_dtype", "layout_document", "doc_hash", "STATUS_OFFSET", "PAGE", "VERSION",
+    "StatusWordIndex", "STATUS_WORD", "RecordWords", "RECORD_WORD", "WORDS_PER_RECORD", "RECORD_BODY",
+    "LatestEntryWords", "LATEST_WORD", "WORDS_PER_LATEST_ENTRY", "struct_fields",
+    "padded_dtype", "layout_document", "doc_hash", "STATUS_OFFSET", "PAGE", "VERSION",
     "status_dtype", "record_dtype", "geometry_dtype", "latest_dtype", "GEOMETRY_OFFSET", "ReservoirGeometry",
 ]
 
@@ -154,6 +158,14 @@ class ReservoirLayoutDoc(msgspec.Struct, frozen=True):
     descriptors: dict[str, Layout]
 
 
+def struct_fields(dtype: np.dtype) -> list[tuple[str, np.dtype, int]]:
+    """``(name, field dtype, byte offset)`` of every field of the structured ``dtype``, in declaration order."""
+    names, fields_ = dtype.names, dtype.fields
+    if names is None or fields_ is None:
+        raise TypeError(f"{dtype} is not a structured dtype")
+    return [(name, fields_[name][0], fields_[name][1]) for name in names]
+
+
 _GEOMETRY_DTYPE = dtype_of(ReservoirGeometry)
 _STATUS_DTYPE = dtype_of(StatusWords)
 _RECORD_DTYPE = dtype_of(ReservoirRecord)
@@ -162,27 +174,108 @@ assert _GEOMETRY_DTYPE.itemsize <= 4 * LINE
 assert _RECORD_DTYPE.itemsize == LINE
 assert _LATEST_DTYPE.itemsize == 32
 # The record embeds SampleHandle verbatim at offset 8.
-assert [(n, _RECORD_DTYPE.fields[n][0], _RECORD_DTYPE.fields[n][1] - 8) for n in dtype_of(SampleHandle).names] == [
-    (n, dtype_of(SampleHandle).fields[n][0], dtype_of(SampleHandle).fields[n][1]) for n in dtype_of(SampleHandle).names
-]
+assert [(n, d, offset - 8) for n, d, offset in struct_fields(_RECORD_DTYPE)[1:-1]] == struct_fields(
+    dtype_of(SampleHandle))
 for _cls in TYPED_DESCRIPTORS.values():
     assert dtype_of(_cls).itemsize <= DESCRIPTOR_SLOT_BYTES
 
 GEOMETRY_OFFSET = KIND_HEADER_OFFSET
 STATUS_OFFSET = GEOMETRY_OFFSET + 4 * LINE
+WORDS_PER_RECORD = _RECORD_DTYPE.itemsize // 8
+WORDS_PER_LATEST_ENTRY = _LATEST_DTYPE.itemsize // 8
 
 
-class _Words:
-    """Word (u64) indices of the status fields in the segment."""
+def _u64_word_offsets(dtype: np.dtype, base_byte: int = 0) -> dict[str, int]:
+    """``{name: (base_byte + byte offset) // 8}`` for every u64 field of ``dtype`` (each 8-byte aligned)."""
+    words = {}
+    for name, field_dtype, offset in struct_fields(dtype):
+        if field_dtype == np.dtype("<u8"):
+            assert (base_byte + offset) % 8 == 0, f"{name} is not 8-byte aligned"
+            words[name] = (base_byte + offset) // 8
+    return words
 
-    def __init__(self) -> None:
-        for name in _STATUS_DTYPE.names:
-            setattr(self, name.upper(), (STATUS_OFFSET + _STATUS_DTYPE.fields[name][1]) // 8)
-        self.KIND_HEAD = self.HEAD_CAMERA_FRAME
-        self.KIND_TAIL = self.TAIL_CAMERA_FRAME
+
+@dataclass(frozen=True, slots=True)
+class RecordWords:
+    """Word (u64) offsets of a record's u64 fields from the record's first word: ``field offset // 8``.
+
+    Derived from :data:`ReservoirRecord` (the fields of this class must be
+    exactly the record's u64 fields: checked at import). ``flags`` and
+    ``reserved`` (two u32 sharing one word) are only read through
+    :data:`RECORD_BODY`.
+    """
+
+    stamp: int
+    sensor_id_hash: int
+    timestamp_ns: int
+    arrival_ns: int
+    sequence: int
+    payload_handle: int
+    kind_position: int  # kind << KIND_SHIFT | the sample's kind position
 
 
-W = _Words()
+@dataclass(frozen=True, slots=True)
+class StatusWordIndex:
+    """Word (u64) indices, from the start of the segment, of the status words: ``(STATUS_OFFSET + offset) // 8``.
+
+    Derived from :data:`StatusWords`. ``kind_head + k`` and ``kind_tail + k``
+    are the view head and tail of kind ``k`` (the per-kind words are
+    contiguous in SampleKind order: checked at import).
+    """
+
+    generation: int
+    edge_ns: int
+    window_start_ns: int
+    head: int
+    tail: int
+    late: int
+    out_of_order: int
+    rejected: int
+    evicted_aged: int
+    evicted_disorder: int
+    evicted_capacity: int
+    sensors: int
+    kind_head: int
+    kind_tail: int
+
+
+@dataclass(frozen=True, slots=True)
+class LatestEntryWords:
+    """Word (u64) offsets of a :class:`LatestEntry`'s fields from the entry's first word. Derived from it."""
+
+    tag: int
+    sensor_id_hash: int
+    position_plus_one: int
+    reserved: int
+
+
+def _record_words() -> RecordWords:
+    offsets = _u64_word_offsets(_RECORD_DTYPE)
+    assert sorted(offsets) == sorted(f.name for f in fields(RecordWords)), offsets
+    return RecordWords(**offsets)
+
+
+def _status_word_index() -> StatusWordIndex:
+    offsets = _u64_word_offsets(_STATUS_DTYPE, STATUS_OFFSET)
+    heads = [offsets.pop(f"head_{n}") for n in _KIND_NAMES]
+    tails = [offsets.pop(f"tail_{n}") for n in _KIND_NAMES]
+    assert heads == list(range(heads[0], heads[0] + KIND_COUNT)), heads
+    assert tails == list(range(tails[0], tails[0] + KIND_COUNT)), tails
+    return StatusWordIndex(**offsets, kind_head=heads[0], kind_tail=tails[0])
+
+
+def _latest_entry_words() -> LatestEntryWords:
+    return LatestEntryWords(**_u64_word_offsets(_LATEST_DTYPE))
+
+
+RECORD_WORD = _record_words()
+STATUS_WORD = _status_word_index()
+LATEST_WORD = _latest_entry_words()
+# The record after its stamp word (the SampleHandle fields, then kind << 56 | kind position): one unpack per read,
+# from byte ``8 * RECORD_WORD.sensor_id_hash`` of the record.
+assert RECORD_WORD.stamp == 0 and RECORD_WORD.sensor_id_hash == 1
+RECORD_BODY = struct.Struct("<" + "".join(struct_code(f.dtype) for f in describe(ReservoirRecord).fields[1:]))
+assert RECORD_BODY.size == _RECORD_DTYPE.itemsize - 8
 
 
 def layout_document() -> ReservoirLayoutDoc:
@@ -202,18 +295,18 @@ def doc_hash(doc: bytes) -> int:
 
 def padded_dtype(struct_cls: type[msgspec.Struct], itemsize: int) -> np.dtype:
     """``dtype_of(struct_cls)`` with its itemsize widened to ``itemsize`` (a strided slot view)."""
-    d = dtype_of(struct_cls)
+    fields_ = struct_fields(dtype_of(struct_cls))
     return np.dtype({
-        "names": list(d.names), "formats": [d.fields[n][0] for n in d.names],
-        "offsets": [d.fields[n][1] for n in d.names], "itemsize": itemsize,
+        "names": [name for name, _, _ in fields_], "formats": [d for _, d, _ in fields_],
+        "offsets": [offset for _, _, offset in fields_], "itemsize": itemsize,
     })
 
 
-def check_kind(kind: int) -> int:
+def check_kind(kind: object) -> int:
     """Return ``kind`` as an int if it is a known SampleKind id, else raise :class:`UnknownKind`."""
     try:
-        value = operator.index(kind)
-    except TypeError:
+        value = operator.index(kind) if isinstance(kind, SupportsIndex) else -1
+    except TypeError:  # e.g. a 0-d float array: it has __index__, which refuses
         value = -1
     if 0 <= value < KIND_COUNT:
         return value

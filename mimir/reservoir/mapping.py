@@ -69,22 +69,22 @@ class Mapped:
         except (AttributeError, OSError, ValueError):
             pass
         self.words = memoryview(buf).cast("Q")
-        cap = self.capacity
-        self.records = np.ndarray((cap,), dtype=RECORD_DTYPE, buffer=buf, offset=self.records_offset)
-        self.kind_index = np.ndarray((KIND_COUNT, cap), dtype=np.uint64, buffer=buf, offset=self.kind_index_offset)
+        capacity = self.capacity
+        self.records = np.ndarray((capacity,), dtype=RECORD_DTYPE, buffer=buf, offset=self.records_offset)
+        self.kind_index = np.ndarray((KIND_COUNT, capacity), dtype=np.uint64, buffer=buf, offset=self.kind_index_offset)
         self.descriptor_bytes = np.ndarray(
-            (cap, DESCRIPTOR_SLOT_BYTES), dtype=np.uint8, buffer=buf, offset=self.descriptors_offset,
+            (capacity, DESCRIPTOR_SLOT_BYTES), dtype=np.uint8, buffer=buf, offset=self.descriptors_offset,
         )
         self.descriptor_views = {
-            kind: np.ndarray((cap,), dtype=padded_dtype(cls, DESCRIPTOR_SLOT_BYTES), buffer=buf,
+            int(kind): np.ndarray((capacity,), dtype=padded_dtype(cls, DESCRIPTOR_SLOT_BYTES), buffer=buf,
                              offset=self.descriptors_offset)
             for kind, cls in TYPED_DESCRIPTORS.items()
         }
         self.latest = np.ndarray((self.latest_slots,), dtype=LATEST_DTYPE, buffer=buf, offset=self.latest_offset)
         self.status_view = np.ndarray((), dtype=STATUS_DTYPE, buffer=buf, offset=STATUS_OFFSET)
-        # Word indices of the table starts.
+        # Word (u64) indices of the table starts in ``words``.
         self.record_word0 = self.records_offset // 8
-        self.kind_word0 = self.kind_index_offset // 8
+        self.kind_index_word0 = self.kind_index_offset // 8
         self.latest_word0 = self.latest_offset // 8
 
     def release(self) -> None:

@@ -68,7 +68,7 @@ class NaiveReservoir:
 
     # ---- writes -------------------------------------------------------------------------------------------------
     def push(self, kind: int, sensor_id_hash: int, timestamp_ns: int, arrival_ns: int = 0, sequence: int = 0,
-             payload_handle: int = 0, flags: int = 0, reserved: int = 0) -> int:
+             payload_handle: int = 0, flags: int = 0, reserved: int = 0) -> int | None:
         """Returns the position, LATE, or None when rejected."""
         kind = check_kind(kind)
         if flags:

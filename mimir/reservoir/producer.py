@@ -17,11 +17,12 @@ from __future__ import annotations
 
 import operator
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import msgspec
 import numpy as np
 
-from mimir.descriptors import SampleKind
+from mimir.descriptors import AudioBlockDescriptor, CameraFrameDescriptor, RenderPacketDescriptor, SampleKind
 from ringbuf.layout import dtype_of
 
 from .batch import u64_column
@@ -29,6 +30,9 @@ from .errors import EmptySourceId, MissingDescriptor, WrongProducerKind
 from .ids import source_id_hash
 from .layout import KINDS, TYPED_DESCRIPTORS, check_kind
 from .results import BatchResult
+
+if TYPE_CHECKING:
+    from .store import Reservoir
 
 __all__ = ["Producer"]
 
@@ -39,24 +43,25 @@ _astuple = msgspec.structs.astuple
 class Producer:
     """Stamps samples of one kind from one source and pushes them into its reservoir (writer process only)."""
 
-    __slots__ = ("_reservoir", "_push", "_kind", "_sensor", "_latest_word", "next_sequence", "_desc_pack",
-                 "_desc_fields", "_desc_cls")
+    __slots__ = ("_reservoir", "_push", "_kind", "_sensor", "_latest_word", "next_sequence", "_descriptor_pack",
+                 "_descriptor_field_count", "_descriptor_class")
 
-    def __init__(self, reservoir, kind: int, sensor_id_hash: int, initial_sequence: int, latest_word: int) -> None:
+    def __init__(self, reservoir: Reservoir, kind: int, sensor_id_hash: int, initial_sequence: int,
+                 latest_word: int) -> None:
         self._reservoir = reservoir
         self._push = reservoir._push
         self._kind = kind
         self._sensor = sensor_id_hash
-        self._latest_word = latest_word
+        self._latest_word = latest_word  # word of this pair's latest-table position_plus_one
         self.next_sequence = initial_sequence
         """The sequence the next push stamps (upstream ``localcast_producer_next_sequence``)."""
         cls = TYPED_DESCRIPTORS.get(KINDS[kind])
-        self._desc_cls = cls
-        self._desc_pack = reservoir._desc_pack.get(kind)
-        self._desc_fields = len(cls.__struct_fields__) if cls is not None else 0
+        self._descriptor_class = cls  # None for a kind without a descriptor
+        self._descriptor_pack = reservoir._descriptor_pack.get(kind)
+        self._descriptor_field_count = len(cls.__struct_fields__) if cls is not None else 0
 
     @classmethod
-    def _create(cls, reservoir, kind: int, source: bytes | str | None, *, sensor_id_hash: int | None,
+    def _create(cls, reservoir: Reservoir, kind: int, source: bytes | str | None, *, sensor_id_hash: int | None,
                 initial_sequence: int) -> "Producer":
         kind = check_kind(kind)
         if (source is None) == (sensor_id_hash is None):
@@ -64,6 +69,7 @@ class Producer:
         if source is not None:
             sensor = source_id_hash(source)
         else:
+            assert sensor_id_hash is not None  # exactly one of the two was given
             try:
                 sensor = operator.index(sensor_id_hash)
             except TypeError:
@@ -74,8 +80,7 @@ class Producer:
                 raise EmptySourceId("sensor_id_hash 0 is the hash of an empty source id; hash a real device id")
         if not isinstance(initial_sequence, int) or not 0 <= initial_sequence <= _MAX_U64:
             raise ValueError(f"initial_sequence must be a u64 int, got {initial_sequence!r}")
-        word = reservoir._latest_entry(kind, sensor)
-        return cls(reservoir, kind, sensor, initial_sequence, word)
+        return cls(reservoir, kind, sensor, initial_sequence, reservoir._latest_word_for(kind, sensor))
 
     @property
     def kind(self) -> SampleKind:
@@ -94,10 +99,10 @@ class Producer:
 
         The sequence advances for every accepted sample, late ones included.
         """
-        seq = self.next_sequence
-        position = self._push(self._kind, self._sensor, timestamp_ns, arrival_ns, seq, payload_handle, 0,
-                              self._latest_word, None, None)
-        self.next_sequence = seq + 1
+        sequence = self.next_sequence
+        position = self._push(self._kind, self._sensor, timestamp_ns, arrival_ns, sequence, payload_handle, 0,
+                              self._latest_word, None, ())
+        self.next_sequence = sequence + 1
         return position
 
     def push_observed(self, timestamp_ns: int, arrival_ns: int) -> int:
@@ -106,42 +111,49 @@ class Producer:
         Returns its position, or a negative :class:`~mimir.reservoir.Refused`;
         the sequence advances only for a stored sample.
         """
-        seq = self.next_sequence
-        position = self._reservoir.push_observed(self._kind, self._sensor, timestamp_ns, arrival_ns, seq)
+        sequence = self.next_sequence
+        position = self._reservoir.push_observed(self._kind, self._sensor, timestamp_ns, arrival_ns, sequence)
         if position >= 0:
-            self.next_sequence = seq + 1
+            self.next_sequence = sequence + 1
         return position
 
-    def push_audio_block(self, timestamp_ns: int, arrival_ns: int, descriptor) -> int:
+    def push_audio_block(self, timestamp_ns: int, arrival_ns: int,
+                         descriptor: AudioBlockDescriptor | tuple[int | float, ...]) -> int:
         """Push an AUDIO_BLOCK sample with its :class:`AudioBlockDescriptor` (or its 7 values in order)."""
         return self._push_typed(SampleKind.AUDIO_BLOCK, timestamp_ns, arrival_ns, descriptor)
 
-    def push_render_packet(self, timestamp_ns: int, arrival_ns: int, descriptor) -> int:
+    def push_render_packet(self, timestamp_ns: int, arrival_ns: int,
+                           descriptor: RenderPacketDescriptor | tuple[int | float, ...]) -> int:
         """Push a RENDER_PACKET sample with its :class:`RenderPacketDescriptor` (or its 10 values in order)."""
         return self._push_typed(SampleKind.RENDER_PACKET, timestamp_ns, arrival_ns, descriptor)
 
-    def push_camera_frame(self, timestamp_ns: int, arrival_ns: int, descriptor) -> int:
+    def push_camera_frame(self, timestamp_ns: int, arrival_ns: int,
+                          descriptor: CameraFrameDescriptor | tuple[int | float, ...]) -> int:
         """Push a CAMERA_FRAME sample with its :class:`CameraFrameDescriptor` (or its 10 values in order)."""
         return self._push_typed(SampleKind.CAMERA_FRAME, timestamp_ns, arrival_ns, descriptor)
 
-    def _push_typed(self, kind: SampleKind, timestamp_ns: int, arrival_ns: int, descriptor) -> int:
+    def _push_typed(self, kind: SampleKind, timestamp_ns: int, arrival_ns: int, descriptor: object) -> int:
         if self._kind != kind:
             raise WrongProducerKind(
                 f"push_{kind.name.lower()} needs a {kind.name} producer; this one produces {self.kind.name} "
                 f"(create one with reservoir.producer(SampleKind.{kind.name}, source))"
             )
-        if descriptor.__class__ is self._desc_cls:
+        values: Sequence[int | float]
+        if descriptor.__class__ is self._descriptor_class:
             values = _astuple(descriptor)
         else:
             values = self._descriptor_values(descriptor)
-        seq = self.next_sequence
-        position = self._push(self._kind, self._sensor, timestamp_ns, arrival_ns, seq, 0, 0,
-                              self._latest_word, self._desc_pack, values)
-        self.next_sequence = seq + 1
+        sequence = self.next_sequence
+        position = self._push(self._kind, self._sensor, timestamp_ns, arrival_ns, sequence, 0, 0,
+                              self._latest_word, self._descriptor_pack, values)
+        self.next_sequence = sequence + 1
         return position
 
-    def _descriptor_values(self, descriptor) -> Sequence[int | float]:
-        cls = self._desc_cls
+    def _descriptor_values(self, descriptor: object) -> Sequence[int | float]:
+        """A descriptor given other than as an instance of exactly its Struct: its values, checked."""
+        cls = self._descriptor_class
+        assert cls is not None  # _push_typed checked the kind: a typed one
+        values: Sequence[int | float]
         if descriptor is None:
             raise MissingDescriptor(
                 f"{self.kind.name} push without a descriptor: pass a {cls.__name__} "
@@ -154,11 +166,11 @@ class Producer:
         else:
             raise TypeError(f"{self.kind.name} push needs a {cls.__name__} or a tuple of its values, "
                             f"got {type(descriptor).__name__}")
-        if len(values) != self._desc_fields:
+        if len(values) != self._descriptor_field_count:
             if isinstance(descriptor, cls):  # a subclass such as AudioBlockRecord: keep the descriptor's fields
-                return values[: self._desc_fields]
+                return values[: self._descriptor_field_count]
             raise TypeError(
-                f"{cls.__name__} has {self._desc_fields} fields ({', '.join(cls.__struct_fields__)}), "
+                f"{cls.__name__} has {self._descriptor_field_count} fields ({', '.join(cls.__struct_fields__)}), "
                 f"got {len(values)} values"
             )
         return values
@@ -178,30 +190,30 @@ class Producer:
         kind's descriptor dtype; the payload handles then become descriptor
         handles. Same result as pushing the rows one by one.
         """
-        ts = u64_column("timestamps_ns", timestamps_ns)
-        n = ts.shape[0]
-        arrival = ts if arrival_ns is None else u64_column("arrival_ns", arrival_ns, n)
-        payloads = (np.zeros(n, dtype=np.uint64) if payload_handles is None
-                    else u64_column("payload_handles", payload_handles, n))
-        desc_kind = None
+        timestamps = u64_column("timestamps_ns", timestamps_ns)
+        count = timestamps.shape[0]
+        arrivals = timestamps if arrival_ns is None else u64_column("arrival_ns", arrival_ns, count)
+        payloads = (np.zeros(count, dtype=np.uint64) if payload_handles is None
+                    else u64_column("payload_handles", payload_handles, count))
+        descriptor_kind = None
         if descriptors is not None:
-            cls = self._desc_cls
+            cls = self._descriptor_class
             if cls is None:
                 raise WrongProducerKind(
                     f"{self.kind.name} samples carry no descriptor; descriptors are for "
-                    + ", ".join(k.name for k in TYPED_DESCRIPTORS)
+                    + ", ".join(kind.name for kind in TYPED_DESCRIPTORS)
                 )
-            if descriptors.dtype != dtype_of(cls) or descriptors.shape != (n,):
+            if descriptors.dtype != dtype_of(cls) or descriptors.shape != (count,):
                 raise TypeError(
-                    f"push_batch: descriptors must be a ({n},) array of dtype_of({cls.__name__}) = {dtype_of(cls)}, "
-                    f"got {descriptors.shape} {descriptors.dtype}"
+                    f"push_batch: descriptors must be a ({count},) array of dtype_of({cls.__name__}) = "
+                    f"{dtype_of(cls)}, got {descriptors.shape} {descriptors.dtype}"
                 )
-            desc_kind = self._kind
-        seqs = np.arange(self.next_sequence, self.next_sequence + n, dtype=np.uint64)
-        kinds = np.full(n, self._kind, dtype=np.uint8)
-        sensors = np.full(n, self._sensor, dtype=np.uint64)
-        reserved = np.zeros(n, dtype=np.uint64)
-        result = self._reservoir._push_arrays(kinds, sensors, ts, arrival, seqs, payloads, reserved,
-                                              desc_kind=desc_kind, descriptors=descriptors)
-        self.next_sequence += n
+            descriptor_kind = self._kind
+        sequences = np.arange(self.next_sequence, self.next_sequence + count, dtype=np.uint64)
+        kinds = np.full(count, self._kind, dtype=np.uint8)
+        sensors = np.full(count, self._sensor, dtype=np.uint64)
+        reserved = np.zeros(count, dtype=np.uint64)
+        result = self._reservoir._push_arrays(kinds, sensors, timestamps, arrivals, sequences, payloads, reserved,
+                                              descriptor_kind=descriptor_kind, descriptors=descriptors)
+        self.next_sequence += count
         return result

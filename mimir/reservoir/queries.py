@@ -23,19 +23,21 @@ spins briefly, then yields, then raises :class:`ReservoirBusy` after
 from __future__ import annotations
 
 import os
-import struct
 import time
+from collections.abc import Callable
 
 import msgspec
 import numpy as np
 
-from mimir.descriptors import split_handle
+from mimir.descriptors import HANDLE_SEQUENCE_BITS, split_handle
 from ringbuf import fence
 from ringbuf.layout import dtype_of, packer_of
 
 from .errors import Evicted, ReservoirBusy, ReservoirClosed, StaleHandle, UnknownHandle
 from .layout import (
-    KIND_COUNT, KIND_POSITION_MASK, KIND_SHIFT, KINDS, TYPED_DESCRIPTORS, W, check_kind, status_dtype,
+    DESCRIPTOR_SLOT_BYTES, KIND_COUNT, KIND_POSITION_MASK, KIND_SHIFT, KINDS, LATEST_WORD, RECORD_BODY, RECORD_WORD,
+    STATUS_OFFSET, STATUS_WORD, TYPED_DESCRIPTORS, WORDS_PER_LATEST_ENTRY, WORDS_PER_RECORD, StatusWords, check_kind,
+    status_dtype, struct_fields,
 )
 from .mapping import Mapped
 from .results import ReservoirStatus, Sample
@@ -45,15 +47,32 @@ __all__ = ["ReservoirQueries", "SNAPSHOT_DTYPE", "kind_mix"]
 _MASK64 = (1 << 64) - 1
 _GOLDEN = 0x9E3779B97F4A7C15
 _SPIN = 64
-# The record after its stamp: the SampleHandle fields, then kind << 56 | kind position.
-_RECORD_BODY = struct.Struct("<QQQQQIIQ")
-_STATUS = struct.Struct("<" + "Q" * len(status_dtype().names))
-_STATUS_INDEX = {name: i for i, name in enumerate(status_dtype().names)}
+_STATUS = packer_of(StatusWords)
+_STATUS_NAMES = [name for name, _, _ in struct_fields(status_dtype())]
+# Word indices bound once as module constants: the read loops pay one global load per use, as for a literal.
+_GENERATION_WORD = STATUS_WORD.generation
+_HEAD_WORD = STATUS_WORD.head
+_TAIL_WORD = STATUS_WORD.tail
+_KIND_HEAD_WORD0 = STATUS_WORD.kind_head
+_KIND_TAIL_WORD0 = STATUS_WORD.kind_tail
+_BODY_WORD = RECORD_WORD.sensor_id_hash  # the record body (RECORD_BODY) starts here, after the stamp
+_SENSOR_WORD = RECORD_WORD.sensor_id_hash
+_TIMESTAMP_WORD = RECORD_WORD.timestamp_ns
+_PAYLOAD_WORD = RECORD_WORD.payload_handle
+_KIND_POSITION_WORD = RECORD_WORD.kind_position
+_LATEST_SENSOR_WORD = LATEST_WORD.sensor_id_hash
+_LATEST_POSITION_WORD = LATEST_WORD.position_plus_one
 # x86-64 (TSO) keeps loads in order: no fence. Elsewhere a barrier after the first stamp load (acquire) and
 # before the re-check keeps the record loads between the two stamp loads.
 _READ_FENCE = None if fence.TSO else fence.full_fence
+
+
+def _sleep_zero() -> None:
+    time.sleep(0)
+
+
 # Give up the CPU once: sched_yield where it exists (Linux, macOS), a zero sleep (Windows' Sleep(0)) elsewhere.
-_yield_cpu = getattr(os, "sched_yield", None) or (lambda: time.sleep(0))
+_yield_cpu: Callable[[], None] = getattr(os, "sched_yield", _sleep_zero)
 
 SNAPSHOT_DTYPE = np.dtype([
     ("position", "<u8"), ("kind", "u1"), ("sensor_id_hash", "<u8"), ("timestamp_ns", "<u8"),
@@ -80,24 +99,33 @@ class _ClosedWords:
 
 
 class ReservoirQueries:
-    """The read side of a reservoir. Subclassed by the writer and by the read-only view."""
+    """The read side of a reservoir. Subclassed by the writer and by the read-only view.
+
+    Word indices: ``_record_word0`` is the first word of the record table,
+    record ``slot`` starts at word ``_record_word0 + slot * WORDS_PER_RECORD``;
+    ``_kind_index_word0 + kind * capacity + kind_position % capacity`` holds a
+    kind position's global position; latest-table entry ``slot`` starts at
+    word ``_latest_word0 + slot * WORDS_PER_LATEST_ENTRY``.
+    """
 
     busy_timeout_s: float = 2.0
+    _words: memoryview | _ClosedWords  # the segment as u64 words; _ClosedWords once closed
 
     def _bind(self, mapped: Mapped) -> None:
-        self._m = mapped
+        self._m = mapped  # the mapping (views, geometry); named as ringbuf's readers name theirs
         self._words = mapped.words
         self._buf = mapped.buf
-        self._cap = mapped.capacity
-        self._rw0 = mapped.record_word0
-        self._kw0 = mapped.kind_word0
-        self._lw0 = mapped.latest_word0
-        self._lmask = mapped.latest_slots - 1
-        self._unpack_body = _RECORD_BODY.unpack_from
+        self._capacity = mapped.capacity
+        self._record_word0 = mapped.record_word0
+        self._kind_index_word0 = mapped.kind_index_word0
+        self._latest_word0 = mapped.latest_word0
+        self._latest_slot_mask = mapped.latest_slots - 1
+        self._unpack_record_body = RECORD_BODY.unpack_from
         self._descriptor_unpack = {
             int(kind): packer_of(cls).unpack_from for kind, cls in TYPED_DESCRIPTORS.items()
         }
-        self._descriptor_cls = {int(kind): cls for kind, cls in TYPED_DESCRIPTORS.items()}
+        self._descriptor_class = {int(kind): cls for kind, cls in TYPED_DESCRIPTORS.items()}
+        self._busy_deadline_s = 0.0  # time.monotonic() after which a read that keeps failing gives up
 
     # ---- identity -----------------------------------------------------------------------------------------
     @property
@@ -111,7 +139,7 @@ class ReservoirQueries:
     @property
     def capacity(self) -> int:
         """Samples the window can hold; beyond it the oldest are evicted early (``evicted_capacity``)."""
-        return self._cap
+        return self._capacity
 
     @property
     def duration_ns(self) -> int:
@@ -124,11 +152,11 @@ class ReservoirQueries:
 
     @property
     def edge_ns(self) -> int:
-        return self._words[W.EDGE_NS]
+        return self._words[STATUS_WORD.edge_ns]
 
     @property
     def window_start_ns(self) -> int:
-        return self._words[W.WINDOW_START_NS]
+        return self._words[STATUS_WORD.window_start_ns]
 
     def writer_pid(self) -> int:
         return self._m.obj.writer_pid
@@ -145,9 +173,9 @@ class ReservoirQueries:
         if attempt < _SPIN:
             return
         if attempt == _SPIN:
-            self._busy_deadline = time.monotonic() + self.busy_timeout_s
+            self._busy_deadline_s = time.monotonic() + self.busy_timeout_s
         _yield_cpu()
-        if time.monotonic() > self._busy_deadline:
+        if time.monotonic() > self._busy_deadline_s:
             alive = self.writer_alive()
             raise ReservoirBusy(
                 f"reservoir {self._m.name}: no settled read for {self.busy_timeout_s} s; the writer "
@@ -161,10 +189,10 @@ class ReservoirQueries:
         words = self._words
         attempt = 0
         while True:
-            gen = words[W.GENERATION]
-            head = words[W.HEAD]
-            tail = words[W.TAIL]
-            if not gen & 1 and words[W.GENERATION] == gen:
+            generation = words[_GENERATION_WORD]
+            head = words[_HEAD_WORD]
+            tail = words[_TAIL_WORD]
+            if not generation & 1 and words[_GENERATION_WORD] == generation:
                 return tail - head
             attempt += 1
             self._settle(attempt)
@@ -177,15 +205,15 @@ class ReservoirQueries:
         if not 0 <= kind < KIND_COUNT:
             check_kind(kind)
         words = self._words
-        head_word = W.KIND_HEAD + kind
-        tail_word = W.KIND_TAIL + kind
+        kind_head_word = _KIND_HEAD_WORD0 + kind
+        kind_tail_word = _KIND_TAIL_WORD0 + kind
         attempt = 0
         while True:
-            gen = words[W.GENERATION]
-            head = words[head_word]
-            tail = words[tail_word]
-            if not gen & 1 and words[W.GENERATION] == gen:
-                return tail - head
+            generation = words[_GENERATION_WORD]
+            kind_head = words[kind_head_word]
+            kind_tail = words[kind_tail_word]
+            if not generation & 1 and words[_GENERATION_WORD] == generation:
+                return kind_tail - kind_head
             attempt += 1
             self._settle(attempt)
 
@@ -194,10 +222,10 @@ class ReservoirQueries:
         words = self._words
         attempt = 0
         while True:
-            gen = words[W.GENERATION]
-            head = words[W.HEAD]
-            tail = words[W.TAIL]
-            if not gen & 1 and words[W.GENERATION] == gen:
+            generation = words[_GENERATION_WORD]
+            head = words[_HEAD_WORD]
+            tail = words[_TAIL_WORD]
+            if not generation & 1 and words[_GENERATION_WORD] == generation:
                 return head, tail
             attempt += 1
             self._settle(attempt)
@@ -209,26 +237,28 @@ class ReservoirQueries:
         Raises IndexError when ``index`` is not below :meth:`count`.
         """
         words = self._words
-        cap = self._cap
-        rw0 = self._rw0
+        capacity = self._capacity
+        record_word0 = self._record_word0
         attempt = 0
         while True:
-            head = words[W.HEAD]
-            if index < 0 or index >= words[W.TAIL] - head:
+            head = words[_HEAD_WORD]
+            if index < 0 or index >= words[_TAIL_WORD] - head:
                 raise IndexError(
                     f"reservoir {self._m.name}: index {index} outside the window of {self.count()} samples"
                 )
             position = head + index
-            rw = rw0 + (position % cap) * 8
+            record_word = record_word0 + (position % capacity) * WORDS_PER_RECORD
             stamp = position + 1
-            if words[rw] == stamp:
+            if words[record_word] == stamp:
                 if _READ_FENCE is not None:
                     _READ_FENCE()
-                sensor, ts, arrival, seq, payload, flags, reserved, kp = self._unpack_body(self._buf, rw * 8 + 8)
+                sensor, timestamp_ns, arrival_ns, sequence, payload, flags, reserved, kind_word = \
+                    self._unpack_record_body(self._buf, (record_word + _BODY_WORD) * 8)
                 if _READ_FENCE is not None:
                     _READ_FENCE()
-                if words[rw] == stamp and words[W.HEAD] <= position:
-                    return Sample(KINDS[kp >> KIND_SHIFT], position, sensor, ts, arrival, seq, payload, flags, reserved)
+                if words[record_word] == stamp and words[_HEAD_WORD] <= position:
+                    return Sample(KINDS[kind_word >> KIND_SHIFT], position, sensor, timestamp_ns, arrival_ns,
+                                  sequence, payload, flags, reserved)
             attempt += 1
             self._settle(attempt)
 
@@ -237,54 +267,59 @@ class ReservoirQueries:
         if not 0 <= kind < KIND_COUNT:
             check_kind(kind)
         words = self._words
-        cap = self._cap
-        head_word = W.KIND_HEAD + kind
-        tail_word = W.KIND_TAIL + kind
-        index_word0 = self._kw0 + kind * cap
-        rw0 = self._rw0
-        tag = kind << KIND_SHIFT
+        capacity = self._capacity
+        kind_head_word = _KIND_HEAD_WORD0 + kind
+        kind_tail_word = _KIND_TAIL_WORD0 + kind
+        kind_index_word0 = self._kind_index_word0 + kind * capacity
+        record_word0 = self._record_word0
+        kind_tag = kind << KIND_SHIFT
         attempt = 0
         while True:
-            kind_head = words[head_word]
-            if index < 0 or index >= words[tail_word] - kind_head:
+            kind_head = words[kind_head_word]
+            if index < 0 or index >= words[kind_tail_word] - kind_head:
                 raise IndexError(
                     f"reservoir {self._m.name}: index {index} outside the {KINDS[kind].name} view "
                     f"of {self.view_count(kind)} samples"
                 )
-            kpos = kind_head + index
-            position = words[index_word0 + kpos % cap]
-            rw = rw0 + (position % cap) * 8
+            kind_position = kind_head + index
+            position = words[kind_index_word0 + kind_position % capacity]
+            record_word = record_word0 + (position % capacity) * WORDS_PER_RECORD
             stamp = position + 1
-            if words[rw] == stamp:
+            if words[record_word] == stamp:
                 if _READ_FENCE is not None:
                     _READ_FENCE()
-                sensor, ts, arrival, seq, payload, flags, reserved, kp = self._unpack_body(self._buf, rw * 8 + 8)
+                sensor, timestamp_ns, arrival_ns, sequence, payload, flags, reserved, kind_word = \
+                    self._unpack_record_body(self._buf, (record_word + _BODY_WORD) * 8)
                 if _READ_FENCE is not None:
                     _READ_FENCE()
-                if words[rw] == stamp and kp == tag | kpos and words[head_word] <= kpos:
-                    return Sample(KINDS[kind], position, sensor, ts, arrival, seq, payload, flags, reserved)
+                if (words[record_word] == stamp and kind_word == kind_tag | kind_position
+                        and words[kind_head_word] <= kind_position):
+                    return Sample(KINDS[kind], position, sensor, timestamp_ns, arrival_ns, sequence, payload, flags,
+                                  reserved)
             attempt += 1
             self._settle(attempt)
 
     def read_at(self, position: int) -> Sample:
         """The sample at global ``position``; :class:`Evicted` if it left the window, IndexError if not yet pushed."""
         words = self._words
-        rw = self._rw0 + (position % self._cap) * 8
+        record_word = self._record_word0 + (position % self._capacity) * WORDS_PER_RECORD
         stamp = position + 1
         attempt = 0
         while True:
-            if words[W.HEAD] > position:
+            if words[_HEAD_WORD] > position:
                 raise Evicted(f"reservoir {self._m.name}: position {position} has left the window")
-            if position >= words[W.TAIL] or position < 0:
+            if position >= words[_TAIL_WORD] or position < 0:
                 raise IndexError(f"reservoir {self._m.name}: position {position} has not been pushed yet")
-            if words[rw] == stamp:
+            if words[record_word] == stamp:
                 if _READ_FENCE is not None:
                     _READ_FENCE()
-                sensor, ts, arrival, seq, payload, flags, reserved, kp = self._unpack_body(self._buf, rw * 8 + 8)
+                sensor, timestamp_ns, arrival_ns, sequence, payload, flags, reserved, kind_word = \
+                    self._unpack_record_body(self._buf, (record_word + _BODY_WORD) * 8)
                 if _READ_FENCE is not None:
                     _READ_FENCE()
-                if words[rw] == stamp and words[W.HEAD] <= position:
-                    return Sample(KINDS[kp >> KIND_SHIFT], position, sensor, ts, arrival, seq, payload, flags, reserved)
+                if words[record_word] == stamp and words[_HEAD_WORD] <= position:
+                    return Sample(KINDS[kind_word >> KIND_SHIFT], position, sensor, timestamp_ns, arrival_ns,
+                                  sequence, payload, flags, reserved)
             attempt += 1
             self._settle(attempt)
 
@@ -302,11 +337,11 @@ class ReservoirQueries:
         words = self._words
         attempt = 0
         while True:
-            gen = words[W.GENERATION]
-            head = words[W.KIND_HEAD + kind]
-            tail = words[W.KIND_TAIL + kind]
-            if not gen & 1 and words[W.GENERATION] == gen:
-                return head, tail
+            generation = words[_GENERATION_WORD]
+            kind_head = words[_KIND_HEAD_WORD0 + kind]
+            kind_tail = words[_KIND_TAIL_WORD0 + kind]
+            if not generation & 1 and words[_GENERATION_WORD] == generation:
+                return kind_head, kind_tail
             attempt += 1
             self._settle(attempt)
 
@@ -319,32 +354,35 @@ class ReservoirQueries:
         if not 0 <= kind < KIND_COUNT:
             check_kind(kind)
         words = self._words
-        cap = self._cap
-        head_word = W.KIND_HEAD + kind
-        rw0 = self._rw0
-        index_word = self._kw0 + kind * cap + kind_position % cap
-        tag = kind << KIND_SHIFT
+        capacity = self._capacity
+        kind_head_word = _KIND_HEAD_WORD0 + kind
+        record_word0 = self._record_word0
+        kind_index_word = self._kind_index_word0 + kind * capacity + kind_position % capacity
+        kind_tag = kind << KIND_SHIFT
         attempt = 0
         while True:
-            if words[head_word] > kind_position:
+            if words[kind_head_word] > kind_position:
                 raise Evicted(
                     f"reservoir {self._m.name}: {KINDS[kind].name} position {kind_position} has left the window"
                 )
-            if kind_position >= words[W.KIND_TAIL + kind] or kind_position < 0:
+            if kind_position >= words[_KIND_TAIL_WORD0 + kind] or kind_position < 0:
                 raise IndexError(
                     f"reservoir {self._m.name}: {KINDS[kind].name} position {kind_position} has not been pushed yet"
                 )
-            position = words[index_word]
-            rw = rw0 + (position % cap) * 8
+            position = words[kind_index_word]
+            record_word = record_word0 + (position % capacity) * WORDS_PER_RECORD
             stamp = position + 1
-            if words[rw] == stamp:
+            if words[record_word] == stamp:
                 if _READ_FENCE is not None:
                     _READ_FENCE()
-                sensor, ts, arrival, seq, payload, flags, reserved, kp = self._unpack_body(self._buf, rw * 8 + 8)
+                sensor, timestamp_ns, arrival_ns, sequence, payload, flags, reserved, kind_word = \
+                    self._unpack_record_body(self._buf, (record_word + _BODY_WORD) * 8)
                 if _READ_FENCE is not None:
                     _READ_FENCE()
-                if words[rw] == stamp and kp == tag | kind_position and words[head_word] <= kind_position:
-                    return Sample(KINDS[kind], position, sensor, ts, arrival, seq, payload, flags, reserved)
+                if (words[record_word] == stamp and kind_word == kind_tag | kind_position
+                        and words[kind_head_word] <= kind_position):
+                    return Sample(KINDS[kind], position, sensor, timestamp_ns, arrival_ns, sequence, payload, flags,
+                                  reserved)
             attempt += 1
             self._settle(attempt)
 
@@ -355,34 +393,35 @@ class ReservoirQueries:
         search probes. :class:`Evicted` / IndexError as :meth:`read_kind_at`.
         """
         words = self._words
-        cap = self._cap
-        head_word = W.KIND_HEAD + kind
-        index_word = self._kw0 + kind * cap + kind_position % cap
-        rw0 = self._rw0
-        tag = kind << KIND_SHIFT
+        capacity = self._capacity
+        kind_head_word = _KIND_HEAD_WORD0 + kind
+        kind_index_word = self._kind_index_word0 + kind * capacity + kind_position % capacity
+        record_word0 = self._record_word0
+        kind_tag = kind << KIND_SHIFT
         attempt = 0
         while True:
-            if words[head_word] > kind_position:
+            if words[kind_head_word] > kind_position:
                 raise Evicted(
                     f"reservoir {self._m.name}: {KINDS[kind].name} position {kind_position} has left the window"
                 )
-            if kind_position >= words[W.KIND_TAIL + kind] or kind_position < 0:
+            if kind_position >= words[_KIND_TAIL_WORD0 + kind] or kind_position < 0:
                 raise IndexError(
                     f"reservoir {self._m.name}: {KINDS[kind].name} position {kind_position} has not been pushed yet"
                 )
-            position = words[index_word]
-            rw = rw0 + (position % cap) * 8
+            position = words[kind_index_word]
+            record_word = record_word0 + (position % capacity) * WORDS_PER_RECORD
             stamp = position + 1
-            if words[rw] == stamp:
+            if words[record_word] == stamp:
                 if _READ_FENCE is not None:
                     _READ_FENCE()
-                sensor = words[rw + 1]
-                ts = words[rw + 2]
-                kp = words[rw + 7]
+                sensor = words[record_word + _SENSOR_WORD]
+                timestamp_ns = words[record_word + _TIMESTAMP_WORD]
+                kind_word = words[record_word + _KIND_POSITION_WORD]
                 if _READ_FENCE is not None:
                     _READ_FENCE()
-                if words[rw] == stamp and kp == tag | kind_position and words[head_word] <= kind_position:
-                    return sensor, ts
+                if (words[record_word] == stamp and kind_word == kind_tag | kind_position
+                        and words[kind_head_word] <= kind_position):
+                    return sensor, timestamp_ns
             attempt += 1
             self._settle(attempt)
 
@@ -390,18 +429,18 @@ class ReservoirQueries:
         """The kind position of ``sample`` (read back from its record); :class:`Evicted` once it left the window."""
         words = self._words
         position = sample.position
-        rw = self._rw0 + (position % self._cap) * 8
+        record_word = self._record_word0 + (position % self._capacity) * WORDS_PER_RECORD
         stamp = position + 1
         attempt = 0
         while True:
-            if words[W.HEAD] > position:
+            if words[_HEAD_WORD] > position:
                 raise Evicted(f"reservoir {self._m.name}: position {position} has left the window")
-            if words[rw] == stamp:
-                kp = words[rw + 7]
+            if words[record_word] == stamp:
+                kind_word = words[record_word + _KIND_POSITION_WORD]
                 if _READ_FENCE is not None:
                     _READ_FENCE()
-                if words[rw] == stamp:
-                    return kp & KIND_POSITION_MASK
+                if words[record_word] == stamp:
+                    return kind_word & KIND_POSITION_MASK
             attempt += 1
             self._settle(attempt)
 
@@ -410,37 +449,40 @@ class ReservoirQueries:
         if not 0 <= kind < KIND_COUNT:
             check_kind(kind)
         words = self._words
-        mask = self._lmask
-        lw0 = self._lw0
+        slot_mask = self._latest_slot_mask
+        latest_word0 = self._latest_word0
         tag = kind + 1
-        slot = (sensor_id_hash ^ _KIND_MIX[kind]) & mask
+        slot = (sensor_id_hash ^ _KIND_MIX[kind]) & slot_mask
         while True:
-            entry = lw0 + (slot << 2)
-            found = words[entry]
-            if found == tag and words[entry + 1] == sensor_id_hash:
+            entry_word = latest_word0 + slot * WORDS_PER_LATEST_ENTRY
+            found = words[entry_word]
+            if found == tag and words[entry_word + _LATEST_SENSOR_WORD] == sensor_id_hash:
                 break
             if found == 0:
                 return None
-            slot = (slot + 1) & mask
-        rw0 = self._rw0
-        cap = self._cap
+            slot = (slot + 1) & slot_mask
+        position_word = entry_word + _LATEST_POSITION_WORD
+        record_word0 = self._record_word0
+        capacity = self._capacity
         attempt = 0
         while True:
-            stamp = words[entry + 2]
+            stamp = words[position_word]  # position + 1 of the pair's newest sample (0: none yet)
             if stamp == 0:
                 return None
             position = stamp - 1
-            if words[W.HEAD] > position:
+            if words[_HEAD_WORD] > position:
                 return None
-            rw = rw0 + (position % cap) * 8
-            if words[rw] == stamp:
+            record_word = record_word0 + (position % capacity) * WORDS_PER_RECORD
+            if words[record_word] == stamp:
                 if _READ_FENCE is not None:
                     _READ_FENCE()
-                sensor, ts, arrival, seq, payload, flags, reserved, kp = self._unpack_body(self._buf, rw * 8 + 8)
+                sensor, timestamp_ns, arrival_ns, sequence, payload, flags, reserved, _ = \
+                    self._unpack_record_body(self._buf, (record_word + _BODY_WORD) * 8)
                 if _READ_FENCE is not None:
                     _READ_FENCE()
-                if words[rw] == stamp and words[W.HEAD] <= position:
-                    return Sample(KINDS[kind], position, sensor, ts, arrival, seq, payload, flags, reserved)
+                if words[record_word] == stamp and words[_HEAD_WORD] <= position:
+                    return Sample(KINDS[kind], position, sensor, timestamp_ns, arrival_ns, sequence, payload, flags,
+                                  reserved)
             attempt += 1
             self._settle(attempt)
 
@@ -453,34 +495,36 @@ class ReservoirQueries:
         sample's kind carries no descriptor.
         """
         words = self._words
-        if position < 0 or position >= words[W.TAIL]:
+        if position < 0 or position >= words[_TAIL_WORD]:
             raise IndexError(f"reservoir {self._m.name}: position {position} has not been pushed yet")
-        slot = position % self._cap
-        rw = self._rw0 + slot * 8
+        slot = position % self._capacity
+        record_word = self._record_word0 + slot * WORDS_PER_RECORD
+        own_handle = (self._m.handle_id << HANDLE_SEQUENCE_BITS) | position
         stamp = position + 1
         attempt = 0
         while True:
-            if words[W.HEAD] > position or (words[rw] != stamp and words[rw] != 0):
+            if words[_HEAD_WORD] > position or (words[record_word] != stamp and words[record_word] != 0):
                 raise StaleHandle(
                     f"reservoir {self._m.name}: the sample at position {position} has left the window; "
                     "its descriptor is gone (copy what you need while the sample is in the window)"
                 )
-            if words[rw] == stamp:
-                kind = words[rw + 7] >> KIND_SHIFT
+            if words[record_word] == stamp:
+                kind = words[record_word + _KIND_POSITION_WORD] >> KIND_SHIFT
                 unpack = self._descriptor_unpack.get(kind)
                 # A sample carries a descriptor iff its payload handle is its own descriptor handle.
-                has_descriptor = unpack is not None and words[rw + 5] == (self._m.handle_id << 48) | position
-                values = unpack(self._buf, self._m.descriptors_offset + slot * 64) if has_descriptor else None
+                values = None
+                if unpack is not None and words[record_word + _PAYLOAD_WORD] == own_handle:
+                    values = unpack(self._buf, self._m.descriptors_offset + slot * DESCRIPTOR_SLOT_BYTES)
                 if _READ_FENCE is not None:
                     _READ_FENCE()
-                if words[rw] == stamp and words[W.HEAD] <= position:
-                    if not has_descriptor:
+                if words[record_word] == stamp and words[_HEAD_WORD] <= position:
+                    if values is None:
                         raise LookupError(
                             f"reservoir {self._m.name}: the sample at position {position} ({KINDS[kind].name}) "
                             "carries no descriptor: only typed pushes (push_camera_frame, push_audio_block, "
                             "push_render_packet) store one"
                         )
-                    return self._descriptor_cls[kind](*values)
+                    return self._descriptor_class[kind](*values)
             attempt += 1
             self._settle(attempt)
 
@@ -500,60 +544,62 @@ class ReservoirQueries:
         words = self._words
         attempt = 0
         while True:
-            gen = words[W.GENERATION]
-            if not gen & 1:
-                values = _STATUS.unpack_from(self._buf, W.GENERATION * 8)
-                if words[W.GENERATION] == gen:
+            generation = words[_GENERATION_WORD]
+            if not generation & 1:
+                values = _STATUS.unpack_from(self._buf, STATUS_OFFSET)
+                if words[_GENERATION_WORD] == generation:
                     break
             attempt += 1
             self._settle(attempt)
-        v = dict(zip(_STATUS_INDEX, values))
+        word = dict(zip(_STATUS_NAMES, values))
         counts = {
-            f"{k.name.lower()}_count": v[f"tail_{k.name.lower()}"] - v[f"head_{k.name.lower()}"] for k in KINDS
+            f"{k.name.lower()}_count": word[f"tail_{k.name.lower()}"] - word[f"head_{k.name.lower()}"] for k in KINDS
         }
         return ReservoirStatus(
-            generation=gen, edge_ns=v["edge_ns"], window_start_ns=v["window_start_ns"],
-            duration_ns=self._m.duration_ns, capacity=self._cap,
-            total_sample_count=v["tail"] - v["head"], **counts,
-            accepted=v["tail"] + v["late"], stored=v["tail"], late=v["late"], out_of_order=v["out_of_order"],
-            rejected=v["rejected"], evicted_aged=v["evicted_aged"], evicted_disorder=v["evicted_disorder"],
-            evicted_capacity=v["evicted_capacity"], head=v["head"], tail=v["tail"], sensors=v["sensors"],
+            generation=generation, edge_ns=word["edge_ns"], window_start_ns=word["window_start_ns"],
+            duration_ns=self._m.duration_ns, capacity=self._capacity,
+            total_sample_count=word["tail"] - word["head"], **counts,
+            accepted=word["tail"] + word["late"], stored=word["tail"], late=word["late"],
+            out_of_order=word["out_of_order"], rejected=word["rejected"], evicted_aged=word["evicted_aged"],
+            evicted_disorder=word["evicted_disorder"], evicted_capacity=word["evicted_capacity"],
+            head=word["head"], tail=word["tail"], sensors=word["sensors"],
         )
 
     # ---- bulk copy ----------------------------------------------------------------------------------------------
+    def _settled_range(self, head_word: int, tail_word: int) -> tuple[int, int]:
+        """``(words[head_word], words[tail_word])`` copied between two equal even generations."""
+        words = self._words
+        attempt = 0
+        while True:
+            generation = words[_GENERATION_WORD]
+            first, end = words[head_word], words[tail_word]
+            if not generation & 1 and words[_GENERATION_WORD] == generation:
+                return first, end
+            attempt += 1
+            self._settle(attempt)
+
     def snapshot(self, kind: int | None = None) -> np.ndarray:
         """Copy the window (or one view) into a structured array of :data:`SNAPSHOT_DTYPE`, oldest first.
 
         O(n) by nature, vectorised. The result holds the samples that were in
         the window both when the copy began and when it ended.
         """
-        if kind is not None:
-            kind = check_kind(kind)
-        words = self._words
-        cap = self._cap
+        capacity = self._capacity
         records = self._m.records
-        attempt = 0
-        while True:
-            gen = words[W.GENERATION]
-            if kind is None:
-                first, end = words[W.HEAD], words[W.TAIL]
-            else:
-                first, end = words[W.KIND_HEAD + kind], words[W.KIND_TAIL + kind]
-            if not gen & 1 and words[W.GENERATION] == gen:
-                break
-            attempt += 1
-            self._settle(attempt)
-        counters = np.arange(first, end, dtype=np.uint64)
         if kind is None:
-            positions = counters
+            first, end = self._settled_range(_HEAD_WORD, _TAIL_WORD)
+            positions = counters = np.arange(first, end, dtype=np.uint64)
         else:
-            positions = self._m.kind_index[kind][(counters % cap).astype(np.intp)]
-        slots = (positions % cap).astype(np.intp)
+            kind = check_kind(kind)
+            first, end = self._settled_range(_KIND_HEAD_WORD0 + kind, _KIND_TAIL_WORD0 + kind)
+            counters = np.arange(first, end, dtype=np.uint64)
+            positions = self._m.kind_index[kind][(counters % capacity).astype(np.intp)]
+        slots = (positions % capacity).astype(np.intp)
         rows = records[slots]
         if _READ_FENCE is not None:
             _READ_FENCE()
         stamps_after = records["stamp"][slots]
-        head_after = words[W.HEAD]
+        head_after = self._words[_HEAD_WORD]
         ok = (rows["stamp"] == positions + 1) & (stamps_after == positions + 1) & (positions >= head_after)
         if kind is not None:
             ok &= rows["kind_position"] == ((np.uint64(kind) << np.uint64(KIND_SHIFT)) | counters)
@@ -577,30 +623,22 @@ class ReservoirQueries:
         carries no descriptors.
         """
         kind = check_kind(kind)
-        cls = self._descriptor_cls.get(kind)
+        cls = self._descriptor_class.get(kind)
         if cls is None:
             raise LookupError(f"{KINDS[kind].name} samples carry no descriptor; use snapshot({kind})")
-        words = self._words
-        cap = self._cap
+        capacity = self._capacity
         records = self._m.records
-        attempt = 0
-        while True:
-            gen = words[W.GENERATION]
-            first, end = words[W.KIND_HEAD + kind], words[W.KIND_TAIL + kind]
-            if not gen & 1 and words[W.GENERATION] == gen:
-                break
-            attempt += 1
-            self._settle(attempt)
+        first, end = self._settled_range(_KIND_HEAD_WORD0 + kind, _KIND_TAIL_WORD0 + kind)
         counters = np.arange(first, end, dtype=np.uint64)
-        positions = self._m.kind_index[kind][(counters % cap).astype(np.intp)]
-        slots = (positions % cap).astype(np.intp)
+        positions = self._m.kind_index[kind][(counters % capacity).astype(np.intp)]
+        slots = (positions % capacity).astype(np.intp)
         rows = records[slots]
         descriptors = self._m.descriptor_views[kind][slots]
         if _READ_FENCE is not None:
             _READ_FENCE()
         stamps_after = records["stamp"][slots]
-        head_after = words[W.HEAD]
-        own_handle = (np.uint64(self._m.handle_id) << np.uint64(48)) | positions
+        head_after = self._words[_HEAD_WORD]
+        own_handle = (np.uint64(self._m.handle_id) << np.uint64(HANDLE_SEQUENCE_BITS)) | positions
         ok = ((rows["stamp"] == positions + 1) & (stamps_after == positions + 1) & (positions >= head_after)
               & (rows["kind_position"] == ((np.uint64(kind) << np.uint64(KIND_SHIFT)) | counters))
               & (rows["payload_handle"] == own_handle))
@@ -612,11 +650,10 @@ class ReservoirQueries:
             out[name] = rows[name]
         typed = np.empty(len(out), dtype=dtype_of(cls))
         chosen = descriptors[ok]
-        for name in typed.dtype.names:
+        for name, _, _ in struct_fields(typed.dtype):
             typed[name] = chosen[name]
         return out, typed
 
     def __repr__(self) -> str:
         state = "closed" if isinstance(self._words, _ClosedWords) else f"{self.count()} samples"
-        return f"<{type(self).__name__} {self._m.name} capacity={self._cap} {state}>"
-
+        return f"<{type(self).__name__} {self._m.name} capacity={self._capacity} {state}>"

@@ -55,31 +55,33 @@ class Hit(NamedTuple):
     sample: Sample
 
 
-def _first_at_or_after(q: ReservoirQueries, kind: int, sensor: int, start: int, end: int) -> tuple[int, int] | None:
+def _first_at_or_after(reservoir: ReservoirQueries, kind: int, sensor: int, start: int, end: int
+                       ) -> tuple[int, int] | None:
     """``(kind position, time)`` of the sensor's first sample at ``start <= k < end``, or None. May raise Evicted."""
-    probe = q.sensor_time_at
-    k = start
-    while k < end:
-        s, ts = probe(kind, k)
-        if s == sensor:
-            return k, ts
-        k += 1
+    probe = reservoir.sensor_time_at
+    kind_position = start
+    while kind_position < end:
+        probed_sensor, timestamp_ns = probe(kind, kind_position)
+        if probed_sensor == sensor:
+            return kind_position, timestamp_ns
+        kind_position += 1
     return None
 
 
-def _last_before(q: ReservoirQueries, kind: int, sensor: int, end: int, start: int) -> tuple[int, int] | None:
+def _last_before(reservoir: ReservoirQueries, kind: int, sensor: int, end: int, start: int
+                 ) -> tuple[int, int] | None:
     """``(kind position, time)`` of the sensor's last sample at ``start <= k < end`` (None if none)."""
-    probe = q.sensor_time_at
-    k = end - 1
-    while k >= start:
-        s, ts = probe(kind, k)
-        if s == sensor:
-            return k, ts
-        k -= 1
+    probe = reservoir.sensor_time_at
+    kind_position = end - 1
+    while kind_position >= start:
+        probed_sensor, timestamp_ns = probe(kind, kind_position)
+        if probed_sensor == sensor:
+            return kind_position, timestamp_ns
+        kind_position -= 1
     return None
 
 
-def neighbours(q: ReservoirQueries, kind: int, sensor: int, t_ns: int) -> tuple[Hit | None, Hit | None]:
+def neighbours(reservoir: ReservoirQueries, kind: int, sensor: int, t_ns: int) -> tuple[Hit | None, Hit | None]:
     """``(before, after)``: the sensor's last sample with time ``<= t_ns`` and its first with time ``> t_ns``.
 
     Either is None where the window holds no such sample; both are None when
@@ -87,15 +89,17 @@ def neighbours(q: ReservoirQueries, kind: int, sensor: int, t_ns: int) -> tuple[
     """
     for _ in range(RESTARTS):
         try:
-            before, after = _neighbours(q, kind, sensor, t_ns)
-            return (None if before is None else Hit(before, q.read_kind_at(kind, before)),
-                    None if after is None else Hit(after, q.read_kind_at(kind, after)))
+            before, after = _neighbours(reservoir, kind, sensor, t_ns)
+            return (None if before is None else Hit(before, reservoir.read_kind_at(kind, before)),
+                    None if after is None else Hit(after, reservoir.read_kind_at(kind, after)))
         except Evicted:
             continue  # the head passed a probe: search the new window
-    raise Evicted(f"reservoir {q.name}: the window moved under {RESTARTS} searches in a row; is the reader starved?")
+    raise Evicted(
+        f"reservoir {reservoir.name}: the window moved under {RESTARTS} searches in a row; is the reader starved?"
+    )
 
 
-def _neighbours(q: ReservoirQueries, kind: int, sensor: int, t_ns: int) -> tuple[int | None, int | None]:
+def _neighbours(reservoir: ReservoirQueries, kind: int, sensor: int, t_ns: int) -> tuple[int | None, int | None]:
     """Kind positions of ``(before, after)``.
 
     1. Binary search over every sample of the view for the first time after
@@ -109,35 +113,35 @@ def _neighbours(q: ReservoirQueries, kind: int, sensor: int, t_ns: int) -> tuple
        bracket that is known to be right, probing with walks (see the module
        docstring).
     """
-    head, _ = q.kind_bounds(kind)
-    latest = q.latest_for_sensor(kind, sensor)
+    head, _ = reservoir.kind_bounds(kind)
+    latest = reservoir.latest_for_sensor(kind, sensor)
     if latest is None:
         return None, None
-    last_k = q.kind_position_of(latest)
+    latest_kind_position = reservoir.kind_position_of(latest)
     if latest.timestamp_ns <= t_ns:  # the common "now" query, and a sensor that stopped: no search
-        return last_k, None
-    probe = q.sensor_time_at
-    lo, hi = head, last_k
+        return latest_kind_position, None
+    probe = reservoir.sensor_time_at
+    lo, hi = head, latest_kind_position
     while lo < hi:  # 1
         mid = (lo + hi) // 2
         if probe(kind, mid)[1] <= t_ns:
             lo = mid + 1
         else:
             hi = mid
-    behind = _last_before(q, kind, sensor, lo, head)  # 2
-    ahead = _first_at_or_after(q, kind, sensor, lo, last_k + 1)
+    behind = _last_before(reservoir, kind, sensor, lo, head)  # 2
+    ahead = _first_at_or_after(reservoir, kind, sensor, lo, latest_kind_position + 1)
     lo = head
     before = None
     if behind is not None and behind[1] <= t_ns:
         lo, before = behind[0] + 1, behind[0]
-    hi, after = last_k, last_k
+    hi, after = latest_kind_position, latest_kind_position
     if ahead is not None and ahead[1] > t_ns:
         hi, after = ahead[0], ahead[0]
     # 3. Invariant: the sensor's samples below lo are <= t_ns, those at or above hi are > t_ns;
     # ``before`` is its last sample below lo, ``after`` its first at or above hi. (Empty when step 2 settled it.)
     while lo < hi:
         mid = (lo + hi) // 2
-        hit = _first_at_or_after(q, kind, sensor, mid, hi)
+        hit = _first_at_or_after(reservoir, kind, sensor, mid, hi)
         if hit is None:
             hi = mid  # nothing of this sensor in [mid, hi)
         elif hit[1] <= t_ns:
@@ -149,22 +153,22 @@ def _neighbours(q: ReservoirQueries, kind: int, sensor: int, t_ns: int) -> tuple
     return before, after
 
 
-def first_hit(q: ReservoirQueries, kind: int, sensor: int, t_ns: int) -> Hit | None:
+def first_hit(reservoir: ReservoirQueries, kind: int, sensor: int, t_ns: int) -> Hit | None:
     """The sensor's first sample with time ``>= t_ns`` (None if none)."""
-    return neighbours(q, kind, sensor, t_ns - 1)[1]
+    return neighbours(reservoir, kind, sensor, t_ns - 1)[1]
 
 
-def walk(q: ReservoirQueries, kind: int, sensor: int, start: Hit) -> Iterator[Hit]:
+def walk(reservoir: ReservoirQueries, kind: int, sensor: int, start: Hit) -> Iterator[Hit]:
     """``start`` and then every later sample of the same sensor, in push order, up to the current tail.
 
     Raises :class:`Evicted` if the walk falls behind the moving head.
     """
     yield start
-    k = start.kind_position + 1
+    kind_position = start.kind_position + 1
     while True:
-        _, tail = q.kind_bounds(kind)
-        hit = _first_at_or_after(q, kind, sensor, k, tail)
+        _, tail = reservoir.kind_bounds(kind)
+        hit = _first_at_or_after(reservoir, kind, sensor, kind_position, tail)
         if hit is None:
             return
-        yield Hit(hit[0], q.read_kind_at(kind, hit[0]))
-        k = hit[0] + 1
+        yield Hit(hit[0], reservoir.read_kind_at(kind, hit[0]))
+        kind_position = hit[0] + 1

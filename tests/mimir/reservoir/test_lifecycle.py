@@ -13,7 +13,7 @@ from mimir.descriptors import CameraFrameDescriptor, SampleKind
 from mimir.reservoir import (
     Reservoir, ReservoirBusy, ReservoirClosed, ReservoirLayoutMismatch, ReservoirView,
 )
-from mimir.reservoir.layout import KIND_SHIFT, W
+from mimir.reservoir.layout import KIND_SHIFT, RECORD_WORD, STATUS_WORD, WORDS_PER_RECORD
 from ringbuf import Ring
 from ringbuf.hashing import fnv1a_64
 from ringbuf.segment import SegmentExists, SegmentMissing, list_segments, segment_name
@@ -90,7 +90,7 @@ def test_a_view_is_read_only_and_outlives_the_writer(rig):
     view = ReservoirView.attach(rig)
     try:
         with pytest.raises(TypeError):
-            view._m.words[W.HEAD] = 5  # mapped PROT_READ: a view cannot store
+            view._m.words[STATUS_WORD.head] = 5  # mapped PROT_READ: a view cannot store
         res.close()
         assert list_segments(rig) == []  # the writer unlinked it ...
         assert view.count() == 1 and view.read(0).payload_handle == 3  # ... the view's mapping stays valid
@@ -125,21 +125,22 @@ def test_readers_never_return_a_record_the_writer_is_rewriting(rig):
         words[stamp_word] = 1
         assert view.read(0).payload_handle == 1
 
-        gen = words[W.GENERATION]
-        words[W.GENERATION] = gen + 1  # odd: the status words are being updated
+        gen = words[STATUS_WORD.generation]
+        words[STATUS_WORD.generation] = gen + 1  # odd: the status words are being updated
         for query in (view.count, view.status, lambda: view.view_count(0), view.bounds):
             with pytest.raises(ReservoirBusy):
                 query()
-        words[W.GENERATION] = gen
+        words[STATUS_WORD.generation] = gen
         assert view.status().total_sample_count == 2
 
-        camera_index = res._m.kind_word0  # CAMERA_FRAME kind position 0 -> global position 0
+        camera_index = res._m.kind_index_word0  # CAMERA_FRAME kind position 0 -> global position 0
         words[camera_index] = 1  # point it at the audio record: its kind_position cannot match
         with pytest.raises(ReservoirBusy):
             view.read_view(SampleKind.CAMERA_FRAME, 0)
         words[camera_index] = 0
         assert view.read_view(SampleKind.CAMERA_FRAME, 0).payload_handle == 1
-        assert words[res._m.record_word0 + 8 + 7] >> KIND_SHIFT == SampleKind.AUDIO_BLOCK
+        audio_kind_word = res._m.record_word0 + WORDS_PER_RECORD + RECORD_WORD.kind_position  # position 1's
+        assert words[audio_kind_word] >> KIND_SHIFT == SampleKind.AUDIO_BLOCK
 
 
 def test_bad_creation_arguments_are_explained(rig):
