@@ -34,6 +34,9 @@ def record(
     pre_roll: Annotated[float, typer.Option(
         "--pre-roll", help="Also record the S seconds before the command, from the reservoir (at most its window)."
     )] = 0.0,
+    from_start: Annotated[bool, typer.Option(
+        "--from-start", help="Record the rig from its first frame: everything its reservoir still holds, and count "
+                             "what it no longer holds (how the supervisor starts a recorder with the rig).")] = False,
     repair_dir: Annotated[Path | None, typer.Option(
         "--repair", help="Do not record: rebuild the manifest of the take in DIR that a killed recorder left.")] = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print one JSON document at the end.")] = False,
@@ -66,7 +69,8 @@ def record(
         _refuse(f"--duration {duration:g}: give a number of seconds > 0")
     folder = out if out is not None else default_folder(rig)
     try:
-        recorder = Recorder(rig, folder, video=video, split_seconds=split_seconds, pre_roll_s=pre_roll)
+        recorder = Recorder(rig, folder, video=video, split_seconds=split_seconds, pre_roll_s=pre_roll,
+                            from_start=from_start)
     except (BadRecordRequest, RigNotRunning, TakeExists) as exc:
         _refuse(str(exc))
     for left, manifest in repair_leftovers(folder.parent, skip=folder):

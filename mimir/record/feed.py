@@ -143,18 +143,28 @@ class RigFeed:
         self.newest_ns = 0
 
     # ---- where the recording starts -------------------------------------------------------------------------------
-    def start(self, pre_roll_s: float) -> int:
-        """Set every cursor: at the kind tail (record from now), or ``pre_roll_s`` before the edge.
+    def start(self, pre_roll_s: float, *, from_start: bool = False) -> int:
+        """Set every cursor; return the canonical time the recording starts at.
 
-        Returns the canonical time the recording starts at. When the cursor
-        is the kind's very first item (the reservoir still holds everything
-        of that kind), each source is accounted from its ring's item 0.
+        Default: at the kind tail (items indexed from now on). ``pre_roll_s``:
+        at the first item indexed at or after ``edge - pre_roll_s``.
+        ``from_start``: at the kind head (everything the reservoir holds), and
+        every source is accounted from its ring's item 0: what the reservoir no
+        longer held is counted as evicted (a recorder the supervisor starts
+        with the rig records the rig from its first item this way).
         """
         edge = self.view.edge_ns
-        t0 = max(0, edge - round(pre_roll_s * 1e9))
+        t0 = 0 if from_start else max(0, edge - round(pre_roll_s * 1e9))
         for kind in self.kinds:
-            self.cursor[kind] = self._first_at_or_after(kind, t0) if pre_roll_s > 0 else self.view.kind_bounds(kind)[1]
-            self.from_start[kind] = self.cursor[kind] == 0
+            head, tail = self.view.kind_bounds(kind)
+            if from_start:
+                self.cursor[kind] = head
+                self.evictions[kind] += head > 0  # items of the rig's start already gone: a jump from item 0
+            elif pre_roll_s > 0:
+                self.cursor[kind] = self._first_at_or_after(kind, t0)
+            else:
+                self.cursor[kind] = tail
+            self.from_start[kind] = from_start
         return t0
 
     def _first_at_or_after(self, kind: int, t_ns: int) -> int:

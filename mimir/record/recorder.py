@@ -128,16 +128,19 @@ class Recorder:
     :class:`~mimir.contract.RigNotRunning` / :class:`~mimir.snapshot.RigStopped`,
     :class:`~mimir.take.TakeExists`. ``pre_roll_s`` also records what the
     reservoir holds from that many seconds before :meth:`start` (at most the
-    window; the whole window from a rig's first frame when it is younger
-    than its window, which is how a supervisor-started recorder records a
-    rig from its first frame). ``stage_bytes``: memory for frames copied
+    window). ``from_start`` records the rig from its first item: everything
+    the reservoir still holds, each source accounted from its ring's item 0
+    (what already left the reservoir is counted as evicted): how a recorder
+    the supervisor starts with the rig records it from its first frame.
+    ``stage_bytes``: memory for frames copied
     ahead of a stalled writer (default: 512 MiB or a quarter of the
     available memory, whichever is less); ``audio_bytes``: audio waiting for
     the writer. ``board``: publish the status board for `mimir status`.
     """
 
     def __init__(self, rig: str = "default", out: str | os.PathLike | None = None, *, video: str = "raw",
-                 split_seconds: float | None = None, pre_roll_s: float = 0.0, stage_bytes: int | None = None,
+                 split_seconds: float | None = None, pre_roll_s: float = 0.0, from_start: bool = False,
+                 stage_bytes: int | None = None,
                  audio_bytes: int = DEFAULT_AUDIO_BYTES, poll_s: float = 0.02, board: bool = True,
                  flush_interval_s: float = 1.0) -> None:
         if video not in VIDEO_ENCODINGS:
@@ -158,6 +161,7 @@ class Recorder:
         self.video = video
         self.split_seconds = split_seconds
         self.pre_roll_s = pre_roll_s
+        self.from_start = from_start
         self.poll_s = poll_s
         if stage_bytes is None:
             stage_bytes = min(DEFAULT_STAGE_BYTES, psutil.virtual_memory().available // 4)
@@ -181,6 +185,7 @@ class Recorder:
             self.feed = RigFeed(rig, self.view, self.sources, self.queues, self.clock)
             self._doc = {"rig": rig,
                          "record": {"video": video, "split_seconds": split_seconds, "pre_roll_s": pre_roll_s,
+                                    "from_start": from_start,
                                     "recorder": {"pid": os.getpid(), "identity": process.identity()}},
                          "plan": msgspec.to_builtins(self.plan)}
             if board:
@@ -208,8 +213,8 @@ class Recorder:
 
     # ---- control ------------------------------------------------------------------------------------------------
     def start(self) -> "Recorder":
-        """Set the cursors (now, or ``pre_roll_s`` back) and start the reader and writer threads."""
-        self.start_ns = self.feed.start(self.pre_roll_s)
+        """Set the cursors (now, ``pre_roll_s`` back, or the rig's start) and start the reader and writer threads."""
+        self.start_ns = self.feed.start(self.pre_roll_s, from_start=self.from_start)
         self.take.manifest.rig["record"]["start_ns"] = self.start_ns
         self.take.manifest.rig["record"]["started_unix_ns"] = time.time_ns()
         self._started = time.monotonic()

@@ -47,7 +47,7 @@ def fake_rig(rig):
 
 def record_all(rig, out) -> "RecordResult":  # noqa: F821
     """Record the rig from its first item until it stops (the test stops it once everything is published)."""
-    rec = Recorder(rig.rig, out, pre_roll_s=rig.plan.window_ns / 1e9, board=False).start()
+    rec = Recorder(rig.rig, out, from_start=True, board=False).start()
     rig.stop()
     assert rec.wait(60), "the recorder did not finish after the rig stopped"
     return rec.close()
