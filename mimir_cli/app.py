@@ -258,7 +258,7 @@ def _wire() -> None:
     from mimir.snapshot.cli import snapshot
 
     for name in ("rings", "reservoir", "pipeline", "cameras", "audio", "receivers", "take", "gpu", "consumer",
-                 "snapshot", "sync"):
+                 "snapshot", "sync", "record"):
         bench_app.command(name)(getattr(bench_cli, f"bench_{name}"))
     app.command("snapshot")(snapshot)
     app.command("record")(record)

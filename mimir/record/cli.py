@@ -141,7 +141,8 @@ def _document(result) -> dict:
         "error": result.error, "seconds": round(result.wall_s, 3), "bytes": result.bytes,
         "published": result.published, "written": result.written, "skipped": result.skipped,
         "skipped_by_cause": {led.name: led.by_cause() for led in result.ledgers},
-        "staged_frames": result.staged_frames,
+        "staged_frames": result.staged_frames, "cpu_s": round(result.cpu_s, 3),
+        "take_closed_s": round(result.take_closed_s, 3), "payload_bytes": result.payload_bytes,
         "missing": [] if m is None else [{"source": x.source, "what": x.what, "cause": x.cause} for x in m.missing],
     }
 

@@ -92,6 +92,8 @@ class RecordResult:
     wall_s: float
     start_ns: int                     # canonical time the recording started at (after the pre-roll)
     staged_frames: int = 0
+    cpu_s: float = 0.0                # the recording process's CPU time (every thread) while it recorded
+    take_closed_s: float = 0.0        # from the start to the take closed (the writer's drain included)
     published: dict[str, int] = field(default_factory=dict)
     written: dict[str, int] = field(default_factory=dict)
     skipped: dict[str, int] = field(default_factory=dict)
@@ -104,7 +106,13 @@ class RecordResult:
 
     @property
     def bytes(self) -> int:
+        """Bytes of the take's files (as the manifest counts them)."""
         return sum(f.bytes for f in self.manifest.files) if self.manifest is not None else 0
+
+    @property
+    def payload_bytes(self) -> int:
+        """Bytes of the frames and samples written (the rigs' payloads, before encoding)."""
+        return sum(led.written_bytes for led in self.ledgers)
 
 
 @dataclass(frozen=True)
@@ -204,6 +212,7 @@ class Recorder:
         self._failed = threading.Event()
         self._started = 0.0
         self._stopped_at: float | None = None
+        self._closed_at: float | None = None
         self._rate = (0.0, 0, 0.0)          # (monotonic s, written bytes, MB/s) of the last rate sample
         self._free = (0.0, shutil.disk_usage(self.path).free)
         self._declared: list[int | None] = [None] * len(self.sources)
@@ -218,6 +227,7 @@ class Recorder:
         self.take.manifest.rig["record"]["start_ns"] = self.start_ns
         self.take.manifest.rig["record"]["started_unix_ns"] = time.time_ns()
         self._started = time.monotonic()
+        self._cpu0 = sum(psutil.Process().cpu_times()[:2])
         self._writer.start()
         self._reader.start()
         return self
@@ -469,6 +479,7 @@ class Recorder:
                                        + " (sources[].skipped gives each span and cause)"))
         self._note_accounting()
         self.take.close(missing)
+        self._closed_at = time.monotonic()
         self.state = RecorderState.DONE
 
     def _note_accounting(self) -> None:
@@ -484,6 +495,7 @@ class Recorder:
         """The take failed (it is already closed, readable, incomplete): stop reading, count the rest."""
         self.error = message
         self.ended_by = ended_by
+        self._closed_at = time.monotonic()
         self.state = RecorderState.FAILED
         self._failed.set()
         self._stop.set()
@@ -502,6 +514,8 @@ class Recorder:
 
     def _result(self) -> RecordResult:
         manifest = self.take.manifest if self.take is not None else None
+        cpu_s = sum(psutil.Process().cpu_times()[:2]) - self._cpu0 if self._started else 0.0
         return RecordResult(self.path, manifest, [s.ledger for s in self.sources], self.ended_by, self.error,
                             (self._stopped_at or time.monotonic()) - self._started if self._started else 0.0,
-                            self.start_ns, staged_frames=self.queues.staged_frames)
+                            self.start_ns, staged_frames=self.queues.staged_frames, cpu_s=cpu_s,
+                            take_closed_s=(self._closed_at or time.monotonic()) - self._started if self._started else 0.0)
