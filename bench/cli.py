@@ -282,7 +282,7 @@ def bench_record(
         "--workload", help="default (six VGA cameras at 60 fps) | ps3eye (six QVGA Bayer at 187 fps, 192 kHz) | "
                            "small (a smoke run) | all (default and ps3eye)")] = "all",
     video: Annotated[str, typer.Option("--video", help="raw | ffv1 | h264 | all")] = "all",
-    directory: Annotated[str, typer.Option(
+    directory: Annotated[str | None, typer.Option(
         "--dir", help="Folder on the disk to measure (default: the temp folder).")] = None,
     json_out: JsonOut = False,
 ) -> None:

@@ -42,10 +42,13 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+import psutil
+
 __all__ = ["run", "format_table", "WORKLOADS", "ENCODINGS", "DEFAULT_ENCODING"]
 
 WORKLOADS = ("default", "ps3eye", "small")
 ENCODINGS = ("raw", "h264", "ffv1")
+_datasync = getattr(os, "fdatasync", os.fsync)  # macOS and Windows have no fdatasync
 DEFAULT_ENCODING = "raw"  # `mimir record`'s default: the one that keeps up with the default rig here
 
 
@@ -65,7 +68,7 @@ def _config(rig: str, workload: str) -> str:
             f'[[cameras]]\nfamily = "synthetic"\n{cams}\n')
 
 
-def _counters(rig: str, audio_reader) -> dict[str, float]:
+def _counters(rig: str, audio_reader) -> dict[str, int]:
     from mimir.supervisor.status import read_status
 
     status = read_status(rig)
@@ -95,7 +98,7 @@ def _plain_write(path: Path, nbytes: int) -> float:
         left = nbytes
         while left > 0:
             left -= os.write(fd, chunk[: min(left, len(chunk))])
-        os.fdatasync(fd)
+        _datasync(fd)
     finally:
         os.close(fd)
     wall = time.perf_counter() - start
@@ -122,8 +125,8 @@ def _wait_locked(rig: str, sup: subprocess.Popen, settle_s: float) -> None:
     locked_at = None
     while locked_at is None or time.monotonic() < locked_at + settle_s:
         if sup.poll() is not None or time.monotonic() > deadline:
-            raise RuntimeError(f"the rig did not come up and lock (supervisor exit {sup.poll()}): "
-                               f"{sup.stderr.read()[-2000:] if sup.poll() is not None else ''}")
+            err = sup.stderr.read() if sup.poll() is not None and sup.stderr is not None else ""
+            raise RuntimeError(f"the rig did not come up and lock (supervisor exit {sup.poll()}): {err[-2000:]}")
         try:
             if locked_at is None and any(r["name"] == "audio" and r["clock_locked"] for r in read_status(rig).sources):
                 locked_at = time.monotonic()
@@ -144,12 +147,12 @@ def _record(rig: str, seconds: float, out: Path, video: str) -> tuple[dict, floa
 
 def _measure(rig: str, workload: str, seconds: float, video: str, root: Path, audio, quiet: dict,
              progress: Callable[[str], None]) -> dict:
-    progress(f"record bench: {workload} rig, {video}, {seconds:g} s (load {os.getloadavg()[0]:.1f})")
-    load_before = os.getloadavg()[0]
+    progress(f"record bench: {workload} rig, {video}, {seconds:g} s (load {psutil.getloadavg()[0]:.1f})")
+    load_before = psutil.getloadavg()[0]
     before = _counters(rig, audio)
     doc, fsync_s = _record(rig, seconds, root / "take", video)
     during = _delta(_counters(rig, audio), before)
-    load_during = os.getloadavg()[0]
+    load_during = psutil.getloadavg()[0]
     nbytes = doc["bytes"]
     shutil.rmtree(root / "take")
     progress(f"record bench: plain write of the same {nbytes / 1e6:,.0f} MB to the same folder")
@@ -203,7 +206,7 @@ def run(seconds: float = 60.0, *, workloads: Sequence[str] = ("default", "ps3eye
             _wait_locked(rig, sup, settle_s=3.0)
             audio = RingReader.attach(read_plan(rig).source("audio").ring.object_id, rig=rig, register=False)
             progress(f"record bench: {seconds:g} s of the {workload} rig without a recording (load "
-                     f"{os.getloadavg()[0]:.1f})")
+                     f"{psutil.getloadavg()[0]:.1f})")
             before = _counters(rig, audio)
             time.sleep(seconds)
             quiet = _delta(_counters(rig, audio), before)

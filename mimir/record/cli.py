@@ -157,9 +157,8 @@ def _summary(result) -> None:
     console.print(f"{result.path}: {result.wall_s:.1f} s, {result.bytes / 1e6:,.1f} MB, ended by {result.ended_by}; "
                   f"{state}", highlight=False)
     table = Table()
-    for name, justify in (("source", "left"), ("published", "right"), ("written", "right"), ("skipped", "right"),
-                          ("by cause", "left"), ("files", "right"), ("MB", "right")):
-        table.add_column(name, justify=justify)
+    for name in ("source", "published", "written", "skipped", "by cause", "files", "MB"):
+        table.add_column(name, justify="left" if name in ("source", "by cause") else "right")
     for led in result.ledgers:
         files = [f for f in (m.files if m is not None else []) if f.source == led.name and f.role in ("video", "audio")]
         table.add_row(led.name, f"{led.published:,}", f"{led.written:,}", f"{led.skipped_total:,}",

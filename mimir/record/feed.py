@@ -33,6 +33,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import msgspec
 import numpy as np
 
 from mimir.descriptors import HANDLE_SEQUENCE_MASK, AudioBlockRecord, CameraFrameDescriptor, SampleKind
@@ -83,6 +84,12 @@ class FeedSource:
     def period_ns(self) -> int:
         return round(1e9 / self.spec.nominal_hz)
 
+    @property
+    def frame_shape(self) -> tuple[int, ...]:
+        """A camera's frame array shape (height, width[, bytes per pixel])."""
+        assert isinstance(self.take, CameraSource)
+        return self.take.shape
+
 
 def plan_sources(rig: str, plan: RigPlan, video: str) -> tuple[list[FeedSource], list[Missing]]:
     """The sources a take of ``plan`` records, their rings attached; and what it cannot record, with why."""
@@ -95,12 +102,13 @@ def plan_sources(rig: str, plan: RigPlan, video: str) -> tuple[list[FeedSource],
                     missing.append(Missing(cam.source, "frames", "MJPG frames are compressed by the camera; the "
                                                                  "take format holds raw pixels"))
                     continue
-                take = CameraSource(cam.source, worker.width, worker.height, worker.pixel_format, worker.fps,
-                                    encoding=video)
-                out.append(_source(rig, plan.source(cam.source), take, len(out)))
+                camera = msgspec.convert({"name": cam.source, "width": worker.width, "height": worker.height,
+                                          "pixel_format": worker.pixel_format, "nominal_rate_hz": worker.fps,
+                                          "encoding": video}, CameraSource)
+                out.append(_source(rig, plan.source(cam.source), camera, len(out)))
         elif isinstance(worker, AudioWorkerSpec):
-            take = AudioSource(worker.source, worker.channels, worker.rate_hz, "float32")
-            out.append(_source(rig, plan.source(worker.source), take, len(out)))
+            audio = AudioSource(worker.source, worker.channels, worker.rate_hz, "float32")
+            out.append(_source(rig, plan.source(worker.source), audio, len(out)))
     return out, missing
 
 
@@ -115,7 +123,8 @@ def _source(rig: str, spec: SourceSpec, take: CameraSource | AudioSource, index:
     """A source with its ring attached if its worker made it already (else at its first indexed item)."""
     reader = _attach(rig, spec.ring.object_id)
     is_camera = isinstance(take, CameraSource)
-    shape, dtype = ((), None)
+    shape: tuple[int, ...] = ()
+    dtype: np.dtype | None = None
     if reader is not None and is_camera:
         shape, dtype = tuple(reader.layout.payload_shape), payload_dtype_of(reader.layout)
     queue = SourceQueue(index, spec.name, is_camera, spec.nominal_hz, slot_shape=shape, slot_dtype=dtype)
@@ -233,8 +242,9 @@ class RigFeed:
                 continue
             ts, seq = times[i], ring_seqs[i]
             out = pending.setdefault(src.queue.index, [])
-            reader, record = self._resolve(src, seq, ((_CAM_SEQUENCE, sequences[i]), (_CAM_HOST, hosts[i])), ts, out)
-            if reader is _EARLIER:
+            reader, record, earlier = self._resolve(src, seq, ((_CAM_SEQUENCE, sequences[i]), (_CAM_HOST, hosts[i])),
+                                                    ts, out)
+            if earlier:
                 self._orphan(src, ts, out)
                 continue
             if not self._advance(src, seq, ts, CAMERA, out):
@@ -260,16 +270,15 @@ class RigFeed:
                 continue
             ts, seq, frames = times[i], ring_seqs[i], counts[i]
             out = pending.setdefault(src.queue.index, [])
-            reader, record = self._resolve(src, seq, ((_AUDIO_START, starts[i]), (_AUDIO_FRAMES, frames)), ts, out)
-            if reader is _EARLIER:
+            reader, record, earlier = self._resolve(src, seq, ((_AUDIO_START, starts[i]), (_AUDIO_FRAMES, frames)), ts,
+                                                    out)
+            if earlier:
                 self._orphan(src, ts, out)
                 continue
             if not self._advance(src, seq, ts, AUDIO, out):
                 continue
-            samples = None
-            if record is not None and reader is not None:
-                samples = _copy_block(reader, seq, frames)
-            if samples is None:
+            samples = _copy_block(reader, seq, frames) if record is not None and reader is not None else None
+            if samples is None or record is None:
                 out.append(Skipped(ts, ts, 1, Cause.LAPPED))
             elif not self.queues.audio_room(samples.nbytes):
                 out.append(Skipped(ts, ts, 1, Cause.MEMORY))
@@ -314,33 +323,32 @@ class RigFeed:
         out.append(Skipped(ts, ts, 1, Cause.LAPPED))
 
     def _resolve(self, src: FeedSource, seq: int, expect: tuple[tuple[int, int], ...], ts: int,
-                 out: list[Item]) -> tuple[RingReader | None | object, tuple | None]:
-        """The ring incarnation holding item ``seq`` and its ring descriptor (None when no ring holds it now).
+                 out: list[Item]) -> tuple[RingReader | None, tuple | None, bool]:
+        """``(ring incarnation, ring descriptor, earlier)`` of item ``seq``.
 
-        Returns :data:`_EARLIER` for an item of an incarnation older than the
-        one the recorder holds (its ring was replaced before the recorder
+        The descriptor is None when no ring holds the item now (overwritten).
+        ``earlier`` is True for an item of an incarnation older than the one
+        the recorder holds (its ring was replaced before the recorder
         attached): the live ring has another item under that number, or has
         not published that number yet.
         """
         reader = src.reader
-        record = _record(reader, seq, expect) if reader is not None else None
-        if record is not None and record is not False:
-            return reader, record
+        record, other = _record(reader, seq, expect) if reader is not None else (None, False)
+        if record is not None:
+            return reader, record, False
         if reader is not None and not (reader.writer_closed or not reader.writer_alive()):
-            if record is False or seq >= reader.published:
-                return _EARLIER, None
-            return reader, None  # overwritten (lapped) in the live ring
+            return reader, None, other or seq >= reader.published  # else overwritten (lapped) in the live ring
         fresh = _attach(self.rig, src.spec.ring.object_id)
         if fresh is None:
-            return reader, None
-        found = _record(fresh, seq, expect)
+            return reader, None, False
+        found, other = _record(fresh, seq, expect)
         newer = reader is None or reader.writer_closed or fresh.writer_alive() or \
             fresh.writer_pid() != reader.writer_pid()  # a closed ring is unlinked: its name now means another
-        if found is False or not newer:
+        if other or not newer:
             fresh.close()
-            return reader, None
+            return reader, None, False
         self._switch(src, fresh, ts, out)
-        return fresh, found
+        return fresh, found, False
 
     def _switch(self, src: FeedSource, fresh: RingReader, ts: int, out: list[Item]) -> None:
         """Move ``src`` to a new ring incarnation; the old one's items after the last one read were never indexed."""
@@ -386,19 +394,19 @@ class RigFeed:
 
 
 _EMPTY = (np.zeros(0, np.uint8), np.zeros(0, np.uint8))
-_EARLIER = object()  # _resolve: the item belongs to a ring incarnation older than the recorder's
 
 
-def _record(reader: RingReader, seq: int, expect: tuple[tuple[int, int], ...]) -> tuple | None | bool:
-    """Ring item ``seq``'s descriptor if it is the item the reservoir indexed; None if overwritten; False if another."""
+def _record(reader: RingReader, seq: int, expect: tuple[tuple[int, int], ...]) -> tuple[tuple | None, bool]:
+    """``(ring item seq's descriptor, False)`` if it is the item the reservoir indexed; ``(None, False)`` if it
+    was overwritten; ``(None, True)`` if the ring holds another item under that number."""
     try:
         record = reader.descriptor_of(seq)
     except StaleItem:
-        return None
+        return None, False
     for index, value in expect:
         if record[index] != value:
-            return False
-    return record
+            return None, True
+    return record, False
 
 
 def _copy_block(reader: RingReader, seq: int, frames: int) -> np.ndarray | None:

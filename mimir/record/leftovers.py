@@ -37,7 +37,8 @@ def left_by_a_killed_recorder(take_dir: Path) -> bool:
     return not process.alive(int(recorder.get("pid", 0)), int(recorder.get("identity", 0)))
 
 
-def repair_leftovers(parent: str | os.PathLike, *, skip: str | os.PathLike | None = None) -> list[tuple[Path, Manifest]]:
+def repair_leftovers(parent: str | os.PathLike, *,
+                     skip: str | os.PathLike | None = None) -> list[tuple[Path, Manifest]]:
     """Repair every take in ``parent`` (not ``skip``) left by a killed recorder; ``[(folder, new manifest)]``."""
     parent = Path(parent)
     if not parent.is_dir():

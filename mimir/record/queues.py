@@ -37,6 +37,7 @@ calls :meth:`put`, :meth:`stage` and :meth:`finish`, the writer thread
 
 from __future__ import annotations
 
+import itertools
 import math
 import threading
 from collections import deque
@@ -162,38 +163,28 @@ class Queues:
                 if not q.is_camera:
                     continue
                 margin = q.items_for(self.stage_margin_s)
-                items = q.items
-                i = q.decided
-                while i < len(items):
-                    frame = items[i]
-                    if isinstance(frame, Skipped):
-                        i += 1
-                        q.decided = i
-                        continue
-                    if frame.decided:
-                        i += 1
-                        q.decided = i
-                        continue
-                    if ring_life(frame) > margin:
-                        break
-                    buffer = self._buffer(q)
-                    if buffer is None:
-                        break  # the budget is spent: the writer drops this camera's oldest frames if it must
-                    if _copy_into(buffer, frame):
-                        frame.pixels = buffer
-                        self.staged_bytes += buffer.nbytes
-                        self.staged_frames += 1
-                        staged += 1
-                    else:
-                        q.free.append(buffer)
-                        frame.lost = True
-                    i += 1
-                    q.decided = i
+                for frame in itertools.islice(q.items, q.decided, None):  # a deque: walk it, never index it
+                    if isinstance(frame, Frame) and not frame.decided:
+                        if ring_life(frame) > margin:
+                            break
+                        buffer = self._buffer(q)
+                        if buffer is None:
+                            break  # the budget is spent: the writer catches up by dropping, if it must
+                        if _copy_into(buffer, frame):
+                            frame.pixels = buffer
+                            self.staged_bytes += buffer.nbytes
+                            self.staged_frames += 1
+                            staged += 1
+                        else:
+                            q.free.append(buffer)
+                            frame.lost = True
+                    q.decided += 1
         return staged
 
     def _buffer(self, q: SourceQueue) -> np.ndarray | None:
         if q.free:
             return q.free.pop()
+        assert q.slot_dtype is not None, "a camera queue knows its ring's slot"
         nbytes = math.prod(q.slot_shape) * q.slot_dtype.itemsize
         if self.pool_bytes + nbytes > self.stage_bytes:
             return None

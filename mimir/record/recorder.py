@@ -180,7 +180,7 @@ class Recorder:
                                 "`mimir-supervisor start`") from None
         self.sources: list[FeedSource] = []
         self.board: RecorderBoard | None = None
-        self.take: TakeWriter | None = None
+        self._released = False
         try:
             if not self.view.writer_alive():
                 raise RigStopped(f"rig {rig!r} is not running: its supervisor (pid {self.view.writer_pid()}) is "
@@ -201,7 +201,12 @@ class Recorder:
             self.take = TakeWriter(self.path, [s.take for s in self.sources], rig=self._doc,
                                    split_seconds=split_seconds, flush_interval_s=flush_interval_s)
         except BaseException:
-            self._release()
+            if self.board is not None:
+                self.board.close()
+            for src in self.sources:
+                for reader in src.readers:
+                    reader.close()
+            self.view.close()
             raise
         self.state = RecorderState.RECORDING
         self.result: RecordResult | None = None
@@ -263,20 +268,17 @@ class Recorder:
         self.close()
 
     def _release(self) -> None:
-        if hasattr(self, "feed"):
-            self.feed.close()
-        else:
-            for src in self.sources:
-                for reader in src.readers:
-                    reader.close()
-        if self.take is not None and not self.take.closed and not getattr(self, "_started", 0):
+        """Close the take if the recording never started; unmap the rings and the reservoir; remove the board."""
+        if self._released:
+            return
+        self._released = True
+        if not self.take.closed and not self._started:
             self.take.close(missing=[Missing(None, "everything", "the recording never started")])
+        self.feed.close()
         if self.board is not None:
             self.board.close()
             self.board = None
-        if self.view is not None:
-            self.view.close()
-            self.view = None
+        self.view.close()
 
     # ---- progress ---------------------------------------------------------------------------------------------------
     def progress(self) -> Progress:
@@ -385,6 +387,7 @@ class Recorder:
                     continue
                 if item.segment is not None and item.segment.index != self._declared[q.index]:
                     segment = item.segment.take
+                    assert segment is not None, "the queue hands out items of ready segments only"
                     if self._declared[q.index] is None:  # its step happened before this source's recording began
                         segment = msgspec.structs.replace(segment, step_ns=None)
                     take.begin_clock_segment(q.name, segment)
@@ -422,7 +425,7 @@ class Recorder:
                 self._skip(q.index, dropped[0].ts_ns, dropped[-1].ts_ns, len(dropped), Cause.BEHIND)
             return False
         try:
-            take.write_frame(q.name, frame_of_slot(pixels, src.take.shape, frame.stride_bytes), frame.ts_ns,
+            take.write_frame(q.name, frame_of_slot(pixels, src.frame_shape, frame.stride_bytes), frame.ts_ns,
                              sequence=frame.sequence, device_time_ns=frame.device_ns, host_time_ns=frame.host_ns)
         finally:
             self.queues.release(q, frame)
@@ -513,9 +516,11 @@ class Recorder:
                 self.queues.release(q, item)
 
     def _result(self) -> RecordResult:
-        manifest = self.take.manifest if self.take is not None else None
-        cpu_s = sum(psutil.Process().cpu_times()[:2]) - self._cpu0 if self._started else 0.0
-        return RecordResult(self.path, manifest, [s.ledger for s in self.sources], self.ended_by, self.error,
-                            (self._stopped_at or time.monotonic()) - self._started if self._started else 0.0,
+        manifest = self.take.manifest
+        started = self._started
+        cpu_s = sum(psutil.Process().cpu_times()[:2]) - self._cpu0 if started else 0.0
+        wall_s = (self._stopped_at or time.monotonic()) - started if started else 0.0
+        closed_s = (self._closed_at or time.monotonic()) - started if started else 0.0
+        return RecordResult(self.path, manifest, [s.ledger for s in self.sources], self.ended_by, self.error, wall_s,
                             self.start_ns, staged_frames=self.queues.staged_frames, cpu_s=cpu_s,
-                            take_closed_s=(self._closed_at or time.monotonic()) - self._started if self._started else 0.0)
+                            take_closed_s=closed_s)

@@ -16,12 +16,12 @@ status command can import it cheaply.
 from __future__ import annotations
 
 import enum
+from typing import Annotated
 
 import msgspec
 import numpy as np
 
 from ringbuf import F32, F64, U32, U64, ObjectMismatch, Ring, RingReader, SegmentExists, SegmentMissing
-from ringbuf.layout import Bytes
 
 from .ledger import CAUSE_KEY, Cause
 
@@ -31,6 +31,12 @@ __all__ = ["MAX_RECORDERS", "MAX_SOURCES", "RecorderState", "RecorderHeader", "R
 MAX_RECORDERS = 8
 MAX_SOURCES = 64
 OBJECT_PREFIX = "rec"
+
+
+# Fixed-size byte strings (NUL padded): ringbuf.layout.Bytes(n), spelled as aliases a type checker reads.
+Bytes8 = Annotated[bytes, msgspec.Meta(max_length=8, extra={"dtype": "|S8"})]
+Bytes32 = Annotated[bytes, msgspec.Meta(max_length=32, extra={"dtype": "|S32"})]
+Bytes200 = Annotated[bytes, msgspec.Meta(max_length=200, extra={"dtype": "|S200"})]
 
 
 def recorder_object_id(index: int) -> str:
@@ -56,13 +62,13 @@ class RecorderHeader(msgspec.Struct):
     lag_ms: F32                # newest indexed item to newest written item, canonical ms
     sources: U32
     split_seconds: F64         # 0: no splitting
-    video: Bytes(8)
-    out: Bytes(200)
-    error: Bytes(200)
+    video: Bytes8
+    out: Bytes200
+    error: Bytes200
 
 
 class RecorderRow(msgspec.Struct):
-    name: Bytes(32)
+    name: Bytes32
     camera: U32                # 1 camera, 0 audio
     published: U64
     written: U64
@@ -135,12 +141,12 @@ def read_recorders(rig: str) -> list[RecorderStatus]:
             alive = reader.writer_alive()
         finally:
             reader.close()
-        if item is None:
+        if item is None or item.payload is None:
             continue
         header = {k: _decode(v) for k, v in zip(RecorderHeader.__struct_fields__, item.descriptor, strict=True)}
-        rows = []
-        for row in item.payload[: header["sources"]]:
-            rows.append({name: _decode(row[name].item()) for name in item.payload.dtype.names})
+        payload = item.payload
+        rows = [{name: _decode(row[name].item()) for name in RecorderRow.__struct_fields__}
+                for row in payload[: header["sources"]]]
         out.append(RecorderStatus(object_id, alive, header, rows))
     return out
 

@@ -40,7 +40,8 @@ from mimir.record.cli import record
 from mimir.record.ledger import CAUSE_TEXT, Cause
 from mimir.record.status import read_recorders, recorder_lines
 from mimir.supervisor.status import read_status
-from mimir.take import CameraSource, open_take, read_manifest
+from mimir.topology import source_hash
+from mimir.take import open_take, read_manifest
 from ringbuf.segment import list_segments
 from workers.camera.family import CameraMode
 from workers.camera.synthetic import verify_frame
@@ -233,21 +234,12 @@ def test_frames_are_bit_exact_at_the_canonical_time_the_reservoir_indexed(whole_
         restart = int(np.flatnonzero(np.diff(stamps) < 0)[0]) + 1  # the worker's restart: device counter from 0
         for part in (stamps[:restart], stamps[restart:]):
             assert np.array_equal(np.diff(part), np.ones(len(part) - 1)), "a frame missing or doubled"
-        hashes = {CAMERAS[c]: RigConsumerless.hash(CAMERAS[c]) for c in range(2)}
         for i in range(n):
-            key = (hashes[name], int(frames.sequence[i]), int(frames.host_time_ns[i]))
+            key = (source_hash(name), int(frames.sequence[i]), int(frames.host_time_ns[i]))
             if key in walker.frames:
                 assert walker.frames[key] == frames.canonical_ns[i]
                 with_time += 1
     assert with_time >= 0.9 * sum(len(take.frames(c).sequence) for c in CAMERAS)
-
-
-class RigConsumerless:
-    @staticmethod
-    def hash(name: str) -> int:
-        from mimir.topology import source_hash
-
-        return source_hash(name)
 
 
 def test_audio_is_bit_exact_at_its_time(whole_life):
@@ -483,7 +475,8 @@ def test_a_full_disk_stops_the_recording_cleanly_and_the_rig_runs_on(live_rig, s
     # The WAV may hold samples past its last block-table row (the table's last lines never reached the full
     # disk): they have no timestamp; the manifest counts the timed ones and lists the rest as missing.
     in_wav = sum(r.samples.shape[0] for r in take.audio("audio"))
-    untimed = sum(int(x.what.split()[0]) for x in manifest.missing if x.source == "audio" and "samples at the end" in x.what)
+    untimed = sum(int(x.what.split()[0]) for x in manifest.missing
+                  if x.source == "audio" and "samples at the end" in x.what)
     assert in_wav == manifest.source("audio").written_samples + untimed
     time.sleep(0.5)
     status = read_status(live_rig)
