@@ -12,6 +12,21 @@
 The folder format is the take format (docs/take.md); the recorder in docs/record.md.
 """
 
-from .recorder import BadRecordRequest, Recorder, RecordResult, default_folder
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
 
 __all__ = ["Recorder", "RecordResult", "BadRecordRequest", "default_folder"]
+
+if TYPE_CHECKING:
+    from .recorder import BadRecordRequest, Recorder, RecordResult, default_folder
+
+
+def __getattr__(name: str) -> Any:
+    """The recorder loads PyAV, soundfile and the take writer: only when asked for (``mimir status`` imports
+    :mod:`mimir.record.status` alone)."""
+    if name in __all__:
+        from . import recorder
+
+        return getattr(recorder, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -27,15 +27,17 @@ import bisect
 import time
 from collections.abc import Callable
 
+import numpy as np
+
 from mimir.snapshot.segments import Fit, take_segment
 from mimir.supervisor.clock import ClockSegment as RigSegment
-from mimir.supervisor.clock import ClockState
-from mimir.supervisor.clock_board import ClockSnapshot, read_clock
+from mimir.supervisor.clock import ClockState, SegmentReason
+from mimir.supervisor.clock_board import ClockHeader, ClockSnapshot
 from mimir.take import ClockSegment, Missing
-from mimir.topology import RigPlan
-from ringbuf import SegmentMissing
+from mimir.topology import CLOCK, RigPlan
+from ringbuf import RingReader, SegmentMissing
 
-__all__ = ["SegmentSlot", "ClockTracker", "fit_now"]
+__all__ = ["SegmentSlot", "ClockTracker", "ClockBoardReader", "fit_now"]
 
 
 class SegmentSlot:
@@ -74,18 +76,59 @@ def fit_now(rig: str) -> tuple[int, Fit | None]:
     return segment, None
 
 
+class ClockBoardReader:
+    """:func:`mimir.supervisor.clock_board.read_clock` with the board kept mapped between reads.
+
+    The recorder reads the board after every batch of items (50 times a
+    second); mapping it anew each time costs more than the rest of a pass.
+    A board whose writer closed it (a supervisor that stopped) is let go and
+    looked up again on the next read.
+    """
+
+    def __init__(self) -> None:
+        self._reader: RingReader | None = None
+
+    def __call__(self, rig: str) -> ClockSnapshot | None:
+        reader = self._reader
+        if reader is None or reader.writer_closed:
+            self.close()
+            try:
+                reader = self._reader = RingReader.attach(CLOCK, rig=rig, descriptor=ClockHeader, register=False)
+            except (SegmentMissing, ValueError):
+                return None
+        item = reader.latest()
+        if item is None or item.payload is None:
+            return None
+        h = dict(zip(ClockHeader.__struct_fields__, item.descriptor, strict=True))
+        rows: np.ndarray = item.payload[: h["segments"]]
+        segments = tuple(
+            RigSegment(int(r["index"]), ClockState(int(r["state"])), SegmentReason(int(r["reason"])),
+                       int(r["started_host_ns"]), int(r["started_canonical_ns"]), int(r["step_ns"]), int(r["stream"]),
+                       int(r["authority"]))
+            for r in rows
+        )
+        return ClockSnapshot(ClockState(h["state"]), h["stream"], h["segment"], h["relocks"], h["origin_host_ns"],
+                             h["origin_canonical_ns"], h["scale"], h["last_step_ns"], h["published_host_ns"], segments)
+
+    def close(self) -> None:
+        if self._reader is not None:
+            self._reader.close()
+            self._reader = None
+
+
 class ClockTracker:
     """Every clock segment seen during the recording, and what the take must say about them."""
 
     def __init__(self, rig: str, plan: RigPlan, *, fit_wait_s: float = 1.0, fit_poll_s: float = 0.1,
-                 clock_reader: Callable[[str], ClockSnapshot | None] = read_clock,
+                 clock_reader: Callable[[str], ClockSnapshot | None] | None = None,
                  fit_reader: Callable[[str], tuple[int, Fit | None]] = fit_now) -> None:
         self.rig = rig
         w = plan.witness
         self.witness = f"codebook {w.codebook_id} seed {w.seed} (epoch {w.epoch_unix_s:.0f} s)"
         self.fit_wait_ns = round(fit_wait_s * 1e9)
         self.fit_poll_ns = round(fit_poll_s * 1e9)
-        self._read_clock = clock_reader
+        self._board = ClockBoardReader()
+        self._read_clock: Callable[[str], ClockSnapshot | None] = clock_reader or self._board
         self._read_fit = fit_reader
         self.slots: list[SegmentSlot] = []        # oldest first (indices and start times increase)
         self._starts: list[int] = []
@@ -163,8 +206,6 @@ class ClockTracker:
         if self._pending:
             self._settle(time.monotonic_ns() + self.fit_wait_ns)
 
-    def note_unavailable(self) -> None:
-        if not self.available:
-            self.missing.append(Missing(None, "clock segments", "the rig publishes no clock history (no clk "
-                                                                "board): every item is in one segment, steps are "
-                                                                "not marked"))
+    def close(self) -> None:
+        """Let go of the clock board."""
+        self._board.close()

@@ -386,6 +386,7 @@ class RigFeed:
                 self.queues.put(src.queue, [skip])
 
     def close(self) -> None:
+        self.clock.close()
         for src in self.sources:
             for reader in src.readers:
                 reader.close()

@@ -50,7 +50,10 @@ from ringbuf import RingReader, StaleItem
 
 from .clock import SegmentSlot
 
-__all__ = ["Frame", "Block", "Skipped", "SourceQueue", "Queues", "ring_life"]
+__all__ = ["Frame", "Block", "Skipped", "SourceQueue", "Queues", "ring_life", "AUDIO_BATCH", "AUDIO_LEAD_NS"]
+
+AUDIO_BATCH = 512                 # audio blocks handed to the writer at once (one libsndfile write per file)
+AUDIO_LEAD_NS = 100_000_000       # how far a batch of audio may run ahead of the oldest other source
 
 
 @dataclass(slots=True, eq=False)
@@ -197,12 +200,19 @@ class Queues:
             self.cond.notify_all()
 
     # ---- writer side ----------------------------------------------------------------------------------------
-    def next(self, timeout_s: float) -> tuple[SourceQueue, Item] | None:
-        """The oldest ready head of all queues, removed; None when nothing is ready within ``timeout_s``."""
+    def next(self, timeout_s: float) -> tuple[SourceQueue, list[Item]] | None:
+        """The oldest ready head of all queues, removed (with the audio blocks right behind it); None when
+        nothing is ready within ``timeout_s``.
+
+        A head that is an audio block comes with the blocks that follow it in
+        its queue (same clock segment, at most :data:`AUDIO_BATCH` blocks, none
+        later than :data:`AUDIO_LEAD_NS` past the oldest other head), so the
+        writer hands them to the take in one call.
+        """
         with self.cond:
             while True:
-                best = None
-                best_ts = 0
+                best: SourceQueue | None = None
+                best_ts = second_ts = 0
                 for q in self.queues:
                     if not q.items:
                         continue
@@ -210,18 +220,36 @@ class Queues:
                     if head.segment is not None and not head.segment.ready:
                         continue
                     if best is None or head.ts_ns < best_ts:
+                        if best is not None:
+                            second_ts = best_ts
                         best, best_ts = q, head.ts_ns
+                    elif second_ts == 0 or head.ts_ns < second_ts:
+                        second_ts = head.ts_ns
                 if best is not None:
-                    item = best.items.popleft()
-                    if best.decided:
-                        best.decided -= 1
-                    if isinstance(item, Block):
-                        self.queued_audio_bytes -= item.samples.nbytes
-                    return best, item
+                    first = self._pop(best)
+                    items = [first]
+                    if isinstance(first, Block):
+                        limit = second_ts + AUDIO_LEAD_NS if second_ts else None
+                        queue = best.items
+                        while queue and len(items) < AUDIO_BATCH:
+                            nxt = queue[0]
+                            if not isinstance(nxt, Block) or nxt.segment is not first.segment or \
+                                    (limit is not None and nxt.ts_ns > limit):
+                                break
+                            items.append(self._pop(best))
+                    return best, items
                 if self.finished and not any(q.items for q in self.queues):
                     return None
                 if not self.cond.wait(timeout_s):
                     return None
+
+    def _pop(self, q: SourceQueue) -> Item:
+        item = q.items.popleft()
+        if q.decided:
+            q.decided -= 1
+        if isinstance(item, Block):
+            self.queued_audio_bytes -= item.samples.nbytes
+        return item
 
     def drop_behind(self, q: SourceQueue) -> list[Frame]:
         """Remove and return ``q``'s unstaged frames with less than ``drop_to_s`` of ring life left.

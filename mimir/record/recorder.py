@@ -380,8 +380,9 @@ class Recorder:
                         take.flush()
                         last_write = time.monotonic()
                     continue
-                q, item = got
+                q, items = got
                 src = self.sources[q.index]
+                item = items[0]
                 if isinstance(item, Skipped):
                     self._skip(q.index, item.ts_ns, item.last_ns, item.count, Cause(item.cause))
                     continue
@@ -396,7 +397,7 @@ class Recorder:
                     if not self._write_frame(take, q, src, item, scratch):
                         continue
                 else:
-                    self._write_block(take, q, src, item)
+                    self._write_blocks(take, q, src, [b for b in items if isinstance(b, Block)])
                 run = self._runs[q.index]
                 if run is not None:
                     take.skip(q.name, run.first_ns, run.last_ns, run.count, CAUSE_TEXT[run.cause])
@@ -435,14 +436,19 @@ class Recorder:
         led.last_written_ns = frame.ts_ns
         return True
 
-    def _write_block(self, take: TakeWriter, q: SourceQueue, src: FeedSource, block: Block) -> None:
-        take.write_audio(q.name, block.samples, block.ts_ns, start_sample=block.start_sample,
-                         host_time_ns=block.host_ns)
+    def _write_blocks(self, take: TakeWriter, q: SourceQueue, src: FeedSource, blocks: list[Block]) -> None:
+        """Consecutive audio blocks of one source and clock segment, in one call into the take."""
+        if len(blocks) == 1:
+            samples = blocks[0].samples
+        else:
+            samples = np.concatenate([b.samples for b in blocks])
+        take.write_audio_blocks(q.name, samples, [b.ts_ns for b in blocks], [b.start_sample for b in blocks],
+                                [b.samples.shape[0] for b in blocks], [b.host_ns for b in blocks])
         led = src.ledger
-        led.written += 1
-        led.written_samples += block.samples.shape[0]
-        led.written_bytes += block.samples.nbytes
-        led.last_written_ns = block.ts_ns
+        led.written += len(blocks)
+        led.written_samples += samples.shape[0]
+        led.written_bytes += samples.nbytes
+        led.last_written_ns = blocks[-1].ts_ns
 
     def _skip(self, index: int, first_ns: int, last_ns: int, count: int, cause: Cause) -> None:
         """Count skipped items; consecutive skips of one cause become one manifest entry (written when a run ends)."""
@@ -508,12 +514,13 @@ class Recorder:
                 if self.queues.finished and not self.queues.pending():
                     break
                 continue
-            q, item = got
-            count = item.count if isinstance(item, Skipped) else 1
-            cause = Cause(item.cause) if isinstance(item, Skipped) else Cause.FAILED
-            self.sources[q.index].ledger.skipped[cause] += count
-            if isinstance(item, Frame):
-                self.queues.release(q, item)
+            q, items = got
+            for item in items:
+                count = item.count if isinstance(item, Skipped) else 1
+                cause = Cause(item.cause) if isinstance(item, Skipped) else Cause.FAILED
+                self.sources[q.index].ledger.skipped[cause] += count
+                if isinstance(item, Frame):
+                    self.queues.release(q, item)
 
     def _result(self) -> RecordResult:
         manifest = self.take.manifest

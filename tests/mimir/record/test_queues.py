@@ -54,16 +54,37 @@ def cam_queue(index: int = 0) -> SourceQueue:
     return SourceQueue(index, f"cam{index}", True, RATE, slot_shape=(4, 4), slot_dtype=np.dtype(np.uint8))
 
 
+S = 1_000_000_000
+
+
 def test_the_writer_takes_the_oldest_ready_head_of_all_sources():
     cam, mic = cam_queue(0), SourceQueue(1, "mic", False, 750.0)
     q = make(cam, mic)
-    q.put(cam, [Skipped(100, 100, 1, 0), Skipped(300, 300, 1, 0)])
-    q.put(mic, [block(50), block(200), block(400)])
-    order = [q.next(0)[1].ts_ns for _ in range(5)]
-    assert order == [50, 100, 200, 300, 400]
+    q.put(cam, [Skipped(1 * S, 1 * S, 1, 0), Skipped(3 * S, 3 * S, 1, 0)])
+    q.put(mic, [block(S // 2), block(2 * S), block(4 * S)])
+    order = [[i.ts_ns for i in q.next(0)[1]] for _ in range(5)]
+    assert order == [[S // 2], [S], [2 * S], [3 * S], [4 * S]]
     assert q.next(0) is None  # nothing left (and the reader has not finished): times out
     q.finish()
     assert q.next(0) is None and q.finished and not q.pending()
+
+
+def test_audio_blocks_come_in_batches_of_one_segment_not_far_ahead_of_video():
+    cam, mic = cam_queue(0), SourceQueue(1, "mic", False, 750.0)
+    q = make(cam, mic)
+    other = SegmentSlot(RigSegment(2, ClockState.PROVISIONAL, SegmentReason.STEP, 0, 0, 0, 0), 0)
+    other.take = ClockSegment(2)
+    ms = 1_000_000
+    q.put(cam, [Skipped(10 * ms, 10 * ms, 1, 0)])
+    q.put(mic, [block(k * ms) for k in range(0, 150)] + [block(150 * ms, other), block(151 * ms, other)])
+    _, first = q.next(0)
+    assert [b.ts_ns for b in first] == [k * ms for k in range(0, 111)]  # up to the camera's head + 100 ms
+    _, skip = q.next(0)
+    assert isinstance(skip[0], Skipped)
+    _, rest = q.next(0)                   # nothing else is waiting: the rest of the segment at once
+    assert [b.ts_ns for b in rest] == [k * ms for k in range(111, 150)]
+    _, last = q.next(0)                   # a new clock segment starts a new batch
+    assert [b.ts_ns for b in last] == [150 * ms, 151 * ms] and not q.pending()
 
 
 def test_items_wait_until_their_clock_segment_is_ready_and_audio_is_not_held_back_by_video():
@@ -72,10 +93,10 @@ def test_items_wait_until_their_clock_segment_is_ready_and_audio_is_not_held_bac
     q = make(cam, mic)
     q.put(cam, [Skipped(10, 10, 1, 0)])
     q.put(mic, [block(5, slot), block(20, slot)])
-    assert q.next(0)[1].ts_ns == 10      # the older audio waits for its segment's fit; the camera goes on
+    assert q.next(0)[1][0].ts_ns == 10   # the older audio waits for its segment's fit; the camera goes on
     assert q.next(0) is None
     slot.take = ClockSegment(1, "locked")
-    assert [q.next(0)[1].ts_ns for _ in range(2)] == [5, 20]
+    assert [b.ts_ns for b in q.next(0)[1]] == [5, 20]
 
 
 def test_the_writer_wakes_as_soon_as_the_reader_puts_something():
@@ -86,7 +107,7 @@ def test_the_writer_wakes_as_soon_as_the_reader_puts_something():
     t.start()
     q.put(mic, [block(1)])
     t.join(5)
-    assert got and got[0][1].ts_ns == 1
+    assert got and got[0][1][0].ts_ns == 1
 
 
 def test_frames_about_to_be_overwritten_are_staged_within_the_budget(camera):
@@ -107,7 +128,7 @@ def test_frames_about_to_be_overwritten_are_staged_within_the_budget(camera):
         f = cam.items[i]
         assert np.array_equal(f.pixels, np.full((4, 4), f.ring_seq % 256, np.uint8))
         assert not reader.valid(f.ring_seq)
-    _, first = q.next(0)
+    _, (first,) = q.next(0)
     q.release(cam, first)   # its buffer goes back for the next frame the reader stages
     assert q.staged_bytes == 32 and q.pool_bytes == 48 and len(cam.free) == 1
     # Frames 3..14 are overwritten already: found lost, never copied torn; frame 15 (its last moment) is staged.
@@ -135,7 +156,7 @@ def test_a_writer_behind_drops_the_frames_it_cannot_save_in_one_burst(camera):
     q.put(cam, [frame(reader, s) for s in seqs])
     q.put(cam, [Skipped(99_999, 99_999, 2, 0)])
     publish(ring, 5)                  # frames 0..4 are gone; the writer finds frame 0 overwritten
-    _, first = q.next(0)
+    _, (first,) = q.next(0)
     assert not copy_frame(np.empty((4, 4), np.uint8), first)
     dropped = q.drop_behind(cam)
     # Every unstaged frame with less than 1.5 s (15 items) of ring life left goes: frames 1..19.
