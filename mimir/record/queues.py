@@ -50,7 +50,8 @@ from ringbuf import RingReader, StaleItem
 
 from .clock import SegmentSlot
 
-__all__ = ["Frame", "Block", "Skipped", "SourceQueue", "Queues", "ring_life", "AUDIO_BATCH", "AUDIO_LEAD_NS"]
+__all__ = ["Frame", "Block", "Skipped", "SourceQueue", "Queues", "ring_life", "copy_frame", "AUDIO_BATCH",
+           "AUDIO_LEAD_NS"]
 
 AUDIO_BATCH = 512                 # audio blocks handed to the writer at once (one libsndfile write per file)
 AUDIO_LEAD_NS = 100_000_000       # how far a batch of audio may run ahead of the oldest other source
@@ -173,7 +174,7 @@ class Queues:
                         buffer = self._buffer(q)
                         if buffer is None:
                             break  # the budget is spent: the writer catches up by dropping, if it must
-                        if _copy_into(buffer, frame):
+                        if copy_frame(buffer, frame):
                             frame.pixels = buffer
                             self.staged_bytes += buffer.nbytes
                             self.staged_frames += 1
@@ -293,7 +294,7 @@ class Queues:
             return sum(len(q.items) for q in self.queues)
 
 
-def _copy_into(buffer: np.ndarray, frame: Frame) -> bool:
+def copy_frame(buffer: np.ndarray, frame: Frame) -> bool:
     """Copy the frame's ring payload into ``buffer``; False when it was overwritten before or during the copy."""
     try:
         view = frame.reader.payload_view(frame.ring_seq)
@@ -301,8 +302,3 @@ def _copy_into(buffer: np.ndarray, frame: Frame) -> bool:
         return False
     np.copyto(buffer, view)
     return frame.reader.valid(frame.ring_seq)
-
-
-def copy_frame(buffer: np.ndarray, frame: Frame) -> bool:
-    """The writer's copy of an unstaged frame (same checks as staging)."""
-    return _copy_into(buffer, frame)

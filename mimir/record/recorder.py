@@ -55,12 +55,12 @@ from mimir.snapshot import RigStopped
 from mimir.take import VIDEO_ENCODINGS, DiskFull, Manifest, Missing, TakeExists, TakeWriter
 from mimir.take.pixels import frame_of_slot
 from mimir.topology import RESERVOIR
-from ringbuf import SegmentMissing, process
+from ringbuf import SegmentMissing, StaleItem, process
 
 from .clock import ClockTracker
 from .feed import FeedSource, RigFeed, plan_sources
 from .ledger import CAUSE_TEXT, Cause, SkipRun, SourceLedger
-from .queues import Block, Frame, Queues, Skipped, SourceQueue, copy_frame
+from .queues import Block, Frame, Queues, Skipped, SourceQueue
 from .status import RecorderBoard, RecorderHeader, RecorderState
 
 __all__ = ["Recorder", "RecordResult", "BadRecordRequest", "default_folder", "DEFAULT_STAGE_BYTES",
@@ -368,7 +368,6 @@ class Recorder:
     # ---- the writer thread ----------------------------------------------------------------------------------------
     def _write_loop(self) -> None:
         take = self.take
-        scratch: dict[int, np.ndarray] = {}
         last_write = time.monotonic()
         try:
             while True:
@@ -394,7 +393,7 @@ class Recorder:
                     take.begin_clock_segment(q.name, segment)
                     self._declared[q.index] = item.segment.index
                 if isinstance(item, Frame):
-                    if not self._write_frame(take, q, src, item, scratch):
+                    if not self._write_frame(take, q, src, item):
                         continue
                 else:
                     self._write_blocks(take, q, src, [b for b in items if isinstance(b, Block)])
@@ -410,29 +409,36 @@ class Recorder:
         else:
             self._close_take()
 
-    def _write_frame(self, take: TakeWriter, q: SourceQueue, src: FeedSource, frame: Frame,
-                     scratch: dict[int, np.ndarray]) -> bool:
-        pixels = frame.pixels
-        if pixels is None and not frame.lost:
-            buffer = scratch.get(q.index)
-            if buffer is None:
-                buffer = scratch[q.index] = np.empty(q.slot_shape, q.slot_dtype)
-            if copy_frame(buffer, frame):
-                pixels = buffer
-        if pixels is None:  # overwritten before anyone copied it: the writer is behind; catch up in one burst
+    def _write_frame(self, take: TakeWriter, q: SourceQueue, src: FeedSource, frame: Frame) -> bool:
+        """Write one frame: from its staged copy, or straight from its ring slot into the encoder's frame
+        (one copy; the ring's seqlock is checked after it, before anything is written)."""
+        written = False
+        if frame.pixels is not None:
+            try:
+                written = take.write_frame(q.name, frame_of_slot(frame.pixels, src.frame_shape, frame.stride_bytes),
+                                           frame.ts_ns, sequence=frame.sequence, device_time_ns=frame.device_ns,
+                                           host_time_ns=frame.host_ns)
+            finally:
+                self.queues.release(q, frame)
+        elif not frame.lost:
+            reader, seq = frame.reader, frame.ring_seq
+            try:
+                slot = reader.payload_view(seq)
+            except StaleItem:
+                slot = None
+            if slot is not None:
+                written = take.write_frame(q.name, frame_of_slot(slot, src.frame_shape, frame.stride_bytes),
+                                           frame.ts_ns, sequence=frame.sequence, device_time_ns=frame.device_ns,
+                                           host_time_ns=frame.host_ns, still_valid=lambda: reader.valid(seq))
+        if not written:  # overwritten before anyone copied it: the writer is behind; catch up in one burst
             self._skip(q.index, frame.ts_ns, frame.ts_ns, 1, Cause.LAPPED)
             dropped = self.queues.drop_behind(q)
             if dropped:
                 self._skip(q.index, dropped[0].ts_ns, dropped[-1].ts_ns, len(dropped), Cause.BEHIND)
             return False
-        try:
-            take.write_frame(q.name, frame_of_slot(pixels, src.frame_shape, frame.stride_bytes), frame.ts_ns,
-                             sequence=frame.sequence, device_time_ns=frame.device_ns, host_time_ns=frame.host_ns)
-        finally:
-            self.queues.release(q, frame)
         led = src.ledger
         led.written += 1
-        led.written_bytes += pixels.nbytes
+        led.written_bytes += math.prod(src.frame_shape)
         led.last_written_ns = frame.ts_ns
         return True
 

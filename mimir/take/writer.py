@@ -39,7 +39,7 @@ import os
 import shutil
 import re
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -182,8 +182,15 @@ class TakeWriter:
     # ------------------------------------------------------------------ public API
 
     def write_frame(self, camera: str, frame: np.ndarray, canonical_ns: int, *, sequence: int,
-                    device_time_ns: int = 0, host_time_ns: int = 0) -> None:
-        """Append one camera frame (the ring payload array) at its canonical time."""
+                    device_time_ns: int = 0, host_time_ns: int = 0,
+                    still_valid: Callable[[], bool] | None = None) -> bool:
+        """Append one camera frame (the ring payload array) at its canonical time; True when written.
+
+        ``still_valid`` lets a caller hand in a view of memory another process
+        may overwrite (a ring slot): it is called once the frame has been
+        copied into the encoder's frame, and when it returns False nothing is
+        written (the copy may be torn) and False is returned.
+        """
         st = self._state(camera, CameraSource)
         source: CameraSource = st.source
         if frame.dtype != np.uint8 or frame.shape != source.shape:
@@ -192,14 +199,17 @@ class TakeWriter:
         part = self._part_for(st, canonical_ns)
         if st.current is None or part != st.part or st.segment_changed:
             self._roll(st, part, canonical_ns)
+        video: VideoFile = st.current
+        if not self._io(video.video_path, video.write, frame, canonical_ns, sequence, int(device_time_ns),
+                        int(host_time_ns), still_valid):
+            return False  # a gap, if any, is measured at the next frame that is written
         if st.last_sequence is not None and sequence != st.last_sequence + 1:
             st.gaps.append(Gap(st.last_ns, canonical_ns, sequence - st.last_sequence - 1, "frames"))
-        video: VideoFile = st.current
-        self._io(video.video_path, video.write, frame, canonical_ns, sequence, int(device_time_ns), int(host_time_ns))
         st.rows.append((canonical_ns, st.file_index, video.frames - 1, sequence))
         st.last_sequence = sequence
         self._count(st, canonical_ns, 0)
         self._tick()
+        return True
 
     def write_audio(self, source: str, block: np.ndarray, canonical_ns: int, *, start_sample: int,
                     host_time_ns: int = 0) -> None:
