@@ -55,7 +55,6 @@ def record(
         return
     from mimir.config import ConfigError, check_rig_name
     from mimir.contract import RigNotRunning
-    from mimir.process_control import lower_priority
     from mimir.take import TakeExists
 
     from .leftovers import repair_leftovers
@@ -76,7 +75,10 @@ def record(
     for left, manifest in repair_leftovers(folder.parent, skip=folder):
         counts = ", ".join(f"{r.source.name} {r.written:,}" for r in manifest.sources)
         typer.echo(f"mimir record: repaired {left}, left by a killed recorder ({counts})", err=True)
-    lower_priority()  # capture first: the recorder has the rings' spare seconds of slack, capture has none
+    # Normal priority, on purpose: at nice 5 the writer starved behind the rig's own workers on a loaded 2-core
+    # machine (222 -> 31 MB/s within 20 s, then frames dropped), while at nice 0 it kept up without a camera drop
+    # or an audio miss more than without a recording (docs/record.md, "Figures"). Capture is protected by being
+    # a reader: nothing in the rig waits for the recorder, and the supervisor's index loop runs SCHED_FIFO.
     previous = {s: signal.signal(s, lambda *_: recorder.stop()) for s in (signal.SIGTERM, signal.SIGINT)}
     try:
         recorder.start()

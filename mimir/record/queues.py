@@ -28,7 +28,11 @@ Policy (why the writer can fall behind without capture ever waiting):
   drop that camera's unstaged frames with less than ``drop_to_s`` of ring
   life left, in one burst (one manifest entry per burst, not one per frame:
   the writer then spends its time on frames it can still save). Audio is
-  only ever dropped when its own memory budget is full.
+  only ever dropped when its own memory budget is full, and before that
+  happens video gives way: when queued audio passes half its budget the
+  writer drops every queued frame (staged ones too) older than a second
+  before the newest indexed item, so the lag that audio has to hold in memory
+  shrinks to about a second.
 
 Thread safety: every method takes the one condition lock; the reader thread
 calls :meth:`put`, :meth:`stage` and :meth:`finish`, the writer thread
@@ -279,6 +283,40 @@ class Queues:
                     break
                 q.decided += 1
             return dropped
+
+    def audio_pressed(self) -> bool:
+        """True when queued audio passed half its budget: the writer must shed video to catch up."""
+        return self.queued_audio_bytes > self.audio_bytes // 2
+
+    def drop_video_before(self, ts_ns: int) -> dict[int, list[Frame]]:
+        """Remove every queued frame (staged or not) older than ``ts_ns``; ``{queue index: frames}``.
+
+        What the writer does when queued audio presses on its budget: it is
+        behind by seconds, and shedding video is how audio keeps priority
+        (staged frames' buffers go back to their cameras).
+        """
+        dropped: dict[int, list[Frame]] = {}
+        with self.cond:
+            for q in self.queues:
+                if not q.is_camera:
+                    continue
+                kept: deque[Item] = deque()
+                for item in q.items:
+                    if isinstance(item, Frame) and item.ts_ns < ts_ns:
+                        if item.pixels is not None:
+                            self.staged_bytes -= item.pixels.nbytes
+                            q.free.append(item.pixels)
+                            item.pixels = None
+                        dropped.setdefault(q.index, []).append(item)
+                    else:
+                        kept.append(item)
+                q.items = kept
+                q.decided = 0
+                for item in kept:
+                    if isinstance(item, Frame) and not item.decided:
+                        break
+                    q.decided += 1
+        return dropped
 
     def release(self, q: SourceQueue, frame: Frame) -> None:
         """The writer is done with a staged frame: its buffer goes back to the camera's free list."""

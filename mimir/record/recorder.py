@@ -70,6 +70,7 @@ DEFAULT_STAGE_BYTES = 512 << 20   # frames copied ahead of a stalled writer (abo
 DEFAULT_AUDIO_BYTES = 64 << 20    # audio waiting for the writer (40 s of 8 channels at 48 kHz)
 BOARD_PERIOD_S = 0.25
 IDLE_FLUSH_S = 0.5                # the writer flushes when it has had nothing to write for this long
+SHED_KEEP_NS = 1_000_000_000      # audio pressing on its budget: video older than this before the newest goes
 
 
 class BadRecordRequest(ValueError):
@@ -198,8 +199,14 @@ class Recorder:
                          "plan": msgspec.to_builtins(self.plan)}
             if board:
                 self.board = RecorderBoard(rig, label=f"{rig}/recorder {os.getpid()}")
-            self.take = TakeWriter(self.path, [s.take for s in self.sources], rig=self._doc,
-                                   split_seconds=split_seconds, flush_interval_s=flush_interval_s)
+            try:
+                self.take = TakeWriter(self.path, [s.take for s in self.sources], rig=self._doc,
+                                       split_seconds=split_seconds, flush_interval_s=flush_interval_s)
+            except TakeExists:
+                raise
+            except OSError as exc:  # a parent that is a file, no permission, a read-only file system
+                raise BadRecordRequest(f"--out {self.path}: cannot make the take folder there: "
+                                       f"{exc.strerror or exc}") from None
         except BaseException:
             if self.board is not None:
                 self.board.close()
@@ -371,6 +378,8 @@ class Recorder:
         last_write = time.monotonic()
         try:
             while True:
+                if self.queues.audio_pressed() and not self.queues.frozen:
+                    self._shed_video()
                 got = self.queues.next(0.1)
                 if got is None:
                     if self.queues.finished and not self.queues.pending():
@@ -408,6 +417,12 @@ class Recorder:
             self._fail_writer(f"{type(exc).__name__}: {exc}", "error")
         else:
             self._close_take()
+
+    def _shed_video(self) -> None:
+        """Audio presses on its budget: the writer is seconds behind; drop the video older than a second."""
+        cut = self.feed.newest_ns - SHED_KEEP_NS
+        for index, frames in self.queues.drop_video_before(cut).items():
+            self._skip(index, frames[0].ts_ns, frames[-1].ts_ns, len(frames), Cause.BEHIND)
 
     def _write_frame(self, take: TakeWriter, q: SourceQueue, src: FeedSource, frame: Frame) -> bool:
         """Write one frame: from its staged copy, or straight from its ring slot into the encoder's frame

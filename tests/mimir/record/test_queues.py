@@ -177,3 +177,19 @@ def test_audio_has_its_own_budget():
     assert q.audio_room(32) and not q.audio_room(33)
     q.next(0)
     assert q.audio_room(64)
+
+
+def test_audio_pressing_on_its_budget_sheds_old_video_staged_or_not(camera):
+    ring, reader = camera
+    cam, mic = cam_queue(0), SourceQueue(1, "mic", False, 750.0)
+    q = make(cam, mic, stage_bytes=1 << 20, audio_bytes=4 * 32)
+    seqs = publish(ring, 30)
+    q.put(cam, [frame(reader, s, ts=s * S // 10) for s in seqs])   # frames at 0, 0.1 .. 2.9 s
+    assert q.stage() == 1 and cam.items[0].pixels is not None      # frame 0 staged
+    assert not q.audio_pressed()
+    q.put(mic, [block(k) for k in range(3)])                       # 96 of 128 bytes: past half the budget
+    assert q.audio_pressed()
+    dropped = q.drop_video_before(2 * S)
+    assert [f.ring_seq for f in dropped[0]] == list(range(20)) and q.staged_bytes == 0 and len(cam.free) == 1
+    assert [f.ring_seq for f in cam.items] == list(range(20, 30))
+    assert len(mic.items) == 3                                      # audio is never what gives way

@@ -439,6 +439,8 @@ def test_bad_input_is_one_line_and_exit_2(live_rig, tmp_path):
     one_line_exit_2(cli("--rig", live_rig, "--out", str(tmp_path / "a"), "--pre-roll", "3"), "keeps 2 s")
     one_line_exit_2(cli("--rig", live_rig, "--out", str(tmp_path / "a"), "--duration", "-1"), "--duration -1")
     one_line_exit_2(cli("--repair", str(tmp_path / "nothing")), "holds no take")
+    (tmp_path / "file").write_text("not a folder")
+    one_line_exit_2(cli("--rig", live_rig, "--out", str(tmp_path / "file" / "take")), "cannot make the take folder")
     assert not (tmp_path / "a").exists()  # nothing was created for a refused request
 
 
