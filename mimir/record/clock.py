@@ -139,6 +139,11 @@ class ClockTracker:
         self._next_fit_ns = 0
         self._predates_noted = False
 
+    @property
+    def pending(self) -> bool:
+        """True while a locked segment waits for its fit (its items wait with it)."""
+        return bool(self._pending)
+
     def refresh(self, now_ns: int | None = None) -> None:
         """Read the clock board (after reading a batch of items) and settle the segments that became ready."""
         now_ns = time.monotonic_ns() if now_ns is None else now_ns

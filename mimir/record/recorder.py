@@ -361,7 +361,7 @@ class Recorder:
 
     def _settle_clock(self, rig_alive: bool) -> None:
         deadline = time.monotonic() + (self.clock.fit_wait_ns / 1e9 if rig_alive else 0.0)
-        while self.clock._pending and time.monotonic() < deadline:  # noqa: SLF001 - the tracker's own waiting list
+        while self.clock.pending and time.monotonic() < deadline:
             time.sleep(0.05)
             self.clock.refresh()
         self.clock.close_pending()
