@@ -44,13 +44,12 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-import psutil
+from bench.common import load_average_1min, sync_data
 
 __all__ = ["run", "format_table", "WORKLOADS", "ENCODINGS", "DEFAULT_ENCODING"]
 
 WORKLOADS = ("default", "ps3eye", "small")
 ENCODINGS = ("raw", "h264", "ffv1")
-_datasync = getattr(os, "fdatasync", os.fsync)  # macOS and Windows have no fdatasync
 DEFAULT_ENCODING = "raw"  # `mimir record`'s default: the one that keeps up with the default rig here
 
 
@@ -68,6 +67,11 @@ def _config(rig: str, workload: str) -> str:
         raise ValueError(f"unknown workload {workload!r}: use {', '.join(WORKLOADS)}")
     return (f'rig = "{rig}"\n[audio]\nbackend = "synthetic"\n{audio}\n'
             f'[[cameras]]\nfamily = "synthetic"\n{cams}\n')
+
+
+def _load() -> str:
+    load = load_average_1min()
+    return "unknown" if load is None else f"{load:.1f}"
 
 
 def _counters(rig: str, audio_reader) -> dict[str, int]:
@@ -100,7 +104,7 @@ def _plain_write(path: Path, nbytes: int) -> float:
         left = nbytes
         while left > 0:
             left -= os.write(fd, chunk[: min(left, len(chunk))])
-        _datasync(fd)
+        sync_data(fd)
     finally:
         os.close(fd)
     wall = time.perf_counter() - start
@@ -149,14 +153,14 @@ def _record(rig: str, seconds: float, out: Path, video: str) -> tuple[dict, floa
 
 def _measure(rig: str, workload: str, seconds: float, video: str, root: Path, audio, quiet: dict, quiet_s: float,
              progress: Callable[[str], None]) -> dict:
-    progress(f"record bench: {workload} rig, {video}, {seconds:g} s (load {psutil.getloadavg()[0]:.1f})")
-    load_before = psutil.getloadavg()[0]
+    progress(f"record bench: {workload} rig, {video}, {seconds:g} s (load {_load()})")
+    load_before = load_average_1min()
     before = _counters(rig, audio)
     started = time.monotonic()
     doc, fsync_s = _record(rig, seconds, root / "take", video)
     during = _delta(_counters(rig, audio), before)
     during_s = time.monotonic() - started  # the process's start and the writer's drain included
-    load_during = psutil.getloadavg()[0]
+    load_during = load_average_1min()
     nbytes = doc["bytes"]
     shutil.rmtree(root / "take")
     progress(f"record bench: plain write of the same {nbytes / 1e6:,.0f} MB to the same folder")
@@ -175,7 +179,7 @@ def _measure(rig: str, workload: str, seconds: float, video: str, root: Path, au
         "take_vs_plain": round((nbytes / take_s) / (nbytes / plain_s), 3),
         "recorder_cpu_pct": round(100 * doc["cpu_s"] / doc["take_closed_s"], 1),
         "during": during, "during_s": round(during_s, 2), "quiet": quiet, "quiet_s": quiet_s,
-        "load_avg_1min": round(load_during, 2), "load_before": round(load_before, 2),
+        "load_avg_1min": load_during, "load_before": load_before,
         "goals": {
             "capture_lost_nothing": during["lost_overrun"] == 0,
             # per second: the recording's window (start and drain included) is longer than the quiet one
@@ -213,7 +217,7 @@ def run(seconds: float = 60.0, *, workloads: Sequence[str] = ("default", "ps3eye
             _wait_locked(rig, sup, settle_s=3.0)
             audio = RingReader.attach(read_plan(rig).source("audio").ring.object_id, rig=rig, register=False)
             progress(f"record bench: {seconds:g} s of the {workload} rig without a recording (load "
-                     f"{psutil.getloadavg()[0]:.1f})")
+                     f"{_load()})")
             before = _counters(rig, audio)
             started = time.monotonic()
             time.sleep(seconds)
