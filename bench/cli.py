@@ -18,7 +18,7 @@ import typer
 
 __all__ = [
     "bench_rings", "bench_reservoir", "bench_pipeline", "bench_cameras", "bench_audio", "bench_receivers",
-    "bench_take", "bench_gpu", "bench_consumer", "bench_snapshot", "bench_sync", "load", "finite",
+    "bench_take", "bench_gpu", "bench_consumer", "bench_snapshot", "bench_sync", "bench_record", "load", "finite",
 ]
 
 JsonOut = Annotated[bool, typer.Option("--json", help="Print only one JSON document on stdout.")]
@@ -273,3 +273,43 @@ def bench_sync(
         sys.stdout.write(json.dumps(doc) + "\n")
     else:
         typer.echo(sync.format_table(doc))
+
+
+def bench_record(
+    seconds: Annotated[float, typer.Option("--seconds", help="Seconds to record per encoding (and to watch the rig "
+                                                              "without a recording).")] = 60.0,
+    workload: Annotated[str, typer.Option(
+        "--workload", help="default (six VGA cameras at 60 fps) | ps3eye (six QVGA Bayer at 187 fps, 192 kHz) | "
+                           "small (a smoke run) | all (default and ps3eye)")] = "all",
+    video: Annotated[str, typer.Option("--video", help="raw | ffv1 | h264 | all")] = "all",
+    directory: Annotated[str | None, typer.Option(
+        "--dir", help="Folder on the disk to measure (default: the temp folder).")] = None,
+    json_out: JsonOut = False,
+) -> None:
+    """`mimir record` of a live rig per encoding: written vs published, MB/s vs a plain write, capture loss vs none.
+
+    Exit 1 when capture lost anything during a recording or audio was skipped
+    (a correctness failure); a missed speed goal (video skipped) does not
+    change the exit status: the table says MISSED.
+    """
+    import os
+
+    record = load("record")
+    workloads = ("default", "ps3eye") if workload == "all" else (workload,)
+    encodings = record.ENCODINGS if video == "all" else (video,)
+    if not 0 < seconds <= 3600 or any(w not in record.WORKLOADS for w in workloads) \
+            or any(e not in record.ENCODINGS for e in encodings):
+        typer.echo(f"mimir bench record: need 0 < --seconds <= 3600, --workload {'|'.join(record.WORKLOADS)}|all "
+                   f"and --video {'|'.join(record.ENCODINGS)}|all; got {seconds:g}, {workload!r}, {video!r}", err=True)
+        raise typer.Exit(2)
+    if directory is not None and not os.path.isdir(directory):
+        typer.echo(f"mimir bench record: --dir {directory}: no such folder", err=True)
+        raise typer.Exit(2)
+    records = record.run(seconds, workloads=workloads, encodings=encodings, directory=directory, progress=_progress)
+    if json_out:
+        sys.stdout.write(json.dumps({"bench": "record", "machine": _machine(), "results": finite(records)},
+                                    allow_nan=False) + "\n")
+    else:
+        print(record.format_table(records))
+    if any(not (r["goals"]["capture_lost_nothing"] and r["goals"]["zero_skipped_audio"]) for r in records):
+        raise typer.Exit(1)

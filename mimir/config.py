@@ -22,7 +22,7 @@ from mimir.sync.witness_output import DEFAULT_EPOCH_UNIX_S
 
 __all__ = [
     "CameraFamilyConfig", "FeaturesConfig", "AudioConfig", "AudioChannelConfig", "ChannelRole", "SyncConfig", "SupervisionConfig", "ReservoirConfig",
-    "NetworkConfig", "RemoteSourceConfig", "RigConfig", "ConfigError", "load_config", "parse_config",
+    "NetworkConfig", "RemoteSourceConfig", "RecordConfig", "RigConfig", "ConfigError", "load_config", "parse_config",
     "default_rig", "EXAMPLE_TOML", "DEFAULT_EPOCH_UNIX_S", "RIG_NAME_PATTERN", "check_rig_name", "Limits", "LIMITS",
     "FAMILY_FORMATS", "PS3EYE_MODES", "check_fields",
 ]
@@ -199,6 +199,18 @@ class FeaturesConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     changed_threshold: Annotated[int, msgspec.Meta(ge=1, le=255)] = 16  # luma levels a pixel must change by
 
 
+class RecordConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """The rig records itself from its first frame (`mimir record --from-start`, docs/record.md).
+
+    The supervisor starts the recorder before any worker and waits for it;
+    one take folder per rig start, ``<out>/<rig>-YYYYmmdd-HHMMSS``.
+    """
+
+    out: Path_ = "takes"
+    video: Literal["raw", "ffv1", "h264"] = "raw"
+    split_seconds: Seconds | None = None
+
+
 class NetworkConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     """The listener for remote receivers (``mimir.net.RemoteListener``); unknown keys are always refused."""
 
@@ -225,6 +237,7 @@ class RigConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     supervision: SupervisionConfig = msgspec.field(default_factory=SupervisionConfig)
     network: NetworkConfig = msgspec.field(default_factory=NetworkConfig)
     features: FeaturesConfig = msgspec.field(default_factory=FeaturesConfig)
+    record: RecordConfig | None = None  # a [record] section: the supervisor records the rig (docs/record.md)
 
 
 class ConfigError(ValueError):
@@ -399,6 +412,11 @@ enabled = false                 # camera motion features into the reservoir (a p
 device = "auto"                 # cpu | cuda | auto (CUDA where CuPy finds a device)
 cameras = []                    # camera sources, e.g. ["cam.synthetic.0"]; empty = every camera
 changed_threshold = 16          # luma levels a pixel must change by to count as changed
+
+# [record]                      # record the rig from its first frame (mimir record --from-start, docs/record.md)
+# out = "takes"                 # one take folder per rig start: takes/<rig>-YYYYmmdd-HHMMSS
+# video = "raw"                 # raw (lossless; keeps up with the default rig) | ffv1 (lossless, smaller) | h264
+# split_seconds = 60.0          # roll every file over each N seconds of canonical time (default: no splitting)
 
 [network]
 # listen = "tcp://0.0.0.0:5591" # accept remote receivers (mimir receiver) here

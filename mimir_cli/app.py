@@ -254,12 +254,14 @@ def _wire() -> None:
     from workers.camera.cli import camera_worker
     from workers.sync.cli import sync_worker
 
+    from mimir.record.cli import record
     from mimir.snapshot.cli import snapshot
 
     for name in ("rings", "reservoir", "pipeline", "cameras", "audio", "receivers", "take", "gpu", "consumer",
-                 "snapshot", "sync"):
+                 "snapshot", "sync", "record"):
         bench_app.command(name)(getattr(bench_cli, f"bench_{name}"))
     app.command("snapshot")(snapshot)
+    app.command("record")(record)
     app.add_typer(codebook_app, name="codebook", help="The active-witness codebook.")
     app.command("decode")(decode)
     app.command("latency")(latency)

@@ -623,13 +623,30 @@ class ReservoirQueries:
         carries no descriptors.
         """
         kind = check_kind(kind)
+        kind = check_kind(kind)
+        first, end = self._settled_range(_KIND_HEAD_WORD0 + kind, _KIND_TAIL_WORD0 + kind)
+        return self._typed_rows(kind, first, end)
+
+    def typed_range(self, kind: int, first: int, end: int) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`typed_snapshot` of the kind positions ``[first, end)`` only: what a reader walking the view
+        with its own cursor asks for (O(end - first), whatever the window holds).
+
+        Positions that have left the window (below the kind head) or were not
+        pushed yet (at or past the kind tail) are not returned; neither is a
+        sample evicted while it was copied. The caller learns how many were
+        left out by comparing with :meth:`kind_bounds`.
+        """
+        kind = check_kind(kind)
+        head, tail = self.kind_bounds(kind)
+        return self._typed_rows(kind, max(first, head), min(end, tail))
+
+    def _typed_rows(self, kind: int, first: int, end: int) -> tuple[np.ndarray, np.ndarray]:
         cls = self._descriptor_class.get(kind)
         if cls is None:
             raise LookupError(f"{KINDS[kind].name} samples carry no descriptor; use snapshot({kind})")
         capacity = self._capacity
         records = self._m.records
-        first, end = self._settled_range(_KIND_HEAD_WORD0 + kind, _KIND_TAIL_WORD0 + kind)
-        counters = np.arange(first, end, dtype=np.uint64)
+        counters = np.arange(first, max(first, end), dtype=np.uint64)
         positions = self._m.kind_index[kind][(counters % capacity).astype(np.intp)]
         slots = (positions % capacity).astype(np.intp)
         rows = records[slots]

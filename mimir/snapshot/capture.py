@@ -52,6 +52,7 @@ from mimir.take import (
     TakeExists,
     TakeWriter,
 )
+from mimir.take.pixels import frame_of_slot
 from mimir.topology import RESERVOIR, AudioWorkerSpec, CameraWorkerSpec, RigPlan
 from ringbuf import RingReader, SegmentMissing, StaleItem
 
@@ -373,7 +374,7 @@ def _write(folder: Path, rig: str, plan: RigPlan, cameras: list[_Camera], audios
                         continue
                     segment_for(c.name, k)
                     d = c.descriptors[k]
-                    take.write_frame(c.name, _shaped(pixels, c.source, int(d["stride_bytes"])), ts,
+                    take.write_frame(c.name, frame_of_slot(pixels, c.source.shape, int(d["stride_bytes"])), ts,
                                      sequence=int(d["sequence"]), device_time_ns=int(d["device_time_ns"]),
                                      host_time_ns=int(d["host_time_ns"]))
                 else:
@@ -404,16 +405,3 @@ def _write(folder: Path, rig: str, plan: RigPlan, cameras: list[_Camera], audios
     for record in result.manifest.sources:
         result.written[record.source.name] = record.written
     return result
-
-
-def _shaped(pixels: np.ndarray, source: CameraSource, stride_bytes: int) -> np.ndarray:
-    """The ring payload as the take's frame array (a view where the layouts agree, as for every family here)."""
-    if pixels.shape == source.shape:
-        return pixels
-    flat = pixels.reshape(-1)
-    size = int(np.prod(source.shape))
-    if flat.size == size:
-        return flat.reshape(source.shape)
-    row_bytes = size // source.height
-    rows = flat[: source.height * stride_bytes].reshape(source.height, stride_bytes)
-    return rows[:, :row_bytes].reshape(source.shape)

@@ -43,6 +43,7 @@ def start(
         typer.echo(
             f"mimir-supervisor: rig {rig_config.rig!r} running: {cams} cameras, "
             + (f"{audio.channels} audio channels at {audio.rate_hz} Hz" if audio else "no audio")
+            + (f"; recording to {rig.recorder.folder}" if rig.recorder is not None else "")
             + "; watch it with `mimir status --watch" + (f" --rig {rig_config.rig}" if rig_config.rig != "default" else "") + "`",
             err=True,
         )

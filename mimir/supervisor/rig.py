@@ -44,6 +44,7 @@ from mimir.supervisor.clock_board import ClockBoard
 from mimir.supervisor.features import FeatureIndexer
 from mimir.supervisor.indexer import LatencyWindow, RingIndexer
 from mimir.supervisor.processes import SupervisedWorker
+from mimir.supervisor.recorder import RecorderRefused, RigRecorder
 from mimir.supervisor.reference import ReferenceChooser
 from mimir.supervisor.status import (
     MAX_SOURCES, MAX_WORKERS, Health, SourceRow, StatusBoard, SupervisorHeader, WorkerRow, WorkerState, read_status,
@@ -245,6 +246,7 @@ class Rig:
             f"{self.authority_id}: waiting for its time transfer"
         self.authority_uncertainty_ns = 0
         self.claims = None    # mimir.net.claims.ClaimStore (the ``obs`` reservoir) when network.listen is set
+        self.recorder: RigRecorder | None = None  # `mimir record` of the rig when the config has [record]
         self.refusal = ""     # why the rig stopped at start: a worker refused its spec (mimir-supervisor exits 2)
         self._bell = None
         self._active: list[RingIndexer] = []
@@ -410,6 +412,12 @@ class Rig:
                 self.listener = RemoteListener(cfg.network, self.name, codebook=(cfg.sync.codebook_id, cfg.sync.seed),
                                                max_fit_age_s=cfg.network.max_fit_age_s,
                                                time_probe_interval_s=cfg.network.time_probe_interval_s)
+            if cfg.record is not None:  # before any worker: the take holds the rig from its first frame
+                self.recorder = RigRecorder(self.name, cfg.record, cfg.supervision.max_restarts)
+                try:
+                    self.recorder.start()
+                except RecorderRefused as exc:
+                    raise RigStartRefused(f"rig {self.name!r} cannot start: {exc}") from None
             for worker in self.workers:
                 worker.start()
         except BaseException:
@@ -482,6 +490,8 @@ class Rig:
         if self.claims is not None:
             self._index_event_claims()  # moves the observed store's edge to now, so old claims age out
         self.clock_board.publish(self.clock, time.monotonic_ns())
+        if self.recorder is not None:
+            self.recorder.tick()  # a recorder that died is started again, into a new take
         for source in self.sources:
             ix = source.indexer
             if ix is not None and source.gap_open_since_ns and ix.first_host_ns:
@@ -727,6 +737,9 @@ class Rig:
         if self.reservoir is not None:
             self.reservoir.close()
             self.reservoir = None
+        if self.recorder is not None:  # the reservoir is closed: it writes what was indexed and closes its take
+            self.recorder.finish()
+            self.recorder = None
         if self.clock_board is not None:
             self.clock_board.close()
             self.clock_board = None

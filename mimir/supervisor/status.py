@@ -22,6 +22,7 @@ import enum
 import msgspec
 import numpy as np
 
+from mimir.record.status import RecorderStatus, read_recorders, recorder_lines
 from mimir.topology import BOARD_SOURCES, BOARD_WORKERS
 from ringbuf import F32, F64, I32, I64, U32, U64, Ring, RingReader
 from ringbuf.layout import Bytes
@@ -175,6 +176,7 @@ class StatusSnapshot(msgspec.Struct):
     workers: list[dict]
     sources: list[dict]
     reservoir: dict = {}   # the reservoir's own status record: edge, window, per-kind counts, counters
+    recorders: list[RecorderStatus] = []  # running `mimir record`s of this rig (mimir.record.status)
 
 
 def _rows(array: np.ndarray, count: int) -> list[dict]:
@@ -203,7 +205,8 @@ def read_status(rig: str) -> StatusSnapshot:
         header = {k: v.rstrip(b"\0").decode(errors="replace") if isinstance(v, bytes) else v for k, v in header.items()}
         worker_rows = _rows(w_item.payload, header.get("workers", 0)) if w_item else []
         source_rows = _rows(s_item.payload, s_item.descriptor[0]) if s_item else []
-        return StatusSnapshot(rig, alive, header, worker_rows, source_rows, _reservoir_status(rig))
+        return StatusSnapshot(rig, alive, header, worker_rows, source_rows, _reservoir_status(rig),
+                              read_recorders(rig))
     finally:
         sources.close()
         workers.close()
@@ -329,4 +332,7 @@ def text(snapshot: StatusSnapshot) -> str:
             f"{s['lost_overrun']:>8,d} {s['lost_restart_gap']:>6,d} {s['device_dropped']:>8,d} {s['corrupt']:>7,d} "
             f"{s['ring_fill'] * 100:>4.0f}% {_HEALTH_NAMES.get(s['health'], '?'):>7s}  {clock}"
         )
+    if snapshot.recorders:
+        lines.append("")
+        lines.extend(recorder_lines(snapshot.recorders))
     return "\n".join(lines)

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 import av
 import numpy as np
 
-__all__ = ["Layout", "layout", "frame_from_payload", "payload_from_frame"]
+__all__ = ["Layout", "layout", "frame_from_payload", "payload_from_frame", "frame_of_slot"]
 
 
 @dataclass(frozen=True)
@@ -126,3 +126,21 @@ def payload_from_frame(frame: av.VideoFrame, pixel_format: str) -> np.ndarray:
             frame = frame.reformat(format="bgr24")
         return _plane(frame, 0, 3 * w).reshape(h, w, 3).copy()
     raise ValueError(f"unknown pixel format {pixel_format!r}")
+
+
+def frame_of_slot(slot: np.ndarray, shape: tuple[int, ...], stride_bytes: int) -> np.ndarray:
+    """A ring slot's payload as a camera frame array of ``shape`` (a view wherever the layouts agree).
+
+    Rings may hold a frame as rows of ``stride_bytes`` (padding at the end of
+    each row) or flat; the take wants ``(h, w[, c])`` without padding.
+    """
+    if slot.shape == shape:
+        return slot
+    flat = slot.reshape(-1)
+    size = int(np.prod(shape))
+    if flat.size == size:
+        return flat.reshape(shape)
+    height = shape[0]
+    row_bytes = size // height
+    rows = flat[: height * stride_bytes].reshape(height, stride_bytes)
+    return rows[:, :row_bytes].reshape(shape)

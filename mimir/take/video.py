@@ -23,6 +23,7 @@ take writer at least once a second.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from fractions import Fraction
 from pathlib import Path
 
@@ -99,11 +100,15 @@ class VideoFile:
         return self._layout.lossless
 
     def write(self, payload: np.ndarray, canonical_ns: int, sequence: int, device_time_ns: int,
-              host_time_ns: int) -> None:
+              host_time_ns: int, still_valid: Callable[[], bool] | None = None) -> bool:
+        """Encode and write one frame; False (nothing written) when ``still_valid`` says the payload changed
+        while it was copied into the encoder's frame."""
         pts = pts_ms(canonical_ns)
         if self._last_pts is not None and pts <= self._last_pts:
             pts = self._last_pts + 1
         frame = frame_from_payload(payload, self._layout.av_format)
+        if still_valid is not None and not still_valid():
+            return False
         frame.pts = pts
         frame.time_base = TIME_BASE
         for packet in self._stream.encode(frame):
@@ -114,6 +119,7 @@ class VideoFile:
             self.first_ns = canonical_ns
         self.last_ns = canonical_ns
         self.frames += 1
+        return True
 
     def flush(self) -> None:
         """Hand the table's rows to the OS (the video flushes itself cluster by cluster)."""

@@ -39,7 +39,7 @@ import os
 import shutil
 import re
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -75,6 +75,7 @@ from .xdf import (
     StreamInfo,
     XdfWriter,
     block_records,
+    blocks_records,
     samples_records,
     seconds,
 )
@@ -181,8 +182,15 @@ class TakeWriter:
     # ------------------------------------------------------------------ public API
 
     def write_frame(self, camera: str, frame: np.ndarray, canonical_ns: int, *, sequence: int,
-                    device_time_ns: int = 0, host_time_ns: int = 0) -> None:
-        """Append one camera frame (the ring payload array) at its canonical time."""
+                    device_time_ns: int = 0, host_time_ns: int = 0,
+                    still_valid: Callable[[], bool] | None = None) -> bool:
+        """Append one camera frame (the ring payload array) at its canonical time; True when written.
+
+        ``still_valid`` lets a caller hand in a view of memory another process
+        may overwrite (a ring slot): it is called once the frame has been
+        copied into the encoder's frame, and when it returns False nothing is
+        written (the copy may be torn) and False is returned.
+        """
         st = self._state(camera, CameraSource)
         source: CameraSource = st.source
         if frame.dtype != np.uint8 or frame.shape != source.shape:
@@ -191,14 +199,17 @@ class TakeWriter:
         part = self._part_for(st, canonical_ns)
         if st.current is None or part != st.part or st.segment_changed:
             self._roll(st, part, canonical_ns)
+        video: VideoFile = st.current
+        if not self._io(video.video_path, video.write, frame, canonical_ns, sequence, int(device_time_ns),
+                        int(host_time_ns), still_valid):
+            return False  # a gap, if any, is measured at the next frame that is written
         if st.last_sequence is not None and sequence != st.last_sequence + 1:
             st.gaps.append(Gap(st.last_ns, canonical_ns, sequence - st.last_sequence - 1, "frames"))
-        video: VideoFile = st.current
-        self._io(video.video_path, video.write, frame, canonical_ns, sequence, int(device_time_ns), int(host_time_ns))
         st.rows.append((canonical_ns, st.file_index, video.frames - 1, sequence))
         st.last_sequence = sequence
         self._count(st, canonical_ns, 0)
         self._tick()
+        return True
 
     def write_audio(self, source: str, block: np.ndarray, canonical_ns: int, *, start_sample: int,
                     host_time_ns: int = 0) -> None:
@@ -232,6 +243,71 @@ class TakeWriter:
         st.body_samples += n
         self._count(st, canonical_ns, n)
         self._tick()
+
+    def write_audio_blocks(self, source: str, samples: np.ndarray, canonical_ns: Sequence[int],
+                           start_sample: Sequence[int], frames: Sequence[int],
+                           host_time_ns: Sequence[int] | None = None) -> None:
+        """Append consecutive blocks in one call: exactly what :meth:`write_audio` writes block by block (the
+        same files, rows, XDF samples, gaps and split parts), at a fraction of the cost per block.
+
+        ``samples`` holds the blocks back to back, ``(sum(frames), channels)``;
+        the other arguments have one entry per block. Runs of blocks that go
+        into one file are written with one call into libsndfile.
+        """
+        st = self._state(source, AudioSource)
+        spec = st.source
+        assert isinstance(spec, AudioSource)
+        n = len(frames)
+        counts = [int(f) for f in frames]
+        times = [int(t) for t in canonical_ns]
+        starts = [int(x) for x in start_sample]
+        hosts = [0] * n if host_time_ns is None else [int(h) for h in host_time_ns]
+        if samples.ndim != 2 or samples.shape[1] != spec.channels or samples.dtype != np.dtype(spec.sample_format) \
+                or n == 0 or min(counts) <= 0 or sum(counts) != samples.shape[0] \
+                or not len(times) == len(starts) == len(hosts) == n:
+            raise ValueError(f"audio {source!r}: {n} blocks of {samples.dtype} {samples.shape}: expected "
+                             f"{spec.sample_format} (sum(frames), {spec.channels}) with frames > 0 and one time, "
+                             "start sample and host time per block")
+        offsets = [0]
+        for c in counts:
+            offsets.append(offsets[-1] + c)
+        run = 0             # first block of the pending run (blocks that go into the current file together)
+        current = st.current
+        expected = current.next_start_sample if isinstance(current, AudioFile) else None
+        room = current.room_samples() if isinstance(current, AudioFile) else 0
+        for k in range(n):
+            part = self._part_for(st, times[k])
+            gap = expected is not None and starts[k] != expected
+            if st.current is None or part != st.part or st.segment_changed or gap or room < counts[k]:
+                if k > run:
+                    self._audio_run(st, spec, samples, offsets, times, starts, counts, hosts, run, k)
+                if gap and expected is not None and st.last_ns is not None:
+                    st.gaps.append(Gap(st.last_ns, times[k], starts[k] - expected, "samples"))
+                self._roll(st, part, times[k])
+                run = k
+                current = st.current
+                assert isinstance(current, AudioFile)
+                room = current.room_samples()
+            expected = starts[k] + counts[k]
+            room -= counts[k]
+        self._audio_run(st, spec, samples, offsets, times, starts, counts, hosts, run, n)
+        self._tick()
+
+    def _audio_run(self, st: _State, spec: AudioSource, samples: np.ndarray, offsets: list[int], times: list[int],
+                   starts: list[int], counts: list[int], hosts: list[int], a: int, b: int) -> None:
+        """Blocks ``a .. b-1`` into the source's current file, its table and its pending XDF samples."""
+        audio = st.current
+        assert isinstance(audio, AudioFile)
+        values = samples[offsets[a]:offsets[b]]
+        self._io(audio.audio_path, audio.write_blocks, values, times[a:b], starts[a:b], counts[a:b], hosts[a:b])
+        firsts = [float(seconds(t)) for t in times[a:b]]
+        st.bodies.append(blocks_records(values, firsts, counts[a:b]))
+        if st.body_samples == 0:
+            st.body_first_s = firsts[0]
+        st.body_last_s = firsts[-1] + (counts[b - 1] - 1) / spec.sample_rate_hz
+        st.body_samples += offsets[b] - offsets[a]
+        for k in range(a, b):
+            self._count(st, times[k], counts[k])
 
     def begin_clock_segment(self, source: str, segment: ClockSegment) -> None:
         """The items of ``source`` written from now on belong to ``segment`` (a new clock fit).

@@ -41,7 +41,7 @@ import mmap
 import os
 import struct
 import xml.etree.ElementTree as ET
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -122,6 +122,34 @@ def block_records(values: np.ndarray, first_timestamp_s: float) -> bytes:
     rest["tsbytes"] = 0
     rest["values"] = values[1:]
     return head + rest.tobytes()
+
+
+def blocks_records(values: np.ndarray, first_timestamps_s: Sequence[float], frames: Sequence[int]) -> bytes:
+    """:func:`block_records` of consecutive blocks (their rows back to back in ``values``), in one buffer.
+
+    Blocks of one length (the usual case) are packed in one vectorised
+    copy; otherwise block by block.
+    """
+    values = np.ascontiguousarray(values)
+    m = frames[0]
+    if m < 2 or any(n != m for n in frames):
+        parts, start = [], 0
+        for t, n in zip(first_timestamps_s, frames, strict=True):
+            parts.append(block_records(values[start:start + n], t))
+            start += n
+        return b"".join(parts)
+    c = values.shape[1]
+    le = values.dtype.newbyteorder("<")
+    block = np.dtype([("tsbytes", "u1"), ("ts", "<f8"), ("first", le, (c,)),
+                      ("rest", np.dtype([("tsbytes", "u1"), ("values", le, (c,))]), (m - 1,))])
+    out = np.empty(len(frames), block)
+    shaped = values.reshape(len(frames), m, c)
+    out["tsbytes"] = 8
+    out["ts"] = first_timestamps_s
+    out["first"] = shaped[:, 0]
+    out["rest"]["tsbytes"] = 0
+    out["rest"]["values"] = shaped[:, 1:]
+    return out.tobytes()
 
 
 class StreamInfo:

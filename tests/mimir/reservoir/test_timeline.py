@@ -145,3 +145,23 @@ def test_typed_snapshot_gives_every_descriptor_of_the_view(rig):
             assert res.descriptor_at(int(row["position"])).device_time_ns == d["device_time_ns"]
         with pytest.raises(LookupError, match="carry no descriptor"):
             res.typed_snapshot(int(SampleKind.EVENT_CLAIM))
+
+
+def test_typed_range_gives_the_kind_positions_asked_for_that_are_in_the_window(rig):
+    """A cursor walk: [first, end) clipped to the window; what left it (or is not pushed yet) is not returned."""
+    with Reservoir.create(rig, capacity=16, duration_ns=10**15) as res:
+        p = res.producer(SampleKind.CAMERA_FRAME, "cam")
+        for n in range(40):  # capacity 16: kind positions 0..23 have been evicted
+            p.push_camera_frame(10 + n, 10 + n, CameraFrameDescriptor(7, n, 100 + n, 200 + n, 4, 2, 0, 4, 8, 999 + n))
+        assert res.kind_bounds(CAMERA) == (24, 40)
+        rows, descriptors = res.typed_range(CAMERA, 30, 35)
+        assert descriptors["sequence"].tolist() == [30, 31, 32, 33, 34]
+        assert rows["timestamp_ns"].tolist() == [40, 41, 42, 43, 44]
+        rows, descriptors = res.typed_range(CAMERA, 20, 26)  # 20..23 left the window
+        assert descriptors["sequence"].tolist() == [24, 25]
+        rows, descriptors = res.typed_range(CAMERA, 38, 50)  # 40.. not pushed yet
+        assert descriptors["sequence"].tolist() == [38, 39]
+        assert len(res.typed_range(CAMERA, 45, 50)[0]) == 0 and len(res.typed_range(CAMERA, 30, 30)[0]) == 0
+        whole = res.typed_snapshot(CAMERA)
+        walked = res.typed_range(CAMERA, 0, 40)
+        assert np.array_equal(whole[0], walked[0]) and np.array_equal(whole[1], walked[1])
