@@ -152,6 +152,7 @@ def whole_life(tmp_path_factory):
         wait_for(lambda: (root / "rig.toml").exists() and _plan_published(rig), 60, "the rig's plan", sup)
         rec = record_process("--rig", rig, "--out", str(out), "--from-start", "--split-seconds", str(SPLIT_S),
                              "--json")
+        recording_since = time.monotonic()
         walker = Walker(rig)
         wait_for(lambda: _reservoir_has(rig, 10), 60, "frames flowing", sup)
         walker.start()
@@ -163,7 +164,8 @@ def whole_life(tmp_path_factory):
         os.kill(camera_worker["pid"], signal.SIGKILL)  # the supervisor restarts it: a new ring, numbered from 0
         wait_for(lambda: any(w["name"].startswith("camera") and w["restarts"] >= 1 and w["state"] == 1
                              for w in read_status(rig).workers), 60, "the camera worker's restart", sup)
-        time.sleep(3.0)
+        # at least 40 split boundaries in the take, however fast the restart came
+        time.sleep(max(3.0, 40 * SPLIT_S - (time.monotonic() - recording_since)))
     finally:
         stop_rig(sup, None)
         done_out, err = rec.communicate(timeout=120)  # the recorder ends by itself once the rig has stopped
