@@ -12,6 +12,7 @@
         t = rig.view.edge_ns - 100_000_000                 # 100 ms ago, canonical time
         f = rig.frame_at("cam.synthetic.1", t)             # nearest frame; f.skew_ns = f.canonical_ns - t
         clip = rig.frames("cam.synthetic.1", t - 500_000_000, t)   # every frame of a span, in order
+        motion = rig.features("cam.synthetic.1", t - 500_000_000, t)  # its motion features ([features])
         m = rig.moment(t, audio_ms=100)                    # one frame per camera + audio centred on t
         audio = rig.audio(t - 50_000_000, t + 50_000_000)  # float32[frames, channels], a copy
         gpu = rig.frame_at("cam.synthetic.1", t, device="cuda")    # into GPU memory (mimir.gpu)
@@ -38,6 +39,7 @@ import numpy as np
 from mimir.contract import RigNotRunning, read_plan
 from mimir.descriptors import (
     AudioBlockDescriptor,
+    CameraFeature,
     CameraFrameDescriptor,
     SampleKind,
     split_handle,
@@ -50,7 +52,7 @@ from mimir.reservoir import (
     StaleHandle,
     timeline,
 )
-from mimir.topology import RESERVOIR, RigPlan, SourceSpec
+from mimir.topology import RESERVOIR, FeatureWorkerSpec, RigPlan, SourceSpec, feature_source, source_hash
 from ringbuf import RingReader, SegmentMissing, StaleItem
 
 if TYPE_CHECKING:
@@ -65,6 +67,7 @@ POLICIES = ("nearest", "at_or_before")
 DEVICES = ("cpu", "cuda")
 _CAMERA = int(SampleKind.CAMERA_FRAME)
 _AUDIO = int(SampleKind.AUDIO_BLOCK)
+_FEATURE = int(SampleKind.CAMERA_FEATURE)
 _Descriptor = TypeVar("_Descriptor", bound=msgspec.Struct)
 
 
@@ -271,6 +274,35 @@ class RigConsumer:
         else:
             raise Evicted(f"rig {self.rig!r}: the window kept moving past the span's start; ask for a later span")
         return [self._frame(spec, hit.sample, hit.sample.timestamp_ns) for hit in hits]
+
+    def features(self, camera: str, t0_ns: int, t1_ns: int) -> list[CameraFeature]:
+        """The motion features of ``camera``'s frames with canonical time in ``[t0_ns, t1_ns]``, in order.
+
+        One :class:`~mimir.descriptors.CameraFeature` per frame the features
+        worker measured (``[features]`` in the rig config, docs/gpu.md); its
+        ``canonical_ns`` is the frame's own canonical time (so
+        ``frame_at(camera, f.canonical_ns)`` is that frame while it is in the
+        window) and ``sequence`` the frame's. O(log n + records returned).
+        :class:`NoSuchSource` when the rig computes no features for
+        ``camera``; :class:`OutsideWindow` as :meth:`frames`.
+        """
+        if t1_ns < t0_ns:
+            raise ValueError(f"empty span: t1_ns {t1_ns} < t0_ns {t0_ns}")
+        self._camera(camera)
+        measured = [c.source for w in self.plan.workers if isinstance(w, FeatureWorkerSpec) for c in w.cameras]
+        if camera not in measured:
+            raise NoSuchSource(f"rig {self.rig!r} computes no features for {camera!r} "
+                               + (f"(features cover: {', '.join(measured)})" if measured
+                                  else "(enable them with [features] enabled = true)"))
+        self._check_in_window(t0_ns, t1_ns)
+        sensor = source_hash(feature_source(camera))
+        for _ in range(timeline.RESTARTS):
+            try:
+                hits = self._span(_FEATURE, sensor, t0_ns, t1_ns)
+                return [self._descriptor(hit.sample.payload_handle, CameraFeature) for hit in hits]
+            except (Evicted, StaleHandle):
+                continue  # the head passed the walk: search again
+        raise Evicted(f"rig {self.rig!r}: the window kept moving past the span's start; ask for a later span")
 
     def _span(self, kind: int, sensor: int, t0_ns: int, t1_ns: int) -> list[timeline.Hit]:
         first = timeline.first_hit(self.view, kind, sensor, t0_ns)

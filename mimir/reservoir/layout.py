@@ -52,7 +52,7 @@ import msgspec
 import numpy as np
 
 from mimir.descriptors import (
-    AudioBlockDescriptor, CameraFrameDescriptor, RenderPacketDescriptor, SampleHandle, SampleKind,
+    AudioBlockDescriptor, CameraFeature, CameraFrameDescriptor, RenderPacketDescriptor, SampleHandle, SampleKind,
 )
 from ringbuf.layout import U32, U64, Layout, describe, dtype_of, struct_code
 from ringbuf.shared import KIND_HEADER_OFFSET
@@ -83,6 +83,7 @@ KIND_POSITION_MASK = (1 << KIND_SHIFT) - 1
 # The typed kinds whose descriptor the reservoir stores beside the sample.
 TYPED_DESCRIPTORS: dict[SampleKind, type[msgspec.Struct]] = {
     SampleKind.CAMERA_FRAME: CameraFrameDescriptor,
+    SampleKind.CAMERA_FEATURE: CameraFeature,
     SampleKind.AUDIO_BLOCK: AudioBlockDescriptor,
     SampleKind.RENDER_PACKET: RenderPacketDescriptor,
 }

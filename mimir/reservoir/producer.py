@@ -22,7 +22,9 @@ from typing import TYPE_CHECKING
 import msgspec
 import numpy as np
 
-from mimir.descriptors import AudioBlockDescriptor, CameraFrameDescriptor, RenderPacketDescriptor, SampleKind
+from mimir.descriptors import (
+    AudioBlockDescriptor, CameraFeature, CameraFrameDescriptor, RenderPacketDescriptor, SampleKind,
+)
 from ringbuf.layout import dtype_of
 
 from .batch import u64_column
@@ -105,14 +107,17 @@ class Producer:
         self.next_sequence = sequence + 1
         return position
 
-    def push_observed(self, timestamp_ns: int, arrival_ns: int) -> int:
+    def push_observed(self, timestamp_ns: int, arrival_ns: int,
+                      descriptor: msgspec.Struct | Sequence[int | float] | None = None) -> int:
         """Push one observed (untrusted) sample: see :meth:`Reservoir.push_observed`.
 
         Returns its position, or a negative :class:`~mimir.reservoir.Refused`;
         the sequence advances only for a stored sample.
         """
+        values = None if descriptor is None else (
+            _astuple(descriptor) if isinstance(descriptor, msgspec.Struct) else tuple(descriptor))
         sequence = self.next_sequence
-        position = self._reservoir.push_observed(self._kind, self._sensor, timestamp_ns, arrival_ns, sequence)
+        position = self._reservoir.push_observed(self._kind, self._sensor, timestamp_ns, arrival_ns, sequence, values)
         if position >= 0:
             self.next_sequence = sequence + 1
         return position
@@ -121,6 +126,15 @@ class Producer:
                          descriptor: AudioBlockDescriptor | tuple[int | float, ...]) -> int:
         """Push an AUDIO_BLOCK sample with its :class:`AudioBlockDescriptor` (or its 7 values in order)."""
         return self._push_typed(SampleKind.AUDIO_BLOCK, timestamp_ns, arrival_ns, descriptor)
+
+    def push_camera_feature(self, timestamp_ns: int, arrival_ns: int,
+                            descriptor: CameraFeature | tuple[int | float, ...]) -> int:
+        """Push a CAMERA_FEATURE sample with its :class:`CameraFeature` (or its 8 values in order).
+
+        For a features producer the supervisor trusts; it indexes the features
+        worker's records with :meth:`push_observed` instead (they may never move the edge).
+        """
+        return self._push_typed(SampleKind.CAMERA_FEATURE, timestamp_ns, arrival_ns, descriptor)
 
     def push_render_packet(self, timestamp_ns: int, arrival_ns: int,
                            descriptor: RenderPacketDescriptor | tuple[int | float, ...]) -> int:

@@ -33,23 +33,30 @@ path are in :mod:`mimir.reservoir.writer`; batches in :mod:`mimir.reservoir.batc
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Sequence
 
 import msgspec
 
 from mimir.descriptors import SampleHandle
+from ringbuf.layout import packer_of
 from ringbuf.ring import ring_id_of
 from ringbuf.shared import SharedObject
 
 from .batch import SAMPLE_DTYPE, BatchPush
 from .capacity import latest_slots_for
 from .errors import RejectedSample
-from .layout import DEFAULT_NAME, DEFAULT_WINDOW_NS, KIND, KIND_COUNT, VERSION, check_kind, layout_document, plan
+from .layout import (
+    DEFAULT_NAME, DEFAULT_WINDOW_NS, KIND, KIND_COUNT, TYPED_DESCRIPTORS, VERSION, check_kind, layout_document, plan,
+)
 from .mapping import Mapped, write_geometry
 from .producer import Producer
 from .queries import _ClosedWords
 from .results import Refused
 from .writer import MAX_U64
+
+# kind -> the struct.Struct of its descriptor: push_observed checks a descriptor's values before storing them
+_DESCRIPTOR_STRUCTS = {int(kind): packer_of(cls) for kind, cls in TYPED_DESCRIPTORS.items()}
 
 __all__ = ["Reservoir", "SAMPLE_DTYPE"]
 
@@ -170,7 +177,8 @@ class Reservoir(BatchPush):
         return self._push(kind, sensor, timestamp_ns, arrival_ns, sequence, payload_handle, reserved, latest_word,
                           None, ())
 
-    def push_observed(self, kind: int, sensor: int, timestamp_ns: int, arrival_ns: int, sequence: int) -> int:
+    def push_observed(self, kind: int, sensor: int, timestamp_ns: int, arrival_ns: int, sequence: int,
+                      descriptor: Sequence[int | float] | None = None) -> int:
         """Store one *observed* sample, a claim from outside the rig; return its position, or a :class:`Refused`.
 
         For samples nobody here measured (a remote receiver's anchors): they may
@@ -181,7 +189,10 @@ class Reservoir(BatchPush):
         caller moves the edge with trusted time (:meth:`set_edge`) and counts
         refusals. Accepted, it is an ordinary sample (an out-of-order one counts
         in ``out_of_order``, see the module doc's disorder rule). Not the hot
-        path: it goes through the same :meth:`_push` as every sample.
+        path: it goes through the same :meth:`_push` as every sample. A kind
+        with a typed descriptor (:data:`~mimir.reservoir.layout.TYPED_DESCRIPTORS`)
+        needs ``descriptor``, its values in field order (``INVALID`` without
+        them); other kinds take none.
         """
         if not 0 <= kind < KIND_COUNT:
             check_kind(kind)
@@ -197,7 +208,16 @@ class Reservoir(BatchPush):
         latest_word = self._latest_words[kind].get(sensor)
         if latest_word is None:
             latest_word = self._latest_word_for(kind, sensor)
-        return self._push(kind, sensor, timestamp_ns, arrival_ns, sequence, 0, 0, latest_word, None, ())
+        pack = self._descriptor_pack.get(kind)
+        if (pack is None) != (descriptor is None):
+            return Refused.INVALID
+        if descriptor is None:
+            return self._push(kind, sensor, timestamp_ns, arrival_ns, sequence, 0, 0, latest_word, None, ())
+        try:  # checked before anything moves: a value its field cannot hold refuses the whole sample
+            _DESCRIPTOR_STRUCTS[kind].pack(*descriptor)
+        except (TypeError, OverflowError, struct.error):
+            return Refused.INVALID
+        return self._push(kind, sensor, timestamp_ns, arrival_ns, sequence, 0, 0, latest_word, pack, descriptor)
 
     def set_edge(self, edge_ns: int) -> int:
         """Move the edge forward to ``edge_ns`` (never back) and evict what left the window; return the edge."""

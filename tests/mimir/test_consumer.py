@@ -69,6 +69,10 @@ width = {MODE.width}
 height = {MODE.height}
 fps = {MODE.fps}
 format = "GREY"
+[features]
+enabled = true
+device = "cpu"
+cameras = ["cam.synthetic.0"]
 ''')
     sup = subprocess.Popen([str(BIN / "mimir-supervisor"), "start", "--config", str(config)],
                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -221,6 +225,25 @@ def test_audio_over_a_canonical_span_is_contiguous(live_rig):
             consumer.audio(edge - 300_000_000, edge - 100_000_000, source="mic")
         with pytest.raises(ValueError, match="empty span"):
             consumer.audio(edge - 100, edge - 200)
+
+
+def test_features_sit_on_their_frames_canonical_times(live_rig):
+    """The whole features path (worker, ring, supervisor, reservoir, consumer): each record read back names a frame
+    that is in the window at exactly the record's canonical time; no record was refused on a well-behaved rig."""
+    with RigConsumer.attach(live_rig) as consumer:
+        start, edge = consumer.window()
+        features = consumer.features("cam.synthetic.0", start + 200_000_000, edge)
+        assert len(features) >= 20, len(features)
+        sequences = [f.sequence for f in features]
+        assert sequences == sorted(sequences) and len(set(sequences)) == len(sequences)
+        for f in features[-10:]:
+            frame = consumer.frame_at("cam.synthetic.0", f.canonical_ns)
+            assert (frame.descriptor.sequence, frame.canonical_ns, frame.skew_ns) == (f.sequence, f.canonical_ns, 0)
+            assert f.previous_sequence == f.sequence - 1 and 0.0 <= f.changed_fraction <= 1.0
+        with pytest.raises(NoSuchSource, match="computes no features for 'cam.synthetic.1'"):
+            consumer.features("cam.synthetic.1", start, edge)
+    row = next(r for r in read_status(live_rig).sources if r["name"] == "features")
+    assert row["indexed"] > 0 and row["rejected"] == 0, row
 
 
 def test_bad_reads_say_what_is_wrong(live_rig):

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import msgspec
 import numpy as np
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from mimir.descriptors import SampleKind
+from mimir.descriptors import CameraFeature, SampleKind
 from mimir.reservoir import Refused, Reservoir
 
 CAMERA = SampleKind.CAMERA_FRAME
@@ -118,3 +120,26 @@ def test_observed_pushes_never_move_the_edge_nor_evict_for_capacity(rig, ops):
             s, s_twin = res.status(), twin.status()
             assert (s.edge_ns, s.window_start_ns) == (s_twin.edge_ns, s_twin.window_start_ns)
             assert s.evicted_capacity == s_twin.evicted_capacity == 0
+
+
+def test_an_observed_feature_carries_its_descriptor_and_a_bad_one_refuses_the_whole_sample(rig):
+    """A typed kind's observed push stores its descriptor (read back through typed_snapshot); missing, short,
+    or out-of-range values are INVALID and change nothing (checked before anything moves)."""
+    feature_kind = SampleKind.CAMERA_FEATURE
+    with Reservoir.create(rig, capacity=8, duration_ns=100) as res:
+        res.producer(CAMERA, "cam").push(500, 500)
+        features = res.producer(feature_kind, "features.cam")
+        good = CameraFeature(source_id_hash=7, sequence=3, canonical_ns=480, previous_sequence=2,
+                             motion_energy=1.5, changed_fraction=0.25, mean_luma=90.0, changed_threshold=16)
+        before = words(res)
+        values = msgspec.structs.astuple(good)
+        for bad in (None, values[:-1], values[:-1] + (-1,), values[:3] + (1 << 64,) + values[4:],
+                    values[:4] + ("x",) + values[5:]):
+            assert features.push_observed(480, 1, descriptor=bad) == Refused.INVALID, bad
+        assert words(res) == before and features.next_sequence == 0
+        assert features.push_observed(480, 1, descriptor=good) == 1
+        rows, typed = res.typed_snapshot(feature_kind)
+        assert list(rows["timestamp_ns"]) == [480]
+        assert tuple(typed[0].tolist()) == pytest.approx(values)
+        claims = res.producer(CLAIM, "remote.x")  # an untyped kind takes no descriptor
+        assert claims.push_observed(480, 1, descriptor=values) == Refused.INVALID
