@@ -24,6 +24,10 @@ Invariants:
 
 * every item handed to a write call is in exactly one file (no loss, no
   duplication), also across split boundaries and clock steps;
+* with ``split_seconds``, every item is in a file (and XDF file) of its own
+  part, whatever order the sources come in: a source that comes back to a
+  part whose XDF file was closed (late, or after a backward clock step)
+  reopens it;
 * a file holds one source, one split part and one clock segment; an audio
   file also holds one contiguous run of device samples (a gap starts a new
   file and is listed in the manifest);
@@ -162,8 +166,9 @@ class TakeWriter:
         self._flush_interval_ns = round(flush_interval_s * 1e9)
         self._next_flush_ns = 0
         self._xdf: dict[int, XdfWriter] = {}
-        self._xdf_entries: dict[int, FileEntry] = {}
-        self._retired_below = 0  # XDF parts below this are closed; items never go there again
+        self._xdf_entries: dict[int, FileEntry] = {}   # the open parts' manifest entries
+        self._files_xdf: dict[int, FileEntry] = {}     # every part's
+        self._xdf_streams: dict[int, int] = {}         # parts whose XDF file is closed -> its streams (for a reopen)
         self._newest_part = 0
         self._files: list[FileEntry] = []
         self._closed = False
@@ -399,9 +404,9 @@ class TakeWriter:
         if self._origin_ns is None:
             self._origin_ns = canonical_ns
             self.manifest.origin_ns = canonical_ns
-        part = max(0, (canonical_ns - self._origin_ns) // self._split_ns)
-        # A source never goes back to an earlier part (a clock step backwards, or late after a part closed).
-        return max(part, st.part if st.current is not None else 0, self._retired_below)
+        # Always the item's own part, also when the source comes back to a part it left (a clock step backwards, or
+        # items delivered after the other sources moved on): the part's XDF file is reopened if it was closed.
+        return max(0, (canonical_ns - self._origin_ns) // self._split_ns)
 
     def _count(self, st: _State, canonical_ns: int, samples: int) -> None:
         st.written += 1
@@ -491,7 +496,15 @@ class TakeWriter:
 
     def _xdf_for(self, part: int) -> XdfWriter:
         xdf = self._xdf.get(part)
-        if xdf is None:
+        if xdf is None and part in self._xdf_streams:  # closed before: a late source appends its stream to it
+            path = self.directory / xdf_name(part)
+            entry = self._files_xdf[part]
+            streams = self._xdf_streams.pop(part)
+            xdf = self._io(path, lambda: XdfWriter.reopen(path, streams=streams, chunks=entry.count))
+            self._xdf[part] = xdf
+            self._xdf_entries[part] = entry
+            entry.closed = False
+        elif xdf is None:
             path = self.directory / xdf_name(part)
             info = {"datetime": _dt.datetime.now(_dt.timezone.utc).isoformat(),
                     "mimir": {"take_format": FORMAT, "take_version": VERSION, "part": part,
@@ -501,6 +514,7 @@ class TakeWriter:
             self._xdf[part] = xdf
             entry = FileEntry(path=xdf_name(part), role="xdf", source=None, file=part, part=part, clock_segment=None)
             self._xdf_entries[part] = entry
+            self._files_xdf[part] = entry
             self._files.append(entry)
             self._entries_since_write += 1
             self._io(self.directory / RESERVE_NAME, self._ensure_reserve)  # the manifest grows with every file
@@ -533,18 +547,22 @@ class TakeWriter:
             st.xdf_stream = st.xdf_part = None
 
     def _retire_parts(self) -> None:
-        """Close the XDF parts no source will write again.
+        """Close the XDF parts no source is expected to write again; never one a source with an open file is in.
 
-        A part closes when every source with an open file is past it, or when
-        it is two parts behind the newest (a source lagging that far moves on to
-        the oldest open part with its next item: no item is lost or written twice).
+        A part closes when every source with an open file has moved past it, or
+        when no source is in it and it is two parts behind the newest (a source
+        stalled in an older part keeps that one part open). A source that comes
+        back to a closed part later (delivered late, or stepped back by its
+        clock) reopens its XDF file: every item is in its own part, none is lost
+        or written twice, and at most two parts plus one per stalled source are open.
         """
         active = [st for st in self._states.values() if st.current is not None]
         for part in sorted(self._xdf):
-            if part >= self._newest_part - 1 and any(st.part <= part for st in active):
-                break
+            occupied = any(st.part == part for st in active)
+            passing = any(st.part < part for st in active)  # a source behind it will pass through it
+            if occupied or (passing and part >= self._newest_part - 1):
+                continue
             self._close_xdf(part)
-            self._retired_below = max(self._retired_below, part + 1)
 
     def _close_xdf(self, part: int) -> None:
         for st in self._states.values():
@@ -554,6 +572,7 @@ class TakeWriter:
         self._io(xdf.path, xdf.close)
         entry = self._xdf_entries.pop(part)
         entry.count, entry.bytes, entry.closed = xdf.chunks, xdf.bytes(), True
+        self._xdf_streams[part] = xdf.streams
 
     # ---- flushing, manifest, failure
 

@@ -184,27 +184,49 @@ class XdfWriter:
     """Writes one XDF file; chunks are queued in memory and written by :meth:`flush` (one write call).
 
     Owned by one thread. Stream ids are 1, 2, ... in the order of
-    :meth:`add_stream`. ``chunks`` counts chunks written to the file.
+    :meth:`add_stream` (continued by :meth:`reopen`). ``chunks`` counts
+    chunks written to the file.
     """
 
-    def __init__(self, path: str | os.PathLike, file_info: Mapping[str, Any]) -> None:
+    def __init__(self, path: str | os.PathLike, file_info: Mapping[str, Any] | None) -> None:
         self.path = os.fspath(path)
-        self._file = open(self.path, "xb", buffering=0)
+        self._file = open(self.path, "xb" if file_info is not None else "ab", buffering=0)
         self._pending: list[bytes] = []
         self._pending_chunks = 0
         self.chunks = 0
+        self._streams: dict[int, _Stream] = {}
+        self._open: set[int] = set()
+        self._first_id = 1
+        if file_info is None:
+            return
         try:  # the header goes out at once: from here on the file is a valid (empty) XDF file
             self._write(MAGIC + chunk(TAG_FILE_HEADER, _xml("info", {"version": "1.0", **file_info})))
         except BaseException:
             self.abort()
             raise
         self.chunks = 1
-        self._streams: dict[int, _Stream] = {}
-        self._open: set[int] = set()
+
+    @classmethod
+    def reopen(cls, path: str | os.PathLike, *, streams: int, chunks: int) -> XdfWriter:
+        """Append to an XDF file this class wrote and closed, which holds ``streams`` streams and ``chunks`` chunks.
+
+        XDF is a sequence of chunks with no end marker: new streams (ids from
+        ``streams + 1``, so none merges with an earlier one) and their samples
+        and footers simply follow the old ones.
+        """
+        writer = cls(path, None)
+        writer.chunks = chunks
+        writer._first_id = streams + 1
+        return writer
+
+    @property
+    def streams(self) -> int:
+        """Streams in the file (those of earlier openings included)."""
+        return self._first_id - 1 + len(self._streams)
 
     def add_stream(self, info: StreamInfo, first_timestamp_s: float) -> int:
         """Queue a StreamHeader and its one zero ClockOffset (measured at ``first_timestamp_s``); returns the id."""
-        stream_id = len(self._streams) + 1
+        stream_id = self._first_id + len(self._streams)
         self._streams[stream_id] = _Stream(info, first_timestamp_s)
         self._open.add(stream_id)
         sid = struct.pack("<I", stream_id)
