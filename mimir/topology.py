@@ -202,6 +202,7 @@ class RigPlan(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     workers: tuple[WorkerSpec, ...]
     sources: tuple[SourceSpec, ...]
     budget: tuple[BudgetItem, ...]
+    remote_sources: tuple[str, ...] = ()  # network.sources' ids in config order: clock authority k is [k - 1]
 
     @property
     def budget_bytes(self) -> int:
@@ -388,7 +389,8 @@ def plan_rig(config: RigConfig) -> RigPlan:
                                  ClaimStore.bytes_for(n, limits, window_ns)))
     budget.append(BudgetItem("status board, clock and plan", 4 * SMALL_RING_BYTES))
     return RigPlan(rig=rig, window_ns=window_ns, reservoir_capacity=capacity, witness=witness, workers=tuple(workers),
-                   sources=tuple(sources), budget=tuple(budget))
+                   sources=tuple(sources), budget=tuple(budget),
+                   remote_sources=tuple(s.source_id for s in config.network.sources))
 
 
 def feature_worker_spec(config: RigConfig, workers: list[WorkerSpec], *, window_s: float) -> FeatureWorkerSpec:

@@ -125,6 +125,7 @@ class ClockTracker:
         self.rig = rig
         w = plan.witness
         self.witness = f"codebook {w.codebook_id} seed {w.seed} (epoch {w.epoch_unix_s:.0f} s)"
+        self.remote_sources = plan.remote_sources
         self.fit_wait_ns = round(fit_wait_s * 1e9)
         self.fit_poll_ns = round(fit_poll_s * 1e9)
         self._board = ClockBoardReader()
@@ -172,7 +173,7 @@ class ClockTracker:
             seg = slot.rig
             if seg.state != ClockState.LOCKED:
                 slot.take = take_segment(seg, first_in_span=False, current_index=self.current, fit_now=None,
-                                         witness=self.witness)
+                                         witness=self.witness, remote_sources=self.remote_sources)
                 if seg.state == ClockState.HOLDOVER:
                     reason = seg.reason.name.lower().replace("_", " ")
                     self.missing.append(Missing(None, f"a witness fit for clock segment {seg.index}",
@@ -180,10 +181,10 @@ class ClockTracker:
                                                 "line; written as provisional"))
             elif fit is not None and fit_index == seg.index:
                 slot.take = take_segment(seg, first_in_span=False, current_index=seg.index, fit_now=fit,
-                                         witness=self.witness)
+                                         witness=self.witness, remote_sources=self.remote_sources)
             elif seg.index != self.current or now_ns - slot.first_seen_ns >= self.fit_wait_ns:
                 slot.take = take_segment(seg, first_in_span=False, current_index=-1, fit_now=None,
-                                         witness=self.witness)
+                                         witness=self.witness, remote_sources=self.remote_sources)
                 self.missing.append(Missing(None, f"the witness fit of clock segment {seg.index}",
                                             "the rig's status board did not show it while the segment was current "
                                             "(the segment's timestamps are exact)"))

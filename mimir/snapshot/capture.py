@@ -310,7 +310,7 @@ def _segments(rig: str, plan: RigPlan, cameras: list[_Camera], audios: list[_Aud
         early |= predates(arrival, clock.segments)
         pieces = assign(arrival, clock.segments)
         out[name] = [(first, take_segment(seg, first_in_span=k == 0, current_index=clock.segment, fit_now=fit_now,
-                                          witness=witness)) for k, (first, seg) in enumerate(pieces)]
+                                          witness=witness, remote_sources=plan.remote_sources)) for k, (first, seg) in enumerate(pieces)]
         holdovers.update((seg.index, seg.reason.name.lower().replace("_", " ")) for _, seg in pieces
                          if seg.state == ClockState.HOLDOVER)
     for index, reason in sorted(holdovers):

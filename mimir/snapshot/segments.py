@@ -29,7 +29,7 @@ from mimir.supervisor.clock import ClockSegment as RigSegment
 from mimir.supervisor.clock import ClockState
 from mimir.take import ClockSegment
 
-__all__ = ["Fit", "assign", "predates", "take_segment"]
+__all__ = ["Fit", "assign", "authority_name", "predates", "take_segment"]
 
 
 @dataclass(frozen=True)
@@ -60,17 +60,30 @@ def predates(arrival_ns: np.ndarray, segments: tuple[RigSegment, ...]) -> bool:
     return bool(len(arrival_ns)) and bool(segments) and int(arrival_ns.min()) < segments[0].started_host_ns
 
 
+def authority_name(authority: int, remote_sources: tuple[str, ...]) -> str:
+    """``"local"`` for the rig's reference channel (0), else the remote source id ``remote_sources[k - 1]``."""
+    if authority == 0:
+        return "local"
+    return remote_sources[authority - 1] if authority <= len(remote_sources) else f"network.sources[{authority - 1}]"
+
+
 def take_segment(rig_segment: RigSegment, *, first_in_span: bool, current_index: int, fit_now: Fit | None,
-                 witness: str) -> ClockSegment:
+                 witness: str, remote_sources: tuple[str, ...] = ()) -> ClockSegment:
     """The take's record of one rig segment (``first_ns`` is left to the writer).
 
     ``step_ns`` is the step the segment started with, None for the first
     segment of the span (its step happened before the span began).
+    ``reason`` and ``authority`` say why it began and what defined
+    canonical time in it (``remote_sources``: the plan's, to name a remote
+    authority).
     """
     step = None if first_in_span else rig_segment.step_ns
+    why = {"reason": rig_segment.reason.name.lower().replace("_", " "),
+           "authority": authority_name(rig_segment.authority, remote_sources)}
     if rig_segment.state != ClockState.LOCKED:
-        return ClockSegment(rig_segment.index, "provisional", step_ns=step)
-    if rig_segment.index == current_index and fit_now is not None:
+        return ClockSegment(rig_segment.index, "provisional", step_ns=step, **why)
+    if rig_segment.index == current_index and fit_now is not None and rig_segment.authority == 0:
         return ClockSegment(rig_segment.index, "locked", local_sample_at_epoch=fit_now.local_sample_at_epoch,
-                            rate_hz=fit_now.rate_hz, confidence=fit_now.confidence, witness=witness, step_ns=step)
-    return ClockSegment(rig_segment.index, "locked", witness=witness, step_ns=step)
+                            rate_hz=fit_now.rate_hz, confidence=fit_now.confidence, witness=witness, step_ns=step,
+                            **why)
+    return ClockSegment(rig_segment.index, "locked", witness=witness, step_ns=step, **why)

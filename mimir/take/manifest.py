@@ -90,6 +90,9 @@ class ClockSegment(msgspec.Struct, frozen=True):
     witness: str | None = None
     step_ns: int | None = None
     first_ns: int | None = None  # filled by the writer: canonical time of the segment's first item
+    reason: str | None = None     # why the rig began it: start, lock, step, stream restart, lock lost, authority
+    authority: str | None = None  # what defined canonical time in it: "local" (the reference channel) or a
+    #                               remote source id (a canonical-authority receiver followed by time transfer)
 
 
 class Span(msgspec.Struct, frozen=True):

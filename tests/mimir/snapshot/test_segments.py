@@ -37,3 +37,22 @@ def test_the_take_records_state_step_and_the_fit_in_effect_now():
     assert (now.local_sample_at_epoch, now.rate_hz, now.confidence, now.step_ns) == (-1.39e12, 48_000.4, 0.97,
                                                                                      1_500_000)
     assert take_segment(SEGMENTS[1], first_in_span=True, current_index=7, fit_now=fit, witness="w").step_ns is None
+
+
+def test_the_take_says_why_each_segment_began_and_which_authority_defined_it():
+    """A remote authority's segment names the receiver and carries no local fit (the local reference did not
+    define canonical time in it); falling back is an AUTHORITY segment of the local reference."""
+    fit = Fit(-1.39e12, 48_000.4, 0.97)
+    remotes = ("phone", "raven")
+    follow = ClockSegment(8, ClockState.LOCKED, SegmentReason.AUTHORITY, 5_000, 14_000, 100_000_000_000, 1, 2)
+    back = ClockSegment(9, ClockState.LOCKED, SegmentReason.AUTHORITY, 6_000, 15_000, -100_000_000_000, 1, 0)
+    took = take_segment(follow, first_in_span=False, current_index=8, fit_now=fit, witness="w",
+                        remote_sources=remotes)
+    assert (took.reason, took.authority, took.step_ns, took.rate_hz) == ("authority", "raven", 100_000_000_000, None)
+    fell = take_segment(back, first_in_span=False, current_index=9, fit_now=fit, witness="w", remote_sources=remotes)
+    assert (fell.reason, fell.authority, fell.rate_hz) == ("authority", "local", 48_000.4)
+    restart = take_segment(SEGMENTS[2], first_in_span=False, current_index=7, fit_now=fit, witness="w")
+    assert (restart.reason, restart.authority) == ("stream restart", "local")
+    unnamed = ClockSegment(10, ClockState.LOCKED, SegmentReason.AUTHORITY, 7_000, 16_000, 0, 1, 3)
+    assert take_segment(unnamed, first_in_span=False, current_index=10, fit_now=None, witness="w",
+                        remote_sources=remotes).authority == "network.sources[2]"
