@@ -92,6 +92,7 @@ def _bytes_and_latency(seconds: float, progress: Callable[[str], None]) -> list[
                     if proc.poll() is None:
                         proc.kill()
                     proc.wait(timeout=10)
+                assert proc.stdout is not None  # stdout=PIPE
                 out = proc.stdout.read()
                 proc.stdout.close()
                 listener.poll(1000)
@@ -472,14 +473,14 @@ def _capacity(steps: list[int], warm_s: float, measure_s: float, progress: Calla
             out.append(rec)
             if rec["listener_cpu_pct"] > CPU_LIMIT_PCT:
                 break
-    n = np.array([r["receivers"] for r in out], dtype=np.float64)
+    receivers = np.array([r["receivers"] for r in out], dtype=np.float64)
     cpu = np.array([r["listener_cpu_pct"] for r in out], dtype=np.float64)
-    if n.size >= 2:
-        slope, intercept = np.polyfit(n, cpu, 1)  # CPU % = idle + per-receiver cost x N, over every step
+    if receivers.size >= 2:
+        slope, intercept = np.polyfit(receivers, cpu, 1)  # CPU % = idle + per-receiver cost x N, over every step
         at_limit = (CPU_LIMIT_PCT - intercept) / slope if slope > 0 else float("inf")
-        how = (f"least-squares line over {n.size} steps: {intercept:.2f} % + {slope * 100:.2f} % per 100 receivers")
+        how = (f"least-squares line over {receivers.size} steps: {intercept:.2f} % + {slope * 100:.2f} % per 100 receivers")
     else:
-        at_limit = n[0] * CPU_LIMIT_PCT / max(cpu[0], 1e-9)
+        at_limit = receivers[0] * CPU_LIMIT_PCT / max(cpu[0], 1e-9)
         how = "scaled from a single step"
     out.append({"name": "listener_capacity", "cpu_limit_pct": CPU_LIMIT_PCT,
                 "reports_per_receiver_per_s": REPORTS_PER_S,

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 import tomllib
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -249,11 +250,14 @@ _STEP_RE = re.compile(r"\.([A-Za-z_][A-Za-z0-9_]*)|\[(\d+)\]")
 
 
 def _value_at(document: object, path: str) -> object:
+    """The value at msgspec error ``path`` (``$.cameras[0].fps``) of ``document``, ``"<missing>"`` if none."""
     node = document
     for key, index in _STEP_RE.findall(path[1:]):
-        try:
-            node = node[key] if key else node[int(index)]
-        except (KeyError, IndexError, TypeError):
+        if key and isinstance(node, Mapping) and key in node:
+            node = node[key]
+        elif not key and isinstance(node, Sequence) and int(index) < len(node):
+            node = node[int(index)]
+        else:
             return "<missing>"
     return node
 
@@ -333,8 +337,9 @@ def check_rig_name(name: str) -> str:
     return name
 
 
-def _one_line(exc: BaseException) -> str:
-    return " ".join(str(exc).split())
+def _one_line(value: object) -> str:
+    """``str(value)`` (an exception's message, a repr) on one line: whitespace runs become one space."""
+    return " ".join(str(value).split())
 
 
 def _short(value: object, limit: int = 80) -> str:

@@ -27,6 +27,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from typing import TypedDict
 
 import psutil
 
@@ -34,7 +35,7 @@ from mimir.signals import STOP_SIGNALS
 from ringbuf.platform import PLATFORM
 
 __all__ = [
-    "die_with_parent", "kernel_parent_death", "spawn_options", "request_stop", "go_realtime", "lower_priority",
+    "die_with_parent", "kernel_parent_death", "SpawnOptions", "spawn_options", "request_stop", "go_realtime", "lower_priority",
     "STOP_SIGNALS",
 ]
 
@@ -108,7 +109,13 @@ def _watch_parent(parent: psutil.Process | None, on_orphaned: Callable[[], None]
     threading.Thread(target=watch, name="parent-watchdog", daemon=True).start()
 
 
-def spawn_options() -> dict[str, int]:
+class SpawnOptions(TypedDict, total=False):
+    """Keyword arguments of ``subprocess.Popen`` that :func:`spawn_options` may set."""
+
+    creationflags: int
+
+
+def spawn_options() -> SpawnOptions:
     """Extra ``subprocess.Popen`` arguments for a supervised child."""
     if sys.platform == "win32":  # pragma: no cover - Windows only
         return {"creationflags": subprocess.CREATE_NEW_PROCESS_GROUP}

@@ -57,8 +57,7 @@ def payload_retention(rig: str, *, plan: RigPlan | None = None,
     """Retention of every camera and audio source of running rig ``rig`` (RigNotRunning / SegmentMissing if none)."""
     plan = plan if plan is not None else read_plan(rig)
     own_view = view is None
-    if own_view:
-        view = ReservoirView.attach(rig, RESERVOIR)
+    reservoir = ReservoirView.attach(rig, RESERVOIR) if view is None else view
     try:
         out = []
         snapshots = {}
@@ -66,12 +65,12 @@ def payload_retention(rig: str, *, plan: RigPlan | None = None,
             if spec.kind not in _HANDLE_FIELD:
                 continue
             if spec.kind not in snapshots:
-                snapshots[spec.kind] = view.typed_snapshot(spec.kind)
-            out.append(_one(rig, plan, view, spec, *snapshots[spec.kind]))
+                snapshots[spec.kind] = reservoir.typed_snapshot(spec.kind)
+            out.append(_one(rig, plan, reservoir, spec, *snapshots[spec.kind]))
         return out
     finally:
         if own_view:
-            view.close()
+            reservoir.close()
 
 
 def _one(rig: str, plan: RigPlan, view: ReservoirView, spec: SourceSpec, rows: np.ndarray,
@@ -123,7 +122,9 @@ def _held_seconds(reader: RingReader, published: int, nominal_hz: float) -> floa
     """Capture seconds between the ring's oldest live item and its newest, plus one item period."""
     if published == 0:
         return float("nan")
-    host = reader.descriptor_dtype.names.index("host_time_ns")
+    names = reader.descriptor_dtype.names
+    assert names is not None, "ring descriptors are Struct records"
+    host = names.index("host_time_ns")
     newest = reader.descriptor_of(published - 1)[host]
     for oldest_seq in range(max(0, published - reader.capacity), published):
         try:

@@ -175,16 +175,20 @@ class HostToDevice:
         denom = n * self._sxx - self._sx * self._sx
         return (n * self._sxy - self._sx * self._sy) / denom if denom > 0 else 0.0
 
+    def _line(self) -> tuple[tuple[int, int], float, float]:
+        """The origin, intercept and slope of the fit; ZeroDivisionError before the first :meth:`add`."""
+        n = len(self._points)
+        slope = self.slope_hz()
+        intercept = (self._sy - slope * self._sx) / n
+        assert self._origin is not None  # n > 0 here, so add() has set it
+        return self._origin, intercept, slope
+
     def device_sample_at(self, host_ns: int) -> float:
         """The (fractional) device sample at host time ``host_ns``."""
-        n = len(self._points)
-        slope = self.slope_hz()
-        intercept = (self._sy - slope * self._sx) / n
-        x = (host_ns - self._origin[0]) / 1e9
-        return self._origin[1] + intercept + slope * x
+        origin, intercept, slope = self._line()
+        x = (host_ns - origin[0]) / 1e9
+        return origin[1] + intercept + slope * x
 
     def host_ns_at(self, device_sample: float) -> int:
-        n = len(self._points)
-        slope = self.slope_hz()
-        intercept = (self._sy - slope * self._sx) / n
-        return self._origin[0] + int((device_sample - self._origin[1] - intercept) / slope * 1e9)
+        origin, intercept, slope = self._line()
+        return origin[0] + int((device_sample - origin[1] - intercept) / slope * 1e9)

@@ -339,42 +339,44 @@ def plan_rig(config: RigConfig) -> RigPlan:
     budget: list[BudgetItem] = []
     first = 0
     for cam in config.cameras:
-        spec = camera_worker_spec(rig, cam, first_index=first, window_s=window_s)
-        first += len(spec.cameras)
+        cam_spec = camera_worker_spec(rig, cam, first_index=first, window_s=window_s)
+        first += len(cam_spec.cameras)
         if first > MAX_CAMERAS:
             raise ConfigError(f"cameras: {first} cameras configured; a rig holds at most {MAX_CAMERAS}")
-        workers.append(spec)
-        for c in spec.cameras:
-            sources.append(SourceSpec(name=c.source, kind=int(SampleKind.CAMERA_FRAME), worker=spec.name, ring=c.ring,
-                                      nominal_hz=cam.fps, source_hash=source_hash(c.source)))
+        workers.append(cam_spec)
+        for c in cam_spec.cameras:
+            sources.append(SourceSpec(name=c.source, kind=int(SampleKind.CAMERA_FRAME), worker=cam_spec.name,
+                                      ring=c.ring, nominal_hz=cam.fps, source_hash=source_hash(c.source)))
             budget.append(BudgetItem(f"camera ring {c.source} ({c.ring.capacity} frames of "
                                      f"{cam.width}x{cam.height} {cam.format})",
                                      c.ring.capacity * _align(_camera_frame_bytes(cam), 64) + 64 * c.ring.capacity))
     witness = witness_of(config)
-    rates = {SampleKind.CAMERA_FRAME: sum(s.nominal_hz for s in sources)}
+    rates: dict[int, float] = {SampleKind.CAMERA_FRAME: sum(s.nominal_hz for s in sources)}
     if config.audio is not None:
         a = config.audio
-        spec = audio_worker_spec(rig, a, witness, window_s=window_s)
-        workers.append(spec)
+        audio_spec = audio_worker_spec(rig, a, witness, window_s=window_s)
+        workers.append(audio_spec)
         blocks_hz = a.rate_hz / a.block_frames
-        sources.append(SourceSpec(name=spec.source, kind=int(SampleKind.AUDIO_BLOCK), worker=spec.name,
-                                  ring=spec.ring, nominal_hz=blocks_hz, source_hash=source_hash(spec.source)))
+        sources.append(SourceSpec(name=audio_spec.source, kind=int(SampleKind.AUDIO_BLOCK), worker=audio_spec.name,
+                                  ring=audio_spec.ring, nominal_hz=blocks_hz,
+                                  source_hash=source_hash(audio_spec.source)))
         rates[SampleKind.AUDIO_BLOCK] = blocks_hz
-        block_bytes = _align(a.block_frames * spec.channels * 4, 64) + 128
-        budget.append(BudgetItem(f"audio ring ({spec.ring.capacity} blocks of {a.block_frames}x{spec.channels} "
-                                 "float32)",
-                                 spec.ring.capacity * block_bytes))
-        budget.append(BudgetItem("audio callback metrics ring", spec.metrics_ring.capacity * 64))
-        workers.append(sync_worker_spec(rig, spec, a.band))
+        block_bytes = _align(a.block_frames * audio_spec.channels * 4, 64) + 128
+        budget.append(BudgetItem(f"audio ring ({audio_spec.ring.capacity} blocks of "
+                                 f"{a.block_frames}x{audio_spec.channels} float32)",
+                                 audio_spec.ring.capacity * block_bytes))
+        budget.append(BudgetItem("audio callback metrics ring", audio_spec.metrics_ring.capacity * 64))
+        workers.append(sync_worker_spec(rig, audio_spec, a.band))
         budget.append(BudgetItem("sync fits ring", SMALL_RING_BYTES))
     if config.features.enabled:
-        spec = feature_worker_spec(config, workers, window_s=window_s)
-        workers.append(spec)
-        feature_hz = sum(next(s for s in sources if s.name == c.source).nominal_hz for c in spec.cameras)
-        sources.append(SourceSpec(name="features", kind=int(SampleKind.CAMERA_FEATURE), worker=spec.name,
-                                  ring=spec.ring, nominal_hz=feature_hz, source_hash=source_hash("features")))
+        feature_spec = feature_worker_spec(config, workers, window_s=window_s)
+        workers.append(feature_spec)
+        feature_hz = sum(next(s for s in sources if s.name == c.source).nominal_hz for c in feature_spec.cameras)
+        sources.append(SourceSpec(name="features", kind=int(SampleKind.CAMERA_FEATURE), worker=feature_spec.name,
+                                  ring=feature_spec.ring, nominal_hz=feature_hz, source_hash=source_hash("features")))
         rates[SampleKind.CAMERA_FEATURE] = feature_hz
-        budget.append(BudgetItem(f"features ring ({spec.ring.capacity} records)", spec.ring.capacity * 64))
+        budget.append(BudgetItem(f"features ring ({feature_spec.ring.capacity} records)",
+                                 feature_spec.ring.capacity * 64))
     from mimir.reservoir.capacity import capacity_for, segment_bytes
 
     window_ns = int(window_s * 1e9)

@@ -38,7 +38,9 @@ CLEAN = ("ringbuf/platform/", "ringbuf/process.py", "ringbuf/segment.py", "ringb
          "workers/audio/", "workers/camera/", "mimir/consumer.py", "mimir/consumer_gpu.py", "mimir/gpu/",
          "bench/__init__.py", "bench/audio.py", "bench/cameras.py", "bench/cli.py", "bench/common.py",
          "bench/consumer.py", "bench/doorbells.py", "bench/gpu.py", "bench/pipeline.py", "bench/ps3eye_parse.py",
-         "bench/reservoir.py", "bench/rings.py", "bench/snapshot.py", "bench/take.py", "mimir/reservoir/")
+         "bench/reservoir.py", "bench/rings.py", "bench/snapshot.py", "bench/take.py", "mimir/reservoir/",
+         "mimir/topology.py", "mimir/timebase.py", "mimir/config.py", "mimir/retention.py", "mimir/supervisor/",
+         "mimir/sync/", "workers/features/")
 _LINE = re.compile(r"^(?P<path>[^:]+):\d+: error: (?P<message>.*?)  \[(?P<code>[a-z0-9-]+)\]$")
 
 Error = tuple[str, str, str, str]  # platform, path, code, message

@@ -38,7 +38,7 @@ def start(
         except (OutOfSharedMemory, RigStartRefused, ConfigError) as exc:  # ConfigError: e.g. the listen port is taken
             typer.echo(f"mimir-supervisor: {exc}", err=True)
             raise typer.Exit(2)
-        cams = sum(c.count for c in rig_config.cameras)
+        cams = len(rig.plan.cameras())  # the plan resolves `count = None` (one per device/file)
         audio = rig_config.audio
         typer.echo(
             f"mimir-supervisor: rig {rig_config.rig!r} running: {cams} cameras, "

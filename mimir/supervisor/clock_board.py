@@ -105,6 +105,7 @@ def read_clock(rig: str) -> ClockSnapshot | None:
         reader.close()
     if item is None:
         return None
+    assert item.payload is not None, "the clock ring is created with a payload of segment records"
     h = dict(zip(ClockHeader.__struct_fields__, item.descriptor))
     rows: np.ndarray = item.payload[: h["segments"]]
     segments = tuple(

@@ -36,7 +36,7 @@ import numpy as np
 
 from mimir.descriptors import CameraFeature, SampleKind
 from mimir.net.ratelimit import TokenBucket
-from mimir.reservoir import Refused, Reservoir
+from mimir.reservoir import Producer, Refused, Reservoir
 from mimir.timebase import TimeSource
 from mimir.topology import FeatureWorkerSpec, feature_source, source_hash
 from ringbuf import RingReader, dtype_of
@@ -65,7 +65,7 @@ class FeatureRefusals:
 
 @dataclass
 class _Camera:
-    producer: object
+    producer: Producer
     bucket: TokenBucket
     hash: int = 0
     accepted: int = 0

@@ -86,7 +86,7 @@ class RingIndexer:
         if layout_name == CameraFrameDescriptor.__name__:
             self.kind = SampleKind.CAMERA_FRAME
             self._out = np.zeros(BATCH, dtype_of(CameraFrameDescriptor))
-            self._typed = None
+            self._typed: np.ndarray | None = None  # audio only: AudioBlockDescriptor records
         elif layout_name == AudioBlockRecord.__name__:
             self.kind = SampleKind.AUDIO_BLOCK
             self._out = np.zeros(BATCH, dtype_of(AudioBlockRecord))
@@ -205,8 +205,9 @@ class RingIndexer:
                 self.clock.observe_audio_block(h, int(s))
             for i in range(n):
                 canonical[i] = self.clock.from_device_sample(int(out["start_sample"][i]), hosts[i])
+            assert self._typed is not None and self._typed.dtype.names is not None  # audio rings: made in __init__
             typed = self._typed[:n]
-            for field in typed.dtype.names:
+            for field in self._typed.dtype.names:
                 typed[field] = out[field]
             descriptors = typed
             handles = out["data_handle"]

@@ -168,7 +168,9 @@ class SupervisedWorker:
         if self._stderr is not None:
             self._stderr.pump()
         if self.state in (WorkerState.STARTING, WorkerState.RUNNING):
-            code = self.proc.poll()
+            proc = self.proc
+            assert proc is not None, "start() made it: a STARTING or RUNNING worker has a process"
+            code = proc.poll()
             if code is not None:
                 if code == EXIT_BAD_INPUT and self.state == WorkerState.STARTING:
                     self._refused(code)
@@ -185,11 +187,11 @@ class SupervisedWorker:
                 if age_s > timeout_s and now - self._started_mono > timeout_s \
                         and not self._making_progress(now, window_s=timeout_s, since=now - age_s):
                     self._kill()
-                    self._crashed(now, self.proc.returncode or -9, f"stopped heartbeating ({age_s:.1f} s, no CPU used)")
+                    self._crashed(now, proc.returncode or -9, f"stopped heartbeating ({age_s:.1f} s, no CPU used)")
             elif now - self._started_mono > STARTUP_GRACE_S and \
                     not self._making_progress(now, window_s=STARTUP_GRACE_S, since=self._started_mono):
                 self._kill()
-                self._crashed(now, self.proc.returncode or -9,
+                self._crashed(now, proc.returncode or -9,
                               f"no heartbeat within {now - self._started_mono:.0f} s of start and no CPU used "
                               f"in the last {STARTUP_GRACE_S:.0f} s (hung)")
         elif self.state == WorkerState.BACKOFF and now >= self._restart_at:
@@ -208,6 +210,7 @@ class SupervisedWorker:
         """
         if now - since > STARTUP_HARD_LIMIT_S:
             return False
+        assert self.proc is not None, "judged only in tick(), for a STARTING or RUNNING worker"
         try:
             times = psutil.Process(self.proc.pid).cpu_times()
             cpu_s = times.user + times.system

@@ -22,6 +22,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import IO
 
 from mimir.config import RecordConfig
 from mimir.process_control import request_stop, spawn_options
@@ -47,7 +48,7 @@ class RigRecorder:
         self.proc: subprocess.Popen | None = None
         self.folder: Path | None = None
         self.error = ""
-        self._stderr = None
+        self._stderr: IO[bytes] | None = None  # the present incarnation's stderr (a temporary file)
 
     def argv(self, folder: Path, from_start: bool) -> list[str]:
         cfg = self.config

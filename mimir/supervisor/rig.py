@@ -29,6 +29,7 @@ import os
 import threading
 import time
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import msgspec
 import numpy as np
@@ -47,21 +48,30 @@ from mimir.supervisor.processes import SupervisedWorker
 from mimir.supervisor.recorder import RecorderRefused, RigRecorder
 from mimir.supervisor.reference import ReferenceChooser
 from mimir.supervisor.status import (
-    MAX_SOURCES, MAX_WORKERS, Health, SourceRow, StatusBoard, SupervisorHeader, WorkerRow, WorkerState, read_status,
+    MAX_SOURCES, MAX_WORKERS, Health, SourceRow, StatusBoard, StatusSnapshot, SupervisorHeader, WorkerRow, WorkerState,
+    read_status,
 )
 from mimir.topology import (
     OBSERVED, RESERVOIR, AudioWorkerSpec, FeatureWorkerSpec, RigPlan, SourceSpec, SyncWorkerSpec, plan_rig,
 )
 from ringbuf import (
-    ForeignObject, OutOfSharedMemory, RingReader, SegmentExists, SegmentMissing, dtype_of, remove_stale, scan,
+    ForeignObject, OutOfSharedMemory, RingReader, SegmentExists, SegmentMissing, SharedObject, dtype_of, remove_stale,
+    scan,
 )
-from ringbuf.platform import PLATFORM
+from ringbuf.platform import PLATFORM, DoorbellListener
+
+if TYPE_CHECKING:  # imported when network.listen is set (zmq)
+    from mimir.net import RemoteListener
+    from mimir.net.claims import ClaimStore
 
 __all__ = ["Rig", "Source", "RigAlreadyRunning", "RigStartRefused", "check_budget", "reap_orphans"]
 
 TICK_PERIOD_S = 0.05
 STATUS_PERIOD_S = 0.2
 DEFAULT_COALESCE_S = 0.0003
+
+# What indexes one ring: the same face (poll, reader, indexed, refused, last_error, first/last_host_ns, time_source).
+Indexer = RingIndexer | FeatureIndexer
 
 
 class RigAlreadyRunning(RuntimeError):
@@ -78,7 +88,7 @@ class Source:
 
     spec: SourceSpec
     worker: SupervisedWorker
-    indexer: RingIndexer | None = None
+    indexer: Indexer | None = None
     published_before: int = 0
     indexed_before: int = 0
     lost_before: int = 0
@@ -233,11 +243,11 @@ class Rig:
         self.reference = ReferenceChooser(tuple(i.role for i in self.audio_inputs),
                                           audio_spec.declared_reference if audio_spec is not None else None)
         self.reservoir: Reservoir | None = None
-        self.plan_object = None
+        self.plan_object: SharedObject | None = None
         self.fits_reader: RingReader | None = None
         self.sync_worker: SupervisedWorker | None = None
         self.sync_spec: SyncWorkerSpec | None = None
-        self.listener = None  # mimir.net.RemoteListener when network.listen is set
+        self.listener: RemoteListener | None = None  # when network.listen is set
         # what defines canonical time: "local" (the reference channel) or a remote source (see _follow_authority)
         self.authority_id = config.sync.authority
         self.authority_index = 0 if self.authority_id == "local" else 1 + [
@@ -245,13 +255,13 @@ class Rig:
         self.authority_why = "the local reference channel" if self.authority_id == "local" else \
             f"{self.authority_id}: waiting for its time transfer"
         self.authority_uncertainty_ns = 0
-        self.claims = None    # mimir.net.claims.ClaimStore (the ``obs`` reservoir) when network.listen is set
+        self.claims: ClaimStore | None = None  # the ``obs`` reservoir, when network.listen is set
         self.recorder: RigRecorder | None = None  # `mimir record` of the rig when the config has [record]
         self.refusal = ""     # why the rig stopped at start: a worker refused its spec (mimir-supervisor exits 2)
-        self._bell = None
-        self._active: list[RingIndexer] = []
+        self._bell: DoorbellListener | None = None
+        self._active: list[Indexer] = []
         self.started_unix_ns = time.time_ns()
-        self.final_status = None  # the last snapshot published before shutdown (for the closing summary)
+        self.final_status: StatusSnapshot | None = None  # the last snapshot published before shutdown (the summary)
         self.realtime = ""        # what go_realtime achieved
         self._cpu_mark = (time.monotonic(), time.process_time())
         self.cpu_pct = 0.0
@@ -264,7 +274,7 @@ class Rig:
     # ---- setup --------------------------------------------------------------------------------------------------
     def _build_workers(self) -> None:
         policy = self.config.supervision
-        by_name = {}
+        by_name: dict[str, SupervisedWorker] = {}
         for spec in self.plan.workers:
             worker = SupervisedWorker.for_spec(spec, policy)
             worker.on_restart = self._on_restart
@@ -272,8 +282,8 @@ class Rig:
             self.workers.append(worker)
             if isinstance(spec, SyncWorkerSpec):
                 self.sync_worker, self.sync_spec = worker, spec
-        for spec in self.plan.sources:
-            self.sources.append(Source(spec, by_name[spec.worker]))
+        for source_spec in self.plan.sources:
+            self.sources.append(Source(source_spec, by_name[source_spec.worker]))
         self._cameras_by_hash = {s.spec.source_hash: s for s in self.sources if s.kind == SampleKind.CAMERA_FRAME}
         for worker in self.workers:
             worker.heartbeat_ns = self._heartbeat_of(worker)
@@ -295,6 +305,7 @@ class Rig:
 
     def _detach(self, source: Source, *, final: bool = False) -> None:
         ix = source.indexer
+        assert ix is not None, "only an attached source is detached"
         ix.poll()  # whatever the dead writer left is still readable
         source.published_before += ix.reader.published
         source.indexed_before += ix.indexed
@@ -319,14 +330,16 @@ class Rig:
         if reader.writer_pid() != source.worker.pid:
             reader.close()  # a previous incarnation's ring, not yet reclaimed
             return
+        reservoir = self.reservoir
+        assert reservoir is not None, "rings are attached while the rig runs (after start())"
         try:
             if source.kind == SampleKind.CAMERA_FEATURE:
                 spec = self.plan.worker(source.spec.worker)
                 assert isinstance(spec, FeatureWorkerSpec)
                 hz = {c.source_hash: self.plan.source(c.source).nominal_hz for c in spec.cameras}
-                source.indexer = FeatureIndexer(source.name, reader, self.reservoir, spec, self._frame_time, hz)
+                source.indexer = FeatureIndexer(source.name, reader, reservoir, spec, self._frame_time, hz)
             else:
-                source.indexer = RingIndexer(source.name, reader, self.reservoir, self.clock, self.latency,
+                source.indexer = RingIndexer(source.name, reader, reservoir, self.clock, self.latency,
                                              source_hash=source.spec.source_hash)
         except Exception as exc:  # noqa: BLE001 - e.g. a ring of another layout
             reader.close()
@@ -360,8 +373,8 @@ class Rig:
         self._attach_fits()
 
     def _attach_fits(self) -> None:
-        worker = self.sync_worker
-        if worker is None:
+        worker, spec = self.sync_worker, self.sync_spec
+        if worker is None or spec is None:  # both set together by _build_workers, or neither
             return
         if self.fits_reader is not None:
             if self.fits_reader.writer_closed or self.fits_reader.writer_pid() != worker.pid:
@@ -371,7 +384,7 @@ class Rig:
         if worker.state not in (WorkerState.STARTING, WorkerState.RUNNING):
             return
         try:
-            reader = RingReader.attach(self.sync_spec.fits_ring.object_id, rig=self.name, descriptor=FitsHeader,
+            reader = RingReader.attach(spec.fits_ring.object_id, rig=self.name, descriptor=FitsHeader,
                                        register=False)
         except SegmentMissing:
             return
@@ -428,6 +441,7 @@ class Rig:
         """Supervise until :attr:`stop_event` is set or ``duration_s`` passes; always shuts down."""
         self.realtime = go_realtime()
         deadline = None if duration_s is None else time.monotonic() + duration_s
+        assert self._bell is not None, "run() after start()"
         waiter = _Waiter(self._bell.fileno(), self.listener.socket if self.listener is not None else None)
         next_tick = next_status = 0.0
         try:
@@ -478,6 +492,7 @@ class Rig:
             self.wakeups += 1
         for ix in active:
             ix.reader.disarm()
+        assert self._bell is not None  # start() made it; shutdown() clears it after the loop
         self._bell.drain()
         if self.coalesce_s > 0 and not ready:
             time.sleep(self.coalesce_s)  # let the rest of a burst land: one pass indexes it all
@@ -489,6 +504,7 @@ class Rig:
         self._adopt_fit()
         if self.claims is not None:
             self._index_event_claims()  # moves the observed store's edge to now, so old claims age out
+        assert self.clock_board is not None  # start() made it
         self.clock_board.publish(self.clock, time.monotonic_ns())
         if self.recorder is not None:
             self.recorder.tick()  # a recorder that died is started again, into a new take
@@ -538,6 +554,7 @@ class Rig:
         stream_pid = dict(zip(FitsHeader.__struct_fields__, item.descriptor))["stream_pid"]
         if audio is None or audio.indexer is None or stream_pid != audio.indexer.reader.writer_pid():
             return  # fits of a previous stream, or of none yet
+        assert item.payload is not None, "the fits ring is created with a payload of FitRow records"
         now_ns = time.monotonic_ns()
         choice = self.reference.choose(item.payload[: item.descriptor[0]], self.clock.from_host_ns(now_ns) / 1e9)
         if choice.channel is None or choice.channel >= item.descriptor[0]:
@@ -562,6 +579,7 @@ class Rig:
         Packet timestamps never become sample times. Each refusal is counted
         per source and cause (``mimir status``).
         """
+        assert self.claims is not None and self.listener is not None, "both made by start() when network.listen is set"
         self.claims.push(self.listener.drain_event_claims(), now_ns=self.clock.from_host_ns(time.monotonic_ns()),
                          canonical_of_arrival=self.clock.from_host_ns)
 
@@ -569,6 +587,7 @@ class Rig:
     def _remote_rows(self, remotes) -> np.ndarray:
         from mimir.net.trust import rank
 
+        assert self.claims is not None, "remote sources exist only when network.listen is set"
         rows = np.zeros(len(remotes), dtype_of(SourceRow))
         for row, remote in zip(rows, remotes):
             row["name"] = f"remote.{remote.source_id}".encode()[:32]
@@ -630,6 +649,7 @@ class Rig:
             status = reader.status if reader.layout.status else None
             if status is not None:
                 names = status.dtype.names
+                assert names is not None, "a ring's status is a Struct record"
                 if "dropped_by_device" in names:
                     row["device_dropped"] = int(status["dropped_by_device"])
                     row["corrupt"] = int(status["discarded_corrupt"])
@@ -643,6 +663,7 @@ class Rig:
 
     def _channel_rows(self, fits, room: int) -> np.ndarray:
         """One row per decoded audio channel: every audio source's clock fit is visible."""
+        assert self.sync_worker is not None, "fits are read only from the sync worker's ring"
         extra = np.zeros(min(fits.descriptor[0], room), dtype_of(SourceRow))
         for c in range(len(extra)):
             ref = fits.payload[c]
@@ -681,6 +702,7 @@ class Rig:
         if net is not None:
             sources = np.concatenate([sources, self._remote_rows(net.sources)])[:MAX_SOURCES]
         p50, p99 = self.latency.percentiles_us(50, 99)
+        assert self.reservoir is not None and self.board is not None, "status is published while the rig runs"
         res = self.reservoir.status()
         header = SupervisorHeader(
             pid=_pid(), state=int(WorkerState.RUNNING), started_unix_ns=self.started_unix_ns,

@@ -18,6 +18,7 @@ first is alive (and reclaims it when the first was killed).
 from __future__ import annotations
 
 import enum
+from typing import Annotated
 
 import msgspec
 import numpy as np
@@ -25,7 +26,6 @@ import numpy as np
 from mimir.record.status import RecorderStatus, read_recorders, recorder_lines
 from mimir.topology import BOARD_SOURCES, BOARD_WORKERS
 from ringbuf import F32, F64, I32, I64, U32, U64, Ring, RingReader
-from ringbuf.layout import Bytes
 
 __all__ = [
     "MAX_WORKERS", "MAX_SOURCES", "WorkerState", "Health", "SupervisorHeader", "WorkerRow",
@@ -36,6 +36,14 @@ MAX_WORKERS = 16
 MAX_SOURCES = 64
 WORKERS_RING = BOARD_WORKERS
 SOURCES_RING = BOARD_SOURCES
+
+# Fixed-size byte strings (NUL padded): ringbuf.layout.Bytes(n), spelled as aliases a type checker reads.
+Bytes24 = Annotated[bytes, msgspec.Meta(max_length=24, extra={"dtype": "|S24"})]
+Bytes32 = Annotated[bytes, msgspec.Meta(max_length=32, extra={"dtype": "|S32"})]
+Bytes48 = Annotated[bytes, msgspec.Meta(max_length=48, extra={"dtype": "|S48"})]
+Bytes80 = Annotated[bytes, msgspec.Meta(max_length=80, extra={"dtype": "|S80"})]
+Bytes96 = Annotated[bytes, msgspec.Meta(max_length=96, extra={"dtype": "|S96"})]
+Bytes120 = Annotated[bytes, msgspec.Meta(max_length=120, extra={"dtype": "|S120"})]
 
 
 class WorkerState(enum.IntEnum):
@@ -73,9 +81,9 @@ class SupervisorHeader(msgspec.Struct):
     clock_last_step_ns: I64    # how far the last lock or step moved canonical time
     clock_relocks: U32
     clock_reference: I32       # the audio channel that defines canonical time, -1 none (see supervisor/reference.py)
-    clock_reference_why: Bytes(80)
+    clock_reference_why: Bytes80
     clock_authority: U32       # what defines canonical time now: 0 the reference channel, k network.sources[k - 1]
-    clock_authority_why: Bytes(96)
+    clock_authority_why: Bytes96
     clock_authority_uncertainty_ns: U64  # a remote authority's time-transfer uncertainty (0: local)
     net_listening: U32               # 1 when network.listen is set
     net_handshakes_unknown_key: U64  # CURVE handshakes refused: a key not in the config
@@ -85,13 +93,13 @@ class SupervisorHeader(msgspec.Struct):
 
 
 class WorkerRow(msgspec.Struct):
-    name: Bytes(24)
+    name: Bytes24
     pid: U32
     state: U32
     restarts: U32
     last_exit_code: I32
     started_unix_ns: U64
-    error: Bytes(120)
+    error: Bytes120
 
 
 class SourcesHeader(msgspec.Struct):
@@ -99,8 +107,8 @@ class SourcesHeader(msgspec.Struct):
 
 
 class SourceRow(msgspec.Struct):
-    name: Bytes(32)
-    label: Bytes(48)           # audio channels: the input's name, role and device index from the channel map
+    name: Bytes32
+    label: Bytes48           # audio channels: the input's name, role and device index from the channel map
     kind: U32                  # mimir.descriptors.SampleKind
     worker: U32                # index into the worker rows
     configured_hz: F64         # frames/s or blocks/s asked for
@@ -179,11 +187,15 @@ class StatusSnapshot(msgspec.Struct):
     recorders: list[RecorderStatus] = []  # running `mimir record`s of this rig (mimir.record.status)
 
 
-def _rows(array: np.ndarray, count: int) -> list[dict]:
+def _rows(array: np.ndarray | None, count: int) -> list[dict]:
+    """The first ``count`` records of a board ring's payload as dicts (bytes decoded)."""
+    assert array is not None, "both board rings are created with a payload of records"
+    names = array.dtype.names
+    assert names is not None, "board payloads are structured arrays (WorkerRow, SourceRow)"
     out = []
     for row in array[:count]:
         record = {}
-        for name in array.dtype.names:
+        for name in names:
             value = row[name]
             record[name] = value.decode(errors="replace") if isinstance(value, bytes) else value.item()
         out.append(record)

@@ -86,8 +86,8 @@ class WitnessEmitter:
             return
         start = int(start_sample)
         length = self._symbol_len
-        if self._tables is not None:
-            p = self._period_int
+        p = self._period_int
+        if self._tables is not None and p is not None:  # set together: whole-sample event spacing
             base = self._base_shift
             first = (start + base - length) // p + 1
             last = (start + n - 1 + base) // p

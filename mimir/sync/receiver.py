@@ -320,9 +320,10 @@ class StreamingReceiver:
         period_s = self.spec.event_period_s
         first_local = float(round(cand.frames[0] * self.grid.hop))
         previous = self._current()
-        open_previous = previous is not None and previous.fit.fitted and previous.end_local is None
-        if open_previous:
-            near = previous.fit.inverse(first_local)
+        # the fit of a segment still open (not ended by a reset): a new lock may resume it
+        open_fit = previous.fit if previous is not None and previous.fit.fitted and previous.end_local is None else None
+        if open_fit is not None:
+            near = open_fit.inverse(first_local)
         elif previous is not None and previous.fit.fitted:
             near = previous.fit.last_t  # the local clock was reset; canonical time was not
         elif self.approx_canonical_seconds is not None:
@@ -343,8 +344,8 @@ class StreamingReceiver:
                     out.append((i, local, m))
             return out
 
-        if open_previous:
-            events = [(i, c) for i, c in events if c > previous.fit.last_n + self.halfwidth]
+        if open_fit is not None:
+            events = [(i, c) for i, c in events if c > open_fit.last_n + self.halfwidth]
         candidate_events = events
         fresh_channel = cfg.channel_estimation and self.channel.events == 0
         if fresh_channel:
@@ -378,18 +379,18 @@ class StreamingReceiver:
             return
         # Same line as before (a pause, a burst of noise)? Then resume the old segment.
         resumed = False
-        if open_previous:
-            jumps = [local - previous.fit.predict(i * period_s) for i, local, _ in good]
+        if open_fit is not None:
+            jumps = [local - open_fit.predict(i * period_s) for i, local, _ in good]
             jump = float(np.median(jumps))
-            gate = max(cfg.jump_gate_samples, cfg.jump_gate_sigmas * previous.fit.sigma_at(good[-1][0] * period_s))
+            gate = max(cfg.jump_gate_samples, cfg.jump_gate_sigmas * open_fit.sigma_at(good[-1][0] * period_s))
             if abs(jump) <= gate:
                 resumed = True
                 for i, local, m in good:
-                    if i * period_s > previous.fit.last_t:
-                        previous.fit.add(i * period_s, local, m.sigma_samples)
-                previous.fit.refit()
+                    if i * period_s > open_fit.last_t:
+                        open_fit.add(i * period_s, local, m.sigma_samples)
+                open_fit.refit()
             else:
-                boundary = 0.5 * (previous.fit.last_n + good[0][1])
+                boundary = 0.5 * (open_fit.last_n + good[0][1])
                 self._end_segment(boundary)
                 self._discontinuities.append(DiscontinuityReport(local_sample=boundary, kind="relock", jump_samples=jump))
                 self.health.discontinuities += 1

@@ -129,8 +129,8 @@ def _stochastic(room: Room, rate_hz: float) -> list[np.ndarray]:
     length = int((room.rt60_s * 1.2 + dims.max() * 3 / SPEED_OF_SOUND_M_S) * rate_hz) + 256
     mixing_s = 0.002 * math.sqrt(volume)  # about 2 ms per sqrt(m^3): where the tail becomes diffuse
     out = []
-    for mic in room.mics_m:
-        mic = np.asarray(mic)
+    for mic_m in room.mics_m:
+        mic = np.asarray(mic_m)
         r = float(np.linalg.norm(mic - src))
         h = fractional_delay(r / SPEED_OF_SOUND_M_S * rate_hz, length) / r
         # first-order images: mirror the source in each wall

@@ -162,6 +162,7 @@ def _run(spec: FeatureWorkerSpec, device: str, stop: threading.Event, duration_s
 def _drain(camera: _Camera, ring: Ring, status: np.ndarray) -> None:
     """Every new frame of one camera: a feature record each (the first after a gap or tear only primes)."""
     reader = camera.reader
+    assert reader is not None, "only an attached camera is drained"
     spec = camera.spec
     while True:
         item = reader.view_next()
