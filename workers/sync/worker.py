@@ -81,9 +81,13 @@ def run_sync_worker(rig: str, *, ring: str = "audio", codebook_id: str = "mimir-
     emission instead of the arrival. ``band`` (optional): band limits for
     every channel (ValueError when they cannot hold the codebook).
 
-    Decoding is throughput work with seconds of slack; indexing and capture
-    are latency work. The worker lowers its own priority (nice +5) so that
-    on a busy machine the scheduler serves the supervisor and capture first.
+    Decoding is throughput work with seconds of slack once canonical time is
+    locked; indexing and capture are latency work. Until the first channel
+    locks the worker runs at normal priority (canonical time is provisional
+    until then: on a loaded machine a deprioritised decoder never catches
+    up, measured with `mimir bench pipeline --load 2`); then it lowers its own
+    priority (nice +5, one way: raising it again would need privileges) so
+    that on a busy machine the scheduler serves the supervisor and capture first.
     """
     stop = stop or threading.Event()
     with stop_on_signals(stop):
@@ -95,8 +99,7 @@ def run_sync_worker(rig: str, *, ring: str = "audio", codebook_id: str = "mimir-
 def _run(rig: str, *, ring: str, codebook_id: str, seed: int, epoch_unix_s: float, chunk_frames: int,
          publish_period_s: float, attach_timeout_s: float | None, stop: threading.Event, duration_s: float | None,
          fits_ring: str, paths: dict[int, PathCalibration], band: BandLimits | None) -> int:
-    if threading.current_thread() is threading.main_thread():
-        lower_priority()
+    deprioritise = threading.current_thread() is threading.main_thread()  # a process of its own: nice +5 after lock
     fits = Ring.create(fits_ring, rig=rig, descriptor=FitsHeader, capacity=4, label=f"{rig}/sync.fits",
                        payload_shape=(MAX_FIT_ROWS,), payload_dtype=FitRow)
     try:
@@ -168,7 +171,10 @@ def _run(rig: str, *, ring: str, codebook_id: str, seed: int, epoch_unix_s: floa
                 reader.lost += lost
             if now >= next_publish and receivers:
                 next_publish = now + publish_period_s
-                _publish(fits, receivers, rate_hz, blocks_read, reader.lost, reader.writer_pid())
+                any_locked = _publish(fits, receivers, rate_hz, blocks_read, reader.lost, reader.writer_pid())
+                if any_locked and deprioritise:
+                    lower_priority()
+                    deprioritise = False
             elif now >= next_publish:
                 fits.heartbeat()
     finally:
@@ -178,7 +184,9 @@ def _run(rig: str, *, ring: str, codebook_id: str, seed: int, epoch_unix_s: floa
 
 
 def _publish(fits: Ring, receivers: list[StreamingReceiver], rate_hz: int, blocks_read: int, blocks_lost: int,
-             stream_pid: int) -> None:
+             stream_pid: int) -> bool:
+    """Publish every channel's fit; return whether any channel is locked."""
+    any_locked = False
     rows = fits.claim()
     rows[:] = np.zeros((), rows.dtype)
     for c, rx in enumerate(receivers):
@@ -188,6 +196,7 @@ def _publish(fits: Ring, receivers: list[StreamingReceiver], rate_hz: int, block
         row = rows[c]
         row["channel"] = c
         row["locked"] = int(report.locked)
+        any_locked = any_locked or bool(report.locked)
         row["local_sample_at_epoch"] = fit.local_sample_at_epoch or 0.0
         row["rate_hz"] = fit.rate_hz or 0.0
         row["confidence"] = fit.confidence
@@ -199,3 +208,4 @@ def _publish(fits: Ring, receivers: list[StreamingReceiver], rate_hz: int, block
         row["relocks"] = health.relocks
         row["discontinuities"] = health.discontinuities
     fits.publish(len(receivers), rate_hz, time.monotonic_ns(), blocks_read, blocks_lost, stream_pid)
+    return any_locked
