@@ -62,7 +62,12 @@ class RigRecorder:
         """Start the recorder and wait until its status board shows it running; :class:`RecorderRefused` if not."""
         from mimir.record.status import read_recorders
 
-        self.folder = Path(self.config.out) / f"{self.rig}-{time.strftime('%Y%m%d-%H%M%S')}"
+        stem = Path(self.config.out) / f"{self.rig}-{time.strftime('%Y%m%d-%H%M%S')}"
+        self.folder = stem
+        n = 1
+        while self.folder.exists():  # a restart within the same second as the take it replaces
+            n += 1
+            self.folder = stem.with_name(f"{stem.name}-{n}")
         self._stderr = tempfile.TemporaryFile(prefix="mimir-recorder-stderr-")
         self.proc = subprocess.Popen(self.argv(self.folder, from_start), stdin=subprocess.DEVNULL,
                                      stdout=subprocess.DEVNULL, stderr=self._stderr, **spawn_options())
