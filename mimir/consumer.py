@@ -52,7 +52,9 @@ from mimir.reservoir import (
     StaleHandle,
     timeline,
 )
-from mimir.topology import RESERVOIR, FeatureWorkerSpec, RigPlan, SourceSpec, feature_source, source_hash
+from mimir.topology import (
+    FEATURE_RESERVOIR, RESERVOIR, FeatureWorkerSpec, RigPlan, SourceSpec, feature_source, source_hash,
+)
 from ringbuf import RingReader, SegmentMissing, StaleItem
 
 if TYPE_CHECKING:
@@ -148,6 +150,7 @@ class RigConsumer:
         self.resolver = resolver
         self._readers: dict[str, RingReader] = {}
         self._cuda: CudaDelivery | None = None
+        self._features: ReservoirView | None = None  # the features reservoir, attached on first use
 
     @classmethod
     def attach(cls, rig: str = "default") -> "RigConsumer":
@@ -295,21 +298,26 @@ class RigConsumer:
                                + (f"(features cover: {', '.join(measured)})" if measured
                                   else "(enable them with [features] enabled = true)"))
         self._check_in_window(t0_ns, t1_ns)
+        if self._features is None:
+            self._features = ReservoirView.attach(self.rig, FEATURE_RESERVOIR)
+        view = self._features
         sensor = source_hash(feature_source(camera))
         for _ in range(timeline.RESTARTS):
             try:
-                hits = self._span(_FEATURE, sensor, t0_ns, t1_ns)
-                return [self._descriptor(hit.sample.payload_handle, CameraFeature) for hit in hits]
+                hits = self._span(_FEATURE, sensor, t0_ns, t1_ns, view)
+                return [self._descriptor(hit.sample.payload_handle, CameraFeature, view) for hit in hits]
             except (Evicted, StaleHandle):
                 continue  # the head passed the walk: search again
         raise Evicted(f"rig {self.rig!r}: the window kept moving past the span's start; ask for a later span")
 
-    def _span(self, kind: int, sensor: int, t0_ns: int, t1_ns: int) -> list[timeline.Hit]:
-        first = timeline.first_hit(self.view, kind, sensor, t0_ns)
+    def _span(self, kind: int, sensor: int, t0_ns: int, t1_ns: int,
+              view: ReservoirView | None = None) -> list[timeline.Hit]:
+        view = self.view if view is None else view
+        first = timeline.first_hit(view, kind, sensor, t0_ns)
         out: list[timeline.Hit] = []
         if first is None:
             return out
-        for hit in timeline.walk(self.view, kind, sensor, first):
+        for hit in timeline.walk(view, kind, sensor, first):
             if hit.sample.timestamp_ns > t1_ns:
                 break
             out.append(hit)
@@ -336,9 +344,9 @@ class RigConsumer:
         return Frame(spec.name, pixels, descriptor, sample.timestamp_ns, sample.timestamp_ns - asked_ns, reader,
                      sequence)
 
-    def _descriptor(self, handle: int, kind: type[_Descriptor]) -> _Descriptor:
+    def _descriptor(self, handle: int, kind: type[_Descriptor], view: ReservoirView | None = None) -> _Descriptor:
         """The reservoir descriptor ``handle`` names, which the sample's kind stores as a ``kind`` Struct."""
-        descriptor = self.view.descriptor(handle)
+        descriptor = (self.view if view is None else view).descriptor(handle)
         if not isinstance(descriptor, kind):
             raise TypeError(f"handle {handle:#x} names a {type(descriptor).__name__}, not a {kind.__name__}")
         return descriptor
@@ -490,6 +498,9 @@ class RigConsumer:
             reader.close()
         self._readers.clear()
         self.resolver.close()
+        if self._features is not None:
+            self._features.close()
+            self._features = None
         self.view.close()
 
     def __enter__(self) -> "RigConsumer":

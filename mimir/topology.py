@@ -45,7 +45,7 @@ __all__ = [
     "feature_worker_spec", "feature_source", "FeatureWorkerSpec", "FeatureCameraSpec", "FEATURES",
     "camera_specs", "source_hash", "witness_of", "ring_capacity", "headroom_items", "decode_worker_spec",
     "encode_worker_spec", "RING_HEADROOM_ITEMS", "RING_HEADROOM_S", "MAX_CAMERAS", "BOARD_WORKERS", "BOARD_SOURCES",
-    "RESERVOIR", "OBSERVED", "PLAN", "FITS", "CLOCK", "SPEC_ENV", "SUPERVISOR_PID_ENV",
+    "RESERVOIR", "OBSERVED", "FEATURE_RESERVOIR", "PLAN", "FITS", "CLOCK", "SPEC_ENV", "SUPERVISOR_PID_ENV",
 ]
 
 SPEC_ENV = "MIMIR_WORKER_SPEC"
@@ -57,6 +57,7 @@ BOARD_WORKERS = "sw"
 BOARD_SOURCES = "ss"
 RESERVOIR = "res"  # == mimir.reservoir.layout.DEFAULT_NAME
 OBSERVED = "obs"   # remote receivers' claims: a reservoir of their own, never the rig's (mimir.net.claims)
+FEATURE_RESERVOIR = "fx"  # camera features: a reservoir of their own, so a late record never evicts the rig's samples
 PLAN = "plan"
 CLOCK = "clk"
 FITS = "fit"
@@ -203,6 +204,7 @@ class RigPlan(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     sources: tuple[SourceSpec, ...]
     budget: tuple[BudgetItem, ...]
     remote_sources: tuple[str, ...] = ()  # network.sources' ids in config order: clock authority k is [k - 1]
+    feature_capacity: int = 0             # samples of the features reservoir (FEATURE_RESERVOIR); 0: no features
 
     @property
     def budget_bytes(self) -> int:
@@ -374,7 +376,6 @@ def plan_rig(config: RigConfig) -> RigPlan:
         feature_hz = sum(next(s for s in sources if s.name == c.source).nominal_hz for c in feature_spec.cameras)
         sources.append(SourceSpec(name="features", kind=int(SampleKind.CAMERA_FEATURE), worker=feature_spec.name,
                                   ring=feature_spec.ring, nominal_hz=feature_hz, source_hash=source_hash("features")))
-        rates[SampleKind.CAMERA_FEATURE] = feature_hz
         budget.append(BudgetItem(f"features ring ({feature_spec.ring.capacity} records)",
                                  feature_spec.ring.capacity * 64))
     from mimir.reservoir.capacity import capacity_for, segment_bytes
@@ -382,6 +383,12 @@ def plan_rig(config: RigConfig) -> RigPlan:
     window_ns = int(window_s * 1e9)
     capacity = capacity_for(rates, window_ns=window_ns, margin=config.reservoir.capacity_margin)
     budget.append(BudgetItem(f"reservoir ({capacity:,} samples)", segment_bytes(capacity)))
+    feature_capacity = 0
+    if config.features.enabled:
+        feature_hz = next(s.nominal_hz for s in sources if s.kind == SampleKind.CAMERA_FEATURE)
+        feature_rates = {int(SampleKind.CAMERA_FEATURE): feature_hz}
+        feature_capacity = capacity_for(feature_rates, window_ns=window_ns, margin=config.reservoir.capacity_margin)
+        budget.append(BudgetItem(f"features reservoir ({feature_capacity:,} samples)", segment_bytes(feature_capacity)))
     if config.network.listen:
         from mimir.net.claims import ClaimLimits, ClaimStore
 
@@ -392,7 +399,8 @@ def plan_rig(config: RigConfig) -> RigPlan:
     budget.append(BudgetItem("status board, clock and plan", 4 * SMALL_RING_BYTES))
     return RigPlan(rig=rig, window_ns=window_ns, reservoir_capacity=capacity, witness=witness, workers=tuple(workers),
                    sources=tuple(sources), budget=tuple(budget),
-                   remote_sources=tuple(s.source_id for s in config.network.sources))
+                   remote_sources=tuple(s.source_id for s in config.network.sources),
+                   feature_capacity=feature_capacity)
 
 
 def feature_worker_spec(config: RigConfig, workers: list[WorkerSpec], *, window_s: float) -> FeatureWorkerSpec:

@@ -11,10 +11,15 @@ producer as it trusts a remote claim -- not at all beyond the bounds:
   whose frame it never indexed (or indexed too long ago to remember,
   :data:`mimir.supervisor.indexer.FRAMES_REMEMBERED` per camera) is refused: ``unknown_frame``.
   Whatever ``canonical_ns`` the producer wrote is ignored.
-* **never the edge, never local data.** Samples go in through
+* **never the edge, never local data.** Records go into a reservoir of their
+  own (``fx``, :data:`mimir.topology.FEATURE_RESERVOIR`), never the rig's:
+  a record arrives after its frame, and an out-of-order sample in the rig's
+  reservoir would take the samples pushed before it out early when it ages
+  out (docs/reservoir.md, section 4). Its edge follows the rig's (trusted
+  time, ``edge_ns``), and records go in through
   :meth:`mimir.reservoir.Producer.push_observed`: refused when the window is
   full (``full``) or the frame left the window (``past``); a producer can
-  neither move the reservoir's edge nor evict a local sample.
+  neither move an edge nor evict anything for capacity.
 * **bounded rates and values.** Per camera at most 1.5x its frame rate, with
   a second of burst (``rate``); a camera the contract did not give the
   producer (``unknown_camera``); values outside their definition -- NaN,
@@ -76,7 +81,8 @@ FrameTime = Callable[[int, int], "int | None"]  # (camera source hash, frame seq
 
 @dataclass
 class FeatureIndexer:
-    """Indexes the ``features`` source (one ring, one ``<camera>.motion`` reservoir source per camera).
+    """Indexes the ``features`` source (one ring, one ``<camera>.motion`` source per camera in ``reservoir``, the
+    features reservoir).
 
     Same face as :class:`mimir.supervisor.indexer.RingIndexer` for the
     supervisor's loop and status: :meth:`poll`, ``reader``, ``indexed``,
@@ -91,6 +97,7 @@ class FeatureIndexer:
     spec: FeatureWorkerSpec
     frame_time: FrameTime
     camera_hz: dict[int, float]            # camera source hash -> its frame rate
+    edge_ns: Callable[[], int]             # the rig reservoir's edge: trusted time for the features' window
     kind: SampleKind = SampleKind.CAMERA_FEATURE
     indexed: int = 0
     refusals: FeatureRefusals = field(default_factory=FeatureRefusals)
@@ -119,6 +126,7 @@ class FeatureIndexer:
 
     def poll(self) -> int:
         """Index everything new in the producer's ring; return how many records were read."""
+        self.reservoir.set_edge(self.edge_ns())  # only ever forward: the rig's window ages the features' too
         if self.reader.available() <= 0:
             return 0
         total = 0

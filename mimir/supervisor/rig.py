@@ -52,7 +52,8 @@ from mimir.supervisor.status import (
     read_status,
 )
 from mimir.topology import (
-    OBSERVED, RESERVOIR, AudioWorkerSpec, FeatureWorkerSpec, RigPlan, SourceSpec, SyncWorkerSpec, plan_rig,
+    FEATURE_RESERVOIR, OBSERVED, RESERVOIR, AudioWorkerSpec, FeatureWorkerSpec, RigPlan, SourceSpec, SyncWorkerSpec,
+    plan_rig,
 )
 from ringbuf import (
     ForeignObject, OutOfSharedMemory, RingReader, SegmentExists, SegmentMissing, SharedObject, dtype_of, remove_stale,
@@ -243,6 +244,7 @@ class Rig:
         self.reference = ReferenceChooser(tuple(i.role for i in self.audio_inputs),
                                           audio_spec.declared_reference if audio_spec is not None else None)
         self.reservoir: Reservoir | None = None
+        self.feature_reservoir: Reservoir | None = None  # ``fx``: camera features, when the plan has them
         self.plan_object: SharedObject | None = None
         self.fits_reader: RingReader | None = None
         self.sync_worker: SupervisedWorker | None = None
@@ -337,7 +339,10 @@ class Rig:
                 spec = self.plan.worker(source.spec.worker)
                 assert isinstance(spec, FeatureWorkerSpec)
                 hz = {c.source_hash: self.plan.source(c.source).nominal_hz for c in spec.cameras}
-                source.indexer = FeatureIndexer(source.name, reader, reservoir, spec, self._frame_time, hz)
+                features = self.feature_reservoir
+                assert features is not None, "start() makes the features reservoir when the plan has features"
+                source.indexer = FeatureIndexer(source.name, reader, features, spec, self._frame_time, hz,
+                                                lambda: reservoir.edge_ns)
             else:
                 source.indexer = RingIndexer(source.name, reader, reservoir, self.clock, self.latency,
                                              source_hash=source.spec.source_hash)
@@ -412,6 +417,10 @@ class Rig:
             self.clock_board = ClockBoard(self.name)
             self.reservoir = Reservoir.create(self.name, name=RESERVOIR, capacity=self.plan.reservoir_capacity,
                                               duration_ns=self.plan.window_ns)
+            if self.plan.feature_capacity:
+                self.feature_reservoir = Reservoir.create(self.name, name=FEATURE_RESERVOIR,
+                                                          capacity=self.plan.feature_capacity,
+                                                          duration_ns=self.plan.window_ns)
             self._bell = PLATFORM.doorbell_listener(self.name)
             self._build_workers()
             cfg = self.config
@@ -759,6 +768,9 @@ class Rig:
         if self.reservoir is not None:
             self.reservoir.close()
             self.reservoir = None
+        if self.feature_reservoir is not None:
+            self.feature_reservoir.close()
+            self.feature_reservoir = None
         if self.recorder is not None:  # the reservoir is closed: it writes what was indexed and closes its take
             self.recorder.finish()
             self.recorder = None

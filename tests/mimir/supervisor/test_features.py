@@ -2,7 +2,8 @@
 
 The producer is untrusted beyond its bounds (mimir/supervisor/features.py). Invariants each test checks:
 * a record lands only on the canonical time the supervisor gave its frame, whatever time it claims;
-* nothing it writes moves the reservoir's edge or window start, or evicts a local sample;
+* nothing it writes touches the rig's reservoir (its records go into a features reservoir of their own, whose
+  edge follows the rig's and never goes beyond it), and nothing is evicted for capacity;
 * every record read is indexed or refused, and each refusal is counted under its own cause.
 """
 
@@ -38,13 +39,15 @@ class Rig:
     """A reservoir with local camera frames, the supervisor's frame map, and the features ring."""
 
     def __init__(self, rig: str, *, capacity: int = 4096, window_ns: int = 5_000_000_000) -> None:
-        self.reservoir = Reservoir.create(rig, capacity=capacity, duration_ns=window_ns)
+        self.reservoir = Reservoir.create(rig, capacity=8192, duration_ns=window_ns)  # the rig's
+        self.features_reservoir = Reservoir.create(rig, name="fx", capacity=capacity, duration_ns=window_ns)
         self.ring = Ring.create(FEATURES, rig=rig, descriptor=CameraFeature, capacity=1024)
         self.reader = RingReader.attach(FEATURES, rig=rig, descriptor=CameraFeature)
         self.frames: dict[tuple[int, int], int] = {}  # (camera hash, sequence) -> canonical ns
         self.cameras = [self.reservoir.producer(SampleKind.CAMERA_FRAME, sensor_id_hash=h) for h in HASHES]
-        self.indexer = FeatureIndexer("features", self.reader, self.reservoir, _spec(rig),
-                                      lambda h, s: self.frames.get((h, s)), {h: FPS for h in HASHES})
+        self.indexer = FeatureIndexer("features", self.reader, self.features_reservoir, _spec(rig),
+                                      lambda h, s: self.frames.get((h, s)), {h: FPS for h in HASHES},
+                                      lambda: self.reservoir.edge_ns)
 
     def index_frames(self, first: int, count: int) -> None:
         """The supervisor indexes ``count`` frames of each camera from sequence ``first`` (in order)."""
@@ -60,13 +63,14 @@ class Rig:
 
     def features(self, camera_hash: int) -> list[tuple[int, CameraFeature]]:
         sensor = source_hash(feature_source(CAMERAS[HASHES.index(camera_hash)]))
-        rows, typed = self.reservoir.typed_snapshot(SampleKind.CAMERA_FEATURE)
+        rows, typed = self.features_reservoir.typed_snapshot(SampleKind.CAMERA_FEATURE)
         return [(int(r["timestamp_ns"]), CameraFeature(*t.tolist())) for r, t in zip(rows, typed, strict=True)
                 if int(r["sensor_id_hash"]) == sensor]
 
     def close(self) -> None:
         self.reader.close()
         self.ring.close()
+        self.features_reservoir.close()
         self.reservoir.close()
 
 
@@ -77,14 +81,17 @@ def fake(rig):
     r.close()
 
 
-def _edge(res: Reservoir) -> tuple[int, int, int]:
-    status = res.status()
-    return status.edge_ns, status.window_start_ns, status.evicted
+def _untouched(r: Rig, rig_before) -> None:
+    """The rig's reservoir is exactly as the local frames left it; the features' edge is the rig's, and the
+    features reservoir evicted nothing for capacity."""
+    assert r.reservoir.status() == rig_before
+    fx = r.features_reservoir.status()
+    assert fx.edge_ns == rig_before.edge_ns and fx.evicted_capacity == 0
 
 
 def test_records_land_on_their_frames_canonical_times_whatever_time_they_claim(fake):
     fake.index_frames(0, 20)
-    before = _edge(fake.reservoir)
+    before = fake.reservoir.status()
     for sequence in range(1, 20):
         fake.publish(HASHES[0], sequence, claimed_ns=(1 << 63) + sequence)  # a claimed time far past the edge
     assert fake.indexer.poll() == 19
@@ -92,12 +99,12 @@ def test_records_land_on_their_frames_canonical_times_whatever_time_they_claim(f
     placed = fake.features(HASHES[0])
     assert [t for t, _ in placed] == [T0_NS + s * FRAME_NS for s in range(1, 20)]
     assert all(f.canonical_ns == t and f.source_id_hash == HASHES[0] for t, f in placed)
-    assert _edge(fake.reservoir) == before  # the edge is where the frames put it
+    _untouched(fake, before)  # the edge is where the frames put it
 
 
 def test_every_hostile_record_is_refused_under_its_own_cause_and_moves_nothing(fake):
     fake.index_frames(0, 40)
-    before = _edge(fake.reservoir)
+    before = fake.reservoir.status()
     fake.publish(source_hash("cam.nobody"), 5)                  # unknown_camera
     fake.publish(HASHES[0], 10_000)                             # unknown_frame: never indexed
     fake.publish(HASHES[0], 6, energy=math.nan)                 # invalid: NaN
@@ -110,7 +117,7 @@ def test_every_hostile_record_is_refused_under_its_own_cause_and_moves_nothing(f
     assert (r.unknown_camera, r.unknown_frame, r.invalid, r.rate, r.full, r.past) == (1, 1, 4, 0, 0, 0)
     assert fake.indexer.indexed == 1
     assert fake.indexer.indexed + fake.indexer.refused == 7     # read = indexed + refused by cause
-    assert _edge(fake.reservoir) == before
+    _untouched(fake, before)
 
 
 def test_a_flood_is_held_to_its_cameras_rate_and_counted(fake):
@@ -125,16 +132,18 @@ def test_a_flood_is_held_to_its_cameras_rate_and_counted(fake):
     assert len(fake.features(HASHES[0])) == fake.indexer.indexed
 
 
-def test_a_full_window_refuses_instead_of_evicting_local_frames(rig):
-    r = Rig(rig, capacity=64)
+def test_a_full_features_window_refuses_instead_of_evicting(rig):
+    r = Rig(rig, capacity=16)                                    # the features reservoir holds 16 records
     try:
-        r.index_frames(0, 30)                                    # 60 local frames in 64 slots
-        before = _edge(r.reservoir)
+        r.index_frames(0, 30)
+        before = r.reservoir.status()
         for sequence in range(30):
             r.publish(HASHES[0], sequence)
         r.indexer.poll()
-        assert r.indexer.indexed == 4 and r.indexer.refusals.full == 26
-        assert _edge(r.reservoir) == before and r.reservoir.view_count(SampleKind.CAMERA_FRAME) == 60
+        assert r.indexer.indexed == 16 and r.indexer.refusals.full == 14
+        _untouched(r, before)
+        assert r.reservoir.view_count(SampleKind.CAMERA_FRAME) == 60
+        assert [f.sequence for _, f in r.features(HASHES[0])] == list(range(16))  # the first 16 stay
     finally:
         r.close()
 
@@ -156,7 +165,7 @@ def test_seeded_random_hostile_stream_keeps_the_ledger_and_the_edge(fake):
     the edge and window start only move with local frames; each indexed record sits on its frame's time."""
     rng = random.Random(20261204)
     fake.index_frames(0, 140)
-    before = _edge(fake.reservoir)
+    before = fake.reservoir.status()
     published = 0
     for _ in range(600):
         camera = rng.choice(HASHES + (source_hash("cam.nobody"),))
@@ -168,7 +177,7 @@ def test_seeded_random_hostile_stream_keeps_the_ledger_and_the_edge(fake):
             fake.indexer.poll()
     fake.indexer.poll()
     assert fake.indexer.indexed + fake.indexer.refused == published
-    assert _edge(fake.reservoir) == before
+    _untouched(fake, before)
     for h in HASHES:
         for t, f in fake.features(h):
             assert fake.frames[(h, f.sequence)] == t == f.canonical_ns
