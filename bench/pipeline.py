@@ -50,7 +50,11 @@ WARMUP_S = 5.0
 
 def rig_config(rig: str, workload: str) -> RigConfig:
     """The rig of one workload (see module docstring)."""
-    audio = AudioConfig(backend="synthetic", rate_hz=192_000, block_frames=64, channels=8, output="witness")
+    # "room": the witness over fixed acoustic delays. The default "reverb-room" convolves every input with a
+    # room response inside the synthetic device's callback: test scaffolding whose cost (eight 192 kHz
+    # convolutions) would land in the audio blocks' publish-to-indexed latency and on the supervisor's cores.
+    audio = AudioConfig(backend="synthetic", rate_hz=192_000, block_frames=64, channels=8, output="witness",
+                        synthetic_signal="room")
     if workload in ("default", "idle"):
         cams = CameraFamilyConfig(family="synthetic", count=6, width=640, height=480, fps=60.0)
     elif workload == "ps3eye":

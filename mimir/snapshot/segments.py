@@ -78,12 +78,13 @@ def take_segment(rig_segment: RigSegment, *, first_in_span: bool, current_index:
     authority).
     """
     step = None if first_in_span else rig_segment.step_ns
-    why = {"reason": rig_segment.reason.name.lower().replace("_", " "),
-           "authority": authority_name(rig_segment.authority, remote_sources)}
+    reason = rig_segment.reason.name.lower().replace("_", " ")
+    authority = authority_name(rig_segment.authority, remote_sources)
     if rig_segment.state != ClockState.LOCKED:
-        return ClockSegment(rig_segment.index, "provisional", step_ns=step, **why)
+        return ClockSegment(rig_segment.index, "provisional", step_ns=step, reason=reason, authority=authority)
     if rig_segment.index == current_index and fit_now is not None and rig_segment.authority == 0:
         return ClockSegment(rig_segment.index, "locked", local_sample_at_epoch=fit_now.local_sample_at_epoch,
                             rate_hz=fit_now.rate_hz, confidence=fit_now.confidence, witness=witness, step_ns=step,
-                            **why)
-    return ClockSegment(rig_segment.index, "locked", witness=witness, step_ns=step, **why)
+                            reason=reason, authority=authority)
+    return ClockSegment(rig_segment.index, "locked", witness=witness, step_ns=step, reason=reason,
+                        authority=authority)
