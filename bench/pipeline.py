@@ -143,7 +143,7 @@ def _measure(workload: str, seconds: float, *, loaded: int, floor_us: float,
                 paused.append(pid)
             time.sleep(0.5)
         base = {s.name: (s.indexed, s.lost_overrun, s.restart_gap) for s in rig.sources}
-        rig.latency.count = 0  # latency of the measured span only
+        rig.latency.reset()  # latency of the measured span only
         wake0 = rig.wakeups
         cpu0, wall0 = time.process_time(), time.monotonic()
         end = wall0 + seconds

@@ -48,6 +48,13 @@ class LatencyWindow:
     def __init__(self, size: int = 8192) -> None:
         self.values_ns = np.zeros(size, dtype=np.int64)
         self.count = 0
+        self._scratch = np.zeros(size, dtype=np.int64)  # percentiles partition a copy, never the window
+        self._answered: tuple[int, tuple[float, ...], list[float]] = (-1, (), [])  # (count, qs, result)
+
+    def reset(self) -> None:
+        """Forget every latency (a benchmark's measured span starts here)."""
+        self.count = 0
+        self._answered = (-1, (), [])
 
     def add(self, latencies_ns: np.ndarray) -> None:
         n = len(latencies_ns)
@@ -66,10 +73,21 @@ class LatencyWindow:
         self.count += 1
 
     def percentiles_us(self, *qs: float) -> list[float]:
-        filled = self.values_ns[: min(self.count, len(self.values_ns))]
-        if not len(filled):
-            return [0.0 for _ in qs]
-        return [float(v) / 1e3 for v in np.percentile(filled, qs)]
+        """Nearest-rank percentiles of the window, in us (0.0 while empty); unchanged windows are not recomputed."""
+        count, asked, result = self._answered
+        if count == self.count and asked == qs:
+            return result
+        n = min(self.count, len(self.values_ns))
+        if n == 0:
+            result = [0.0 for _ in qs]
+        else:
+            ranks = [min(n - 1, int(q / 100.0 * (n - 1) + 0.5)) for q in qs]
+            scratch = self._scratch[:n]
+            scratch[:] = self.values_ns[:n]
+            scratch.partition(sorted(set(ranks)))
+            result = [float(scratch[r]) / 1e3 for r in ranks]
+        self._answered = (self.count, qs, result)
+        return result
 
 
 class RingIndexer:

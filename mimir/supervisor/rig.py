@@ -67,7 +67,7 @@ if TYPE_CHECKING:  # imported when network.listen is set (zmq)
 
 __all__ = ["Rig", "Source", "RigAlreadyRunning", "RigStartRefused", "check_budget", "reap_orphans"]
 
-TICK_PERIOD_S = 0.05
+TICK_PERIOD_S = 0.1
 STATUS_PERIOD_S = 0.2
 DEFAULT_COALESCE_S = 0.0003
 
@@ -247,6 +247,7 @@ class Rig:
         self.feature_reservoir: Reservoir | None = None  # ``fx``: camera features, when the plan has them
         self.plan_object: SharedObject | None = None
         self.fits_reader: RingReader | None = None
+        self._fits_seen = (-1, -1)  # (fits published, audio stream pid) at the last adoption: skip when unchanged
         self.sync_worker: SupervisedWorker | None = None
         self.sync_spec: SyncWorkerSpec | None = None
         self.listener: RemoteListener | None = None  # when network.listen is set
@@ -398,6 +399,7 @@ class Rig:
             return
         if reader.writer_pid() == worker.pid:
             self.fits_reader = reader
+            self._fits_seen = (-1, -1)
         else:
             reader.close()
 
@@ -556,10 +558,14 @@ class Rig:
         self._follow_authority()
         if self.fits_reader is None:
             return
+        audio = next((s for s in self.sources if s.kind == SampleKind.AUDIO_BLOCK), None)
+        seen = (self.fits_reader.published, audio.indexer.reader.writer_pid() if audio and audio.indexer else 0)
+        if seen == self._fits_seen:
+            return  # nothing new from the sync worker, and the same audio stream: the same decision as before
+        self._fits_seen = seen
         item = self.fits_reader.latest()
         if item is None:
             return
-        audio = next((s for s in self.sources if s.kind == SampleKind.AUDIO_BLOCK), None)
         stream_pid = dict(zip(FitsHeader.__struct_fields__, item.descriptor))["stream_pid"]
         if audio is None or audio.indexer is None or stream_pid != audio.indexer.reader.writer_pid():
             return  # fits of a previous stream, or of none yet
