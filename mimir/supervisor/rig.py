@@ -69,7 +69,7 @@ __all__ = ["Rig", "Source", "RigAlreadyRunning", "RigStartRefused", "check_budge
 
 TICK_PERIOD_S = 0.1
 STATUS_PERIOD_S = 0.2
-DEFAULT_COALESCE_S = 0.0003
+DEFAULT_COALESCE_S = 0.0006
 
 # What indexes one ring: the same face (poll, reader, indexed, refused, last_error, first/last_host_ns, time_source).
 Indexer = RingIndexer | FeatureIndexer
