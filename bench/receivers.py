@@ -32,8 +32,6 @@ from __future__ import annotations
 import json
 import math
 import multiprocessing as mp
-import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -42,6 +40,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+
+from bench.common import load_average_1min
 
 __all__ = ["format_table", "run_bench"]
 
@@ -62,7 +62,7 @@ def _bytes_and_latency(seconds: float, progress: Callable[[str], None]) -> list[
     from mimir.net.listener import RemoteListener
     from mimir.net.relay import LoopbackRelay
 
-    load_at_start = os.getloadavg()[0]
+    load_at_start = _load_1m()
     with tempfile.TemporaryDirectory(prefix="mimir-bench-net-") as tmp:
         d = Path(tmp)
         write_keypair(d / "server")
@@ -118,7 +118,7 @@ def _bytes_and_latency(seconds: float, progress: Callable[[str], None]) -> list[
          "p99_ms": round(float(np.percentile(latencies_ms, 99)), 3) if latencies_ms.size else None,
          "max_ms": round(float(latencies_ms.max()), 3) if latencies_ms.size else None,
          "listener_loop": "zmq.Poller wait on the socket, then poll()",
-         "load_average_1m_at_start": round(load_at_start, 2)},
+         "load_average_1m_at_start": load_at_start},
     ]
 
 
@@ -210,8 +210,8 @@ def _bare_ping(count: int, interval_s: float, tmp: Path) -> np.ndarray:
 
 
 def _load_1m() -> float | None:
-    getloadavg = getattr(os, "getloadavg", None)  # not on Windows
-    return None if getloadavg is None else round(getloadavg()[0], 2)
+    load = load_average_1min()  # None on Windows
+    return None if load is None else round(load, 2)
 
 
 def _time_transfer(seconds: float, progress: Callable[[str], None]) -> list[dict]:
@@ -329,13 +329,13 @@ def _listener_worker(server_key_file: str, sources: list[tuple[str, str]], warm_
         conn.recv()  # the generator has connected everyone
         run_for(warm_s)
         frames0 = listener.frames_received
-        r0 = resource.getrusage(resource.RUSAGE_SELF)
+        cpu0 = time.process_time()  # user + system CPU of this process, every thread (as getrusage(RUSAGE_SELF))
         t0 = time.monotonic()
         run_for(measure_s)
-        r1 = resource.getrusage(resource.RUSAGE_SELF)
+        cpu_s = time.process_time() - cpu0
         wall = time.monotonic() - t0
         st = listener.status()
-        conn.send({"cpu_s": (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime), "wall_s": wall,
+        conn.send({"cpu_s": cpu_s, "wall_s": wall,
                    "frames": listener.frames_received - frames0, "rejected": st.rejected_total.total(),
                    "connected": sum(1 for s in st.sources if s.connected),
                    "handshakes": st.handshakes.succeeded})

@@ -40,7 +40,7 @@ CLEAN = ("ringbuf/platform/", "ringbuf/process.py", "ringbuf/segment.py", "ringb
          "bench/consumer.py", "bench/doorbells.py", "bench/gpu.py", "bench/pipeline.py", "bench/ps3eye_parse.py",
          "bench/reservoir.py", "bench/rings.py", "bench/snapshot.py", "bench/take.py", "mimir/reservoir/",
          "mimir/topology.py", "mimir/timebase.py", "mimir/config.py", "mimir/retention.py", "mimir/supervisor/",
-         "mimir/sync/", "workers/features/")
+         "mimir/sync/", "workers/features/", "mimir/take/", "mimir/snapshot/", "bench/receivers.py")
 _LINE = re.compile(r"^(?P<path>[^:]+):\d+: error: (?P<message>.*?)  \[(?P<code>[a-z0-9-]+)\]$")
 
 Error = tuple[str, str, str, str]  # platform, path, code, message

@@ -52,6 +52,7 @@ from mimir.take import (
     TakeExists,
     TakeWriter,
 )
+from mimir.take.manifest import VideoEncoding, is_pixel_format, is_video_encoding
 from mimir.take.pixels import frame_of_slot
 from mimir.topology import RESERVOIR, AudioWorkerSpec, CameraWorkerSpec, RigPlan
 from ringbuf import RingReader, SegmentMissing, StaleItem
@@ -98,11 +99,16 @@ def default_folder(rig: str) -> Path:
 @dataclass
 class _Camera:
     name: str
-    source: CameraSource | None     # None: a payload the take format cannot hold (MJPG)
-    reader: RingReader | None
+    source: CameraSource | None     # None: a payload the take format cannot hold (MJPG), or its ring is gone
+    reader: RingReader | None       # attached whenever source is not None
     rate_hz: float
-    rows: np.ndarray = None          # the span's samples and descriptors (reservoir)
-    descriptors: np.ndarray = None
+    rows: np.ndarray = field(init=False)         # the span's samples and descriptors (reservoir; _select_frames)
+    descriptors: np.ndarray = field(init=False)
+
+    def ring(self) -> RingReader:
+        """The ring of a camera the take holds (``source`` is not None)."""
+        assert self.reader is not None, "_sources attaches the ring of every camera it keeps a source for"
+        return self.reader
 
 
 @dataclass
@@ -110,11 +116,11 @@ class _Audio:
     name: str
     source: AudioSource
     reader: RingReader | None
-    rows: np.ndarray = None
-    descriptors: np.ndarray = None
-    blocks: np.ndarray = None       # copies of the span's payloads
-    valid: np.ndarray = None
-    host_ns: np.ndarray = None
+    rows: np.ndarray = field(init=False)         # set by _copy_audio, as are descriptors, valid and host_ns
+    descriptors: np.ndarray = field(init=False)
+    valid: np.ndarray = field(init=False)
+    host_ns: np.ndarray = field(init=False)
+    blocks: np.ndarray | None = None             # copies of the span's payloads (None: nothing copied)
 
 
 def take_snapshot(rig: str = "default", seconds: float | None = None, out: str | os.PathLike | None = None,
@@ -129,7 +135,7 @@ def take_snapshot(rig: str = "default", seconds: float | None = None, out: str |
     closed, readable and marked incomplete; the rig is not affected).
     """
     started = time.perf_counter()
-    if video not in VIDEO_ENCODINGS:
+    if not is_video_encoding(video):
         raise BadSnapshotRequest(f"--video {video!r}: use one of {', '.join(VIDEO_ENCODINGS)}")
     plan = read_plan(rig)
     window_s = plan.window_ns / 1e9
@@ -163,7 +169,7 @@ def take_snapshot(rig: str = "default", seconds: float | None = None, out: str |
         order = {id(c): i for i, c in enumerate(live)}
         stage_items = [(order[id(cameras[ci])], int(cameras[ci].descriptors["payload_handle"][k]) & _SEQ_INT)
                        for _, ci, k in items]  # the writer takes frames in this order
-        with FrameStager([c.reader for c in live], [c.rate_hz for c in live], stage_items, margin_s=margin_s) as stager:
+        with FrameStager([c.ring() for c in live], [c.rate_hz for c in live], stage_items, margin_s=margin_s) as stager:
             result = _write(folder, rig, plan, cameras, audios, items, stager, span, seconds, video, missing, progress)
             result.staged_frames = stager.staged
     finally:
@@ -186,8 +192,10 @@ def _attach(rig: str, object_id: str) -> RingReader | None:
         return None
 
 
-def _sources(rig: str, plan: RigPlan, video: str) -> tuple[list[_Camera], list[_Audio], list[Missing]]:
-    cameras, audios, missing = [], [], []
+def _sources(rig: str, plan: RigPlan, video: VideoEncoding) -> tuple[list[_Camera], list[_Audio], list[Missing]]:
+    cameras: list[_Camera] = []
+    audios: list[_Audio] = []
+    missing: list[Missing] = []
     for worker in plan.workers:
         if isinstance(worker, CameraWorkerSpec):
             for cam in worker.cameras:
@@ -196,7 +204,9 @@ def _sources(rig: str, plan: RigPlan, video: str) -> tuple[list[_Camera], list[_
                     missing.append(Missing(cam.source, "frames", "MJPG frames are compressed by the camera; the take "
                                                                  "format holds raw pixels"))
                 else:
-                    source = CameraSource(cam.source, worker.width, worker.height, worker.pixel_format, worker.fps,
+                    pixel_format = worker.pixel_format
+                    assert is_pixel_format(pixel_format), f"the rig config admits {pixel_format} (not MJPG)"
+                    source = CameraSource(cam.source, worker.width, worker.height, pixel_format, worker.fps,
                                           encoding=video)
                 reader = _attach(rig, cam.ring.object_id) if source is not None else None
                 if source is not None and reader is None:
@@ -206,11 +216,11 @@ def _sources(rig: str, plan: RigPlan, video: str) -> tuple[list[_Camera], list[_
                 cameras.append(_Camera(cam.source, source, reader, worker.fps))
         elif isinstance(worker, AudioWorkerSpec):
             reader = _attach(rig, worker.ring.object_id)
-            source = AudioSource(worker.source, worker.channels, worker.rate_hz, "float32")
+            audio_source = AudioSource(worker.source, worker.channels, worker.rate_hz, "float32")
             if reader is None:
                 missing.append(Missing(worker.source, "audio", f"its ring {worker.ring.object_id} is gone (is the "
                                                                "audio worker running?)"))
-            audios.append(_Audio(worker.source, source, reader))
+            audios.append(_Audio(worker.source, audio_source, reader))
     return cameras, audios, missing
 
 
@@ -238,6 +248,8 @@ def _copy_audio(view: ReservoirView, plan: RigPlan, audios: list[_Audio], second
         a.valid, a.host_ns = np.zeros(n, bool), np.zeros(n, np.int64)
         if a.name not in rings or n == 0:
             continue
+        reader = a.reader
+        assert reader is not None, "rings holds the copies of attached rings only"
         first, copies, valid = rings[a.name]
         sequences = (a.descriptors["data_handle"] & _SEQ).astype(np.int64)
         index = sequences - first
@@ -245,16 +257,16 @@ def _copy_audio(view: ReservoirView, plan: RigPlan, audios: list[_Audio], second
         a.blocks = copies[np.where(copied, index, 0)]
         a.valid = copied & valid[np.where(copied, index, 0)]
         for i in np.flatnonzero(index >= len(copies)).tolist():  # published after the gather: the newest, safe
-            block = copy_of(a.reader, int(sequences[i]))
+            block = copy_of(reader, int(sequences[i]))
             if block is not None:
                 a.blocks[i] = block
                 a.valid[i] = True
         for i, seq in enumerate(sequences.tolist()):  # the ring's own record: the host time of each block
             try:
-                record = a.reader.descriptor_of(seq)
+                record = reader.descriptor_of(seq)
             except StaleItem:
                 continue
-            if a.reader.valid(seq):
+            if reader.valid(seq):
                 a.host_ns[i] = record[_HOST]
     return t0, t1
 
@@ -324,9 +336,9 @@ def _segments(rig: str, plan: RigPlan, cameras: list[_Camera], audios: list[_Aud
     return out
 
 
-def _write(folder: Path, rig: str, plan: RigPlan, cameras: list[_Camera], audios: list[_Audio], items: list,
-           stager: FrameStager, span: tuple[int, int], seconds: float, video: str, missing: list[Missing],
-           progress: Callable[[str], None] | None) -> SnapshotResult:
+def _write(folder: Path, rig: str, plan: RigPlan, cameras: list[_Camera], audios: list[_Audio],
+           items: list[tuple[int, int, int]], stager: FrameStager, span: tuple[int, int], seconds: float, video: str,
+           missing: list[Missing], progress: Callable[[str], None] | None) -> SnapshotResult:
     segments = _segments(rig, plan, cameras, audios, missing)
     unfitted = sorted({seg.index for segs in segments.values() for _, seg in segs
                        if seg.state == "locked" and seg.rate_hz is None})
@@ -337,11 +349,11 @@ def _write(folder: Path, rig: str, plan: RigPlan, cameras: list[_Camera], audios
     sources = [c.source for c in cameras if c.source is not None] + [a.source for a in audios]
     doc = {"rig": rig, "snapshot": {"seconds": seconds, "span_ns": list(span), "video": video},
            "plan": msgspec.to_builtins(plan)}
-    result = SnapshotResult(folder, None, span, lost={s.name: 0 for s in sources})
+    lost = {s.name: 0 for s in sources}
     lost_runs: dict[str, list[list[int]]] = {}  # source -> [[first_ns, last_ns, count, last item index], ...]
 
     def lose(name: str, ts: int, index: int) -> None:
-        result.lost[name] += 1
+        lost[name] += 1
         runs = lost_runs.setdefault(name, [])
         if runs and runs[-1][3] == index - 1:
             runs[-1][1], runs[-1][2], runs[-1][3] = ts, runs[-1][2] + 1, index
@@ -374,6 +386,7 @@ def _write(folder: Path, rig: str, plan: RigPlan, cameras: list[_Camera], audios
                         continue
                     segment_for(c.name, k)
                     d = c.descriptors[k]
+                    assert c.source is not None, "items holds the frames of cameras with a source only"
                     take.write_frame(c.name, frame_of_slot(pixels, c.source.shape, int(d["stride_bytes"])), ts,
                                      sequence=int(d["sequence"]), device_time_ns=int(d["device_time_ns"]),
                                      host_time_ns=int(d["host_time_ns"]))
@@ -384,6 +397,7 @@ def _write(folder: Path, rig: str, plan: RigPlan, cameras: list[_Camera], audios
                         continue
                     segment_for(a.name, k)
                     d = a.descriptors[k]
+                    assert a.blocks is not None, "a valid block was copied"
                     take.write_audio(a.name, a.blocks[k][: int(d["frame_count"])], ts,
                                      start_sample=int(d["start_sample"]), host_time_ns=int(a.host_ns[k]))
                 if progress is not None and time.monotonic() - last_note > 0.5:
@@ -394,14 +408,14 @@ def _write(folder: Path, rig: str, plan: RigPlan, cameras: list[_Camera], audios
         for name, runs in lost_runs.items():
             for first_ns, last_ns, count, _ in runs:
                 take.skip(name, first_ns, last_ns, count, _LOST)
-            missing.append(Missing(name, f"{result.lost[name]} items", _LOST))
+            missing.append(Missing(name, f"{lost[name]} items", _LOST))
         for c in cameras:
             if c.source is not None and not len(c.rows):
                 missing.append(Missing(c.name, "frames", "no frame in the span (is the camera delivering?)"))
         for a in audios:
             if a.reader is not None and not len(a.rows):
                 missing.append(Missing(a.name, "audio", "no block in the span (is the audio worker running?)"))
-        result.manifest = take.close(missing)
+        result = SnapshotResult(folder, take.close(missing), span, lost=lost)
     for record in result.manifest.sources:
         result.written[record.source.name] = record.written
     return result

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeGuard
 
 import msgspec
 
@@ -20,6 +20,7 @@ __all__ = [
     "FORMAT", "VERSION", "MANIFEST_NAME", "RESERVE_NAME", "PIXEL_FORMATS", "SAMPLE_FORMATS", "VIDEO_ENCODINGS",
     "CameraSource", "AudioSource", "Source", "ClockSegment", "Span", "Skip", "Gap", "FileEntry", "Missing",
     "SourceRecord", "Manifest", "encode_manifest", "decode_manifest", "write_manifest", "read_manifest",
+    "PixelFormatName", "VideoEncoding", "FileRole", "is_pixel_format", "is_video_encoding",
 ]
 
 FORMAT = "mimir-take"
@@ -33,6 +34,20 @@ PIXEL_FORMATS = {"YUYV": 2, "GRBG": 1, "GREY": 1, "BGR3": 3}  # bytes per pixel
 SAMPLE_FORMATS = ("float32", "int32", "int16")
 #: Video encodings a camera can be written with (see docs/take.md for what each stores).
 VIDEO_ENCODINGS = ("ffv1", "raw", "h264")
+#: The same names as types (the keys of :data:`PIXEL_FORMATS`, :data:`VIDEO_ENCODINGS`) and a file's role.
+PixelFormatName = Literal["YUYV", "GRBG", "GREY", "BGR3"]
+VideoEncoding = Literal["ffv1", "raw", "h264"]
+FileRole = Literal["video", "frames", "audio", "blocks", "xdf"]
+
+
+def is_pixel_format(value: str) -> TypeGuard[PixelFormatName]:
+    """True when ``value`` is a pixel format a take holds (a key of :data:`PIXEL_FORMATS`)."""
+    return value in PIXEL_FORMATS
+
+
+def is_video_encoding(value: str) -> TypeGuard[VideoEncoding]:
+    """True when ``value`` is one of :data:`VIDEO_ENCODINGS`."""
+    return value in VIDEO_ENCODINGS
 
 
 class CameraSource(msgspec.Struct, frozen=True, tag="camera", tag_field="kind"):
@@ -41,9 +56,9 @@ class CameraSource(msgspec.Struct, frozen=True, tag="camera", tag_field="kind"):
     name: str
     width: int
     height: int
-    pixel_format: Literal["YUYV", "GRBG", "GREY", "BGR3"]
+    pixel_format: PixelFormatName
     nominal_rate_hz: float
-    encoding: Literal["ffv1", "raw", "h264"] = "ffv1"
+    encoding: VideoEncoding = "ffv1"
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -137,7 +152,7 @@ class FileEntry(msgspec.Struct):
     """
 
     path: str
-    role: Literal["video", "frames", "audio", "blocks", "xdf"]
+    role: FileRole
     source: str | None
     file: int
     part: int

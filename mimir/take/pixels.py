@@ -75,7 +75,8 @@ def layout(encoding: str, pixel_format: str) -> Layout:
 def _plane(frame: av.VideoFrame, index: int, width_bytes: int) -> np.ndarray:
     """Writable view ``(height, width_bytes)`` of one plane (its rows may be padded to ``line_size``)."""
     plane = frame.planes[index]
-    return np.frombuffer(plane, np.uint8).reshape(plane.height, plane.line_size)[:, :width_bytes]
+    # memoryview: the same writable buffer; PyAV's Plane is a buffer numpy's stubs only see from Python 3.12 on.
+    return np.frombuffer(memoryview(plane), np.uint8).reshape(plane.height, plane.line_size)[:, :width_bytes]
 
 
 def frame_from_payload(payload: np.ndarray, av_format: str) -> av.VideoFrame:

@@ -95,6 +95,7 @@ def iter_video(path: str | os.PathLike, pixel_format: str) -> Iterator[tuple[np.
                 yield payload_from_frame(frame, pixel_format), int(frame.pts)
         try:  # ... and hand out what the decoder still holds (threaded decoders keep a few frames)
             for frame in stream.codec_context.decode(None):
+                assert frame.pts is not None, "every frame of a take's video has a pts (the writer sets each one)"
                 yield payload_from_frame(frame, pixel_format), int(frame.pts)
         except av.error.FFmpegError:
             pass

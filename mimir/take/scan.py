@@ -32,6 +32,7 @@ from .manifest import (
     AudioSource,
     CameraSource,
     FileEntry,
+    FileRole,
     Gap,
     Manifest,
     Missing,
@@ -88,8 +89,10 @@ class _Source:
         self.skipped = list(record.skipped)
         self.gaps: list[Gap] = []
         self.written = self.samples = 0
-        self.first = self.last = None
-        self.prev_next = self.prev_ns = None
+        self.first: int | None = None     # canonical span of the media files counted so far
+        self.last: int | None = None
+        self.prev_next: int | None = None  # the sequence / start sample the next item continues from, and the
+        self.prev_ns: int | None = None    # canonical time of the item before it (both set together)
 
     def run(self) -> None:
         source = self.record.source
@@ -100,13 +103,17 @@ class _Source:
         numbers = sorted({int(m.group(1)) for p in (folder.iterdir() if folder.is_dir() else ())
                           if (m := _FILE.match(p.name)) and (m.group(2) in ("mkv", "frames.csv")) == camera})
         for number in numbers:
-            if camera:
+            if isinstance(source, CameraSource):
                 self._video(number, folder / f"{number:05d}.mkv")
             else:
                 self._audio(number, folder / f"{number:05d}.wav", source)
+        span = None
+        if self.first is not None:
+            assert self.last is not None, "_add sets last with first"
+            span = Span(self.first, self.last)
         self.out.sources.append(SourceRecord(
             source=source, written=self.written, written_samples=self.samples,
-            span=None if self.first is None else Span(self.first, self.last), skipped=self.skipped, gaps=self.gaps,
+            span=span, skipped=self.skipped, gaps=self.gaps,
             clock_segments=list(self.record.clock_segments)))
 
     def _trusted(self, path: Path) -> FileEntry | None:
@@ -128,6 +135,7 @@ class _Source:
         ns, seq = table["canonical_ns"][:n], table["sequence"][:n]
         for i in range(n):
             if self.prev_next is not None and int(seq[i]) != self.prev_next:
+                assert self.prev_ns is not None, "prev_ns is set with prev_next"
                 self.gaps.append(Gap(self.prev_ns, int(ns[i]), int(seq[i]) - self.prev_next, "frames"))
             self.prev_next, self.prev_ns = int(seq[i]) + 1, int(ns[i])
         if video.exists():
@@ -160,6 +168,7 @@ class _Source:
         for i in range(blocks):
             start = int(table["start_sample"][i])
             if self.prev_next is not None and start != self.prev_next:
+                assert self.prev_ns is not None, "prev_ns is set with prev_next"
                 self.gaps.append(Gap(self.prev_ns, int(ns[i]), start - self.prev_next, "samples"))
             self.prev_next, self.prev_ns = start + int(table["frames"][i]), int(ns[i])
         if wav.exists():
@@ -169,7 +178,7 @@ class _Source:
         self.written += blocks
         self.samples += keep
 
-    def _add(self, number: int, path: Path, role: str, count: int, ns: np.ndarray) -> None:
+    def _add(self, number: int, path: Path, role: FileRole, count: int, ns: np.ndarray) -> None:
         rel = str(path.relative_to(self.directory))
         before = self.known.get(rel)
         f_ns = int(ns[0]) if len(ns) else None

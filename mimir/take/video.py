@@ -64,7 +64,6 @@ class VideoFile:
         self.first_ns: int | None = None
         self.last_ns: int | None = None
         self._last_pts: int | None = None
-        self._container = None
         self._table = TableWriter(self.table_path, FRAME_COLUMNS)
         options = {"flush_packets": "1", "cluster_time_limit": str(CLUSTER_MS), **self._layout.container_options}
         try:
@@ -77,6 +76,7 @@ class VideoFile:
             container.metadata["title"] = f"{source.name} ({source.pixel_format})"
             rate = Fraction(source.nominal_rate_hz).limit_denominator(1001)
             stream = container.add_stream(self._layout.codec, rate=rate, options=dict(self._layout.options))
+            assert isinstance(stream, av.VideoStream), f"codec {self._layout.codec} makes a video stream"
             stream.width = source.width
             stream.height = source.height
             stream.pix_fmt = self._layout.av_format

@@ -45,7 +45,7 @@ import re
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar, TypeVarTuple
 
 import av
 import msgspec
@@ -63,6 +63,7 @@ from .manifest import (
     CameraSource,
     ClockSegment,
     FileEntry,
+    FileRole,
     Gap,
     Manifest,
     Missing,
@@ -89,6 +90,8 @@ __all__ = ["TakeWriter", "xdf_name"]
 _RESERVE_MIN_BYTES = 64 << 10
 _ENTRY_BYTES = 400  # an upper bound of one file entry in the pretty-printed manifest (about 315 B)
 _NAME_OK = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+_T = TypeVar("_T")
+_Args = TypeVarTuple("_Args")
 
 
 def xdf_name(part: int) -> str:
@@ -123,6 +126,13 @@ class _State:
         self.body_samples = 0
         self.body_first_s = 0.0
         self.body_last_s = 0.0
+
+    def span(self) -> Span | None:
+        """The canonical span of what was written; None before the first item."""
+        if self.first_ns is None:
+            return None
+        assert self.last_ns is not None, "_count sets last_ns with first_ns"
+        return Span(self.first_ns, self.last_ns)
 
 
 class TakeWriter:
@@ -197,18 +207,21 @@ class TakeWriter:
         written (the copy may be torn) and False is returned.
         """
         st = self._state(camera, CameraSource)
-        source: CameraSource = st.source
+        source = st.source
+        assert isinstance(source, CameraSource), "_state checked the kind"
         if frame.dtype != np.uint8 or frame.shape != source.shape:
             raise ValueError(f"camera {camera!r}: frame is {frame.dtype} {frame.shape}, expected uint8 {source.shape}")
         canonical_ns, sequence = int(canonical_ns), int(sequence)
         part = self._part_for(st, canonical_ns)
         if st.current is None or part != st.part or st.segment_changed:
             self._roll(st, part, canonical_ns)
-        video: VideoFile = st.current
+        video = st.current
+        assert isinstance(video, VideoFile), "_roll opens a video file for a camera"
         if not self._io(video.video_path, video.write, frame, canonical_ns, sequence, int(device_time_ns),
                         int(host_time_ns), still_valid):
             return False  # a gap, if any, is measured at the next frame that is written
         if st.last_sequence is not None and sequence != st.last_sequence + 1:
+            assert st.last_ns is not None, "a written frame set last_ns with last_sequence"
             st.gaps.append(Gap(st.last_ns, canonical_ns, sequence - st.last_sequence - 1, "frames"))
         st.rows.append((canonical_ns, st.file_index, video.frames - 1, sequence))
         st.last_sequence = sequence
@@ -225,20 +238,25 @@ class TakeWriter:
         gap and starts a new file (the gap is never closed up).
         """
         st = self._state(source, AudioSource)
-        spec: AudioSource = st.source
+        spec = st.source
+        assert isinstance(spec, AudioSource), "_state checked the kind"
         if block.ndim != 2 or block.shape[1] != spec.channels or block.dtype != np.dtype(spec.sample_format) \
                 or block.shape[0] == 0:
             raise ValueError(f"audio {source!r}: block is {block.dtype} {block.shape}, expected "
                              f"{spec.sample_format} (frames > 0, {spec.channels})")
         canonical_ns, start_sample, n = int(canonical_ns), int(start_sample), block.shape[0]
         part = self._part_for(st, canonical_ns)
-        audio: AudioFile | None = st.current
-        gap = audio is not None and audio.next_start_sample is not None and start_sample != audio.next_start_sample
+        audio = st.current
+        assert audio is None or isinstance(audio, AudioFile), "an audio source's open file is an AudioFile"
+        expected = audio.next_start_sample if audio is not None else None
+        gap = expected is not None and start_sample != expected
         if gap:
-            st.gaps.append(Gap(st.last_ns, canonical_ns, start_sample - audio.next_start_sample, "samples"))
+            assert expected is not None and st.last_ns is not None, "a gap follows a written block"
+            st.gaps.append(Gap(st.last_ns, canonical_ns, start_sample - expected, "samples"))
         if audio is None or part != st.part or st.segment_changed or gap or audio.room_samples() < n:
             self._roll(st, part, canonical_ns)
             audio = st.current
+            assert isinstance(audio, AudioFile), "_roll opens an audio file for an audio source"
         self._io(audio.audio_path, audio.write, block, canonical_ns, start_sample, int(host_time_ns))
         first_s = seconds(canonical_ns)
         st.bodies.append(block_records(block, first_s))
@@ -418,7 +436,9 @@ class TakeWriter:
             st.segments[-1] = msgspec.structs.replace(st.segments[-1], first_ns=canonical_ns)
 
     def _media_path(self, st: _State) -> Path:
-        return st.current.video_path if st.is_camera else st.current.audio_path
+        cur = st.current
+        assert cur is not None, "only a source with an open file has a media path"
+        return cur.video_path if isinstance(cur, VideoFile) else cur.audio_path
 
     def _roll(self, st: _State, part: int, canonical_ns: int) -> None:
         """Close the source's current file (and XDF stream when the part or segment changes); open the next."""
@@ -436,19 +456,18 @@ class TakeWriter:
         st.file_index += 1
         folder = self.directory / st.source.name
         stem = folder / f"{st.file_index:05d}"
-        if st.is_camera:
-            media = self._io(stem, VideoFile, stem, st.source)
-            roles = ("video", "frames")
-            paths = (media.video_path, media.table_path)
-        else:
-            media = self._io(stem, AudioFile, stem, st.source, canonical_ns)
-            roles = ("audio", "blocks")
-            paths = (media.audio_path, media.table_path)
-        st.current = media
         segment = st.segments[-1].index
-        st.entries = tuple(FileEntry(path=str(p.relative_to(self.directory)), role=r, source=st.source.name,
-                                     file=st.file_index, part=part, clock_segment=segment)
-                           for r, p in zip(roles, paths, strict=True))
+
+        def entry(role: FileRole, path: Path) -> FileEntry:
+            return FileEntry(path=str(path.relative_to(self.directory)), role=role, source=st.source.name,
+                             file=st.file_index, part=part, clock_segment=segment)
+
+        if isinstance(st.source, CameraSource):
+            video = self._io(stem, VideoFile, stem, st.source)
+            st.current, st.entries = video, (entry("video", video.video_path), entry("frames", video.table_path))
+        else:
+            audio = self._io(stem, AudioFile, stem, st.source, canonical_ns)
+            st.current, st.entries = audio, (entry("audio", audio.audio_path), entry("blocks", audio.table_path))
         self._files.extend(st.entries)
         self._entries_since_write += 2
         self._xdf_for(part)  # opened eagerly: every part a source is in has its XDF file open
@@ -456,10 +475,13 @@ class TakeWriter:
         self._retire_parts()
 
     def _update_entries(self, st: _State, closed: bool = False) -> None:
-        media, table = st.entries
         cur = st.current
-        media.count = cur.frames if st.is_camera else cur.samples
-        table.count = cur.frames if st.is_camera else cur.blocks
+        assert st.entries is not None and cur is not None, "_roll sets a source's entries with its open file"
+        media, table = st.entries
+        if isinstance(cur, VideoFile):
+            media.count = table.count = cur.frames
+        else:
+            media.count, table.count = cur.samples, cur.blocks
         for entry in (media, table):
             entry.first_ns, entry.last_ns = cur.first_ns if cur.last_ns is not None else None, cur.last_ns
             entry.closed = closed
@@ -473,11 +495,11 @@ class TakeWriter:
         clock = {k: v for k, v in msgspec.to_builtins(seg).items() if v is not None}
         common = {"take_format": FORMAT, "take_version": VERSION, "source": st.source.name,
                   "clock_segment": seg.index}
-        if st.is_camera:
-            cam: CameraSource = st.source
-            labels = ("file", "frame", "sequence")
+        if isinstance(st.source, CameraSource):
+            cam = st.source
+            columns = ("file", "frame", "sequence")
             desc = {"mimir": common, "clock": clock,
-                    "channels": {"channel": [{"label": lab, "type": "index"} for lab in labels]},
+                    "channels": {"channel": [{"label": lab, "type": "index"} for lab in columns]},
                     "video": {"folder": cam.name, "file_pattern": "NNNNN.mkv (NNNNN = channel 'file', 5 digits)",
                               "timestamp_table": "NNNNN.frames.csv",
                               "frame": "channel 'frame' = frame index in the file",
@@ -485,7 +507,7 @@ class TakeWriter:
                               "pixel_format": cam.pixel_format}}
             return StreamInfo(cam.name, "VideoFrameIndex", 3, cam.nominal_rate_hz, "int64",
                               f"mimir:{cam.name}", desc)
-        mic: AudioSource = st.source
+        mic = st.source
         labels = mic.channel_labels or [f"ch{i}" for i in range(mic.channels)]
         desc = {"mimir": common, "clock": clock,
                 "channels": {"channel": [{"label": lab, "type": "Audio"} for lab in labels]},
@@ -543,6 +565,7 @@ class TakeWriter:
     def _end_stream(self, st: _State) -> None:
         self._drain(st)
         if st.xdf_stream is not None:
+            assert st.xdf_part is not None, "_drain sets xdf_part with xdf_stream"
             self._xdf[st.xdf_part].end_stream(st.xdf_stream)
             st.xdf_stream = st.xdf_part = None
 
@@ -596,7 +619,7 @@ class TakeWriter:
     def _build_manifest(self) -> Manifest:
         m = self.manifest
         m.sources = [SourceRecord(source=st.source, written=st.written, written_samples=st.written_samples,
-                                  span=None if st.first_ns is None else Span(st.first_ns, st.last_ns),
+                                  span=st.span(),
                                   skipped=list(st.skipped), gaps=list(st.gaps), clock_segments=list(st.segments))
                      for st in self._states.values()]
         m.files = list(self._files)
@@ -635,7 +658,7 @@ class TakeWriter:
         (self.directory / RESERVE_NAME).unlink(missing_ok=True)
         self._reserve_bytes = 0
 
-    def _io(self, path: os.PathLike | str, fn, *args):
+    def _io(self, path: os.PathLike | str, fn: Callable[[*_Args], _T], *args: *_Args) -> _T:
         """Run one file operation; on failure close the take (incomplete) and raise (DiskFull when out of space)."""
         try:
             return fn(*args)

@@ -42,7 +42,7 @@ import os
 import struct
 import xml.etree.ElementTree as ET
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, overload
 
 import numpy as np
 
@@ -60,7 +60,11 @@ CHANNEL_FORMATS = {np.dtype("float32"): "float32", np.dtype("float64"): "double6
 _NS_PER_S = 1_000_000_000
 
 
-def seconds(canonical_ns: np.ndarray | int) -> np.ndarray | float:
+@overload
+def seconds(canonical_ns: int | np.integer) -> float: ...
+@overload
+def seconds(canonical_ns: np.ndarray) -> np.ndarray: ...
+def seconds(canonical_ns: np.ndarray | int | np.integer) -> np.ndarray | float:
     """Canonical nanoseconds -> float64 seconds with one rounding (whole seconds are exact below 2**53 s)."""
     if isinstance(canonical_ns, (int, np.integer)):
         return int(canonical_ns) / _NS_PER_S  # Python's int / int is correctly rounded
