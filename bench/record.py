@@ -53,6 +53,11 @@ ENCODINGS = ("raw", "h264", "ffv1")
 DEFAULT_ENCODING = "raw"  # `mimir record`'s default: the one that keeps up with the default rig here
 
 
+
+def _sig(value: float, digits: int = 4) -> float:
+    """``value`` to ``digits`` significant digits: a small run's figures never round to 0."""
+    return float(f"{value:.{digits}g}")
+
 def _config(rig: str, workload: str) -> str:
     if workload == "default":
         cams = 'count = 6\nwidth = 640\nheight = 480\nfps = 60.0'
@@ -172,11 +177,11 @@ def _measure(rig: str, workload: str, seconds: float, video: str, root: Path, au
         "workload": workload, "video": video, "seconds": seconds, "recorded_s": doc["seconds"],
         "published": doc["published"], "written": doc["written"], "skipped": doc["skipped"],
         "skipped_by_cause": doc["skipped_by_cause"], "complete": doc["complete"], "staged_frames": doc["staged_frames"],
-        "mb": round(nbytes / 1e6, 1), "take_mb_per_s": round(nbytes / 1e6 / take_s, 1),
+        "mb": round(nbytes / 1e6, 1), "take_mb_per_s": _sig(nbytes / 1e6 / take_s),
         "payload_mb_per_s": round(doc["payload_bytes"] / 1e6 / doc["seconds"], 1),
         "take_closed_s": doc["take_closed_s"], "fsync_after_s": round(fsync_s, 2),
-        "plain_write_s": round(plain_s, 2), "plain_mb_per_s": round(nbytes / 1e6 / plain_s, 1),
-        "take_vs_plain": round((nbytes / take_s) / (nbytes / plain_s), 3),
+        "plain_write_s": _sig(plain_s), "plain_mb_per_s": _sig(nbytes / 1e6 / plain_s),
+        "take_vs_plain": _sig(plain_s / take_s),
         "recorder_cpu_pct": round(100 * doc["cpu_s"] / doc["take_closed_s"], 1),
         "during": during, "during_s": round(during_s, 2), "quiet": quiet, "quiet_s": quiet_s,
         "load_avg_1min": load_during, "load_before": load_before,
