@@ -3,7 +3,10 @@
 Everything takes an optional ``env`` mapping so a private server (its name
 in ``JACK_DEFAULT_SERVER``) can be addressed without touching the caller's
 environment. :class:`DummyServer` owns one ``jackd -d dummy`` process and
-stops it by pid, never by name.
+stops it by pid, never by name. A server is named after the process that
+started it (``mimir<pid>x<n>``); what a killed run left of one (its jackd,
+its client semaphores in shared memory) is removed by the next
+:meth:`DummyServer.start` (:func:`remove_leftovers`).
 """
 
 from __future__ import annotations
@@ -20,13 +23,19 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+import psutil
+
+from ringbuf.platform import PLATFORM
+
 __all__ = [
     "JackError", "DummyServer", "jack_tools_available", "list_ports", "connections", "connect", "disconnect",
-    "make_loopback", "route", "iodelay_round_trip", "IodelayResult", "wait_for_ports",
+    "make_loopback", "route", "iodelay_round_trip", "IodelayResult", "wait_for_ports", "remove_leftovers",
 ]
 
 _counter = itertools.count()
 _TOOL_TIMEOUT_S = 5.0
+_PRIVATE_NAME = re.compile(r"^mimir(?:test)?(\d+)x\d+$")          # DummyServer names: mimir<pid>x<n>
+_CLIENT_SEMAPHORE = re.compile(r"^jack_sem\.\d+_(mimir(?:test)?\d+x\d+)_")  # jackd's per-client semaphores
 
 
 class JackError(RuntimeError):
@@ -175,6 +184,39 @@ def _stop_pid(proc: subprocess.Popen, sig: int = signal.SIGINT, timeout_s: float
         proc.wait(timeout=timeout_s)
 
 
+def _orphaned(server: str) -> bool:
+    """True when ``server`` is a DummyServer name whose starting process is gone (a killed run's)."""
+    m = _PRIVATE_NAME.match(server)
+    return m is not None and not psutil.pid_exists(int(m[1]))
+
+
+def remove_leftovers() -> list[str]:
+    """Stop the jackd of every private server whose starter died, then remove their client semaphores.
+
+    A run killed with SIGKILL never stops its server (jackd runs in a session
+    of its own) and a jackd killed with its clients attached leaves their
+    ``jack_sem.*`` objects in shared memory. Returns what was stopped or
+    removed. Servers of live processes are never touched.
+    """
+    done = []
+    for proc in psutil.process_iter(["name"]):
+        if proc.info["name"] != "jackd":
+            continue
+        try:
+            server = proc.environ().get("JACK_DEFAULT_SERVER", "")
+            if _orphaned(server):
+                proc.terminate()
+                proc.wait(5)
+                done.append(f"jackd {proc.pid} ({server})")
+        except (psutil.Error, OSError):
+            continue  # gone meanwhile, or another user's
+    for name in PLATFORM.list_objects("jack_sem."):
+        m = _CLIENT_SEMAPHORE.match(name)
+        if m and _orphaned(m[1]) and PLATFORM.remove_object(name):
+            done.append(name)
+    return done
+
+
 class DummyServer:
     """One private ``jackd -d dummy`` server, addressed through :attr:`env`, stopped by pid.
 
@@ -202,6 +244,7 @@ class DummyServer:
         missing = jack_tools_available()
         if missing:
             raise JackError(f"{missing} not found: apt-get install jackd2 (or run bash scripts/setup.sh)")
+        remove_leftovers()  # what a killed run left: orphaned servers, their client semaphores
         attempts = [True, False] if self.realtime_requested else [False]
         errors = []
         for rt in attempts:
