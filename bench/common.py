@@ -8,6 +8,7 @@ import os
 import platform
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from multiprocessing.process import BaseProcess
 
@@ -15,7 +16,10 @@ import psutil
 
 from ringbuf.platform import PLATFORM
 
-__all__ = ["machine_info", "load_average_1min", "busy_processes", "sync_data", "UnsupportedPlatform"]
+__all__ = [
+    "machine_info", "load_average_1min", "busy_processes", "sync_data", "plain_write_s", "fsync_tree",
+    "UnsupportedPlatform",
+]
 
 
 class UnsupportedPlatform(ImportError):
@@ -107,3 +111,35 @@ def sync_data(fd: int) -> None:
         os.fsync(fd)
     else:
         os.fdatasync(fd)
+
+
+def plain_write_s(path: str | os.PathLike[str], nbytes: int) -> float:
+    """Seconds to write ``nbytes`` of random data sequentially (1 MiB chunks) to ``path`` and flush it to the
+    disk (:func:`sync_data`): the peer a take or snapshot's write speed is measured against. ``path`` is
+    removed afterwards."""
+    chunk = os.urandom(1 << 20)
+    start = time.perf_counter()
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    try:
+        left = nbytes
+        while left > 0:
+            left -= os.write(fd, chunk[: min(left, len(chunk))])
+        sync_data(fd)
+    finally:
+        os.close(fd)
+    wall = time.perf_counter() - start
+    os.unlink(path)
+    return wall
+
+
+def fsync_tree(root: str | os.PathLike[str]) -> float:
+    """fsync every file under ``root``; return the seconds it took."""
+    start = time.perf_counter()
+    for folder, _, names in os.walk(root):
+        for name in names:
+            fd = os.open(os.path.join(folder, name), os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+    return time.perf_counter() - start

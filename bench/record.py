@@ -44,14 +44,13 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from bench.common import load_average_1min, sync_data
+from bench.common import fsync_tree, load_average_1min, plain_write_s
 
 __all__ = ["run", "format_table", "WORKLOADS", "ENCODINGS", "DEFAULT_ENCODING"]
 
 WORKLOADS = ("default", "ps3eye", "small")
 ENCODINGS = ("raw", "h264", "ffv1")
 DEFAULT_ENCODING = "raw"  # `mimir record`'s default: the one that keeps up with the default rig here
-
 
 
 def _sig(value: float, digits: int = 4) -> float:
@@ -100,35 +99,6 @@ def _delta(after: dict, before: dict) -> dict:
     return {k: after[k] - before[k] for k in after}
 
 
-def _plain_write(path: Path, nbytes: int) -> float:
-    """Seconds to write ``nbytes`` sequentially (1 MiB chunks) and fdatasync them."""
-    chunk = os.urandom(1 << 20)
-    start = time.perf_counter()
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-    try:
-        left = nbytes
-        while left > 0:
-            left -= os.write(fd, chunk[: min(left, len(chunk))])
-        sync_data(fd)
-    finally:
-        os.close(fd)
-    wall = time.perf_counter() - start
-    path.unlink()
-    return wall
-
-
-def _fsync_tree(root: Path) -> float:
-    start = time.perf_counter()
-    for folder, _, names in os.walk(root):
-        for name in names:
-            fd = os.open(os.path.join(folder, name), os.O_RDONLY)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-    return time.perf_counter() - start
-
-
 def _wait_locked(rig: str, sup: subprocess.Popen, settle_s: float) -> None:
     from mimir.supervisor.status import read_status
 
@@ -153,7 +123,7 @@ def _record(rig: str, seconds: float, out: Path, video: str) -> tuple[dict, floa
                           capture_output=True, text=True, timeout=seconds + 600)
     if done.returncode != 0:
         raise RuntimeError(f"mimir record failed (exit {done.returncode}): {done.stderr.strip()[-2000:]}")
-    return json.loads(done.stdout), _fsync_tree(out)
+    return json.loads(done.stdout), fsync_tree(out)
 
 
 def _measure(rig: str, workload: str, seconds: float, video: str, root: Path, audio, quiet: dict, quiet_s: float,
@@ -169,7 +139,7 @@ def _measure(rig: str, workload: str, seconds: float, video: str, root: Path, au
     nbytes = doc["bytes"]
     shutil.rmtree(root / "take")
     progress(f"record bench: plain write of the same {nbytes / 1e6:,.0f} MB to the same folder")
-    plain_s = _plain_write(root / "plain.bin", nbytes)
+    plain_s = plain_write_s(root / "plain.bin", nbytes)
     take_s = doc["take_closed_s"] + fsync_s
     cameras = [n for n in doc["published"] if n != "audio"]
     skipped_video = sum(doc["skipped"][n] for n in cameras)

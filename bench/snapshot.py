@@ -35,7 +35,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from bench.common import load_average_1min, sync_data
+from bench.common import fsync_tree, load_average_1min, plain_write_s
 from mimir.consumer import RigConsumer
 
 __all__ = ["run", "format_table", "GOALS", "SHAPES"]
@@ -81,32 +81,6 @@ def _rounded(value: float | None, digits: int) -> float | None:
     return round(value, digits) if value is not None else None
 
 
-def _plain_write(path: Path, nbytes: int) -> float:
-    chunk = os.urandom(1 << 20)
-    start = time.perf_counter()
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-    try:
-        left = nbytes
-        while left > 0:
-            left -= os.write(fd, chunk[: min(left, len(chunk))])
-        sync_data(fd)
-    finally:
-        os.close(fd)
-    wall = time.perf_counter() - start
-    path.unlink()
-    return wall
-
-
-def _fsync_tree(root: Path) -> None:
-    for folder, _, names in os.walk(root):
-        for name in names:
-            fd = os.open(os.path.join(folder, name), os.O_RDONLY)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-
-
 def _snapshot(rig: str, seconds: float, out: Path, video: str) -> tuple[dict, float, float]:
     """Run `mimir snapshot` in its own process: (its JSON, its own wall time + the fsync of its files, process wall)."""
     start = time.perf_counter()
@@ -116,9 +90,7 @@ def _snapshot(rig: str, seconds: float, out: Path, video: str) -> tuple[dict, fl
         raise RuntimeError(f"mimir snapshot failed (exit {done.returncode}): {done.stderr.strip()[-2000:]}")
     process_s = time.perf_counter() - start
     doc = json.loads(done.stdout)
-    start = time.perf_counter()
-    _fsync_tree(out)
-    fsync_s = time.perf_counter() - start
+    fsync_s = fsync_tree(out)
     return doc, doc["wall_s"] + fsync_s, process_s + fsync_s
 
 
@@ -170,7 +142,7 @@ def run(seconds: float = 5.0, *, video: str = "raw", shape: str = "default", dir
         time.sleep(during_s)
         quiet = _delta(_counters(rig, audio), before)
         progress(f"snapshot bench: plain write of the same {nbytes / 1e6:,.0f} MB to the same folder")
-        plain_s = _plain_write(root / "plain.bin", nbytes)
+        plain_s = plain_write_s(root / "plain.bin", nbytes)
         ratio = wall / plain_s
         lost_by_snapshot = sum(doc["lost"].values())
         record = {

@@ -41,7 +41,7 @@ from typing import Literal
 
 import numpy as np
 
-from bench.common import sync_data
+from bench.common import fsync_tree, sync_data
 from mimir.take import AudioSource, CameraSource, TakeWriter
 
 __all__ = ["Config", "QUICK", "VideoEncoding", "run", "format_table", "camera_like_frames"]
@@ -101,16 +101,6 @@ def _cpu_s() -> float:
     return time.process_time()
 
 
-def _fsync_tree(root: str) -> None:
-    for folder, _, names in os.walk(root):
-        for name in names:
-            fd = os.open(os.path.join(folder, name), os.O_RDONLY)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-
-
 def _plain_write(path: str, schedule, frames, audio) -> float:
     start = time.perf_counter()
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
@@ -139,7 +129,7 @@ def _take_write(folder: str, cfg: Config, encoding: VideoEncoding, schedule, fra
             else:
                 take.write_frame(names[src], frames[n % len(frames)], t, sequence=n)
     closed = time.perf_counter() - start
-    _fsync_tree(folder)
+    fsync_tree(folder)
     wall = time.perf_counter() - start
     cpu = _cpu_s() - cpu0
     size = sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(folder) for f in fs)
