@@ -32,6 +32,7 @@ from pathlib import Path
 import numpy as np
 import soundfile
 
+from .files import remove_files, size_or_zero
 from .manifest import AudioSource
 from .table import TableWriter
 
@@ -72,7 +73,7 @@ class AudioFile:
             self._file.comment = f"{COMMENT_KEY}={first_ns}"
         except BaseException:
             self._table.close_quietly()
-            _remove(self.audio_path, self.table_path)
+            remove_files(self.audio_path, self.table_path)
             raise
 
     def room_samples(self) -> int:
@@ -126,22 +127,11 @@ class AudioFile:
         try:
             soundfile.info(os.fspath(self.audio_path))
         except (soundfile.LibsndfileError, RuntimeError):
-            _remove(self.audio_path)
+            remove_files(self.audio_path)
 
     def bytes(self) -> int:
-        return _size(self.audio_path)
+        return size_or_zero(self.audio_path)
 
     def table_bytes(self) -> int:
-        return _size(self.table_path)
+        return size_or_zero(self.table_path)
 
-
-def _remove(*paths: Path) -> None:
-    for path in paths:
-        path.unlink(missing_ok=True)
-
-
-def _size(path: Path) -> int:
-    try:
-        return path.stat().st_size
-    except OSError:
-        return 0

@@ -30,6 +30,7 @@ from pathlib import Path
 import av
 import numpy as np
 
+from .files import remove_files, size_or_zero
 from .manifest import CameraSource
 from .pixels import frame_from_payload, layout
 from .table import TableWriter
@@ -70,7 +71,7 @@ class VideoFile:
             container = av.open(os.fspath(self.video_path), "w", format="matroska", container_options=options)
         except BaseException:
             self._table.close_quietly()
-            _remove(self.video_path, self.table_path)
+            remove_files(self.video_path, self.table_path)
             raise
         try:
             container.metadata["title"] = f"{source.name} ({source.pixel_format})"
@@ -90,7 +91,7 @@ class VideoFile:
         except BaseException:
             container.close()
             self._table.close_quietly()
-            _remove(self.video_path, self.table_path)
+            remove_files(self.video_path, self.table_path)
             raise
         self._container = container
         self._stream = stream
@@ -151,25 +152,13 @@ class VideoFile:
         try:
             av.open(os.fspath(self.video_path)).close()
         except av.error.FFmpegError:
-            _remove(self.video_path)
+            remove_files(self.video_path)
 
     def bytes(self) -> int:
-        return _size(self.video_path)
+        return size_or_zero(self.video_path)
 
     def table_bytes(self) -> int:
-        return _size(self.table_path)
-
-
-def _remove(*paths: Path) -> None:
-    for path in paths:
-        path.unlink(missing_ok=True)
-
-
-def _size(path: Path) -> int:
-    try:
-        return path.stat().st_size
-    except OSError:
-        return 0
+        return size_or_zero(self.table_path)
 
 
 def count_video_packets(path: str | os.PathLike) -> list[int]:
