@@ -11,6 +11,9 @@ from __future__ import annotations
 
 import itertools
 import os
+import subprocess
+from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 
@@ -74,3 +77,24 @@ def no_macos_rule_violations(macos_rules_log):
         f.seek(before)
         new = f.read().decode("utf-8", "replace")
     assert not new, f"Mimir code did what macOS cannot do:\n{new}"
+
+
+@pytest.fixture
+def tmpfs(tmp_path) -> Iterator[Callable[[str], Path]]:
+    """A factory: ``tmpfs("2m")`` mounts a fresh tmpfs of that size under ``tmp_path`` and returns it (a disk
+    that fills up for real); unmounted after the test. Skips, saying why, where mounting needs a root we lack."""
+    mounted: list[Path] = []
+
+    def mount(size: str) -> Path:
+        mnt = tmp_path / f"tmpfs{len(mounted)}"
+        mnt.mkdir()
+        done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(mnt)], capture_output=True,
+                              text=True)
+        if done.returncode != 0:
+            pytest.skip(f"cannot mount a tmpfs here (needs root or CAP_SYS_ADMIN): {done.stderr.strip()}")
+        mounted.append(mnt)
+        return mnt
+
+    yield mount
+    for mnt in mounted:
+        subprocess.run(["umount", str(mnt)], check=True)

@@ -453,17 +453,8 @@ def test_bad_input_is_one_line_and_exit_2(live_rig, tmp_path):
 
 
 @pytest.fixture
-def small_disk(tmp_path):
-    mnt = tmp_path / "small"
-    mnt.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", str(mnt)], capture_output=True,
-                          text=True)
-    if done.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here (needs root or CAP_SYS_ADMIN): {done.stderr.strip()}")
-    try:
-        yield mnt
-    finally:
-        subprocess.run(["umount", str(mnt)], check=True)
+def small_disk(tmpfs):
+    return tmpfs("16m")
 
 
 def test_a_full_disk_stops_the_recording_cleanly_and_the_rig_runs_on(live_rig, small_disk):

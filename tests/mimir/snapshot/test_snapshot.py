@@ -280,16 +280,8 @@ def test_a_stopped_rig_is_refused(rig, tmp_path):
 
 
 @pytest.fixture
-def small_disk(tmp_path):
-    mnt = tmp_path / "small"
-    mnt.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mnt)], capture_output=True, text=True)
-    if done.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here (needs root): {done.stderr.strip()}")
-    try:
-        yield mnt
-    finally:
-        subprocess.run(["umount", str(mnt)], check=True)
+def small_disk(tmpfs):
+    return tmpfs("2m")
 
 
 def test_a_full_disk_leaves_a_readable_incomplete_take_and_the_rig_running(settled_rig, small_disk):

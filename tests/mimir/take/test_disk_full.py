@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import errno
 import shutil
-import subprocess
 
 import numpy as np
 import pytest
@@ -30,16 +29,8 @@ RATE = 48_000
 
 
 @pytest.fixture
-def small_disk(tmp_path):
-    mnt = tmp_path / "small"
-    mnt.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mnt)], capture_output=True, text=True)
-    if done.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here (needs root): {done.stderr.strip()}")
-    try:
-        yield mnt
-    finally:
-        subprocess.run(["umount", str(mnt)], check=True)
+def small_disk(tmpfs):
+    return tmpfs("2m")
 
 
 def test_disk_full_closes_everything_readable_and_marks_the_take_incomplete(small_disk, synth):
