@@ -73,6 +73,7 @@ class SegmentReason(enum.IntEnum):
     STREAM_RESTART = 3   # the audio worker restarted: a new device clock
     LOCK_LOST = 4        # the reference channel lost its lock
     AUTHORITY = 5        # another clock authority was selected
+    REFERENCE = 6        # another audio channel became the reference (a found one heard earlier than the last)
 
 
 @dataclass
@@ -149,8 +150,9 @@ class CanonicalClock:
     def observe_audio_block(self, host_ns: int, start_sample: int) -> None:
         self.host_to_device.add(host_ns, start_sample)
 
-    def set_fit(self, fit: DeviceToCanonical, now_ns: int | None = None) -> None:
-        """Adopt a sync fit of the current stream; a lock, a relock or a step starts a segment."""
+    def set_fit(self, fit: DeviceToCanonical, now_ns: int | None = None, *, new_reference: bool = False) -> None:
+        """Adopt a sync fit of the current stream; a lock, a relock or a step starts a segment, and so does a fit
+        of another reference channel (``new_reference``) while locked, whatever its step."""
         now = time.monotonic_ns() if now_ns is None else now_ns
         if self.authority:
             self.fit = fit  # kept for the fallback; a remote authority defines canonical time now
@@ -170,9 +172,10 @@ class CanonicalClock:
             self.relocks += 1
             self.last_step_ns = step
             self._new_segment(ClockState.LOCKED, SegmentReason.LOCK, now, step)
-        elif abs(step) > self.step_threshold_ns:
+        elif new_reference or abs(step) > self.step_threshold_ns:
             self.last_step_ns = step
-            self._new_segment(ClockState.LOCKED, SegmentReason.STEP, now, step)
+            self._new_segment(ClockState.LOCKED, SegmentReason.REFERENCE if new_reference else SegmentReason.STEP,
+                              now, step)
 
     def stream_restarted(self, now_ns: int | None = None) -> None:
         """The audio worker restarted: its device counter starts again. Hold the present line until relock."""

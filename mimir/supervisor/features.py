@@ -20,8 +20,12 @@ producer as it trusts a remote claim -- not at all beyond the bounds:
   :meth:`mimir.reservoir.Producer.push_observed`: refused when the window is
   full (``full``) or the frame left the window (``past``); a producer can
   neither move an edge nor evict anything for capacity.
-* **bounded rates and values.** Per camera at most 1.5x its frame rate, with
-  a second of burst (``rate``); a camera the contract did not give the
+* **bounded rates and values.** Per camera at most one record per indexed
+  frame, in time order: a record whose frame is not after the camera's newest
+  placed record is refused (``repeated``), so a producer can never exceed its
+  camera's own frame rate, whenever the supervisor happens to read the ring
+  (a bound on arrival times would refuse an honest producer's catch-up after
+  a stall); a camera the contract did not give the
   producer (``unknown_camera``); values outside their definition -- NaN,
   motion or luma outside 0..255, a fraction outside 0..1 (``invalid``).
 
@@ -40,15 +44,13 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from mimir.descriptors import CameraFeature, SampleKind
-from mimir.net.ratelimit import TokenBucket
 from mimir.reservoir import Producer, Refused, Reservoir
 from mimir.timebase import TimeSource
 from mimir.topology import FeatureWorkerSpec, feature_source, source_hash
 from ringbuf import RingReader, dtype_of
 
-__all__ = ["FeatureIndexer", "FeatureRefusals", "RATE_MARGIN"]
+__all__ = ["FeatureIndexer", "FeatureRefusals"]
 
-RATE_MARGIN = 1.5         # a camera's records per second may exceed its frame rate by this much (bursts)
 BATCH = 256
 _FIELDS = CameraFeature.__struct_fields__
 _HASH, _SEQUENCE = _FIELDS.index("source_id_hash"), _FIELDS.index("sequence")
@@ -64,16 +66,16 @@ class FeatureRefusals:
     unknown_frame: int = 0
     past: int = 0
     full: int = 0
-    rate: int = 0
+    repeated: int = 0
     invalid: int = 0
 
 
 @dataclass
 class _Camera:
     producer: Producer
-    bucket: TokenBucket
     hash: int = 0
     accepted: int = 0
+    newest_ns: int = -1     # canonical ns of the newest record placed (accepted or refused by the reservoir)
 
 
 FrameTime = Callable[[int, int], "int | None"]  # (camera source hash, frame sequence) -> canonical ns or None
@@ -96,7 +98,6 @@ class FeatureIndexer:
     reservoir: Reservoir
     spec: FeatureWorkerSpec
     frame_time: FrameTime
-    camera_hz: dict[int, float]            # camera source hash -> its frame rate
     edge_ns: Callable[[], int]             # the rig reservoir's edge: trusted time for the features' window
     kind: SampleKind = SampleKind.CAMERA_FEATURE
     indexed: int = 0
@@ -106,14 +107,11 @@ class FeatureIndexer:
     last_host_ns: int = 0
 
     def __post_init__(self) -> None:
-        now = time.monotonic_ns()
         self._cameras: dict[int, _Camera] = {}
         for c in self.spec.cameras:
-            hz = self.camera_hz[c.source_hash]
             producer = self.reservoir.producer(SampleKind.CAMERA_FEATURE,
                                                sensor_id_hash=source_hash(feature_source(c.source)))
-            self._cameras[c.source_hash] = _Camera(producer, TokenBucket(hz * RATE_MARGIN, max(1, round(hz)), now),
-                                                   c.source_hash)
+            self._cameras[c.source_hash] = _Camera(producer, c.source_hash)
         self._out = np.zeros(BATCH, dtype_of(CameraFeature))
 
     @property
@@ -155,9 +153,10 @@ class FeatureIndexer:
             if canonical_ns is None:
                 refusals.unknown_frame += 1
                 continue
-            if not camera.bucket.take(now_ns):
-                refusals.rate += 1
+            if canonical_ns <= camera.newest_ns:
+                refusals.repeated += 1   # a frame's second record, or one older than a record already placed
                 continue
+            camera.newest_ns = canonical_ns
             placed = list(values)
             placed[_CANONICAL] = canonical_ns
             position = camera.producer.push_observed(canonical_ns, now_ns, descriptor=placed)

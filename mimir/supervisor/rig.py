@@ -243,6 +243,7 @@ class Rig:
         # which audio channel defines canonical time: declared in the channel map, or found
         self.reference = ReferenceChooser(tuple(i.role for i in self.audio_inputs),
                                           audio_spec.declared_reference if audio_spec is not None else None)
+        self._fit_channel: int | None = None  # the reference channel of the last fit adopted
         self.reservoir: Reservoir | None = None
         self.feature_reservoir: Reservoir | None = None  # ``fx``: camera features, when the plan has them
         self.plan_object: SharedObject | None = None
@@ -339,10 +340,9 @@ class Rig:
             if source.kind == SampleKind.CAMERA_FEATURE:
                 spec = self.plan.worker(source.spec.worker)
                 assert isinstance(spec, FeatureWorkerSpec)
-                hz = {c.source_hash: self.plan.source(c.source).nominal_hz for c in spec.cameras}
                 features = self.feature_reservoir
                 assert features is not None, "start() makes the features reservoir when the plan has features"
-                source.indexer = FeatureIndexer(source.name, reader, features, spec, self._frame_time, hz,
+                source.indexer = FeatureIndexer(source.name, reader, features, spec, self._frame_time,
                                                 lambda: reservoir.edge_ns)
             else:
                 source.indexer = RingIndexer(source.name, reader, reservoir, self.clock, self.latency,
@@ -580,8 +580,11 @@ class Rig:
             fit = DeviceToCanonical(float(reference["local_sample_at_epoch"]), float(reference["rate_hz"]),
                                     float(reference["confidence"]))
             current = self.clock.fit
-            if current is None or (current.local_sample_at_epoch, current.rate_hz) != (fit.local_sample_at_epoch, fit.rate_hz):
-                self.clock.set_fit(fit)
+            new_reference = self._fit_channel is not None and self._fit_channel != choice.channel
+            self._fit_channel = choice.channel
+            if current is None or new_reference or \
+                    (current.local_sample_at_epoch, current.rate_hz) != (fit.local_sample_at_epoch, fit.rate_hz):
+                self.clock.set_fit(fit, new_reference=new_reference)
         else:
             self.clock.lock_lost()
 
@@ -652,7 +655,7 @@ class Rig:
             r = s.indexer.refusals
             row["claims_stored"] = s.indexer.indexed
             row["claims_refused_past"] = r.unknown_frame + r.past
-            row["claims_refused_rate"] = r.rate
+            row["claims_refused_rate"] = r.repeated  # the producer's rate bound: one record per frame
             row["claims_refused_cap"] = r.full
             row["corrupt"] = r.unknown_camera + r.invalid
         if s.indexer is not None:

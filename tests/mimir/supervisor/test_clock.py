@@ -55,6 +55,9 @@ def test_locks_steps_restarts_and_lost_locks_are_segments_that_never_smooth_time
     # ... a fit 10 samples away (208 us) is a step, recorded as such.
     clock.set_fit(DeviceToCanonical(-48_000 * 1000.0 + 10.5, 48_000.0), now_ns=host0)
     assert clock.segment.reason == SegmentReason.STEP and abs(clock.segment.step_ns + 10 / 48_000 * 1e9) < 1000
+    # Another channel becomes the reference: a segment of its own, even for a step under the threshold.
+    clock.set_fit(DeviceToCanonical(-48_000 * 1000.0 + 10.0, 48_000.0), now_ns=host0, new_reference=True)
+    assert clock.segment.reason == SegmentReason.REFERENCE and abs(clock.segment.step_ns - 0.5 / 48_000 * 1e9) < 1000
 
     # The audio worker restarts: a new device counter. Canonical time holds its line: no jump at the switch.
     t = host0 + 5_000_000_000

@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from mimir.supervisor.reference import ReferenceChooser
+from mimir.supervisor.reference import GRACE_S, ReferenceChooser
 from mimir.descriptors import FitRow
 from ringbuf import dtype_of
 
@@ -27,7 +27,8 @@ def test_the_loopback_on_channel_2_of_4_is_found_as_the_earliest_clean_channel()
     chooser = ReferenceChooser()
     scarlett = rows((True, 84.0, 0.97, 0.02), (True, 154.0, 0.95, 0.05), (True, 0.0, 0.99, 0.0),
                     (False, 0.0, 0.0, 0.0))
-    choice = chooser.choose(scarlett, NOW_S)
+    assert chooser.choose(scarlett, NOW_S).channel is None  # Loopback 2 may lock yet: the grace
+    choice = chooser.choose(scarlett, NOW_S + GRACE_S)
     assert choice.channel == 2 and not choice.declared and "earliest by 84.0 smp" in choice.why
 
 
@@ -52,3 +53,30 @@ def test_a_tied_stereo_loopback_pair_takes_the_cleaner_and_a_found_reference_is_
     assert chooser.choose(pair, NOW_S).channel == 1  # kept while it holds its lock
     pair[1]["locked"] = 0
     assert chooser.choose(pair, NOW_S).channel == 2
+
+
+def test_the_first_choice_waits_for_the_other_candidates_then_at_most_the_grace():
+    """Found in CI: a microphone locked before the loopback, was found, and defined canonical time for good. The
+    first choice waits until every channel that may be a reference is locked, or GRACE_S after the first lock."""
+    chooser = ReferenceChooser()
+    mic_first = rows((True, 84.0, 0.97, 0.02), (False, 0.0, 0.0, 0.0), (False, 0.0, 0.0, 0.0))
+    choice = chooser.choose(mic_first, NOW_S)
+    assert choice.channel is None and "waiting up to 3 s for ch1, ch2" in choice.why
+    assert chooser.choose(mic_first, NOW_S + GRACE_S - 0.1).channel is None
+    assert chooser.choose(mic_first, NOW_S + GRACE_S).channel == 0  # an input with nothing on it never locks
+    fresh = ReferenceChooser()
+    assert fresh.choose(mic_first, NOW_S).channel is None
+    all_locked = rows((True, 84.0, 0.97, 0.02), (True, 154.0, 0.95, 0.05), (True, 0.0, 0.99, 0.0))
+    assert fresh.choose(all_locked, NOW_S + 0.5).channel == 2  # everyone locked: no need to wait
+
+
+def test_a_found_reference_gives_way_to_a_clean_channel_heard_earlier_and_says_so():
+    chooser = ReferenceChooser()
+    late = rows((True, 84.0, 0.97, 0.02), (False, 0.0, 0.0, 0.0))
+    assert chooser.choose(late, NOW_S + GRACE_S).channel is None
+    assert chooser.choose(late, NOW_S + 2 * GRACE_S).channel == 0
+    heard = rows((True, 84.0, 0.97, 0.02), (True, 0.0, 0.99, 0.01))
+    choice = chooser.choose(heard, NOW_S + 2 * GRACE_S + 1)
+    assert choice.channel == 1 and "replacing ch0 (heard later)" in choice.why
+    tied = rows((True, 84.0, 0.97, 0.02), (True, 0.0, 0.99, 0.3), (True, 0.4, 0.99, 0.0))
+    assert chooser.choose(tied, NOW_S + 2 * GRACE_S + 2).channel == 1  # within the tie: no flapping

@@ -28,6 +28,13 @@ def _path_delays(snapshot: dict, reference: int) -> dict[int, float]:
             + now_s * (r["clock_rate_hz"] - ref["clock_rate_hz"]) for c, r in rows.items() if r["clock_locked"]}
 
 
+def _delays_or_why(seen: list[dict], reference: int) -> object:
+    try:
+        return _path_delays(seen[-1], reference)
+    except (IndexError, KeyError) as exc:
+        return f"none ({type(exc).__name__}: {exc})"
+
+
 def _run(rig: str, config, truth: dict[int, float], reference: int, expect_why: str) -> list[dict]:
     """Start the rig, wait until every channel's path delay matches ``truth``; return every snapshot seen."""
     seen: list[dict] = []
@@ -44,7 +51,13 @@ def _run(rig: str, config, truth: dict[int, float], reference: int, expect_why: 
                 return None
             return snap if all(abs(delays[c] - truth[c]) < 0.5 for c in truth) else None
 
-        snap = wait_for(settled, 90, f"canonical time locked on ch{reference} with the room's path delays")
+        try:
+            snap = wait_for(settled, 90, f"canonical time locked on ch{reference} with the room's path delays")
+        except AssertionError as exc:
+            h = seen[-1]["header"] if seen else {}
+            raise AssertionError(f"{exc}; clock state {h.get('clock_state')} on ch{h.get('clock_reference')} "
+                                 f"({h.get('clock_reference_why')!r}), path delays "
+                                 f"{_delays_or_why(seen, reference)}, truth {truth}") from None
         assert expect_why in snap["header"]["clock_reference_why"]
     finally:
         sup.send_signal(signal.SIGTERM)
