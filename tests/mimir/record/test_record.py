@@ -164,6 +164,8 @@ def whole_life(tmp_path_factory):
         os.kill(camera_worker["pid"], signal.SIGKILL)  # the supervisor restarts it: a new ring, numbered from 0
         wait_for(lambda: any(w["name"].startswith("camera") and w["restarts"] >= 1 and w["state"] == 1
                              for w in read_status(rig).workers), 60, "the camera worker's restart", sup)
+        # the clock locks while the take records (the first choice of a found reference may wait for slow channels)
+        wait_for(lambda: read_status(rig).header["clock_state"] == 1, 60, "canonical time locked", sup)
         # at least 40 split boundaries in the take, however fast the restart came
         time.sleep(max(3.0, 40 * SPLIT_S - (time.monotonic() - recording_since)))
     finally:
