@@ -98,6 +98,8 @@ def run_rooms(quick: bool = False, progress: Callable[[str], None] | None = None
             "error_samples": tr.error_samples, "rate_error_ppm": tr.rate_error_ppm, "confidence": tr.confidence,
             "baseline_error_samples": tr.baseline_error_samples, "baseline_confidence": tr.baseline_confidence,
             "x_realtime": tr.x_realtime, "baseline_x_realtime": tr.baseline_x_realtime,
+            "x_realtime_sustained": tr.x_realtime_sustained,
+            "baseline_x_realtime_sustained": tr.baseline_x_realtime_sustained,
             "strongest_minus_direct_ms": None if tr.profile is None else tr.profile.strongest_minus_direct_ms,
             "drr_db": None if tr.profile is None else tr.profile.direct_to_reverberant_db,
             "rt60_estimate_s": None if tr.profile is None else tr.profile.rt60_s,
@@ -136,6 +138,8 @@ def summarise_rooms(trials: list[dict]) -> dict:
             "x_realtime_min": min(r["x_realtime"] for r in rows),
             "x_realtime_p50": float(np.median([r["x_realtime"] for r in rows])),
             "baseline_x_realtime_p50": float(np.median([r["baseline_x_realtime"] for r in rows])),
+            "x_realtime_sustained_p50": float(np.median([r["x_realtime_sustained"] for r in rows])),
+            "baseline_x_realtime_sustained_p50": float(np.median([r["baseline_x_realtime_sustained"] for r in rows])),
         }
         if name.startswith(_G1):
             g["goal"] = "<=0.25 smp and <=0.5 ppm, no confident wrong"
@@ -158,8 +162,8 @@ def format_rooms(doc: dict) -> str:
 
     lines = [
         "| group | trials | direct path: median / p95 / worst (smp) | envelope peak: median / p95 / worst (smp) "
-        "| worst rate err (ppm) | confident wrong: direct / envelope | x realtime p50: direct / envelope | goal | met |",
-        "|" + "---|" * 9,
+        "| worst rate err (ppm) | confident wrong: direct / envelope | x realtime p50: direct / envelope | x realtime p50, 2nd half: direct / envelope | goal | met |",
+        "|" + "---|" * 10,
     ]
     for name, g in doc["groups"].items():
         d, e = g["direct_path"], g["envelope_peak"]
@@ -167,7 +171,8 @@ def format_rooms(doc: dict) -> str:
             f"| {name} | {d['n']} | {f(d['median'])} / {f(d['p95'])} / {f(d['worst'])} "
             f"| {f(e['median'])} / {f(e['p95'])} / {f(e['worst'], '.1f')} | {f(g['rate_error_ppm_worst'])} "
             f"| {g['confident_wrong']} / {g['envelope_peak_confident_wrong']} "
-            f"| {g['x_realtime_p50']:.0f} / {g['baseline_x_realtime_p50']:.0f} | {g['goal']} "
+            f"| {g['x_realtime_p50']:.0f} / {g['baseline_x_realtime_p50']:.0f} "
+            f"| {g['x_realtime_sustained_p50']:.0f} / {g['baseline_x_realtime_sustained_p50']:.0f} | {g['goal']} "
             f"| {'yes' if g['goal_met'] else 'NO'} |"
         )
     return "\n".join(lines)

@@ -37,6 +37,7 @@ import numpy as np
 
 from .codebook import Codebook
 from .frontend import FrameRing
+from .stats import median_along
 from .symbols import N_SYMBOLS
 
 __all__ = ["AcquisitionConfig", "Acquirer", "LockCandidate", "symbol_log_likelihoods"]
@@ -59,17 +60,10 @@ class AcquisitionConfig:
     dedupe_frames: int = 2
 
 
-def _median32(values: np.ndarray) -> np.ndarray:
-    """Row medians of an (M, 32) array, as (M, 1) (np.median is slow for small rows)."""
-    half = values.shape[1] // 2
-    part = np.partition(values, (half - 1, half), axis=1)
-    return 0.5 * (part[:, half - 1 : half] + part[:, half : half + 1])
-
-
 def symbol_log_likelihoods(scores: np.ndarray, erasure_floor: float) -> tuple[np.ndarray, np.ndarray]:
     """(M, 32) raw symbol scores -> ((M, 32) log(32 p'), (M,) strongest z)."""
-    median = _median32(scores)
-    mad = _median32(np.abs(scores - median)) * 1.4826 + 1e-12
+    median = median_along(scores)
+    mad = median_along(np.abs(scores - median)) * 1.4826 + 1e-12
     z = (scores - median) / mad
     z_max = z.max(axis=1)
     strength = np.clip(z_max - 2.0, 0.3, 8.0)[:, None]

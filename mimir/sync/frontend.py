@@ -25,6 +25,7 @@ from scipy import fft as sfft
 from scipy.signal import get_window
 
 from .codebook import CodebookSpec
+from .stats import median_along
 from .symbols import N_SLOTS, N_SUBBANDS, SymbolAlphabet, usable_subbands
 
 __all__ = ["FrameGrid", "FrameRing", "FRAMES_PER_SLOT"]
@@ -103,7 +104,7 @@ class FrameGrid:
         # The median is the noise floor when there is noise. Without noise (a
         # digital loopback, a rendered file) it is ~0 and would turn spectral
         # leakage into "signal": never whiten below a fraction of the mean.
-        floor = np.maximum(np.median(history, axis=0), self.floor_fraction_of_mean * history.mean(axis=0))
+        floor = np.maximum(median_along(history, axis=0)[0], self.floor_fraction_of_mean * history.mean(axis=0))
         floor = np.maximum(floor, 1e-30)
         white = np.minimum(band_power / floor, self.cap)
         white[:, ~self.usable] = 0.0

@@ -25,6 +25,7 @@ import numpy as np
 from scipy import fft as sfft
 
 from .codebook import Codebook
+from .stats import median_along
 from .symbols import N_SUBBANDS, N_SYMBOLS, render_symbol
 
 __all__ = ["TemplateBank", "EventMeasurement", "measure_event", "retime"]
@@ -231,8 +232,8 @@ def measure_event(segment: np.ndarray, bank: TemplateBank, expected_symbol: int,
     # which would wake BLAS threads for a tiny product (one core is the budget)
     c_all = np.einsum("sk,k->s", bank.templates_conj, steer)
     amp = np.abs(c_all) / np.sqrt(energy)
-    median = float(np.median(amp))
-    mad = float(np.median(np.abs(amp - median))) * 1.4826 + 1e-30
+    median = float(median_along(amp)[0])
+    mad = float(median_along(np.abs(amp - median))[0]) * 1.4826 + 1e-30
     z = (amp[expected_symbol] - median) / mad
     # matched-filter SNR: signal energy |c|^2/E_T against the residual band energy per bin
     energy_x = float(np.sum(np.abs(x_match) ** 2)) if channel is None else float(np.sum(np.abs(x) ** 2 * gain2))
