@@ -24,6 +24,7 @@ exchange of timestamps can see; the bound still holds.
 * the lower envelope of delay: only the least-delayed half of the rest (at
   least ``min_samples``) is fitted, as NTP's clock filter prefers the
   least-delayed sample, so queueing and scheduling delays do not enter;
+  among equal delays the newest, which bound the line near its origin;
 * weighted least squares (weights ``1 / uncertainty**2``);
 * a new sample farther from the current line than its own bound plus the
   line's is an *outlier*: refused, it never moves the line; after
@@ -205,7 +206,8 @@ class TimeTransferEstimator:
         if agree < self.min_samples:
             keep[:] = True  # say why: one scale for all of them, or no agreement at all
         idx = np.flatnonzero(keep)
-        idx = idx[np.argsort(d[idx], kind="stable")[: max(self.min_samples, (idx.size + 1) // 2)]]  # lower envelope
+        # the lower envelope of delay; among equal delays the newer samples, which bound the line near its origin
+        idx = idx[np.lexsort((-x[idx], d[idx]))[: max(self.min_samples, (idx.size + 1) // 2)]]
         x, y, u = x[idx], y[idx], u[idx]
         w = 1.0 / (u * u)
         sw = w.sum()

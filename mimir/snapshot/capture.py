@@ -405,6 +405,8 @@ def _write(folder: Path, rig: str, plan: RigPlan, cameras: list[_Camera], audios
                     progress(f"snapshot: {n + 1:,} of {len(events):,} frames and blocks written")
         except DiskFull:
             raise  # the writer has closed the take and marked it incomplete
+        if progress is not None:  # the last word: a line stopped short of the total would read as loss
+            progress(f"snapshot: all {len(events):,} frames and blocks handled, {sum(lost.values()):,} lost")
         for name, runs in lost_runs.items():
             for first_ns, last_ns, count, _ in runs:
                 take.skip(name, first_ns, last_ns, count, _LOST)

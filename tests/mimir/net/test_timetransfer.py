@@ -11,7 +11,7 @@ from __future__ import annotations
 import random
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from mimir.net.messages import TimeEcho
@@ -119,12 +119,28 @@ def test_a_line_always_covers_the_truth(paths, ppm):
 @settings(max_examples=60, deadline=None)
 @given(st.lists(st.tuples(st.integers(10_000, 200_000), st.integers(10_000, 200_000), st.integers(0, MS)),
                 min_size=8, max_size=90), st.floats(-300e-6, 300e-6))
+@example(paths=[(10000, 10000, 0), (10000, 182453, 0), (169909, 10000, 0), (169754, 10000, 0), (177104, 10000, 0),
+                (153432, 127465, 0), (153424, 155013, 1), (153428, 182561, 1)], ppm=0.0)  # found by CI: 250 us
 def test_a_line_exists_from_eight_quick_exchanges(paths, ppm):
-    """LAN-like delays (<= 0.2 ms each way, any split): 8 exchanges always make a line, below 0.25 ms."""
+    """LAN-like delays (<= 0.2 ms each way, any split): 8 exchanges always make a line, within twice the longest
+    round trip (so under a millisecond). Each sample is only known to within half its round trip and an
+    asymmetric path biases it by up to as much again, which no exchange can see: an earlier bound of 0.25 ms
+    was not a property (CI found 8 exchanges of up to 0.34 ms round trip whose honest line is 0.25 ms wide).
+    The worst seen over 19,000 seeded adversarial sets (extreme and one-sided splits): 0.998 x the longest."""
     line = _run_paths(paths, 1.0 + ppm)
-    assert line is not None and line.uncertainty_ns < 250_000
+    longest = max(up + down for up, down, _ in paths)
+    assert line is not None and line.uncertainty_ns <= 2 * longest
     assert abs(line.canonical_ns_at(line.origin_host_ns) - truth(line.origin_host_ns, scale=1.0 + ppm)) \
         <= line.uncertainty_ns
+
+
+def test_among_equal_delays_the_newest_samples_bound_the_line():
+    """Eighteen exchanges of one round trip, alternately one-sided each way (biases of +-95 us): the lower envelope
+    of delay is a tie, broken for the newest samples, which bound the line at its origin. Taking the oldest half
+    (a stable sort's order) left the origin 2 s from every fitted sample: 616 us for a 210 us round trip."""
+    paths = [((10_000, 200_000)[i % 2], (200_000, 10_000)[i % 2], 0) for i in range(18)]
+    line = _run_paths(paths, 1.0)
+    assert line is not None and line.uncertainty_ns <= 210_000
 
 
 def test_a_scale_too_far_from_one_is_not_a_line():

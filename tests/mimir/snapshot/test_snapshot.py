@@ -150,8 +150,10 @@ def test_a_clock_step_inside_the_span_is_written_as_a_new_segment(live_rig, tmp_
 # ---- a settled rig ---------------------------------------------------------------------------------------------------
 def test_a_snapshot_reads_back_exactly_with_pyav_soundfile_and_pyxdf(settled_rig, tmp_path):
     before = reservoir_pairs(settled_rig)
-    result = take_snapshot(settled_rig, 1.5, tmp_path / "take")
+    notes: list[str] = []
+    result = take_snapshot(settled_rig, 1.5, tmp_path / "take", progress=notes.append)
     after = reservoir_pairs(settled_rig)
+    assert notes[-1].startswith("snapshot: all ") and notes[-1].endswith(" handled, 0 lost"), notes  # never short
     indexed = ({**before[0], **after[0]}, {**before[1], **after[1]})
     m = result.manifest
     assert m.complete and m.missing == [] and result.lost == {name: 0 for name in (*CAMERAS, "audio")}, \
