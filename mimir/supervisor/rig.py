@@ -242,7 +242,8 @@ class Rig:
         self.audio_inputs = audio_spec.inputs if audio_spec is not None else ()
         # which audio channel defines canonical time: declared in the channel map, or found
         self.reference = ReferenceChooser(tuple(i.role for i in self.audio_inputs),
-                                          audio_spec.declared_reference if audio_spec is not None else None)
+                                          audio_spec.declared_reference if audio_spec is not None else None,
+                                          rate_hz=audio_spec.rate_hz if audio_spec is not None else 48_000.0)
         self._fit_channel: int | None = None  # the reference channel of the last fit adopted
         self.reservoir: Reservoir | None = None
         self.feature_reservoir: Reservoir | None = None  # ``fx``: camera features, when the plan has them
