@@ -9,10 +9,14 @@ import platform
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from multiprocessing.process import BaseProcess
+from typing import TYPE_CHECKING
 
 import psutil
+
+if TYPE_CHECKING:
+    from typing_extensions import Buffer  # collections.abc.Buffer from Python 3.12: bytes, memoryviews
 
 from ringbuf.platform import PLATFORM
 
@@ -113,23 +117,31 @@ def sync_data(fd: int) -> None:
         os.fdatasync(fd)
 
 
-def plain_write_s(path: str | os.PathLike[str], nbytes: int) -> float:
-    """Seconds to write ``nbytes`` of random data sequentially (1 MiB chunks) to ``path`` and flush it to the
-    disk (:func:`sync_data`): the peer a take or snapshot's write speed is measured against. ``path`` is
-    removed afterwards."""
-    chunk = os.urandom(1 << 20)
+def plain_write_s(path: str | os.PathLike[str], chunks: int | Iterable[Buffer]) -> float:
+    """Seconds to write ``chunks`` sequentially to ``path`` and flush them to the disk (:func:`sync_data`): the peer
+    a take or snapshot's write speed is measured against. ``chunks``: the buffers in order, or a byte count of
+    random data (1 MiB buffers). ``path`` is removed afterwards."""
+    if isinstance(chunks, int):
+        chunks = _random_chunks(chunks)
     start = time.perf_counter()
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
     try:
-        left = nbytes
-        while left > 0:
-            left -= os.write(fd, chunk[: min(left, len(chunk))])
+        for chunk in chunks:
+            view = memoryview(chunk)
+            while view:  # a regular file may take less than asked
+                view = view[os.write(fd, view):]
         sync_data(fd)
     finally:
         os.close(fd)
     wall = time.perf_counter() - start
     os.unlink(path)
     return wall
+
+
+def _random_chunks(nbytes: int) -> Iterator[bytes]:
+    chunk = os.urandom(1 << 20)
+    for start in range(0, nbytes, len(chunk)):
+        yield chunk[: min(nbytes - start, len(chunk))]
 
 
 def fsync_tree(root: str | os.PathLike[str]) -> float:

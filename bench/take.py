@@ -41,7 +41,7 @@ from typing import Literal
 
 import numpy as np
 
-from bench.common import fsync_tree, sync_data
+from bench.common import fsync_tree, plain_write_s
 from mimir.take import AudioSource, CameraSource, TakeWriter
 
 __all__ = ["Config", "QUICK", "VideoEncoding", "run", "format_table", "camera_like_frames"]
@@ -99,20 +99,6 @@ def _schedule(cfg: Config) -> list[tuple[int, int, int]]:
 def _cpu_s() -> float:
     """User + system CPU seconds of this process, every thread (the encoders' too)."""
     return time.process_time()
-
-
-def _plain_write(path: str, schedule, frames, audio) -> float:
-    start = time.perf_counter()
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-    try:
-        for _, src, n in schedule:
-            os.write(fd, audio if src < 0 else frames[n % len(frames)])
-        sync_data(fd)
-    finally:
-        os.close(fd)
-    wall = time.perf_counter() - start
-    os.unlink(path)
-    return wall
 
 
 def _take_write(folder: str, cfg: Config, encoding: VideoEncoding, schedule, frames, audio) -> tuple[float, float, float, int]:
@@ -177,7 +163,8 @@ def run(cfg: Config = Config(), progress: Callable[[str], None] = lambda m: None
     try:
         for encoding in cfg.encodings:
             progress(f"take bench: plain write of {raw_bytes / 1e6:.0f} MB")
-            plain = _plain_write(os.path.join(root, "plain.bin"), schedule, frames, audio)
+            plain = plain_write_s(os.path.join(root, "plain.bin"),
+                                  ((audio if src < 0 else frames[n % len(frames)]).data for _, src, n in schedule))
             progress(f"take bench: {encoding}, {n_frames} frames of {cfg.cameras} cameras")
             folder = os.path.join(root, encoding)
             wall, closed, cpu, size = _take_write(folder, cfg, encoding, schedule, frames, audio)
