@@ -25,13 +25,13 @@ CHANNELS = 4
 def test_each_channel_is_placed_on_the_canonical_timeline_with_its_own_path_delay(rig, signal):
     audio = subprocess.Popen(
         [sys.executable, "-m", "workers.audio", "worker", "--backend", "synthetic", "--signal", signal,
-         "--channels", str(CHANNELS), "--rate", "48000", "--output", "witness", "--rig", rig, "--duration", "30"],
+         "--channels", str(CHANNELS), "--rate", "48000", "--output", "witness", "--rig", rig, "--duration", "45"],
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     stop = threading.Event()
     worker = threading.Thread(target=run_sync_worker, args=(rig,), kwargs={"stop": stop, "attach_timeout_s": 20})
     worker.start()
     try:
-        deadline = time.monotonic() + 28
+        deadline = time.monotonic() + 42
         rows = None
         while time.monotonic() < deadline:
             time.sleep(0.5)
@@ -42,8 +42,10 @@ def test_each_channel_is_placed_on_the_canonical_timeline_with_its_own_path_dela
             item = reader.latest()
             reader.close()
             if item is not None and item.descriptor[0] == CHANNELS and all(item.payload[:CHANNELS]["locked"]) \
-                    and min(item.payload[:CHANNELS]["anchors_accepted"]) >= (30 if signal == "room" else 45):
-                # reverb-room: past the rake's freeze (40 events), so the fit is the settled one
+                    and min(item.payload[:CHANNELS]["anchors_accepted"]) >= (30 if signal == "room" else 90):
+                # reverb-room: 50 events past the rake's freeze (40 events). Anchors timed while the rake still
+                # moved stay in the fit; at 45 anchors they dominate it and CI once saw 0.39 samples (0.21 here
+                # under load, against 0.05 at 90 in 9 runs under two CPU hogs)
                 rows = item.payload[:CHANNELS]
                 break
         assert rows is not None, "the sync worker did not lock every channel"
