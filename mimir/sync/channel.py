@@ -31,11 +31,20 @@ so the earliest arrival that rises significantly above the floor is the
 direct path, unless the direct path itself is buried; the quality factor
 (which multiplies the receiver's confidence) says how far that is excluded.
 
-State (bounded): seven arrays of ``pre + post`` values, a per-symbol
-self-error table and a few scalars. :meth:`ChannelEstimate.analyse` costs a
-few FFTs and a small least-squares fit; the receiver calls it at lock and
-then every few anchors (a function of the event sequence only, so results
-do not depend on chunking).
+Cost per event: the mean views are linear in the events, so events are
+summed on the band's bins (a few products of ``len(bins)`` values) and
+turned into lags by one inverse FFT when they are read (an analysis, a
+recenter), not one per event. The floor's per-event power is not linear:
+it takes an inverse FFT of the event, on every event until the rake
+freezes and on every :data:`POWER_EVERY`-th one after (64 of the 256 held;
+the floor is a per-lag variance smoothed over 33 lags, so fewer samples
+cost it little precision).
+
+State (bounded): nine arrays of ``pre + post`` values, two of ``len(bins)``,
+a per-symbol self-error table and a few scalars.
+:meth:`ChannelEstimate.analyse` costs a few FFTs and a small least-squares
+fit; the receiver calls it at lock and then every few anchors (a function
+of the event sequence only, so results do not depend on chunking).
 """
 
 from __future__ import annotations
@@ -58,6 +67,7 @@ _RAKE_SNR = 25.0  # rake taps: lags of the analysed view 14 dB above the floor (
 _KERNEL_SPAN = 96  # samples: the path fit's kernel table covers +-96 samples ...
 _KERNEL_STEPS = 64  # ... every 1/64 sample
 _MAX_PATHS = 4  # paths fitted jointly around the first arrival
+_GAIN_RIDGE = 0.0003  # the path fit's ridge on the gains, relative to one path's energy through the kernel
 _SENSITIVITY_DB = 25.0  # full confidence only when a direct path 25 dB under the strongest would be seen
 _SHADOW_WINDOW_S = 0.002  # a first lobe 12 dB under a path within 2 ms after it is not the direct path ...
 _SHADOW_LOBE_DB = 12.0
@@ -65,6 +75,7 @@ _SHADOW_DB = 10.0  # ... nor one 10 dB under a path within two main lobes after 
 _LOBE_DB = -25.0  # within one lobe, a Hann-view peak must be within 25 dB of the lobe's top (Hann sidelobes: -31 dB)
 _DRR_WINDOW_S = 0.0025  # direct sound: +-2.5 ms around the first arrival (the usual definition)
 _EDGE_SAMPLES = 48  # lags this close to the ends of the window are not trusted (wrap-around leakage)
+POWER_EVERY = 4  # once the rake is frozen, the floor's per-event power is sampled on every 4th event (64 of 256)
 
 
 def band_window(freqs_hz: np.ndarray, band_hz: tuple[float, float], kind: str) -> np.ndarray:
@@ -105,22 +116,38 @@ class ChannelEstimate:
         self.enabled = bool(enabled)  # disabled: add() and analyse() do nothing, quality stays 1
         self.events = 0
         self.version = 0
+        # Lag-domain views (each a weighted sum; divide by _w for the mean), brought up to date by _flush().
         self._g_rake = np.zeros(self.length, dtype=np.complex128)  # Hann view, exact per-symbol inverse
         self._g_hann = np.zeros(self.length, dtype=np.complex128)
         self._g_bh = np.zeros(self.length, dtype=np.complex128)
-        self._p_bh = np.zeros(self.length)  # weighted mean of |g_bh|^2 per event
-        self._p_hann = np.zeros(self.length)
-        self._grid: tuple[int, np.ndarray, np.ndarray] | None = None  # (n_fft, bins, per-symbol self-error)
-        self._self_error = np.zeros(0, dtype=np.complex128)  # weighted mean self-error of the events held
         # Per-lag sums of the events' weights and squared weights: lags that entered the window at a recenter
         # hold fewer events, and their mean and floor must say so (variance of the mean = w2 / w^2 x per event).
         self._w = np.zeros(self.length)
         self._w2 = np.zeros(self.length)
+        # Events since the last flush, summed on their spectrum (the mean views are linear in the events, so one
+        # inverse FFT per flush gives what one per event gave): the grid they are on, the sums, and the decay
+        # and weights the flush applies to the lag-domain arrays.
+        self._pending_bank: TemplateBank | None = None
+        self._pending_h0 = np.zeros(0, dtype=np.complex128)
+        self._pending_rake = np.zeros(0, dtype=np.complex128)
+        self._pending_decay = 1.0
+        self._pending_w = 0.0
+        self._pending_w2 = 0.0
+        # The per-event power behind the pre-arrival floor is not linear in the events: it is summed in lags,
+        # from every event until the rake freezes and from every POWER_EVERY-th one after, with its own weights.
+        self._p_bh = np.zeros(self.length)  # weighted sum of |g_bh|^2 per sampled event
+        self._p_hann = np.zeros(self.length)
+        self._wp = np.zeros(self.length)
+        self._wp2 = np.zeros(self.length)
+        self._power_events = 0
+        self._grid: tuple[int, np.ndarray, np.ndarray] | None = None  # (n_fft, bins, per-symbol self-error)
+        self._self_error = np.zeros(0, dtype=np.complex128)  # weighted mean self-error of the events held
         self._idx_cache: dict[int, np.ndarray] = {}
         self._window_cache: dict[tuple[int, int, int], tuple[np.ndarray | None, np.ndarray | None]] = {}
         self._spectrum_cache: dict[tuple[int, int, int], tuple[int, np.ndarray]] = {}
         self._view = self._g_hann  # the corrected Hann view of the last analysis
         self._kernel: np.ndarray | None = None
+        self._kernel_slope: np.ndarray | None = None
         self._rake: np.ndarray | None = None  # significant taps of the Hann view, set by analyse()
         self._rake_shift = 0.0  # the rake is these taps delayed by -shift samples (applied as a phase, exactly)
         self._rake_version = 0
@@ -137,49 +164,90 @@ class ChannelEstimate:
         return idx
 
     def add(self, measured: EventMeasurement, bank: TemplateBank, expected_symbol: int) -> None:
-        """Add one timed event (``measured.cross`` and its lag) to the estimate."""
+        """Add one timed event (``measured.received`` and its lag) to the estimate.
+
+        The event's deconvolved spectrum is added to the pending spectrum sums
+        (no transform); its per-lag power, for the floor, only on sampled
+        events (every event until the rake freezes, then every
+        :data:`POWER_EVERY`-th).
+        """
         if not self.enabled:
             return
         if measured.received is None or bank.pre < self.pre or bank.post < self.post:
             raise ValueError("the event was measured without the channel window (TemplateBank pre/post)")
+        w_h, w_b = self._windows(bank)
+        if w_h is None or w_b is None:
+            return
+        if self._pending_bank is not bank:
+            self._flush()
+            self._pending_bank = bank
+            self._pending_h0 = np.zeros(bank.bins.size, dtype=np.complex128)
+            self._pending_rake = np.zeros(bank.bins.size, dtype=np.complex128)
+        frozen = self.frozen  # a frozen rake needs no more of the exact view
         x = measured.received * np.exp(1j * bank.omega * measured.lag_samples)
         h0 = x * bank.deconv_filters[expected_symbol]  # unbiased over symbols: what is analysed
-        h = None if self.frozen else x * bank.inverse_filters[expected_symbol]  # exact per symbol: the rake
-        w_h, w_b = self._windows(bank)
-        if w_h is None:
-            return
-        idx = self._lag_index(bank.n_fft)
-        frozen = self.frozen  # a frozen rake needs no more of the exact view
-        full = np.zeros((2 if frozen else 3, bank.n_fft), dtype=np.complex64)  # single precision: 2x faster, floor < -100 dB
-        full[0, bank.bins] = h0 * w_h
-        full[1, bank.bins] = h0 * w_b
-        if not frozen:
-            full[2, bank.bins] = h * w_h
-        lags = sfft.ifft(full, axis=1, overwrite_x=True)[:, idx] * bank.n_fft
         alpha = max(1.0 / (self.events + 1), 1.0 / self.memory_events)
         keep = 1.0 - alpha
+        self._pending_h0 *= keep
+        self._pending_h0 += alpha * h0
+        if not frozen:
+            self._pending_rake *= keep
+            self._pending_rake += alpha * (x * bank.inverse_filters[expected_symbol])  # exact per symbol: the rake
+        self._pending_decay *= keep
+        self._pending_w = self._pending_w * keep + alpha
+        self._pending_w2 = self._pending_w2 * keep * keep + alpha * alpha
         if self._grid is None:  # the self-error's mean is kept on the first bank's bins (a property of the symbols)
             self._grid = (bank.n_fft, bank.bins.copy(), bank.self_error)
             self._self_error = np.zeros(bank.bins.size, dtype=np.complex128)
         self._self_error *= keep
         self._self_error += alpha * self._grid[2][expected_symbol]
-        self._g_hann *= keep
-        self._g_hann += alpha * lags[0]
-        if not frozen:
-            self._g_rake *= keep
-            self._g_rake += alpha * lags[2]
-        self._g_bh *= keep
-        self._g_bh += alpha * lags[1]
-        self._p_bh *= keep
-        self._p_bh += alpha * (lags[1].real ** 2 + lags[1].imag ** 2)
-        self._p_hann *= keep
-        self._p_hann += alpha * (lags[0].real ** 2 + lags[0].imag ** 2)
-        self._w *= keep
-        self._w += alpha
-        self._w2 *= keep * keep
-        self._w2 += alpha * alpha
+        if not frozen or self.events % POWER_EVERY == 0:
+            self._add_power(h0, bank, w_h, w_b)
         self.events += 1
         self.version += 1
+
+    def _add_power(self, h0: np.ndarray, bank: TemplateBank, w_h: np.ndarray, w_b: np.ndarray) -> None:
+        """One sampled event's per-lag power in both views (its own weights: the last ``memory / POWER_EVERY``)."""
+        full = np.zeros((2, bank.n_fft), dtype=np.complex64)  # single precision: 2x faster, floor < -100 dB
+        full[0, bank.bins] = h0 * w_h
+        full[1, bank.bins] = h0 * w_b
+        lags = sfft.ifft(full, axis=1, overwrite_x=True)[:, self._lag_index(bank.n_fft)] * bank.n_fft
+        alpha = max(1.0 / (self._power_events + 1), POWER_EVERY / self.memory_events)
+        keep = 1.0 - alpha
+        self._p_hann *= keep
+        self._p_hann += alpha * (lags[0].real ** 2 + lags[0].imag ** 2)
+        self._p_bh *= keep
+        self._p_bh += alpha * (lags[1].real ** 2 + lags[1].imag ** 2)
+        self._wp *= keep
+        self._wp += alpha
+        self._wp2 *= keep * keep
+        self._wp2 += alpha * alpha
+        self._power_events += 1
+
+    def _flush(self) -> None:
+        """Bring the lag-domain views up to date: one inverse FFT of the pending spectrum sums."""
+        bank = self._pending_bank
+        if bank is None or self._pending_w == 0.0:
+            return
+        w_h, w_b = self._windows(bank)
+        assert w_h is not None and w_b is not None  # add() only keeps events on grids with windows
+        full = np.zeros((3, bank.n_fft), dtype=np.complex128)
+        full[0, bank.bins] = self._pending_h0 * w_h
+        full[1, bank.bins] = self._pending_h0 * w_b
+        full[2, bank.bins] = self._pending_rake * w_h
+        lags = sfft.ifft(full, axis=1, overwrite_x=True)[:, self._lag_index(bank.n_fft)] * bank.n_fft
+        decay = self._pending_decay
+        for view, fresh in ((self._g_hann, lags[0]), (self._g_bh, lags[1]), (self._g_rake, lags[2])):
+            view *= decay
+            view += fresh
+        self._w *= decay
+        self._w += self._pending_w
+        self._w2 *= decay * decay
+        self._w2 += self._pending_w2
+        self._pending_h0[:] = 0.0
+        self._pending_rake[:] = 0.0
+        self._pending_decay = 1.0
+        self._pending_w = self._pending_w2 = 0.0
 
     def _windows(self, bank: TemplateBank) -> tuple[np.ndarray | None, np.ndarray | None]:
         """The Hann and Blackman-Harris band windows on ``bank.bins``, each scaled so one path peaks at 1 (cached)."""
@@ -223,9 +291,10 @@ class ChannelEstimate:
         direct path, so a lock on a reflection 70 ms late finds the direct
         path within a few analyses. Lags that enter the window start empty.
         """
+        self._flush()
         whole = int(math.floor(delta_samples + 0.5))
         frac = float(delta_samples) - whole
-        for name in ("_g_rake", "_g_hann", "_g_bh", "_p_bh", "_p_hann", "_w", "_w2"):
+        for name in ("_g_rake", "_g_hann", "_g_bh", "_p_bh", "_p_hann", "_w", "_w2", "_wp", "_wp2"):
             old = getattr(self, name)
             new = np.zeros_like(old)
             if whole >= 0:
@@ -309,19 +378,22 @@ class ChannelEstimate:
     def _noise(self, hann: bool = False) -> np.ndarray:
         """Per-lag variance of a view's mean (for the Blackman-Harris view: the pre-arrival floor), smoothed.
 
-        Lags with fewer than three events' worth of weight have no floor yet (infinite).
+        The per-event scatter comes from the sampled events' power, the
+        variance of the mean from all events' weights. Lags with fewer than
+        three events' worth of weight (or of power samples) have no floor yet (infinite).
         """
         g, p = (self._g_hann, self._p_hann) if hann else (self._g_bh, self._p_bh)
-        w, w2 = self._w, self._w2
+        w, w2, wp, wp2 = self._w, self._w2, self._wp, self._wp2
         valid = w > 0
         q = np.divide(w2, w * w, out=np.ones_like(w), where=valid)
+        q_power = np.divide(wp2, wp * wp, out=np.ones_like(wp), where=wp > 0)
         mean = self._mean(g)
-        power = np.divide(p, w, out=np.zeros_like(p), where=valid)
+        power = np.divide(p, wp, out=np.zeros_like(p), where=wp > 0)
         per_event = np.divide(np.maximum(power - (mean.real**2 + mean.imag**2), 0.0), 1.0 - q,
                               out=np.zeros_like(p), where=q < 1.0)
         k = 33
         smooth = np.convolve(np.pad(per_event, k // 2, mode="edge"), np.ones(k) / k, mode="valid")
-        return np.where(q <= 1.0 / 3.0, smooth * q + 1e-300, np.inf)
+        return np.where((q <= 1.0 / 3.0) & (q_power <= 1.0 / 3.0), smooth * q + 1e-300, np.inf)
 
     def _corrected(self, g: np.ndarray) -> np.ndarray:
         """A zero-mean-template view with the known mean self-error of its events divided out.
@@ -362,6 +434,7 @@ class ChannelEstimate:
             self.quality = 0.5
             self.first_sigma_samples = math.inf
             return self.profile
+        self._flush()
         rate = self.rate_hz
         g_bh = self._corrected(self._mean(self._g_bh))
         g_h = self._corrected(self._mean(self._g_hann))
@@ -482,20 +555,24 @@ class ChannelEstimate:
         )
         return self.profile
 
-    def _kernel_table(self) -> np.ndarray:
-        """One path seen through the Hann view, ``k(x)`` for ``x`` in ``[-span, span]`` every 1/64 sample (cached).
+    def _kernel_table(self) -> tuple[np.ndarray, np.ndarray]:
+        """One path seen through the Hann view, ``k(x)`` and ``dk/dx`` for ``x`` in ``[-span, span]`` every 1/64 sample.
 
-        One inverse FFT of the window zero-padded 64-fold; linear interpolation
-        in the table is then within 1e-4 of the band-limited kernel.
+        One inverse FFT each of the window (times ``2 pi i f`` for the
+        derivative) zero-padded 64-fold, cached; linear interpolation in the
+        table is then within 1e-4 of the band-limited kernel.
         """
-        if self._kernel is None:
+        if self._kernel is None or self._kernel_slope is None:
             n = 4096
             spec = band_window(np.arange(n) * self.rate_hz / n, self.band_hz, "hann")
             spec /= max(float(spec.sum()), 1e-30)
-            fine = sfft.ifft(spec, n * _KERNEL_STEPS) * (n * _KERNEL_STEPS)  # k(j / steps), periodic in n samples
             half = _KERNEL_SPAN * _KERNEL_STEPS
-            self._kernel = np.concatenate([fine[-half:], fine[: half + 1]])
-        return self._kernel
+            tables = []
+            for s in (spec, spec * (2j * np.pi * np.arange(n) / n)):  # k(j / steps), periodic in n samples
+                fine = sfft.ifft(s, n * _KERNEL_STEPS) * (n * _KERNEL_STEPS)
+                tables.append(np.concatenate([fine[-half:], fine[: half + 1]]))
+            self._kernel, self._kernel_slope = tables
+        return self._kernel, self._kernel_slope
 
     def _resolve_first(self, omega: np.ndarray, j_first: int, noise_h: np.ndarray) -> tuple[float, float, float | None]:
         """Fit discrete paths to the Hann view around the first arrival; return (first, residual, close gap).
@@ -514,29 +591,39 @@ class ChannelEstimate:
 
         lags = np.arange(max(0, j_first - 16), min(self.length, j_first + 49))
         observed = self._view[lags]
-        kernel = self._kernel_table()
+        kernel, slope = self._kernel_table()
 
-        def columns(taus: np.ndarray) -> np.ndarray:  # k(j - tau) for each tau, by table look-up
+        def columns(taus: np.ndarray, table: np.ndarray = kernel) -> np.ndarray:  # k(j - tau) per tau, by look-up
             x = (lags[:, None] - np.asarray(taus)[None, :] + _KERNEL_SPAN) * _KERNEL_STEPS
-            i = np.clip(x.astype(np.int64), 0, kernel.size - 2)
+            i = np.clip(x.astype(np.int64), 0, table.size - 2)
             f = x - i
-            return kernel[i] * (1.0 - f) + kernel[i + 1] * f
+            return table[i] * (1.0 - f) + table[i + 1] * f
 
         noise = float(np.median(noise_h[lags]))
         fine = np.linspace(-1.0, 1.0, 21)
+        # A small ridge on the gains (they shrink by 0.03 %): without it two paths a fraction of a sample apart with
+        # large opposite gains (a dipole: the kernel's derivative) can fit a lobe's shape better than the paths
+        # that made it, and the fit wanders along that valley until it runs out of evaluations.
+        ridge = math.sqrt(_GAIN_RIDGE * float(np.sum(np.abs(kernel[::_KERNEL_STEPS]) ** 2)))
 
         def fit(taus0: np.ndarray):
             k = taus0.size
 
-            def resid(params: np.ndarray) -> np.ndarray:
+            def resid(params: np.ndarray) -> np.ndarray:  # the lobe's misfit (real, imaginary), then the ridge
                 r = observed - columns(params[:k]) @ (params[k : 2 * k] + 1j * params[2 * k :])
-                return np.concatenate([r.real, r.imag])
+                return np.concatenate([r.real, r.imag, ridge * params[k:]])
+
+            def jac(params: np.ndarray) -> np.ndarray:  # exact: d r / d tau_i = k'(j - tau_i) g_i, linear in gains
+                cols = columns(params[:k])
+                d = np.concatenate([columns(params[:k], slope) * (params[k : 2 * k] + 1j * params[2 * k :]),
+                                    -cols, -1j * cols], axis=1)
+                return np.concatenate([d.real, d.imag, np.hstack([np.zeros((2 * k, k)), ridge * np.eye(2 * k)])])
 
             gains0 = np.linalg.lstsq(columns(taus0), observed, rcond=None)[0]
             x0 = np.concatenate([taus0, gains0.real, gains0.imag])
             bounds = (np.concatenate([taus0 - 12.0, np.full(2 * k, -np.inf)]),
                       np.concatenate([taus0 + 12.0, np.full(2 * k, np.inf)]))
-            sol = least_squares(resid, x0, bounds=bounds, max_nfev=100, x_scale="jac")
+            sol = least_squares(resid, x0, jac=jac, bounds=bounds, max_nfev=100, x_scale="jac")
             return sol, resid
 
         # Add paths one at a time (each new one where the residual peaks), refitting all of them jointly,
@@ -556,7 +643,7 @@ class ChannelEstimate:
             k = taus.size
             taus = sol.x[:k].copy()
             r = resid(sol.x)
-            residual = r[: lags.size] + 1j * r[lags.size :]
+            residual = r[: lags.size] + 1j * r[lags.size : 2 * lags.size]
             gains = sol.x[k : 2 * k] + 1j * sol.x[2 * k :]
             if np.max(np.abs(residual)) ** 2 < 0.003 * np.max(np.abs(gains)) ** 2:
                 break
@@ -576,7 +663,7 @@ class ChannelEstimate:
                 significant[i] = False
         order = np.argsort(taus_fit)
         chosen = [int(i) for i in order if significant[i]]
-        r = resid(sol.x)
+        r = resid(sol.x)[: 2 * lags.size]
         total = float(np.sum(np.abs(observed) ** 2))
         unexplained = float(np.sum(r**2)) / total if total > 0 else 1.0
         resolution = 0.5 * self.rate_hz / (self.band_hz[1] - self.band_hz[0])  # half the Rayleigh spacing
@@ -632,4 +719,5 @@ class ChannelEstimate:
     # ------------------------------------------------------------------ views for tests and plots
     def impulse_response(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(lags, Hann view, Blackman-Harris view) of the current estimate (copies)."""
+        self._flush()
         return np.arange(-self.pre, self.post), self._g_hann.copy(), self._g_bh.copy()

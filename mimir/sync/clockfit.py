@@ -19,6 +19,8 @@ import math
 
 import numpy as np
 
+from .stats import median_along
+
 __all__ = ["ClockFit"]
 
 _SIGMA_FLOOR = 0.02  # samples: no anchor is trusted beyond this
@@ -99,7 +101,7 @@ class ClockFit:
             t_ref, n_ref, rate, var_off, var_rate = self._solve(t, n, w)
             r = n - (n_ref + (t - t_ref) * rate)
             u = np.abs(r) * np.sqrt(w0)
-            scale = max(1.0, 1.4826 * float(np.median(u))) if u.size >= 5 else 1.0
+            scale = max(1.0, 1.4826 * float(median_along(u)[0])) if u.size >= 5 else 1.0
             u = u / scale
             w = w0 * np.where(u <= _HUBER_K, 1.0, _HUBER_K / np.maximum(u, 1e-12))
         t_ref, n_ref, rate, var_off, var_rate = self._solve(t, n, w)

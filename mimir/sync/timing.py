@@ -151,7 +151,23 @@ class TemplateBank:
         f = freqs[self.bins]
         centroid = np.sum(power * f) / np.sum(power)
         self.rms_bandwidth_hz = float(np.sqrt(np.sum(power * (f - centroid) ** 2) / np.sum(power)))
+        self._energy_cache: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None  # energy_through()
 
+    def energy_through(self, channel: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(|channel|^2, (32,) energy of each symbol through the room) for a channel response on :attr:`bins`.
+
+        Cached for the last channel object (so a channel array must never be
+        changed in place: :meth:`ChannelEstimate.spectrum` makes a new one per
+        rake): a receiver's rake changes a few times, its events are timed
+        through it hundreds of times.
+        """
+        cached = self._energy_cache
+        if cached is not None and cached[0] is channel:
+            return cached[1], cached[2]
+        gain2 = channel.real**2 + channel.imag**2
+        energy = np.einsum("sk,k->s", self.power, gain2)
+        self._energy_cache = (channel, gain2, energy)
+        return gain2, energy
 
     def per_band_sums(self, values: np.ndarray) -> np.ndarray:
         """Sum (..., nb) values over the bins of each sub-band -> (..., 8)."""
@@ -201,8 +217,7 @@ def measure_event(segment: np.ndarray, bank: TemplateBank, expected_symbol: int,
     cross_plain = x * np.conj(t_exp)
     if channel is not None:
         cross = cross_plain * np.conj(channel)
-        gain2 = channel.real**2 + channel.imag**2
-        energy = np.einsum("sk,k->s", bank.power, gain2)  # (32,) energy of each symbol through the room
+        gain2, energy = bank.energy_through(channel)
         x_match = x * np.conj(channel)
     else:
         cross = cross_plain

@@ -9,6 +9,7 @@ from mimir.sync import Codebook, StreamingReceiver, WitnessEmitter
 from mimir.sync.channel import ChannelEstimate, band_window
 from mimir.sync.room_trials import render_through
 from mimir.sync.rooms import Room, fractional_delay
+from mimir.sync.timing import EventMeasurement, TemplateBank
 
 RATE = 48000
 
@@ -68,3 +69,63 @@ def test_state_is_bounded_and_results_do_not_depend_on_chunking():
     sizes = {name: getattr(est, name).size for name in ("_g_rake", "_g_hann", "_g_bh", "_p_bh", "_p_hann", "_w")}
     assert set(sizes.values()) == {est.pre + est.post}
     assert len(whole._recent) <= 16
+
+
+def _event(bank: TemplateBank, rng: np.random.Generator) -> tuple[EventMeasurement, int]:
+    """A timed event with a random received spectrum on ``bank.bins`` and a random sub-sample lag."""
+    received = rng.standard_normal(bank.bins.size) + 1j * rng.standard_normal(bank.bins.size)
+    empty = np.zeros(0)
+    m = EventMeasurement(lag_samples=float(rng.uniform(-3.0, 3.0)), z=10.0, snr=100.0, sigma_samples=0.01,
+                         top_symbol=0, band_gain=empty, band_delay_samples=empty, band_snr=empty, received=received)
+    return m, int(rng.integers(32))
+
+
+def test_events_summed_on_their_spectrum_are_the_per_event_impulse_responses_summed():
+    """Invariant: the mean views are linear in the events, so summing events on the band's bins and transforming
+    once when read gives what an inverse FFT per event gave (the accumulation before), through a change of
+    template bank (another FFT size) and a recenter between reads."""
+    rng = np.random.default_rng(11)
+    banks = [TemplateBank(Codebook(), RATE, h, pre_samples=1920, post_samples=2880) for h in (64, 4000)]
+    assert banks[0].n_fft != banks[1].n_fft
+    est = ChannelEstimate(RATE, (2000.0, 8000.0), 1920, 2880, memory_events=16)
+    ref = {"hann": np.zeros(est.length, complex), "bh": np.zeros(est.length, complex), "w": np.zeros(est.length)}
+    events = 0
+    for step, bank in enumerate([banks[0]] * 12 + [banks[1]] * 3 + [banks[0]] * 20):
+        m, symbol = _event(bank, rng)
+        est.add(m, bank, symbol)
+        w_h, w_b = est._windows(bank)
+        x = m.received * np.exp(1j * bank.omega * m.lag_samples) * bank.deconv_filters[symbol]
+        alpha = max(1.0 / (events + 1), 1.0 / 16)
+        idx = np.arange(-est.pre, est.post) % bank.n_fft
+        for name, window in (("hann", w_h), ("bh", w_b)):
+            full = np.zeros(bank.n_fft, complex)
+            full[bank.bins] = x * window
+            ref[name] = (1 - alpha) * ref[name] + alpha * np.fft.ifft(full)[idx] * bank.n_fft
+        ref["w"] = (1 - alpha) * ref["w"] + alpha
+        events += 1
+        if step == 25:  # the reference moves 7 samples earlier: lags shift, the ones entering start empty
+            est.recenter(-7.0)
+            for name in ref:
+                ref[name] = np.concatenate([np.zeros(7, ref[name].dtype), ref[name][:-7]])
+        if step in (5, 14, 25, 34):
+            _, hann, bh = est.impulse_response()
+            scale = np.abs(ref["hann"]).max()
+            assert np.abs(hann - ref["hann"]).max() < 1e-6 * scale
+            assert np.abs(bh - ref["bh"]).max() < 1e-6 * scale
+            assert np.allclose(est._w, ref["w"], rtol=1e-12, atol=1e-15)
+
+
+def test_a_path_fit_never_trades_the_paths_for_a_dipole():
+    """Invariant: the fitted paths explain a lobe with gains of its own size. A direct path with three reflections
+    6-21 samples behind it (a floor, a desk, a wall; from an image-source room): without a ridge on the gains
+    the two-path stage found two paths 0.4 samples apart with gains 15x the true ones (a dipole, the kernel's
+    derivative), ran out of evaluations, and put the first arrival 6.2 samples late."""
+    est = ChannelEstimate(RATE, (2000.0, 8000.0), 1920, 2880)
+    direct = 310.22
+    paths = ((0.0, 1.0), (6.2, 0.89), (15.1, 0.81), (21.3, 0.70))
+    h = sum(g * fractional_delay(direct + d, 4000) for d, g in paths)
+    est._view = _view_of(h, est, 310)
+    first, _, _ = est._resolve_first(None, est.pre, np.full(est.length, 1e-12))
+    _, gains = est._last_paths
+    assert np.abs(gains).max() < 2.0
+    assert abs(first - est.pre - (direct - 310)) < 0.5
