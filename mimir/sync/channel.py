@@ -623,7 +623,12 @@ class ChannelEstimate:
             x0 = np.concatenate([taus0, gains0.real, gains0.imag])
             bounds = (np.concatenate([taus0 - 12.0, np.full(2 * k, -np.inf)]),
                       np.concatenate([taus0 + 12.0, np.full(2 * k, np.inf)]))
-            sol = least_squares(resid, x0, jac=jac, bounds=bounds, max_nfev=100, x_scale="jac")
+            # MINPACK's Levenberg-Marquardt first (its iterations run in compiled code: the bounded trust-region
+            # method's Python per iteration was most of an analysis); a path that wandered more than 12 samples
+            # from where it was seeded is refitted within those bounds.
+            sol = least_squares(resid, x0, jac=jac, method="lm", max_nfev=100, x_scale="jac")
+            if np.any(np.abs(sol.x[:k] - taus0) > 12.0):
+                sol = least_squares(resid, x0, jac=jac, bounds=bounds, max_nfev=100, x_scale="jac")
             return sol, resid
 
         # Add paths one at a time (each new one where the residual peaks), refitting all of them jointly,
