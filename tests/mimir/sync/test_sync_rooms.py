@@ -98,7 +98,7 @@ def test_path_calibration_removes_the_transducers_and_the_distance():
     """Speaker and microphone (band limits, minimum-phase roll-off, group delay) in the path; calibrated to emission.
 
     The delay is measured once without a room, then holds through a pure delay and in this room. (The
-    benchmark's wider sweep finds rooms where it misses by about 2 samples: see docs/sync.md.)
+    benchmark's wider sweep finds rooms where it misses by up to 1.2 samples: see docs/sync.md.)
     """
     from mimir.sync.codebook import Codebook
     from mimir.sync.calibration import PathCalibration
