@@ -151,7 +151,7 @@ class StreamingReceiver:
         self._post = int(math.ceil(cfg.channel_post_seconds * self.rate_hz)) if cfg.channel_estimation else 0
         self.bank = self._make_bank(self.rate_hz, self.halfwidth)
         self.wide_halfwidth = int(cfg.wide_search_fraction * self.spec.event_period_s * self.rate_hz)
-        self.wide_bank = self._make_bank(self.rate_hz, self.wide_halfwidth)
+        self._wide_bank: TemplateBank | None = None  # built when first needed, at the bank's rate (wide_bank)
         self.channel = self._new_channel()
         self._anchors_since_analysis = 0
         # the last events' spectra, to measure how far a new rake moves the timing (ChannelEstimate.register_rake)
@@ -504,6 +504,19 @@ class StreamingReceiver:
             fit.refit()
         return kept
 
+    @property
+    def wide_bank(self) -> TemplateBank:
+        """The templates for the wide search after a miss, at the same rate as :attr:`bank`.
+
+        Built on first use after each template update: a locked receiver that
+        misses nothing never needs it, and building one is a third of a
+        template update's cost.
+        """
+        wide = self._wide_bank
+        if wide is None or wide.rate_hz != self.bank.rate_hz:
+            wide = self._wide_bank = self._make_bank(self.bank.rate_hz, self.wide_halfwidth)
+        return wide
+
     def _maybe_update_templates(self, fit: ClockFit) -> bool:
         """Re-render templates at the fitted rate when it moved by more than the threshold."""
         if not math.isfinite(fit.var_rate):
@@ -512,7 +525,6 @@ class StreamingReceiver:
         sigma_ppm = math.sqrt(fit.var_rate) / self.rate_hz * 1e6
         if moved_ppm > self.config.template_update_ppm and sigma_ppm < moved_ppm / 2:
             self.bank = self._make_bank(fit.rate, self.halfwidth)
-            self.wide_bank = self._make_bank(fit.rate, self.wide_halfwidth)
             self.health.template_rate_updates += 1
             return True
         return False
