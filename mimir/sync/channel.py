@@ -146,8 +146,7 @@ class ChannelEstimate:
         self._window_cache: dict[tuple[int, int, int], tuple[np.ndarray | None, np.ndarray | None]] = {}
         self._spectrum_cache: dict[tuple[int, int, int], tuple[int, np.ndarray]] = {}
         self._view = self._g_hann  # the corrected Hann view of the last analysis
-        self._kernel: np.ndarray | None = None
-        self._kernel_slope: np.ndarray | None = None
+        self._kernels: tuple[np.ndarray, np.ndarray] | None = None  # (k, dk/dx) tables: _kernel_table()
         self._rake: np.ndarray | None = None  # significant taps of the Hann view, set by analyse()
         self._rake_shift = 0.0  # the rake is these taps delayed by -shift samples (applied as a phase, exactly)
         self._rake_version = 0
@@ -562,7 +561,7 @@ class ChannelEstimate:
         derivative) zero-padded 64-fold, cached; linear interpolation in the
         table is then within 1e-4 of the band-limited kernel.
         """
-        if self._kernel is None or self._kernel_slope is None:
+        if self._kernels is None:
             n = 4096
             spec = band_window(np.arange(n) * self.rate_hz / n, self.band_hz, "hann")
             spec /= max(float(spec.sum()), 1e-30)
@@ -571,8 +570,8 @@ class ChannelEstimate:
             for s in (spec, spec * (2j * np.pi * np.arange(n) / n)):  # k(j / steps), periodic in n samples
                 fine = sfft.ifft(s, n * _KERNEL_STEPS) * (n * _KERNEL_STEPS)
                 tables.append(np.concatenate([fine[-half:], fine[: half + 1]]))
-            self._kernel, self._kernel_slope = tables
-        return self._kernel, self._kernel_slope
+            self._kernels = (tables[0], tables[1])
+        return self._kernels
 
     def _resolve_first(self, omega: np.ndarray, j_first: int, noise_h: np.ndarray) -> tuple[float, float, float | None]:
         """Fit discrete paths to the Hann view around the first arrival; return (first, residual, close gap).
