@@ -67,6 +67,8 @@ _RAKE_SNR = 25.0  # rake taps: lags of the analysed view 14 dB above the floor (
 _KERNEL_SPAN = 96  # samples: the path fit's kernel table covers +-96 samples ...
 _KERNEL_STEPS = 64  # ... every 1/64 sample
 _MAX_PATHS = 4  # paths fitted jointly around the first arrival
+_MERGE_RESOLUTIONS = 1.25  # a path in phase with the arrival before it and 1.25 half-Rayleigh spacings after it ...
+_IN_PHASE_RAD = math.radians(30.0)  # ... (within 30 degrees) is a reflection of its own (see _resolve_first)
 _GAIN_RIDGE = 0.0003  # the path fit's ridge on the gains, relative to one path's energy through the kernel
 _SENSITIVITY_DB = 25.0  # full confidence only when a direct path 25 dB under the strongest would be seen
 _SHADOW_WINDOW_S = 0.002  # a first lobe 12 dB under a path within 2 ms after it is not the direct path ...
@@ -673,10 +675,21 @@ class ChannelEstimate:
         resolution = 0.5 * self.rate_hz / (self.band_hz[1] - self.band_hz[0])  # half the Rayleigh spacing
         if not chosen:
             return float(taus_fit[int(np.argmax(power))]), unexplained, None
-        # Components closer than the band resolves (half its Rayleigh spacing) are one arrival whose shape the
-        # band's colouration changed (a band edge, a transducer): its power-weighted delay is the arrival time.
-        start = float(taus_fit[chosen[0]])
-        cluster = [i for i in chosen if taus_fit[i] - start < 2.0 * resolution]
+        # A colouration of the band the kernel does not model (a band edge inside it, a transducer) splits one
+        # arrival into components whose phase turns from one to the next (the colouration moves the arrival's
+        # centre frequency). A reflection off a nearby surface is a pure delay: in phase with the direct path.
+        # So within two resolutions, a component is merged into the arrival before it (timed at their
+        # power-weighted delay) unless it is both in phase and at least _MERGE_RESOLUTIONS after it: then it is
+        # a path of its own, and the first arrival is not pulled towards it.
+        cluster = [chosen[0]]
+        for i in chosen[1:]:
+            prev = cluster[-1]
+            gap = float(taus_fit[i] - taus_fit[prev])
+            in_phase = abs(float(np.angle(gains[i] / gains[prev]))) < _IN_PHASE_RAD
+            if gap < 2.0 * resolution and not (in_phase and gap >= _MERGE_RESOLUTIONS * resolution):
+                cluster.append(i)
+            else:
+                break
         first = float(np.sum(taus_fit[cluster] * power[cluster]) / np.sum(power[cluster]))
         close_gap = None
         following = [i for i in chosen if i not in cluster]
