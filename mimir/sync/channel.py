@@ -71,8 +71,9 @@ _MERGE_RESOLUTIONS = 1.25  # a path in phase with the arrival before it and 1.25
 _IN_PHASE_RAD = math.radians(30.0)  # ... (within 30 degrees) is a reflection of its own (see _resolve_first)
 _GAIN_RIDGE = 0.0003  # the path fit's ridge on the gains, relative to one path's energy through the kernel
 _SENSITIVITY_DB = 25.0  # full confidence only when a direct path 25 dB under the strongest would be seen
-_SHADOW_WINDOW_S = 0.002  # a first lobe 12 dB under a path within 2 ms after it is not the direct path ...
-_SHADOW_LOBE_DB = 12.0
+_SHADOW_WINDOW_S = 0.002  # a first lobe 18 dB under a path within 2 ms after it is not the direct path ...
+_SHADOW_LOBE_DB = 18.0
+_SHADOW_SURE_DB = 30.0  # ... and confidence falls when it was less than 30 dB under (it may be the direct path)
 _SHADOW_DB = 10.0  # ... nor one 10 dB under a path within two main lobes after it
 _LOBE_DB = -25.0  # within one lobe, a Hann-view peak must be within 25 dB of the lobe's top (Hann sidelobes: -31 dB)
 _DRR_WINDOW_S = 0.0025  # direct sound: +-2.5 ms around the first arrival (the usual definition)
@@ -455,12 +456,16 @@ class ChannelEstimate:
         noise_h = self._noise(hann=True) + float(e_h[lo:hi].max()) * 10.0 ** (_DETERMINISTIC_FLOOR_DB / 10.0)
         thr = _DETECT_SNR * noise_b
         above = e_b > thr
-        # The first lobe rising over the floor, unless a path 12 dB stronger follows within 2 ms: a reflection
-        # at most ~70 cm longer than the direct path cannot be that much stronger (a few of them at once, +12 dB
-        # at most), but the pre-echo of block processing (noise suppressors, codecs) or a coloured band edge can.
+        # The first lobe rising over the floor, unless a path 18 dB stronger follows within 2 ms: a reflection
+        # at most ~70 cm longer than the direct path is rarely that much stronger, but the pre-echo of block
+        # processing (noise suppressors, codecs: 29 dB under in the matrix) is. Rarely, not never: a floor
+        # reflection a few samples behind the direct path cancels it in the band (two paths 4.8 samples apart
+        # are in opposite phase at 5 kHz) while two walls add up 1 ms later; 12.0 dB under was measured in one
+        # simulated room. So a lobe passed over within 30 dB of the later path costs confidence.
         shadow = int(_SHADOW_WINDOW_S * rate)
         j0 = j1 = j_peak_b
         k = lo
+        dismissed: tuple[float, float] | None = None  # (dB under the later path, ms before it) of the closest call
         while k <= j_peak_b:
             if not above[k]:
                 k += 1
@@ -470,6 +475,9 @@ class ChannelEstimate:
                 top += 1
             later = e_b[top + 1 : min(hi, top + 1 + shadow)]
             if later.size and later.max() > e_b[top] * 10.0 ** (_SHADOW_LOBE_DB / 10.0):
+                under_db = 10.0 * math.log10(float(later.max()) / float(e_b[top]))
+                if dismissed is None or under_db < dismissed[0]:
+                    dismissed = (under_db, (int(np.argmax(later)) + 1) / rate * 1e3)
                 k = top + 1
                 while k <= j_peak_b and e_b[k] <= e_b[k - 1]:  # down the far side of this lobe
                     k += 1
@@ -532,6 +540,10 @@ class ChannelEstimate:
             quality *= 0.5
             reasons.append(f"a second path {close_gap:.1f} samples after the first arrival, closer than the band "
                            "resolves: the two may be confused")
+        if dismissed is not None and dismissed[0] < _SHADOW_SURE_DB:
+            quality *= float(np.clip((dismissed[0] - _SHADOW_LOBE_DB) / (_SHADOW_SURE_DB - _SHADOW_LOBE_DB), 0.3, 1.0))
+            reasons.append(f"an earlier arrival {dismissed[0]:.0f} dB under a path {dismissed[1]:.1f} ms after it "
+                           "was taken for a pre-echo: if it is the direct path, this answer is that much late")
         if self.events < 8:
             quality = min(quality, 0.5)
             reasons.append(f"only {self.events} events in the channel estimate")
