@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from mimir.sync.room_trials import WRONG_SAMPLES_AT_48K, measure_transducer_delay_s, random_room, room_trial
+from mimir.sync.room_trials import WRONG_SAMPLES_AT_48K, measure_transducer_path, random_room, room_trial
 from mimir.sync.rooms import MICROPHONE, SPEAKER, Room
 
 __all__ = ["sweep_cases", "run_rooms", "summarise_rooms", "format_rooms", "plot_rooms"]
@@ -86,12 +86,12 @@ def run_rooms(quick: bool = False, progress: Callable[[str], None] | None = None
     """Decode every case with both methods; errors against geometry truth, grouped by the issue's goals."""
     say = progress or (lambda s: None)
     cases = sweep_cases(quick)
-    transducer_delay_s = measure_transducer_delay_s(48000)
+    transducer_path = measure_transducer_path(48000)
     trials: list[dict] = []
     for n, case in enumerate(cases):
         tr = room_trial(case.room, case.mic, snr_db=case.snr_db, ppm=case.ppm, seed=case.seed,
                         transducers=(SPEAKER, MICROPHONE) if case.calibrated else None,
-                        calibration_s=transducer_delay_s if case.calibrated else None)
+                        calibration=transducer_path if case.calibrated else None)
         rec = {
             "room": tr.room, "model": tr.model, "rt60_s": tr.rt60_s, "distance_m": tr.distance_m,
             "snr_db": tr.snr_db, "ppm": case.ppm, "calibrated": case.calibrated,
@@ -113,7 +113,7 @@ def run_rooms(quick: bool = False, progress: Callable[[str], None] | None = None
             f"{' (speaker+mic, calibrated)' if case.calibrated else ''}: direct-path err {err} smp "
             f"(conf {tr.confidence:.2f}), envelope peak {base} smp (conf {tr.baseline_confidence:.2f})")
 
-    return {"transducer_delay_measured_s": transducer_delay_s, "trials": trials, "groups": summarise_rooms(trials)}
+    return {"transducer_delay_measured_s": transducer_path.delay_s, "trials": trials, "groups": summarise_rooms(trials)}
 
 
 def summarise_rooms(trials: list[dict]) -> dict:

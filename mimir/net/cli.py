@@ -21,8 +21,9 @@ from typing import Annotated
 import typer
 
 from mimir.signals import stop_on_signals
-from mimir.sync.calibration import SPEED_OF_SOUND_M_S
-from mimir.sync.cli import BandOption, PathDelayOption, PathDistanceOption, SpeedOfSoundOption, receiver_inputs
+from mimir.sync.calibration import SPEED_OF_SOUND_M_S, PathCalibration, read_pulse
+from mimir.sync.cli import (BandOption, PathDelayOption, PathDistanceOption, PathPulseOption, SpeedOfSoundOption,
+                            receiver_inputs)
 
 __all__ = ["keys_app", "keys_generate", "keys_trust", "receiver"]
 
@@ -74,6 +75,7 @@ def receiver(
     path_distance_m: PathDistanceOption = None,
     path_delay_ms: PathDelayOption = None,
     speed_of_sound: SpeedOfSoundOption = SPEED_OF_SOUND_M_S,
+    path_pulse: PathPulseOption = None,
 ) -> None:
     """Decode the witness on local audio and send authenticated timing reports to the rig (CURVE over TCP)."""
     import msgspec
@@ -107,6 +109,8 @@ def receiver(
         raise _fail("--block-frames must be >= 16 and --channel >= 0")
     try:
         limits, calibration = receiver_inputs(band, path_distance_m, path_delay_ms, speed_of_sound)
+        if path_pulse is not None:
+            calibration = msgspec.structs.replace(calibration or PathCalibration(), pulse=read_pulse(str(path_pulse)))
     except ValueError as exc:
         raise _fail(str(exc)) from None
     key_path = _default_key(key, f"{source_id}.key_secret", "key file",

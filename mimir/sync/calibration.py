@@ -32,11 +32,68 @@ import numpy as np
 from .codebook import CodebookSpec
 from .symbols import N_SUBBANDS, usable_subbands
 
-__all__ = ["PathCalibration", "BandLimits", "MIN_SUBBANDS", "parse_band", "path_from_options", "parse_channel_paths",
-           "SPEED_OF_SOUND_M_S"]
+__all__ = ["PathCalibration", "PathPulse", "PULSE_PRE_SAMPLES", "PULSE_POST_SAMPLES", "BandLimits", "MIN_SUBBANDS",
+           "parse_band", "path_from_options", "parse_channel_paths", "read_pulse", "SPEED_OF_SOUND_M_S"]
 
 SPEED_OF_SOUND_M_S = 343.0  # dry air at 20 degrees C
 MIN_SUBBANDS = 2  # with one sub-band, 32 symbols would share 16 cells: identity is lost
+
+
+PULSE_PRE_SAMPLES = 48  # a pulse's taps: lags -48 .. +95 around its first arrival (lag 0)
+PULSE_POST_SAMPLES = 96
+
+
+class PathPulse(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    """One arrival's shape through the speaker and microphone, measured once (with the path's delay).
+
+    The channel estimate's band view (Hann window over ``band_hz``, analytic)
+    of a single path, sampled at ``rate_hz`` on lags ``-PULSE_PRE_SAMPLES``
+    to ``PULSE_POST_SAMPLES - 1`` with its first arrival exactly at lag 0:
+    ``re[i] + 1j * im[i]`` is lag ``i - PULSE_PRE_SAMPLES``. Measured by
+    :func:`mimir.sync.path_measure.measure_pulse` on a recording of the
+    witness with little room in it (the microphone at the speaker). With it,
+    the first-arrival fit models every path as this pulse delayed (a
+    dispersive speaker rings, a plain band pulse does not), so the
+    transducers' ringing is not taken for reflections, nor reflections for
+    ringing, and a delay measured with the pulse in place carries over into
+    any room.
+    """
+
+    rate_hz: float
+    band_hz: tuple[float, float]
+    re: list[float]
+    im: list[float]
+
+    def validate(self) -> None:
+        """Raise ValueError with one line saying what is wrong."""
+        n = PULSE_PRE_SAMPLES + PULSE_POST_SAMPLES
+        if not (math.isfinite(self.rate_hz) and self.rate_hz > 0):
+            raise ValueError(f"path pulse: rate must be positive, got {self.rate_hz!r}")
+        lo, hi = self.band_hz
+        if not (math.isfinite(lo) and math.isfinite(hi) and 0.0 <= lo < hi <= self.rate_hz / 2):
+            raise ValueError(f"path pulse: band must be 0 <= LO < HI <= rate / 2, got {lo:g}-{hi:g} Hz")
+        if len(self.re) != n or len(self.im) != n:
+            raise ValueError(f"path pulse: needs {n} taps (re and im), got {len(self.re)} and {len(self.im)}")
+        taps = self.taps()
+        if not np.all(np.isfinite(taps)) or not np.abs(taps).max() > 0:
+            raise ValueError("path pulse: taps must be finite and not all zero")
+
+    def taps(self) -> np.ndarray:
+        """The complex taps (lag ``i - PULSE_PRE_SAMPLES`` at index ``i``)."""
+        return np.asarray(self.re, dtype=np.float64) + 1j * np.asarray(self.im, dtype=np.float64)
+
+
+def read_pulse(path: str) -> PathPulse:
+    """A :class:`PathPulse` from its JSON file (``mimir decode --measure-pulse``); ValueError with one line."""
+    try:
+        with open(path, "rb") as f:
+            pulse = msgspec.json.decode(f.read(), type=PathPulse)
+    except OSError as exc:
+        raise ValueError(f"cannot read the path pulse {path}: {exc.strerror or exc}") from None
+    except msgspec.DecodeError as exc:
+        raise ValueError(f"{path} is not a path pulse: {exc}") from None
+    pulse.validate()
+    return pulse
 
 
 class PathCalibration(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
@@ -46,14 +103,19 @@ class PathCalibration(msgspec.Struct, frozen=True, forbid_unknown_fields=True, k
     further fixed delay measured once, seconds (may be negative, e.g. to
     take out a measured latency that the distance overstates).
     ``speed_of_sound_m_s``: 343 at 20 C; 331.3 + 0.606 x temperature in C.
+    ``pulse`` (optional): the transducers' arrival shape, measured once
+    (:class:`PathPulse`); ``delay_s`` must then have been measured with it.
     """
 
     distance_m: float = 0.0
     delay_s: float = 0.0
     speed_of_sound_m_s: float = SPEED_OF_SOUND_M_S
+    pulse: PathPulse | None = None
 
     def validate(self) -> None:
         """Raise ValueError with one line saying what is wrong."""
+        if self.pulse is not None:
+            self.pulse.validate()
         if not (math.isfinite(self.distance_m) and 0.0 <= self.distance_m <= 1000.0):
             raise ValueError(f"path distance must be 0-1000 m, got {self.distance_m!r}")
         if not (math.isfinite(self.delay_s) and abs(self.delay_s) <= 10.0):

@@ -55,6 +55,7 @@ import msgspec
 import numpy as np
 from scipy import fft as sfft
 
+from .calibration import PULSE_POST_SAMPLES, PULSE_PRE_SAMPLES
 from .report import PathProfile
 from .timing import EventMeasurement, TemplateBank, _newton_peak
 
@@ -107,7 +108,8 @@ class ChannelEstimate:
     """
 
     def __init__(self, rate_hz: float, band_hz: tuple[float, float], pre_samples: int, post_samples: int,
-                 memory_events: int = 256, *, enabled: bool = True, freeze_events: int = 40) -> None:
+                 memory_events: int = 256, *, enabled: bool = True, freeze_events: int = 40,
+                 pulse: np.ndarray | None = None) -> None:
         self.rate_hz = float(rate_hz)
         self.band_hz = (float(band_hz[0]), float(band_hz[1]))
         self.pre = int(pre_samples)
@@ -149,6 +151,11 @@ class ChannelEstimate:
         self._window_cache: dict[tuple[int, int, int], tuple[np.ndarray | None, np.ndarray | None]] = {}
         self._spectrum_cache: dict[tuple[int, int, int], tuple[int, np.ndarray]] = {}
         self._view = self._g_hann  # the corrected Hann view of the last analysis
+        # One path's shape in the Hann view: the band's own pulse, or one measured through the transducers
+        # (PathPulse taps: lags -PULSE_PRE_SAMPLES.., first arrival at 0, measured at this rate and band).
+        self._pulse = None if pulse is None else np.asarray(pulse, dtype=np.complex128)
+        if self._pulse is not None and self._pulse.shape != (PULSE_PRE_SAMPLES + PULSE_POST_SAMPLES,):
+            raise ValueError(f"a path pulse has {PULSE_PRE_SAMPLES + PULSE_POST_SAMPLES} taps")
         self._kernels: tuple[np.ndarray, np.ndarray] | None = None  # (k, dk/dx) tables: _kernel_table()
         # The paths the last analysis fitted (lags in the views' frame, moved by recenter; complex gains), and
         # whether the rake was frozen then: the next analysis starts from them. Also read by tests and plots.
@@ -579,19 +586,52 @@ class ChannelEstimate:
 
         One inverse FFT each of the window (times ``2 pi i f`` for the
         derivative) zero-padded 64-fold, cached; linear interpolation in the
-        table is then within 1e-4 of the band-limited kernel.
+        table is then within 1e-4 of the band-limited kernel. With a measured
+        pulse, its spectrum (tapered at both ends, kept on the band) stands
+        for the window, scaled so its peak is 1 like the band's own pulse.
         """
         if self._kernels is None:
             n = 4096
-            spec = band_window(np.arange(n) * self.rate_hz / n, self.band_hz, "hann")
-            spec /= max(float(spec.sum()), 1e-30)
+            window = band_window(np.arange(n) * self.rate_hz / n, self.band_hz, "hann")
+            if self._pulse is None:
+                spec = window / max(float(window.sum()), 1e-30)
+            else:
+                lags = np.arange(-PULSE_PRE_SAMPLES, PULSE_POST_SAMPLES)
+                taper = np.ones(lags.size)
+                ramp = 16  # raised-cosine ends: the taps' truncation would ring across the band
+                taper[:ramp] = taper[-ramp:][::-1] = 0.5 - 0.5 * np.cos(np.pi * (np.arange(ramp) + 0.5) / ramp)
+                full = np.zeros(n, dtype=np.complex128)
+                full[lags % n] = self._pulse * taper
+                spec = np.where(window > 0, sfft.fft(full), 0.0)
             half = _KERNEL_SPAN * _KERNEL_STEPS
             tables = []
             for s in (spec, spec * (2j * np.pi * np.arange(n) / n)):  # k(j / steps), periodic in n samples
                 fine = sfft.ifft(s, n * _KERNEL_STEPS) * (n * _KERNEL_STEPS)
                 tables.append(np.concatenate([fine[-half:], fine[: half + 1]]))
-            self._kernels = (tables[0], tables[1])
+            peak = 1.0 if self._pulse is None else float(np.abs(tables[0]).max())
+            self._kernels = (tables[0] / peak, tables[1] / peak)
         return self._kernels
+
+    def measured_pulse(self) -> np.ndarray | None:
+        """The Hann view around the first arrival, moved so the arrival is exactly at lag 0 (PathPulse taps).
+
+        None before an analysis has found a first arrival. Meaningful on a
+        recording with little room in it (the microphone at the speaker):
+        whatever follows the arrival within 2 ms becomes part of the pulse.
+        """
+        p = self.profile
+        if p is None or p.first_arrival_offset_samples is None:
+            return None
+        first = self.pre + float(p.first_arrival_offset_samples)
+        self._flush()
+        view = self._corrected(self._mean(self._g_hann))  # not _view: a recenter since the analysis moved the frame
+        n = sfft.next_fast_len(self.length + 64)
+        spec = sfft.fft(view, n) * np.exp(2j * np.pi * np.fft.fftfreq(n) * (first - math.floor(first)))
+        shifted = sfft.ifft(spec)  # lag j of the result is lag j + frac of the view
+        j0 = int(math.floor(first))
+        if j0 - PULSE_PRE_SAMPLES < 0 or j0 + PULSE_POST_SAMPLES > self.length:
+            return None
+        return shifted[j0 - PULSE_PRE_SAMPLES : j0 + PULSE_POST_SAMPLES].copy()
 
     def _resolve_first(self, omega: np.ndarray, j_first: int, noise_h: np.ndarray) -> tuple[float, float, float | None]:
         """Fit discrete paths to the Hann view around the first arrival; return (first, residual, close gap).

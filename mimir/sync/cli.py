@@ -18,19 +18,21 @@ import sys
 from pathlib import Path
 from typing import Annotated, Optional
 
+import msgspec
 import numpy as np
 import soundfile as sf
 import typer
 
 from .audio_io import UnreadableAudio, inspect_audio, read_audio
-from .calibration import SPEED_OF_SOUND_M_S, BandLimits, PathCalibration, parse_band, path_from_options
+from .calibration import SPEED_OF_SOUND_M_S, BandLimits, PathCalibration, parse_band, path_from_options, read_pulse
 from .codebook import Codebook, CodebookSpec
 from .emitter import WitnessEmitter
+from .path_measure import pulse_of
 from .receiver import StreamingReceiver
 from .report import SyncReport, encode_report
 
 __all__ = ["codebook_app", "render", "decode", "BandOption", "PathDistanceOption", "PathDelayOption",
-           "SpeedOfSoundOption", "receiver_inputs"]
+           "SpeedOfSoundOption", "PathPulseOption", "receiver_inputs"]
 
 codebook_app = typer.Typer(help="Active-witness codebook tools.", no_args_is_help=True)
 
@@ -51,6 +53,9 @@ PathDistanceOption = Annotated[Optional[float], typer.Option(
 PathDelayOption = Annotated[Optional[float], typer.Option(
     "--path-delay-ms", help="A fixed path delay measured once (ms; transducers, converters), added to the distance's.")]
 SpeedOfSoundOption = Annotated[float, typer.Option("--speed-of-sound", help="Speed of sound (m/s) for --path-distance-m.")]
+PathPulseOption = Annotated[Optional[Path], typer.Option(
+    "--path-pulse", help="The speaker + microphone pulse measured once with --measure-pulse (JSON): every path is "
+                         "fitted as this pulse delayed. Measure --path-delay-ms with it in place.")]
 
 
 def receiver_inputs(band: str | None, distance_m: float | None, delay_ms: float | None,
@@ -152,11 +157,17 @@ def decode(
     path_distance_m: PathDistanceOption = None,
     path_delay_ms: PathDelayOption = None,
     speed_of_sound: SpeedOfSoundOption = SPEED_OF_SOUND_M_S,
+    path_pulse: PathPulseOption = None,
+    measure_pulse: Annotated[Optional[Path], typer.Option(
+        "--measure-pulse", help="Write the arrival's pulse (JSON, for --path-pulse): decode a recording with the "
+                                "microphone at the speaker.")] = None,
 ) -> None:
     """Decode the witness in an audio file and print the canonical clock fit report."""
     codebook = _codebook(codebook_id, seed)
     try:
         limits, calibration = receiver_inputs(band, path_distance_m, path_delay_ms, speed_of_sound)
+        if path_pulse is not None:
+            calibration = msgspec.structs.replace(calibration or PathCalibration(), pulse=read_pulse(str(path_pulse)))
     except ValueError as exc:
         raise _fail(str(exc)) from exc
     try:
@@ -175,6 +186,17 @@ def decode(
     for at in range(0, audio.samples.size, block):
         receiver.feed(audio.samples[at : at + block])
     report = receiver.report()
+    if measure_pulse is not None:
+        try:
+            pulse = pulse_of(receiver)
+        except ValueError as exc:
+            raise _fail(f"--measure-pulse: {exc}") from exc
+        try:
+            measure_pulse.write_bytes(msgspec.json.format(msgspec.json.encode(pulse)) + b"\n")
+        except OSError as exc:
+            raise _fail(f"cannot write {measure_pulse}: {exc.strerror or exc}") from exc
+        typer.echo(f"wrote {measure_pulse}: the pulse at {pulse.rate_hz:g} Hz over {pulse.band_hz[0]:g}-"
+                   f"{pulse.band_hz[1]:g} Hz", err=True)
     if not report.locked and not report.segments:
         notes.append("no witness of this codebook was found: no lock, no anchors")
     report.warnings = notes + report.warnings

@@ -180,8 +180,16 @@ class StreamingReceiver:
 
     def _new_channel(self) -> ChannelEstimate:
         cfg = self.config
-        return ChannelEstimate(self.rate_hz, self._analysis_band(), self._pre, self._post, cfg.channel_memory_events,
-                               enabled=cfg.channel_estimation, freeze_events=cfg.channel_freeze_events)
+        band = self._analysis_band()
+        pulse = None if self.path is None or self.path.pulse is None else self.path.pulse
+        if pulse is not None and (abs(pulse.rate_hz - self.rate_hz) > 1e-6 * self.rate_hz
+                                  or max(abs(pulse.band_hz[0] - band[0]), abs(pulse.band_hz[1] - band[1])) > 1.0):
+            raise ValueError(f"the path pulse was measured at {pulse.rate_hz:g} Hz over {pulse.band_hz[0]:g}-"
+                             f"{pulse.band_hz[1]:g} Hz; this receiver analyses {band[0]:g}-{band[1]:g} Hz at "
+                             f"{self.rate_hz:g} Hz: measure it again at this rate and band")
+        return ChannelEstimate(self.rate_hz, band, self._pre, self._post, cfg.channel_memory_events,
+                               enabled=cfg.channel_estimation, freeze_events=cfg.channel_freeze_events,
+                               pulse=None if pulse is None else pulse.taps())
 
     def _analysis_band(self) -> tuple[float, float]:
         """The band the witness really arrives in: the usable sub-bands, within the band limits."""

@@ -22,6 +22,7 @@ import math
 import time
 from dataclasses import dataclass
 
+import msgspec
 import numpy as np
 from scipy.signal import fftconvolve
 
@@ -29,13 +30,14 @@ from . import impair
 from .calibration import PathCalibration
 from .codebook import Codebook
 from .emitter import WitnessEmitter
+from .path_measure import measure_pulse
 from .receiver import ReceiverConfig, StreamingReceiver
 from .report import PathProfile
 from .rooms import MICROPHONE, SPEAKER, Room, Transducer, direct_delays_samples, room_impulse_responses, \
     transducer_filter
 from .trials import LEVEL_DBFS, WITNESS_BAND_HZ
 
-__all__ = ["RoomTrial", "room_trial", "render_through", "measure_transducer_delay_s", "random_room",
+__all__ = ["RoomTrial", "room_trial", "render_through", "measure_transducer_path", "random_room",
            "WRONG_SAMPLES_AT_48K"]
 
 WRONG_SAMPLES_AT_48K = 48.0  # "confidently wrong": more than 1 ms off (with a confidence above 0.5)
@@ -114,8 +116,9 @@ def _error(rx: StreamingReceiver, truth_at: list[tuple[float, float]]) -> float 
 
 def room_trial(room: Room, mic: int, *, rate_hz: int = 48000, seconds: float = 30.0, snr_db: float = 10.0,
                ppm: float = 80.0, seed: int = 0, transducers: tuple[Transducer, Transducer] | None = None,
-               calibration_s: float | None = None, baseline: bool = True) -> RoomTrial:
-    """Decode microphone ``mic`` of ``room``; with ``calibration_s`` (transducers' measured delay) calibrated to emission."""
+               calibration: PathCalibration | None = None, baseline: bool = True) -> RoomTrial:
+    """Decode microphone ``mic`` of ``room``; with ``calibration`` (the transducers' measured delay and pulse,
+    :func:`measure_transducer_path`) calibrated to the emission."""
     rng = np.random.default_rng(seed)
     t0 = float(rng.uniform(20.0, 3000.0))
     audio, ratio = render_through(room, mic, rate_hz, seconds, t0, snr_db=snr_db, ppm=ppm, rng=rng,
@@ -123,8 +126,8 @@ def room_trial(room: Room, mic: int, *, rate_hz: int = 48000, seconds: float = 3
     distance = float(room.distances_m()[mic])
     direct = float(direct_delays_samples(room, rate_hz)[mic])
     path = None
-    if calibration_s is not None:
-        path = PathCalibration(distance_m=distance, delay_s=calibration_s)
+    if calibration is not None:
+        path = msgspec.structs.replace(calibration, distance_m=distance)
         direct = 0.0  # the receiver reports the emission
     truth_at: list[tuple[float, float]] = []
     for local in (float(rate_hz), float(audio.size - 1)):
@@ -148,19 +151,23 @@ def room_trial(room: Room, mic: int, *, rate_hz: int = 48000, seconds: float = 3
                      baseline_x_realtime_sustained=base_sustained, profile=rep.response_profile.path)
 
 
-def measure_transducer_delay_s(rate_hz: int = 48000, transducers: tuple[Transducer, Transducer] = (SPEAKER, MICROPHONE),
-                               seed: int = 99) -> float:
-    """The speaker + microphone delay "measured once": decode them with no room (30 dB SNR) against the emission."""
+def measure_transducer_path(rate_hz: int = 48000, transducers: tuple[Transducer, Transducer] = (SPEAKER, MICROPHONE),
+                            seed: int = 99, *, pulse: bool = True) -> PathCalibration:
+    """The speaker + microphone path "measured once", with no room (30 dB SNR): their pulse
+    (:func:`mimir.sync.path_measure.measure_pulse`), then their delay against the emission with the pulse in place
+    (``pulse=False``: the delay alone, as the band's own pulse sees it)."""
     rng = np.random.default_rng(seed)
     t0 = 50.0
     x = WitnessEmitter(Codebook(), rate_hz, t0, level_dbfs=LEVEL_DBFS).render(0, 20 * rate_hz).astype(np.float64)
     y = transducer_filter(transducer_filter(x, rate_hz, transducers[0]), rate_hz, transducers[1])
     y = impair.add_inband_noise(y, rate_hz, 30.0, WITNESS_BAND_HZ, float(np.mean(y**2)), rng).astype(np.float32)
-    rx, _, _ = _decode(y, rate_hz, None, None)
+    path = PathCalibration(pulse=measure_pulse(y, rate_hz)) if pulse else None
+    rx, _, _ = _decode(y, rate_hz, None, path)
     fit = rx.report().canonical_clock_fit
     if fit.local_sample_at_epoch is None or fit.rate_hz is None:
         raise RuntimeError("the dry transducer chain did not lock")
-    return float(fit.local_sample_at_epoch + t0 * fit.rate_hz) / rate_hz
+    delay_s = float(fit.local_sample_at_epoch + t0 * fit.rate_hz) / rate_hz
+    return PathCalibration(delay_s=delay_s, pulse=None if path is None else path.pulse)
 
 
 def random_room(rng: np.random.Generator, *, model: str, rt60_s: float, dims_m: tuple[float, float, float],

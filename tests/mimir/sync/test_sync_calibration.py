@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from mimir.sync import Codebook, StreamingReceiver, WitnessEmitter, impair
-from mimir.sync.calibration import BandLimits, PathCalibration, parse_band, parse_channel_paths, path_from_options
+from mimir.sync.calibration import (PULSE_POST_SAMPLES, PULSE_PRE_SAMPLES, BandLimits, PathCalibration, PathPulse,
+                                    parse_band, parse_channel_paths, path_from_options)
 from mimir.sync.codebook import CodebookSpec
 
 RATE = 48000
@@ -26,6 +27,26 @@ def test_path_calibration_struct_validates_and_round_trips():
         msgspec.json.decode(b'{"distance": 3}', type=PathCalibration)
     assert path_from_options(None, None) is None
     assert path_from_options(None, 1.5).path_delay_s == pytest.approx(0.0015)
+
+
+def test_a_path_pulse_rides_in_the_calibration_and_is_checked():
+    n = PULSE_PRE_SAMPLES + PULSE_POST_SAMPLES
+    pulse = PathPulse(rate_hz=48000.0, band_hz=(2000.0, 8000.0), re=[0.5] * n, im=[0.0] * n)
+    path = PathCalibration(distance_m=2.0, delay_s=0.0003, pulse=pulse)
+    path.validate()
+    assert msgspec.json.decode(msgspec.json.encode(path), type=PathCalibration) == path
+    assert np.allclose(pulse.taps(), 0.5)
+    for bad, words in ((msgspec.structs.replace(pulse, re=[0.5]), "needs 144 taps"),
+                       (msgspec.structs.replace(pulse, re=[0.0] * n), "not all zero"),
+                       (msgspec.structs.replace(pulse, band_hz=(8000.0, 2000.0)), "band"),
+                       (msgspec.structs.replace(pulse, rate_hz=0.0), "rate")):
+        with pytest.raises(ValueError, match=words):
+            PathCalibration(pulse=bad).validate()
+    # a receiver refuses a pulse measured at another rate or band, at construction, in one line
+    with pytest.raises(ValueError, match="measure it again at this rate and band"):
+        StreamingReceiver(Codebook(), 44100, "m", path=PathCalibration(pulse=pulse))
+    with pytest.raises(ValueError, match="measure it again"):
+        StreamingReceiver(Codebook(), RATE, "m", path=PathCalibration(pulse=pulse), band=BandLimits(300.0, 5000.0))
 
 
 def test_band_parsing_and_the_codebook_check():

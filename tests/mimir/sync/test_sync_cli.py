@@ -2,6 +2,7 @@
 
 import json
 
+import msgspec
 import numpy as np
 import pytest
 import soundfile as sf
@@ -106,3 +107,60 @@ def test_unreadable_input_exits_non_zero(tmp_path):
 def test_render_rejects_bad_arguments(tmp_path):
     assert _run("codebook", "render", tmp_path / "x.wav", "--seconds", 0, "--rate", 48000).exit_code == 2
     assert _run("codebook", "render", tmp_path / "x.wav", "--seconds", 1, "--rate", 0).exit_code == 2
+
+
+def test_a_pulse_measured_once_calibrates_later_decodes(tmp_path):
+    """`--measure-pulse` on a dry recording (speaker + microphone, no room) writes the pulse; `--path-pulse` with
+    the delay measured with it in place maps the same recording to the emission."""
+    from mimir.sync import impair
+    from mimir.sync.calibration import read_pulse
+    from mimir.sync.rooms import MICROPHONE, SPEAKER, transducer_filter
+
+    rate, t0 = 48000, 50.0
+    x = WitnessEmitter(Codebook(), rate, t0, level_dbfs=-10).render(0, 20 * rate).astype(np.float64)
+    dry = transducer_filter(transducer_filter(x, rate, SPEAKER), rate, MICROPHONE)
+    dry = impair.add_inband_noise(dry, rate, 30.0, (2000.0, 8000.0), float(np.mean(dry**2)), np.random.default_rng(1))
+    sf.write(tmp_path / "dry.wav", dry.astype(np.float32), rate, subtype="FLOAT")
+    r = _run("decode", tmp_path / "dry.wav", "--measure-pulse", tmp_path / "pulse.json")
+    assert r.exit_code == 0, r.output
+    pulse = read_pulse(str(tmp_path / "pulse.json"))
+    assert pulse.rate_hz == rate and pulse.band_hz == (2000.0, 8000.0)
+    r = _run("decode", tmp_path / "dry.wav", "--path-pulse", tmp_path / "pulse.json", "--json")
+    fit = json.loads(r.stdout)["canonicalClockFit"]
+    delay_samples = fit["localSampleAtEpoch"] + t0 * fit["effectiveSampleRate"]
+    assert 10 < delay_samples < 25  # the transducers' delay in the witness band
+    r = _run("decode", tmp_path / "dry.wav", "--path-pulse", tmp_path / "pulse.json", "--path-delay-ms",
+             delay_samples / rate * 1e3, "--json")
+    fit = json.loads(r.stdout)["canonicalClockFit"]
+    assert abs(fit["localSampleAtEpoch"] + t0 * fit["effectiveSampleRate"]) < 0.01  # at the emission
+
+
+def test_a_bad_path_pulse_is_one_line_and_exit_2(tmp_path):
+    from mimir.sync.calibration import PULSE_POST_SAMPLES, PULSE_PRE_SAMPLES, PathPulse
+
+    wav = tmp_path / "w.wav"
+    sf.write(wav, WitnessEmitter(Codebook(), 44100, 10.0).render(0, 3 * 44100), 44100, subtype="FLOAT")
+    n = PULSE_PRE_SAMPLES + PULSE_POST_SAMPLES
+    good = PathPulse(rate_hz=48000.0, band_hz=(2000.0, 8000.0), re=[1.0] + [0.0] * (n - 1), im=[0.0] * n)
+    cases = {
+        "missing.json": (None, "cannot read the path pulse"),
+        "garbage.json": (b"{not json", "is not a path pulse"),
+        "short.json": (msgspec.json.encode(msgspec.structs.replace(good, re=[1.0], im=[0.0])), "needs 144 taps"),
+        "zero.json": (msgspec.json.encode(msgspec.structs.replace(good, re=[0.0] * n)), "not all zero"),
+        "rate.json": (msgspec.json.encode(good), "measure it again at this rate and band"),  # 48 kHz pulse, 44.1k file
+    }
+    for name, (content, message) in cases.items():
+        f = tmp_path / name
+        if content is not None:
+            f.write_bytes(content)
+        r = _run("decode", wav, "--path-pulse", f)
+        assert r.exit_code == 2, (name, r.output)
+        assert message in r.output and "Traceback" not in r.output, (name, r.output)
+        assert len([line for line in r.output.splitlines() if line.startswith("error:")]) == 1
+
+
+def test_measure_pulse_without_a_witness_is_one_line_and_exit_2(tmp_path):
+    wav = tmp_path / "noise.wav"
+    sf.write(wav, np.random.default_rng(0).standard_normal(5 * 48000).astype(np.float32) * 0.1, 48000)
+    r = _run("decode", wav, "--measure-pulse", tmp_path / "p.json")
+    assert r.exit_code == 2 and "no witness arrival" in r.output and not (tmp_path / "p.json").exists()

@@ -12,11 +12,12 @@ representative seeded rooms here; the wide sweep is ``mimir bench sync``
 
 from __future__ import annotations
 
+import msgspec
 import numpy as np
 import pytest
 from scipy.signal import butter, sosfiltfilt
 
-from mimir.sync.room_trials import WRONG_SAMPLES_AT_48K, measure_transducer_delay_s, random_room, room_trial
+from mimir.sync.room_trials import WRONG_SAMPLES_AT_48K, measure_transducer_path, random_room, room_trial
 from mimir.sync.rooms import MICROPHONE, SPEAKER, Room, direct_delays_samples, room_impulse_responses
 
 pytestmark = pytest.mark.slow
@@ -97,33 +98,48 @@ _ROOM_WITH_TRANSDUCERS = Room((7.5, 6.0, 3.0), 0.45, (1.0, 3.0, 1.2), ((4.1, 1.7
 def test_path_calibration_removes_the_transducers_and_the_distance():
     """Speaker and microphone (band limits, minimum-phase roll-off, group delay) in the path; calibrated to emission.
 
-    The delay is measured once without a room, then holds through a pure delay and in this room. (The
-    benchmark's wider sweep finds rooms where it misses by up to 1.2 samples: see docs/sync.md.)
+    Their pulse and delay are measured once without a room, then hold through a pure delay and in rooms.
     """
     from mimir.sync.codebook import Codebook
-    from mimir.sync.calibration import PathCalibration
     from mimir.sync.receiver import StreamingReceiver
     from mimir.sync.room_trials import render_through
     from mimir.sync.rooms import fractional_delay
 
     transducers = (SPEAKER, MICROPHONE)
-    measured_s = measure_transducer_delay_s(48000, transducers)  # "a delay measured once", no room
-    assert 0.0002 < measured_s < 0.0006  # the transducers' group delay in the witness band
+    measured = measure_transducer_path(48000, transducers)  # "measured once", no room: the pulse, then the delay
+    assert 0.0002 < measured.delay_s < 0.0006 and measured.pulse is not None  # the transducers' group delay
     distance = 4.37
     delay = distance / 343.0 * 48000
     t0 = 200.0
     audio, ratio = render_through(_ROOM_WITH_TRANSDUCERS, 0, 48000, 20.0, t0, snr_db=20.0, ppm=0.0,
                                   rng=np.random.default_rng(5), transducers=transducers,
                                   impulse=fractional_delay(delay, int(delay) + 200))
-    rx = StreamingReceiver(Codebook(), 48000, "m", path=PathCalibration(distance_m=distance, delay_s=measured_s))
+    rx = StreamingReceiver(Codebook(), 48000, "m", path=msgspec.structs.replace(measured, distance_m=distance))
     rx.feed(audio)
     fit = rx.report().canonical_clock_fit
     assert abs(fit.local_sample_at_epoch + t0 * fit.rate_hz) <= 0.05  # at the emission
     for mic in range(2):
         trial = room_trial(_ROOM_WITH_TRANSDUCERS, mic, snr_db=15.0, ppm=40.0, seed=50 + mic,
-                           transducers=transducers, calibration_s=measured_s, baseline=False)
+                           transducers=transducers, calibration=measured, baseline=False)
         assert abs(trial.error_samples) <= 0.25, trial
         _assert_honest(trial)
+
+
+def test_the_measured_pulse_carries_the_calibration_into_a_room_where_the_delay_alone_does_not():
+    """Invariant: with the transducers' pulse, a delay measured without the room holds in a room whose first
+    reflection is 27 samples behind the direct path (the sweep's worst calibrated room: 1.17 samples early with
+    the delay alone, as the band's own pulse reads the speaker's ringing)."""
+    room = Room((9.5, 7.0, 3.1), 0.6, (5.942441248969515, 0.8017197926930577, 2.8),
+                ((0.8702198459810524, 6.7, 1.3125038222121912), (7.158088471860018, 0.3, 0.7807346362261434)),
+                model="stochastic", seed=219049197)  # microphone 1 (the draws for microphone 0 come first)
+    errors = {}
+    for pulse in (False, True):
+        measured = measure_transducer_path(48000, (SPEAKER, MICROPHONE), pulse=pulse)
+        trial = room_trial(room, 1, snr_db=20.0, ppm=-205.0, seed=88438758, transducers=(SPEAKER, MICROPHONE),
+                           calibration=measured, baseline=False)
+        errors[pulse] = trial.error_samples
+    assert abs(errors[True]) <= 0.1, errors
+    assert abs(errors[False]) > 0.5, errors  # what the pulse fixes (delete this line when the band pulse gets it)
 
 
 def test_confidence_is_low_while_the_direct_path_is_not_yet_found():
