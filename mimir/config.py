@@ -400,6 +400,7 @@ synthetic_loopback_input = 0    # synthetic backend: the input wired to the outp
 # name = "Loopback 1"
 # role = "reference"            # reference (at most one) | microphone | line | unused (not captured)
 # path = { distance_m = 3.2 }   # a microphone's known path (also delay_s, speed_of_sound_m_s): fit at emission
+#                                 and pulse = the JSON `mimir decode DRY.wav --measure-pulse` writes
 
 [[cameras]]
 family = "synthetic"            # synthetic | file | ks | ps3eye

@@ -175,6 +175,9 @@ def _witness_paths(config: RigConfig) -> None:
             continue
         try:
             entry.path.validate()
+            if entry.path.pulse is not None:
+                entry.path.pulse.check_fits(CodebookSpec(codebook_id=config.sync.codebook_id, seed=config.sync.seed),
+                                            a.rate_hz, a.band)
         except ValueError as exc:
             raise ConfigError(f"audio.channel_map (input {entry.index}, {entry.name!r}).path: {exc}") from None
         if entry.role == "reference":

@@ -33,7 +33,8 @@ from .codebook import CodebookSpec
 from .symbols import N_SUBBANDS, usable_subbands
 
 __all__ = ["PathCalibration", "PathPulse", "PULSE_PRE_SAMPLES", "PULSE_POST_SAMPLES", "BandLimits", "MIN_SUBBANDS",
-           "parse_band", "path_from_options", "parse_channel_paths", "read_pulse", "SPEED_OF_SOUND_M_S"]
+           "parse_band", "path_from_options", "parse_channel_paths", "read_pulse", "analysis_band_hz",
+           "SPEED_OF_SOUND_M_S"]
 
 SPEED_OF_SOUND_M_S = 343.0  # dry air at 20 degrees C
 MIN_SUBBANDS = 2  # with one sub-band, 32 symbols would share 16 cells: identity is lost
@@ -81,6 +82,31 @@ class PathPulse(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only
     def taps(self) -> np.ndarray:
         """The complex taps (lag ``i - PULSE_PRE_SAMPLES`` at index ``i``)."""
         return np.asarray(self.re, dtype=np.float64) + 1j * np.asarray(self.im, dtype=np.float64)
+
+    def check_fits(self, spec: CodebookSpec, rate_hz: float, band: BandLimits | None = None) -> None:
+        """ValueError (one line) unless a receiver at ``rate_hz`` with ``band`` analyses what this was measured on."""
+        lo, hi = analysis_band_hz(spec, rate_hz, band)
+        off_band = max(abs(self.band_hz[0] - lo), abs(self.band_hz[1] - hi)) > 1.0
+        if abs(self.rate_hz - rate_hz) > 1e-6 * rate_hz or off_band:
+            raise ValueError(f"the path pulse was measured at {self.rate_hz:g} Hz over {self.band_hz[0]:g}-"
+                             f"{self.band_hz[1]:g} Hz; this receiver analyses {lo:g}-{hi:g} Hz at {rate_hz:g} Hz: "
+                             "measure it again at this rate and band")
+
+
+def analysis_band_hz(spec: CodebookSpec, rate_hz: float, band: BandLimits | None = None) -> tuple[float, float]:
+    """The band a receiver analyses arrivals in: its usable sub-bands (renderable, at least half inside ``band``),
+    clipped to ``band``. A :class:`PathPulse` is valid for the band it was measured over."""
+    limits = None if band is None else (band.low_hz, band.high_hz)
+    used = np.nonzero(usable_subbands(spec.band_low_hz, spec.band_high_hz, rate_hz, band_hz=limits))[0]
+    if used.size == 0:
+        raise ValueError(f"no witness sub-band is usable at {rate_hz:g} Hz"
+                         + ("" if band is None else f" within {band.low_hz:g}-{band.high_hz:g} Hz"))
+    sub = (spec.band_high_hz - spec.band_low_hz) / N_SUBBANDS
+    lo = spec.band_low_hz + sub * int(used[0])
+    hi = spec.band_low_hz + sub * (int(used[-1]) + 1)
+    if limits is not None:
+        lo, hi = max(lo, limits[0]), min(hi, limits[1])
+    return lo, hi
 
 
 def read_pulse(path: str) -> PathPulse:

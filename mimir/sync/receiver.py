@@ -44,7 +44,7 @@ import msgspec
 import numpy as np
 
 from .acquisition import AcquisitionConfig, Acquirer, LockCandidate
-from .calibration import BandLimits, PathCalibration
+from .calibration import BandLimits, PathCalibration, analysis_band_hz
 from .channel import ChannelEstimate
 from .clockfit import ClockFit
 from .codebook import Codebook
@@ -180,26 +180,16 @@ class StreamingReceiver:
 
     def _new_channel(self) -> ChannelEstimate:
         cfg = self.config
-        band = self._analysis_band()
-        pulse = None if self.path is None or self.path.pulse is None else self.path.pulse
-        if pulse is not None and (abs(pulse.rate_hz - self.rate_hz) > 1e-6 * self.rate_hz
-                                  or max(abs(pulse.band_hz[0] - band[0]), abs(pulse.band_hz[1] - band[1])) > 1.0):
-            raise ValueError(f"the path pulse was measured at {pulse.rate_hz:g} Hz over {pulse.band_hz[0]:g}-"
-                             f"{pulse.band_hz[1]:g} Hz; this receiver analyses {band[0]:g}-{band[1]:g} Hz at "
-                             f"{self.rate_hz:g} Hz: measure it again at this rate and band")
-        return ChannelEstimate(self.rate_hz, band, self._pre, self._post, cfg.channel_memory_events,
+        pulse = None if self.path is None else self.path.pulse
+        if pulse is not None:
+            pulse.check_fits(self.spec, self.rate_hz, self.band)
+        return ChannelEstimate(self.rate_hz, self._analysis_band(), self._pre, self._post, cfg.channel_memory_events,
                                enabled=cfg.channel_estimation, freeze_events=cfg.channel_freeze_events,
                                pulse=None if pulse is None else pulse.taps())
 
     def _analysis_band(self) -> tuple[float, float]:
         """The band the witness really arrives in: the usable sub-bands, within the band limits."""
-        sub = (self.spec.band_high_hz - self.spec.band_low_hz) / N_SUBBANDS
-        used = np.nonzero(self.grid.usable)[0]
-        lo = self.spec.band_low_hz + sub * int(used[0])
-        hi = self.spec.band_low_hz + sub * (int(used[-1]) + 1)
-        if self._band_hz is not None:
-            lo, hi = max(lo, self._band_hz[0]), min(hi, self._band_hz[1])
-        return lo, hi
+        return analysis_band_hz(self.spec, self.rate_hz, self.band)
 
     # ------------------------------------------------------------------ input
     def _reset_stream(self, first_sample: int) -> None:

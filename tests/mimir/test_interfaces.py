@@ -78,3 +78,26 @@ def test_every_preset_declares_at_most_one_reference_per_band():
     for preset in PRESETS.values():
         for band in preset.bands:
             assert sum(i.role == "reference" for i in band.inputs) <= 1, preset.name
+
+
+def _pulse_toml(rate_hz: float, band_hz: tuple[float, float]) -> str:
+    from mimir.sync.calibration import PULSE_POST_SAMPLES, PULSE_PRE_SAMPLES
+
+    n = PULSE_PRE_SAMPLES + PULSE_POST_SAMPLES
+    re = ", ".join(["1.0"] + ["0.0"] * (n - 1))
+    im = ", ".join(["0.0"] * n)
+    return (f"pulse = {{ rate_hz = {rate_hz}, band_hz = [{band_hz[0]}, {band_hz[1]}], re = [{re}], im = [{im}] }}")
+
+
+def test_a_measured_pulse_rides_in_the_channel_map_and_is_checked_against_the_rig_at_plan_time():
+    """Invariant: a channel's path pulse reaches the sync worker's spec; one measured at another rate or band is
+    refused when the rig is planned (one line), never when the sync worker builds its receiver."""
+    head = '[audio]\nrate_hz = 48000\n[[audio.channel_map]]\nindex = 0\nname = "m"\nrole = "microphone"\n'
+    path = f"[audio.channel_map.path]\ndistance_m = 2.0\n{_pulse_toml(48000.0, (2000.0, 8000.0))}\n"
+    plan = plan_rig(parse_config(head + path, source="rig.toml"))
+    sync = next(w for w in plan.workers if isinstance(w, SyncWorkerSpec))
+    assert sync.paths[0].pulse is not None and sync.paths[0].pulse.rate_hz == 48000.0
+    for rate, band in ((96000.0, (2000.0, 8000.0)), (48000.0, (2000.0, 5000.0))):
+        with pytest.raises(ConfigError) as info:
+            plan_rig(parse_config(head + f"[audio.channel_map.path]\n{_pulse_toml(rate, band)}\n", source="rig.toml"))
+        assert "measure it again at this rate and band" in str(info.value) and "\n" not in str(info.value)
