@@ -26,12 +26,13 @@ Invariants
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
 
-__all__ = ["N_SYMBOLS", "N_SLOTS", "N_SUBBANDS", "SymbolAlphabet", "design_alphabet", "render_symbol"]
+__all__ = ["N_SYMBOLS", "N_SLOTS", "N_SUBBANDS", "SymbolAlphabet", "design_alphabet", "render_symbol", "render_symbols"]
 
 N_SYMBOLS = 32
 N_SLOTS = 8
@@ -109,6 +110,24 @@ def render_symbol(
     Default length covers the whole symbol: ``ceil(symbol_seconds * rate + delay) + 1``.
     Returns float64.
     """
+    return render_symbols([symbol], band_low_hz=band_low_hz, band_high_hz=band_high_hz, symbol_seconds=symbol_seconds,
+                          taper_seconds=taper_seconds, sample_rate_hz=sample_rate_hz, delay_samples=delay_samples,
+                          n_samples=n_samples)[0]
+
+
+def render_symbols(
+    symbols: Sequence[int],
+    *,
+    band_low_hz: float,
+    band_high_hz: float,
+    symbol_seconds: float,
+    taper_seconds: float,
+    sample_rate_hz: float,
+    delay_samples: float = 0.0,
+    n_samples: int | None = None,
+) -> np.ndarray:
+    """:func:`render_symbol` for several symbols at once, ``(len(symbols), n_samples)``: the time grid, the
+    slots and the taper are computed once (a template bank renders all 32 at every rate update)."""
     alphabet = design_alphabet()
     rate = float(sample_rate_hz)
     if n_samples is None:
@@ -119,18 +138,20 @@ def render_symbol(
     inside = (tau >= 0.0) & (tau < symbol_seconds)
     slot = np.clip(np.floor(tau / slot_seconds).astype(np.int64), 0, N_SLOTS - 1)
     u = tau - slot * slot_seconds
-    sub = alphabet.subband[symbol][slot]
-    direction = alphabet.direction[symbol][slot]
-    f_low = band_low_hz + sub * sub_bw_hz
-    f_start = np.where(direction > 0, f_low, f_low + sub_bw_hz)
-    sweep_rate = direction * sub_bw_hz / slot_seconds  # Hz per second
-    phase = 2.0 * np.pi * (f_start * u + 0.5 * sweep_rate * u * u)
     # raised-cosine taper at both ends of every slot
     ramp = np.clip(np.minimum(u, slot_seconds - u) / taper_seconds, 0.0, 1.0)
     envelope = np.sin(0.5 * np.pi * ramp) ** 2
-    audible = (f_low + sub_bw_hz) <= _NYQUIST_GUARD * rate
-    y = np.where(inside & audible, envelope * np.sin(phase), 0.0)
-    return y
+    out = np.empty((len(symbols), n_samples))
+    for row, symbol in enumerate(symbols):
+        sub = alphabet.subband[symbol][slot]
+        direction = alphabet.direction[symbol][slot]
+        f_low = band_low_hz + sub * sub_bw_hz
+        f_start = np.where(direction > 0, f_low, f_low + sub_bw_hz)
+        sweep_rate = direction * sub_bw_hz / slot_seconds  # Hz per second
+        phase = 2.0 * np.pi * (f_start * u + 0.5 * sweep_rate * u * u)
+        audible = (f_low + sub_bw_hz) <= _NYQUIST_GUARD * rate
+        out[row] = np.where(inside & audible, envelope * np.sin(phase), 0.0)
+    return out
 
 
 def usable_subbands(band_low_hz: float, band_high_hz: float, sample_rate_hz: float,

@@ -26,7 +26,7 @@ from scipy import fft as sfft
 
 from .codebook import Codebook
 from .stats import median_along
-from .symbols import N_SUBBANDS, N_SYMBOLS, render_symbol
+from .symbols import N_SUBBANDS, N_SYMBOLS, render_symbols
 
 __all__ = ["TemplateBank", "EventMeasurement", "measure_event", "retime"]
 
@@ -88,20 +88,9 @@ class TemplateBank:
         self.search_decimation = next(d for d in (4, 2, 1) if width * d < 0.95)
         d = self.search_decimation
         self.n_fft = d * sfft.next_fast_len(-(-self.segment_len // d))
-        waves = np.stack(
-            [
-                render_symbol(
-                    s,
-                    band_low_hz=spec.band_low_hz,
-                    band_high_hz=spec.band_high_hz,
-                    symbol_seconds=spec.symbol_seconds,
-                    taper_seconds=spec.taper_seconds,
-                    sample_rate_hz=rate_hz,
-                    n_samples=self.template_len,
-                )
-                for s in range(N_SYMBOLS)
-            ]
-        )
+        waves = render_symbols(range(N_SYMBOLS), band_low_hz=spec.band_low_hz, band_high_hz=spec.band_high_hz,
+                               symbol_seconds=spec.symbol_seconds, taper_seconds=spec.taper_seconds,
+                               sample_rate_hz=rate_hz, n_samples=self.template_len)
         spectrum = sfft.rfft(waves, self.n_fft, axis=1)
         freqs = np.arange(spectrum.shape[1]) * (rate_hz / self.n_fft)
         low, high = spec.band_low_hz - margin, min(spec.band_high_hz + margin, 0.5 * rate_hz)
@@ -180,14 +169,29 @@ class TemplateBank:
 
 
 def _newton_peak(c_spec: np.ndarray, omega: np.ndarray, tau0: float, iterations: int = 3, max_step: float = 0.5) -> float:
-    """Refine the maximum of |sum_k c_spec[k] exp(i omega_k tau)|^2 near tau0."""
+    """Refine the maximum of |sum_k c_spec[k] exp(i omega_k tau)|^2 near tau0.
+
+    ``omega`` is the band's bins in radians per sample; when they are
+    contiguous (an arithmetic progression, as every caller's are) the phasors
+    come from one complex step by a running product (error ~1e-13, well under
+    the timing's own), not one complex exponential per bin.
+    """
     tau = tau0
+    n = omega.size
+    arithmetic = n > 1 and abs(omega[-1] - omega[0] - (n - 1) * (omega[1] - omega[0])) < 1e-9
+    omega2 = omega * omega
     for _ in range(iterations):
-        e = np.exp(1j * omega * tau)
+        if arithmetic:
+            e = np.full(n, np.exp(1j * (omega[1] - omega[0]) * tau))
+            e[0] = np.exp(1j * omega[0] * tau)
+            np.cumprod(e, out=e)
+        else:
+            e = np.exp(1j * omega * tau)
         v = c_spec * e
         c0 = v.sum()
-        c1 = (1j * omega * v).sum()
-        c2 = (-(omega**2) * v).sum()
+        vr, vi = v.real, v.imag
+        c1 = 1j * complex(np.dot(omega, vr), np.dot(omega, vi))
+        c2 = -complex(np.dot(omega2, vr), np.dot(omega2, vi))
         d1 = 2.0 * (np.conj(c0) * c1).real
         d2 = 2.0 * ((np.conj(c1) * c1).real + (np.conj(c0) * c2).real)
         if d2 >= 0.0:  # not at a maximum: keep the grid peak
