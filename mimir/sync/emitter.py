@@ -16,12 +16,14 @@ falls back to evaluating the symbols per event (correct, but it allocates).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import math
 
 import numpy as np
 
 from .codebook import Codebook
-from .symbols import N_SYMBOLS, render_symbol
+from .symbols import N_SYMBOLS, render_symbols
 
 __all__ = ["WitnessEmitter"]
 
@@ -57,14 +59,12 @@ class WitnessEmitter:
             base = math.ceil(self._start_offset)
             self._base_shift = base  # event i's table starts at local sample i*P - base
             phase = base - self._start_offset  # in [0, 1): sub-sample delay of every event
-            self._tables = np.stack(
-                [self._render(s, phase, self._symbol_len) for s in range(N_SYMBOLS)]
-            ).astype(np.float32)
+            self._tables = self._render(range(N_SYMBOLS), phase, self._symbol_len).astype(np.float32)
 
-    def _render(self, symbol: int, delay_samples: float, n_samples: int) -> np.ndarray:
+    def _render(self, symbols: Sequence[int], delay_samples: float, n_samples: int) -> np.ndarray:
         spec = self.codebook.spec
-        return self.gain * render_symbol(
-            symbol,
+        return self.gain * render_symbols(
+            symbols,
             band_low_hz=spec.band_low_hz,
             band_high_hz=spec.band_high_hz,
             symbol_seconds=spec.symbol_seconds,
@@ -110,7 +110,7 @@ class WitnessEmitter:
             a = max(at, start)
             b = min(at + length, start + n)
             if a < b:
-                wave = self._render(self.codebook.symbol_at(i), position - at, length)
+                wave = self._render([self.codebook.symbol_at(i)], position - at, length)[0]
                 out[a - start : b - start] = wave[a - at : b - at]
 
     def render(self, start_sample: int, n_samples: int) -> np.ndarray:

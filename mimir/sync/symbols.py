@@ -18,7 +18,7 @@ Design (see docs/sync.md for the reasoning)
     one's energy, and a symbol's time-frequency pattern says where it starts.
 
 Invariants
-    * ``render_symbol`` is a pure function of its arguments (no state), so the
+    * ``render_symbols`` is a pure function of its arguments (no state), so the
       emitter and the receiver's templates agree sample for sample at any rate.
     * Sub-bands whose top edge is above 0.45 x the sample rate are not rendered
       (they would alias); the rest of the symbol is unchanged.
@@ -32,7 +32,7 @@ from functools import lru_cache
 
 import numpy as np
 
-__all__ = ["N_SYMBOLS", "N_SLOTS", "N_SUBBANDS", "SymbolAlphabet", "design_alphabet", "render_symbol", "render_symbols"]
+__all__ = ["N_SYMBOLS", "N_SLOTS", "N_SUBBANDS", "SymbolAlphabet", "design_alphabet", "render_symbols"]
 
 N_SYMBOLS = 32
 N_SLOTS = 8
@@ -93,28 +93,6 @@ def design_alphabet() -> SymbolAlphabet:
     return SymbolAlphabet(subband=np.array(bands), direction=np.array(dirs))
 
 
-def render_symbol(
-    symbol: int,
-    *,
-    band_low_hz: float,
-    band_high_hz: float,
-    symbol_seconds: float,
-    taper_seconds: float,
-    sample_rate_hz: float,
-    delay_samples: float = 0.0,
-    n_samples: int | None = None,
-) -> np.ndarray:
-    """Samples ``y[k] = w_s((k - delay_samples) / sample_rate_hz)`` of symbol ``s``.
-
-    ``w_s(tau)`` is zero outside ``[0, symbol_seconds)`` and has peak amplitude 1.
-    Default length covers the whole symbol: ``ceil(symbol_seconds * rate + delay) + 1``.
-    Returns float64.
-    """
-    return render_symbols([symbol], band_low_hz=band_low_hz, band_high_hz=band_high_hz, symbol_seconds=symbol_seconds,
-                          taper_seconds=taper_seconds, sample_rate_hz=sample_rate_hz, delay_samples=delay_samples,
-                          n_samples=n_samples)[0]
-
-
 def render_symbols(
     symbols: Sequence[int],
     *,
@@ -126,8 +104,13 @@ def render_symbols(
     delay_samples: float = 0.0,
     n_samples: int | None = None,
 ) -> np.ndarray:
-    """:func:`render_symbol` for several symbols at once, ``(len(symbols), n_samples)``: the time grid, the
-    slots and the taper are computed once (a template bank renders all 32 at every rate update)."""
+    """Samples ``y[k] = w_s((k - delay_samples) / sample_rate_hz)`` of each symbol ``s``: ``(len(symbols), n_samples)``.
+
+    ``w_s(tau)`` is zero outside ``[0, symbol_seconds)`` and has peak amplitude 1.
+    Default length covers the whole symbol: ``ceil(symbol_seconds * rate + delay) + 1``.
+    Returns float64. The time grid, the slots and the taper are computed once
+    for all the symbols (a template bank renders all 32 at every rate update).
+    """
     alphabet = design_alphabet()
     rate = float(sample_rate_hz)
     if n_samples is None:

@@ -10,7 +10,7 @@ from scipy import signal
 
 from mimir.sync.codebook import Codebook
 from mimir.sync.emitter import WitnessEmitter
-from mimir.sync.symbols import render_symbol
+from mimir.sync.symbols import render_symbols
 
 CB = Codebook.from_id("emitter-test", 3)
 
@@ -40,11 +40,11 @@ def test_samples_follow_the_canonical_mapping():
         position = (i * spec.event_period_s - start) * rate  # where event i starts, in local samples
         first = math.floor(position) - 5
         got = em.render(first, 6000).astype(np.float64)
-        want = render_symbol(
-            CB.symbol_at(i), band_low_hz=spec.band_low_hz, band_high_hz=spec.band_high_hz,
+        want = render_symbols(
+            [CB.symbol_at(i)], band_low_hz=spec.band_low_hz, band_high_hz=spec.band_high_hz,
             symbol_seconds=spec.symbol_seconds, taper_seconds=spec.taper_seconds,
             sample_rate_hz=rate, delay_samples=position - first, n_samples=6000,
-        )
+        )[0]
         np.testing.assert_allclose(got, want, atol=2e-7)
         assert np.max(np.abs(got)) > 0.9
 
