@@ -83,3 +83,13 @@ def test_low_rate_skips_subbands_it_cannot_carry():
     f, p = signal.welch(x, 8000.0, nperseg=1024)
     assert np.max(np.abs(x)) > 0.5
     assert p[f > 3700].sum() / p.sum() < 0.01
+
+
+def test_symbols_rendered_together_are_the_symbols_rendered_alone():
+    """Invariant: a template bank (all 32 at once) and the emitter's slow path (one at a time) render the same."""
+    spec = CB.spec
+    kw = dict(band_low_hz=spec.band_low_hz, band_high_hz=spec.band_high_hz, symbol_seconds=spec.symbol_seconds,
+              taper_seconds=spec.taper_seconds, sample_rate_hz=44100.0, delay_samples=0.37, n_samples=4500)
+    together = render_symbols(range(32), **kw)
+    for s in (0, 7, 31):
+        assert np.array_equal(together[s], render_symbols([s], **kw)[0])

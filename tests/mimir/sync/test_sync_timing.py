@@ -1,6 +1,7 @@
 """Coherent timing of one event: sub-sample accurate, polarity-blind, with an honest error prediction."""
 
 import numpy as np
+import pytest
 from scipy.signal import butter, sosfiltfilt
 
 from mimir.sync.codebook import Codebook
@@ -53,3 +54,16 @@ def test_predicted_sigma_is_calibrated():
     ratio = np.std(errors) / np.median(predicted)
     assert 0.67 < ratio < 1.5, ratio
     assert abs(np.mean(errors)) < 0.05
+
+
+def test_the_newton_peak_is_the_same_with_running_phasors():
+    """Invariant: on contiguous bins the running-product phasors find the peak the per-bin exponentials find."""
+    from mimir.sync.timing import _newton_peak
+
+    rng = np.random.default_rng(3)
+    omega = 2 * np.pi * (np.arange(1347) + 400) / 9800
+    spectrum = (np.abs(rng.standard_normal(omega.size)) + 0.5) * np.exp(-1j * omega * 3.3)
+    shuffled = rng.permutation(omega.size)  # not contiguous: the per-bin exponentials
+    fast = _newton_peak(spectrum, omega, 3.0, iterations=4)
+    slow = _newton_peak(spectrum[shuffled], omega[shuffled], 3.0, iterations=4)
+    assert fast == pytest.approx(3.3, abs=1e-9) and fast == pytest.approx(slow, abs=1e-9)
