@@ -21,7 +21,7 @@ from typing import Annotated
 import typer
 
 from mimir.signals import stop_on_signals
-from mimir.sync.calibration import SPEED_OF_SOUND_M_S, PathCalibration, read_pulse
+from mimir.sync.calibration import SPEED_OF_SOUND_M_S
 from mimir.sync.cli import (BandOption, PathDelayOption, PathDistanceOption, PathPulseOption, SpeedOfSoundOption,
                             receiver_inputs)
 
@@ -108,9 +108,7 @@ def receiver(
     if block_frames < 16 or channel < 0:
         raise _fail("--block-frames must be >= 16 and --channel >= 0")
     try:
-        limits, calibration = receiver_inputs(band, path_distance_m, path_delay_ms, speed_of_sound)
-        if path_pulse is not None:
-            calibration = msgspec.structs.replace(calibration or PathCalibration(), pulse=read_pulse(str(path_pulse)))
+        limits, calibration = receiver_inputs(band, path_distance_m, path_delay_ms, speed_of_sound, path_pulse)
     except ValueError as exc:
         raise _fail(str(exc)) from None
     key_path = _default_key(key, f"{source_id}.key_secret", "key file",

@@ -199,13 +199,16 @@ def parse_band(text: str) -> BandLimits:
 
 
 def path_from_options(distance_m: float | None, delay_ms: float | None,
-                      speed_of_sound_m_s: float = SPEED_OF_SOUND_M_S) -> PathCalibration | None:
-    """The CLI's ``--path-distance-m`` / ``--path-delay-ms`` / ``--speed-of-sound`` -> a validated calibration or None."""
-    if distance_m is None and delay_ms is None:
+                      speed_of_sound_m_s: float = SPEED_OF_SOUND_M_S,
+                      pulse_file: str | None = None) -> PathCalibration | None:
+    """The CLI's ``--path-distance-m`` / ``--path-delay-ms`` / ``--speed-of-sound`` / ``--path-pulse`` -> a
+    validated calibration or None."""
+    if distance_m is None and delay_ms is None and pulse_file is None:
         return None
     path = PathCalibration(distance_m=0.0 if distance_m is None else float(distance_m),
                            delay_s=0.0 if delay_ms is None else float(delay_ms) / 1e3,
-                           speed_of_sound_m_s=float(speed_of_sound_m_s))
+                           speed_of_sound_m_s=float(speed_of_sound_m_s),
+                           pulse=None if pulse_file is None else read_pulse(pulse_file))
     path.validate()
     return path
 

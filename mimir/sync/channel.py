@@ -693,6 +693,11 @@ class ChannelEstimate:
                 sol = least_squares(resid, x0, jac=jac, bounds=bounds, max_nfev=100, x_scale="jac")
             return sol, resid
 
+        def misfit(sol, resid) -> tuple[np.ndarray, np.ndarray]:  # (complex residual over the lobe, complex gains)
+            k = sol.x.size // 3
+            r = resid(sol.x)
+            return r[: lags.size] + 1j * r[lags.size : 2 * lags.size], sol.x[k : 2 * k] + 1j * sol.x[2 * k :]
+
         def explained(residual: np.ndarray, gains: np.ndarray) -> bool:  # nothing left worth another path
             left = float(np.max(np.abs(residual))) ** 2
             return left < _DETECT_SNR * noise or left < 0.003 * float(np.max(np.abs(gains))) ** 2
@@ -702,40 +707,31 @@ class ChannelEstimate:
         # sequence below (on a telephone band, 15 evaluations against 3 fits of 50-70). The greedy sequence
         # runs when they no longer explain the lobe, and at the first analysis after the rake froze, so the
         # paths the frozen estimate converges on never inherit a decomposition of the early, moving one.
-        sol, resid, k = None, None, 0
-        residual = observed.copy()
-        taus = np.zeros(0)
+        sol, resid = None, None
         if self._last_paths is not None and self._paths_frozen == self.frozen:
             warm = self._last_paths[0]
             warm = warm[(warm >= lags[0]) & (warm <= lags[-1])]
             if warm.size:
                 sol, resid = fit(np.sort(warm))
-                k = warm.size
-                r = resid(sol.x)
-                left = r[: lags.size] + 1j * r[lags.size : 2 * lags.size]
-                if explained(left, sol.x[k : 2 * k] + 1j * sol.x[2 * k :]):
-                    taus = sol.x[:k].copy()
-                    k = _MAX_PATHS + 1  # skip the greedy sequence
-                else:
-                    sol, resid, k = None, None, 0
-        # Add paths one at a time (each new one where the residual peaks), refitting all of them jointly,
-        # until what is left is under the floor or 25 dB under the strongest path.
-        while k < _MAX_PATHS:
-            j = int(np.argmax(np.abs(residual)))
-            if np.abs(residual[j]) ** 2 < _DETECT_SNR * noise:
-                break
-            cand = lags[j] + fine
-            cols = columns(cand)
-            score = np.abs(cols.conj().T @ residual) ** 2 / np.sum(np.abs(cols) ** 2, axis=0)
-            taus = np.append(taus, cand[int(np.argmax(score))])
-            sol, resid = fit(taus)
-            k = taus.size
-            taus = sol.x[:k].copy()
-            r = resid(sol.x)
-            residual = r[: lags.size] + 1j * r[lags.size : 2 * lags.size]
-            gains = sol.x[k : 2 * k] + 1j * sol.x[2 * k :]
-            if np.max(np.abs(residual)) ** 2 < 0.003 * np.max(np.abs(gains)) ** 2:
-                break
+                if not explained(*misfit(sol, resid)):
+                    sol, resid = None, None
+        if sol is None:
+            # Add paths one at a time (each new one where the residual peaks), refitting all of them jointly,
+            # until what is left is under the floor or 25 dB under the strongest path.
+            residual = observed.copy()
+            taus = np.zeros(0)
+            while taus.size < _MAX_PATHS:
+                j = int(np.argmax(np.abs(residual)))
+                if np.abs(residual[j]) ** 2 < _DETECT_SNR * noise:
+                    break
+                cand = lags[j] + fine
+                cols = columns(cand)
+                score = np.abs(cols.conj().T @ residual) ** 2 / np.sum(np.abs(cols) ** 2, axis=0)
+                sol, resid = fit(np.append(taus, cand[int(np.argmax(score))]))
+                taus = sol.x[: sol.x.size // 3].copy()
+                residual, gains = misfit(sol, resid)
+                if explained(residual, gains):
+                    break
         if sol is None or resid is None:  # set together: no path was found
             return float(j_first), 1.0, None
         k = sol.x.size // 3

@@ -24,7 +24,7 @@ import soundfile as sf
 import typer
 
 from .audio_io import UnreadableAudio, inspect_audio, read_audio
-from .calibration import SPEED_OF_SOUND_M_S, BandLimits, PathCalibration, parse_band, path_from_options, read_pulse
+from .calibration import SPEED_OF_SOUND_M_S, BandLimits, PathCalibration, parse_band, path_from_options
 from .codebook import Codebook, CodebookSpec
 from .emitter import WitnessEmitter
 from .path_measure import pulse_of
@@ -58,11 +58,11 @@ PathPulseOption = Annotated[Optional[Path], typer.Option(
                          "fitted as this pulse delayed. Measure --path-delay-ms with it in place.")]
 
 
-def receiver_inputs(band: str | None, distance_m: float | None, delay_ms: float | None,
-                    speed_m_s: float) -> tuple[BandLimits | None, PathCalibration | None]:
+def receiver_inputs(band: str | None, distance_m: float | None, delay_ms: float | None, speed_m_s: float,
+                    pulse_file: Path | None = None) -> tuple[BandLimits | None, PathCalibration | None]:
     """Parse the shared options (ValueError with one line when one is malformed)."""
     limits = parse_band(band) if band is not None else None
-    return limits, path_from_options(distance_m, delay_ms, speed_m_s)
+    return limits, path_from_options(distance_m, delay_ms, speed_m_s, None if pulse_file is None else str(pulse_file))
 
 
 def _codebook(codebook_id: str, seed: int) -> Codebook:
@@ -165,9 +165,7 @@ def decode(
     """Decode the witness in an audio file and print the canonical clock fit report."""
     codebook = _codebook(codebook_id, seed)
     try:
-        limits, calibration = receiver_inputs(band, path_distance_m, path_delay_ms, speed_of_sound)
-        if path_pulse is not None:
-            calibration = msgspec.structs.replace(calibration or PathCalibration(), pulse=read_pulse(str(path_pulse)))
+        limits, calibration = receiver_inputs(band, path_distance_m, path_delay_ms, speed_of_sound, path_pulse)
     except ValueError as exc:
         raise _fail(str(exc)) from exc
     try:
