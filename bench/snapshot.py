@@ -148,6 +148,7 @@ def run(seconds: float = 5.0, *, video: str = "raw", shape: str = "default", dir
         record = {
             "shape": shape, "video": video, "seconds": seconds, "window_s": window_s,
             "written": doc["written"], "lost_by_snapshot": lost_by_snapshot, "complete": doc["complete"],
+            "missing": doc["missing"],
             "staged_frames": doc["staged_frames"], "mb": round(nbytes / 1e6, 1),
             "plain_write_s": round(plain_s, 3), "snapshot_wall_s": round(wall, 3),
             "process_wall_s": round(process_s, 3), "wall_ratio_vs_plain": round(ratio, 2),
@@ -183,6 +184,8 @@ def format_table(records: list[dict]) -> str:
                      f"{sum(r['written'].values()):,} frames and blocks, lost {r['lost_by_snapshot']}, "
                      f"staged {r['staged_frames']} frames; " + ("complete" if r["complete"] else "INCOMPLETE")
                      + f"; machine load {r['load_avg_1min']}")
+        for m in r["missing"]:
+            lines.append(f"  missing: {m['source'] or 'take'}: {m['what']}: {m['cause']}")
         if r["lost_by_snapshot"]:
             lines.append("  lost by the snapshot (overwritten before it copied them): "
                          + ", ".join(f"{k} {v}" for k, v in r["lost_by_source"].items() if v))

@@ -10,12 +10,17 @@ What happens, in order (the order matters: the oldest payloads of the
 window are the next ones the rings overwrite):
 
 1. the rig contract (the published plan) and the reservoir, read-only;
-2. the audio view of the reservoir with its descriptors (one vectorised
-   copy); the span is ``[edge - N, edge]`` at that moment; every audio block
-   of the span is copied out of its ring in one gather and checked;
-3. the camera view with its descriptors; a :class:`~mimir.snapshot.stage.FrameStager`
+2. the span is ``[edge - N, edge]`` at that moment; the edge is the newest
+   item of any source, so the snapshot waits (at most :data:`CATCH_UP_S`)
+   until every other source has indexed its items up to it too (an audio
+   block published a few milliseconds after a camera frame) and lists a
+   source still short after that in the manifest;
+3. the audio view of the reservoir with its descriptors (one vectorised
+   copy); every audio block of the span is copied out of its ring in one
+   gather and checked;
+4. the camera view with its descriptors; a :class:`~mimir.snapshot.stage.FrameStager`
    thread starts rescuing the frames closest to being overwritten;
-4. a :class:`mimir.take.TakeWriter` writes everything in canonical-time
+5. a :class:`mimir.take.TakeWriter` writes everything in canonical-time
    order (video per camera, one multichannel WAV, XDF, manifest), with a
    new clock segment wherever the rig's clock started one
    (:mod:`mimir.snapshot.segments`).
@@ -68,6 +73,7 @@ _SEQ = np.uint64(HANDLE_SEQUENCE_MASK)
 _SEQ_INT = HANDLE_SEQUENCE_MASK
 _HOST = AudioBlockRecord.__struct_fields__.index("host_time_ns")
 _LOST = "overwritten in the rig's ring before the snapshot copied it"
+CATCH_UP_S = 0.25  # how long a snapshot waits for sources still publishing their items up to the span's end
 
 
 class BadSnapshotRequest(ValueError):
@@ -116,6 +122,7 @@ class _Audio:
     name: str
     source: AudioSource
     reader: RingReader | None
+    block_ns: int                                # one block's duration (the item period the catch-up waits on)
     rows: np.ndarray = field(init=False)         # set by _copy_audio, as are descriptors, valid and host_ns
     descriptors: np.ndarray = field(init=False)
     valid: np.ndarray = field(init=False)
@@ -161,7 +168,10 @@ def take_snapshot(rig: str = "default", seconds: float | None = None, out: str |
             raise RigStopped(f"rig {rig!r} is not running: its supervisor (pid {view.writer_pid()}) is gone; "
                              "`mimir doctor --clean` removes what it left")
         cameras, audios, missing = _sources(rig, plan, video)
-        span = _copy_audio(view, plan, audios, seconds)  # first: audio rings keep the least headroom
+        edge_ns = view.edge_ns
+        span = (edge_ns - round(seconds * 1e9), edge_ns)
+        _catch_up(view, plan, cameras, audios, edge_ns, missing)
+        _copy_audio(view, plan, audios, span)  # first: audio rings keep the least headroom
         _select_frames(view, plan, cameras, span)
         items = sorted((int(t), ci, k) for ci, c in enumerate(cameras) if c.source is not None
                        for k, t in enumerate(c.rows["timestamp_ns"].tolist()))
@@ -220,12 +230,51 @@ def _sources(rig: str, plan: RigPlan, video: VideoEncoding) -> tuple[list[_Camer
             if reader is None:
                 missing.append(Missing(worker.source, "audio", f"its ring {worker.ring.object_id} is gone (is the "
                                                                "audio worker running?)"))
-            audios.append(_Audio(worker.source, audio_source, reader))
+            audios.append(_Audio(worker.source, audio_source, reader, round(worker.block_frames * 1e9 / worker.rate_hz)))
     return cameras, audios, missing
 
 
-def _copy_audio(view: ReservoirView, plan: RigPlan, audios: list[_Audio], seconds: float) -> tuple[int, int]:
-    """The span ``(t0, t1)``; every audio block in it copied (``valid`` marks the good copies).
+def _catch_up(view: ReservoirView, plan: RigPlan, cameras: list[_Camera], audios: list[_Audio], end_ns: int,
+              missing: list[Missing], timeout_s: float = CATCH_UP_S) -> None:
+    """Wait until every source has indexed its items up to ``end_ns``, at most ``timeout_s``.
+
+    ``end_ns`` is the reservoir's edge: the newest timestamp of *any* source.
+    The others may still be publishing theirs: under load an audio worker's
+    blocks arrive tens of milliseconds after a camera's frame. Without the wait
+    the take ends short for them while the manifest says complete. A source is
+    caught up when its newest item plus one item period passes ``end_ns`` (the
+    next item falls outside the span). One still short after ``timeout_s``
+    (stalled, or its worker gone) is listed in ``missing`` with how far behind
+    it is; one with no item at all is listed later ("no frame in the span").
+    """
+    waiting: dict[str, tuple[int, int, int]] = {}  # name -> (kind, source hash, item period ns)
+    for c in cameras:
+        if c.source is not None:
+            waiting[c.name] = (_CAMERA, plan.source(c.name).source_hash, round(1e9 / c.rate_hz))
+    for a in audios:
+        if a.reader is not None:
+            waiting[a.name] = (_AUDIO, plan.source(a.name).source_hash, a.block_ns)
+    deadline = time.monotonic() + timeout_s
+    behind_ns: dict[str, int] = {}
+    while True:
+        for name, (kind, source_hash, period_ns) in list(waiting.items()):
+            latest = view.latest_for_sensor(kind, source_hash)
+            if latest is None or latest.timestamp_ns + period_ns > end_ns:
+                del waiting[name]
+                behind_ns.pop(name, None)
+            else:
+                behind_ns[name] = end_ns - latest.timestamp_ns
+        if not waiting or time.monotonic() > deadline:
+            break
+        time.sleep(0.002)
+    for name, behind in behind_ns.items():
+        missing.append(Missing(name, "items up to the span's end",
+                               f"its newest item was {behind / 1e6:.1f} ms before the span's end after waiting "
+                               f"{timeout_s * 1e3:.0f} ms (stalled, or its worker behind)"))
+
+
+def _copy_audio(view: ReservoirView, plan: RigPlan, audios: list[_Audio], span: tuple[int, int]) -> None:
+    """Every audio block in ``span`` copied (``valid`` marks the good copies).
 
     The oldest blocks of a full window are a few milliseconds from being
     overwritten, so every live item of each audio ring is copied first, in one
@@ -238,8 +287,7 @@ def _copy_audio(view: ReservoirView, plan: RigPlan, audios: list[_Audio], second
             first = max(0, published - a.reader.capacity)
             rings[a.name] = (first, *copy_blocks(a.reader, np.arange(first, published, dtype=np.uint64)))
     rows, descriptors = view.typed_snapshot(_AUDIO)
-    t1 = view.edge_ns
-    t0 = t1 - round(seconds * 1e9)
+    t0, t1 = span
     ts = rows["timestamp_ns"].astype(np.int64)
     for a in audios:
         mine = (rows["sensor_id_hash"] == plan.source(a.name).source_hash) & (ts >= t0) & (ts <= t1)
@@ -268,7 +316,6 @@ def _copy_audio(view: ReservoirView, plan: RigPlan, audios: list[_Audio], second
                 continue
             if reader.valid(seq):
                 a.host_ns[i] = record[_HOST]
-    return t0, t1
 
 
 def _select_frames(view: ReservoirView, plan: RigPlan, cameras: list[_Camera], span: tuple[int, int]) -> None:
@@ -360,7 +407,7 @@ def _write(folder: Path, rig: str, plan: RigPlan, cameras: list[_Camera], audios
         else:
             runs.append([ts, ts, 1, index])
 
-    next_segment = {name: 0 for name in segments}
+    next_segment = {s.name: 0 for s in sources}  # a source without segments (no clock history) declares none
     with TakeWriter(folder, sources, rig=doc) as take:
         def segment_for(name: str, index: int) -> None:
             # Declare every segment that starts at or before this item (a lost first item moves it to the next).

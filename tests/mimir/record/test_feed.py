@@ -1,7 +1,7 @@
 """The recorder against a rig the test drives item by item: every published item written bit-exact or counted.
 
 The rig is real shared memory (the published plan, the reservoir, the rings:
-``_fake_rig.py``); the test plays the workers and the supervisor, so items
+``tests/mimir/_fake_rig.py``); the test plays the workers and the supervisor, so items
 that are never indexed, evicted, overwritten, or published by a restarted
 worker happen exactly where the test puts them, and the expected counts
 are exact.
@@ -24,25 +24,11 @@ from mimir.reservoir import ReservoirView
 from mimir.take import open_take
 from mimir.topology import RESERVOIR
 
-_spec = importlib.util.spec_from_file_location("_fake_rig", Path(__file__).with_name("_fake_rig.py"))
+_spec = importlib.util.spec_from_file_location("_fake_rig", Path(__file__).parents[1] / "_fake_rig.py")
 fake = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(fake)
 
 CAMS = ("cam.synthetic.0", "cam.synthetic.1")
-
-
-@pytest.fixture
-def fake_rig(rig):
-    made = []
-
-    def make(**kwargs):
-        r = fake.FakeRig(rig, **kwargs)
-        made.append(r)
-        return r
-
-    yield make
-    for r in made:
-        r.close()
 
 
 def record_all(rig, out) -> "RecordResult":  # noqa: F821

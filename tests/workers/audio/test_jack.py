@@ -84,6 +84,14 @@ def test_duplex_passthrough_is_bit_exact_and_the_ring_holds_exactly_what_was_pla
     played = ramp_values(0, RATE, 2)  # one second, every sample distinct and non-zero
     player = Player(sd, played, 3 * RATE)
     reader = RingReader.attach("pt", rig=rig, descriptor=AudioBlockRecord)
+
+    def drain() -> tuple[list, list]:
+        items, payloads = [], []
+        while (item := reader.read()) is not None:
+            items.append(item.descriptor)
+            payloads.append(item.payload[: item.descriptor[1]].copy())
+        return items, payloads
+
     try:
         with player.stream:
             jack.route([
@@ -94,15 +102,15 @@ def test_duplex_passthrough_is_bit_exact_and_the_ring_holds_exactly_what_was_pla
             player.armed = True
             wait_until(lambda: player.pos_out >= len(played), 10.0, "the player to finish")
             time.sleep(0.3)  # the tail: one round trip through the worker
-        items, payloads = [], []
-        while (item := reader.read()) is not None:
-            items.append(item.descriptor)
-            payloads.append(item.payload[: item.descriptor[1]])
+        items, payloads = drain()
+        code = worker.signal(signal.SIGTERM)
+        assert code == 0, worker.stderr()
+        after_items, _ = drain()  # published between the drain and the stop (the ring's memory outlives its name)
         assert reader.lost == 0
     finally:
         reader.close()
     d = np.array(items, dtype=dtype_of(AudioBlockRecord))
-    # Sample-counted: contiguous device frame counter from 0, no xrun anywhere.
+    # Sample-counted: contiguous device frame counter from 0, no xrun while the signal went through.
     starts = d["start_sample"].astype(np.int64)
     assert starts[0] == 0 and np.array_equal(np.diff(starts), d["frame_count"][:-1].astype(np.int64))
     assert not (d["status_flags"] & XRUN_MASK).any(), "the worker saw xruns: the loop is not glitch-free"
@@ -112,9 +120,11 @@ def test_duplex_passthrough_is_bit_exact_and_the_ring_holds_exactly_what_was_pla
     exact_once(player.record[: player.pos_in], played)
     # The ring's frame counter places the signal where the worker saw it: inside the run, after the start.
     assert 0 < first_in_ring < len(ring_input) - len(played)
-    code = worker.signal(signal.SIGTERM)
-    assert code == 0, worker.stderr()
-    assert worker.done["state"] == "STOPPED" and worker.done["xruns"] == 0
+    # Every xrun the worker counted is on a block of its ring. After the player's client leaves the graph a
+    # loaded machine's dummy server may xrun once (CI saw it): counted and flagged, never silent.
+    everything = np.array(items + after_items, dtype=dtype_of(AudioBlockRecord))
+    assert worker.done["state"] == "STOPPED"
+    assert worker.done["xruns"] == int(np.count_nonzero(everything["status_flags"] & XRUN_MASK))
     assert not list_segments(rig), "the worker left its rings behind"
 
 
