@@ -18,7 +18,7 @@ import numpy as np
 from mimir.sync.room_trials import WRONG_SAMPLES_AT_48K, measure_transducer_path, random_room, room_trial
 from mimir.sync.rooms import MICROPHONE, SPEAKER, Room
 
-__all__ = ["sweep_cases", "run_rooms", "summarise_rooms", "format_rooms", "plot_rooms"]
+__all__ = ["sweep_cases", "run_rooms", "summarise_rooms", "summarise_reverberation", "format_rooms", "plot_rooms"]
 
 _CLASSES = (  # (rt60 s, room dimensions m): a small studio to a hall
     (0.2, (4.6, 3.7, 2.6)),
@@ -103,6 +103,8 @@ def run_rooms(quick: bool = False, progress: Callable[[str], None] | None = None
             "strongest_minus_direct_ms": None if tr.profile is None else tr.profile.strongest_minus_direct_ms,
             "drr_db": None if tr.profile is None else tr.profile.direct_to_reverberant_db,
             "rt60_estimate_s": None if tr.profile is None else tr.profile.rt60_s,
+            "rt60_method": None if tr.profile is None else tr.profile.rt60_method,
+            "rt60_truth_s": tr.rt60_truth_s, "drr_truth_db": tr.drr_truth_db,
             "ambiguous": None if tr.profile is None else tr.profile.ambiguous,
         }
         rec["goal_group"] = _goal_group(rec)
@@ -113,7 +115,29 @@ def run_rooms(quick: bool = False, progress: Callable[[str], None] | None = None
             f"{' (speaker+mic, calibrated)' if case.calibrated else ''}: direct-path err {err} smp "
             f"(conf {tr.confidence:.2f}), envelope peak {base} smp (conf {tr.baseline_confidence:.2f})")
 
-    return {"transducer_delay_measured_s": transducer_path.delay_s, "trials": trials, "groups": summarise_rooms(trials)}
+    return {"transducer_delay_measured_s": transducer_path.delay_s, "trials": trials, "groups": summarise_rooms(trials),
+            "reverberation": summarise_reverberation(trials)}
+
+
+def summarise_reverberation(trials: list[dict]) -> dict:
+    """The room measurement against the simulated responses' own figures, at >= 10 dB and at 0 dB SNR."""
+    out = {}
+    for name, keep in ((">=10 dB", lambda r: r["snr_db"] >= 10.0), ("0 dB", lambda r: r["snr_db"] < 10.0)):
+        rows = [r for r in trials if keep(r) and r["error_samples"] is not None]
+        rated = [r for r in rows if r["rt60_estimate_s"] is not None and r["rt60_truth_s"]]
+        ratios = np.array([r["rt60_estimate_s"] / r["rt60_truth_s"] for r in rated])
+        drr = np.array([r["drr_db"] - r["drr_truth_db"] for r in rows
+                        if r["drr_db"] is not None and r["drr_truth_db"] is not None])
+        out[name] = {
+            "trials": len(rows), "t20": sum(1 for r in rated if r["rt60_method"] == "T20"),
+            "edt": sum(1 for r in rated if r["rt60_method"] == "EDT"), "none": len(rows) - len(rated),
+            "rt60_ratio_median": float(np.median(ratios)) if ratios.size else None,
+            "rt60_ratio_worst": float(ratios[np.argmax(np.abs(np.log(ratios)))]) if ratios.size else None,
+            "rt60_within_10_percent": int(np.sum(np.abs(ratios - 1.0) <= 0.1)),
+            "drr_error_db_median": float(np.median(np.abs(drr))) if drr.size else None,
+            "drr_error_db_worst": float(drr[np.argmax(np.abs(drr))]) if drr.size else None,
+        }
+    return out
 
 
 def summarise_rooms(trials: list[dict]) -> dict:
@@ -175,6 +199,14 @@ def format_rooms(doc: dict) -> str:
             f"| {g['x_realtime_sustained_p50']:.0f} / {g['baseline_x_realtime_sustained_p50']:.0f} | {g['goal']} "
             f"| {'yes' if g['goal_met'] else 'NO'} |"
         )
+    if "reverberation" in doc:
+        lines += ["", "| room measurement | trials | RT60 from T20 / EDT / none | RT60 / the response's own: median, "
+                      "worst | within 10 % | DRR error (dB): median, worst |", "|" + "---|" * 6]
+        for name, r in doc["reverberation"].items():
+            lines.append(f"| {name} | {r['trials']} | {r['t20']} / {r['edt']} / {r['none']} "
+                         f"| {f(r['rt60_ratio_median'], '.2f')}, {f(r['rt60_ratio_worst'], '.2f')} "
+                         f"| {r['rt60_within_10_percent']} | {f(r['drr_error_db_median'], '.1f')}, "
+                         f"{f(r['drr_error_db_worst'], '+.1f')} |")
     return "\n".join(lines)
 
 

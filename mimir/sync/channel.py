@@ -18,7 +18,8 @@ Views kept
     * *analysed* (Hann window, zero-mean filters
       :attr:`TemplateBank.deconv_filters`, their known mean self-error over
       the events held divided out): unbiased; fine timing of the first
-      arrival, the strongest path, DRR and RT60;
+      arrival and the strongest path (DRR and RT60 come from the longer
+      room measurement, :mod:`mimir.sync.room_response`);
     * *floor* (Blackman-Harris window, sidelobes under -90 dB, same filters)
       with the per-lag scatter of single events: the pre-arrival floor the
       first arrival must rise out of. A strong later path's sidelobes cannot
@@ -77,7 +78,6 @@ _SHADOW_LOBE_DB = 18.0
 _SHADOW_SURE_DB = 30.0  # ... and confidence falls when it was less than 30 dB under (it may be the direct path)
 _SHADOW_DB = 10.0  # ... nor one 10 dB under a path within two main lobes after it
 _LOBE_DB = -25.0  # within one lobe, a Hann-view peak must be within 25 dB of the lobe's top (Hann sidelobes: -31 dB)
-_DRR_WINDOW_S = 0.0025  # direct sound: +-2.5 ms around the first arrival (the usual definition)
 _EDGE_SAMPLES = 48  # lags this close to the ends of the window are not trusted (wrap-around leakage)
 POWER_EVERY = 4  # once the rake is frozen, the floor's per-event power is sampled on every 4th event (64 of 256)
 
@@ -440,7 +440,7 @@ class ChannelEstimate:
         return spec[keep] / n, omega, n
 
     def analyse(self) -> PathProfile | None:
-        """First arrival, strongest path, DRR, RT60 and how sure we are; stores and returns the profile."""
+        """First arrival, strongest path and how sure we are; stores and returns the profile."""
         reasons: list[str] = []
         if not self.enabled:
             return self.profile
@@ -554,7 +554,6 @@ class ChannelEstimate:
         if self.events < 8:
             quality = min(quality, 0.5)
             reasons.append(f"only {self.events} events in the channel estimate")
-        drr_db, rt60_s = self._decay(e_h, noise_h, first)
         if not self.frozen and self.events >= self._rebuild_at:
             self._rebuild_at = 2 * self.events
             taps = e_h > _RAKE_SNR * noise_h
@@ -573,8 +572,6 @@ class ChannelEstimate:
             direct_to_strongest_db=10.0 * math.log10(max(e_h[j_first], 1e-300) / max(e_h[j_strong], 1e-300)),
             first_arrival_snr_db=snr_first_db,
             first_arrival_sigma_samples=self.first_sigma_samples,
-            direct_to_reverberant_db=drr_db,
-            rt60_s=rt60_s,
             quality=quality,
             ambiguous=quality < 0.75,
             notes=reasons,
@@ -780,39 +777,6 @@ class ChannelEstimate:
             if gap < 2.0 * resolution:
                 close_gap = gap
         return first, unexplained, close_gap
-
-    def _decay(self, e_h: np.ndarray, noise_h: np.ndarray, first: float) -> tuple[float | None, float | None]:
-        """(DRR dB, RT60 s) from the noise-corrected energy of the Hann view after the first arrival."""
-        rate = self.rate_hz
-        energy = np.maximum(e_h - noise_h, 0.0)
-        half = int(round(_DRR_WINDOW_S * rate))
-        j = int(round(first))
-        direct = float(energy[max(0, j - half) : j + half + 1].sum())
-        tail_start = j + half + 1
-        end = self.length - _EDGE_SAMPLES
-        if direct <= 0 or end - tail_start < 4 * half:
-            return None, None
-        block = max(1, half)
-        nblk = (end - tail_start) // block
-        blocks = energy[tail_start : tail_start + nblk * block].reshape(nblk, block).sum(axis=1)
-        noise_blk = noise_h[tail_start : tail_start + nblk * block].reshape(nblk, block).sum(axis=1)
-        reverb = float(blocks.sum())
-        rt60 = None
-        # decay slope from the blocks well above the floor, skipping the first 5 ms of early reflections
-        t = (np.arange(nblk) + 0.5) * block / rate
-        use = (t >= 0.005) & (blocks > 4.0 * noise_blk)
-        if use.sum() >= 4:
-            slope_db_s = float(np.polyfit(t[use], 10.0 * np.log10(blocks[use]), 1)[0])
-            if slope_db_s < -1.0:
-                rt60 = -60.0 / slope_db_s
-                if rt60 > 20.0:
-                    rt60 = None
-        if rt60 is not None:  # the tail beyond the window, extrapolated along the fitted decay
-            decay_per_block = 10.0 ** (-6.0 * block / rate / rt60)
-            reverb += float(blocks[-1]) * decay_per_block / (1.0 - decay_per_block)
-        if reverb <= 0:
-            return None, rt60
-        return 10.0 * math.log10(direct / reverb), rt60
 
     # ------------------------------------------------------------------ views for tests and plots
     def impulse_response(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -123,7 +123,7 @@ def _describe(report: SyncReport) -> str:
         if path is not None and path.first_arrival_offset_samples is not None:
             rate = report.nominal_rate_hz
             drr = "-" if path.direct_to_reverberant_db is None else f"{path.direct_to_reverberant_db:.1f} dB"
-            rt60 = "-" if path.rt60_s is None else f"{path.rt60_s:.2f} s"
+            rt60 = "-" if path.rt60_s is None else f"{path.rt60_s:.2f} s ({path.rt60_method})"
             lines.append(
                 f"  path: timed on the direct path (first arrival, {path.first_arrival_snr_db:.0f} dB above the floor); "
                 f"strongest path {path.strongest_minus_direct_samples:.1f} samples "

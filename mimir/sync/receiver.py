@@ -53,6 +53,7 @@ from .report import (
     AnchorReport, ClockFitReport, DiscontinuityReport, Health, SegmentReport, SyncReport,
 )
 from .response import ResponseAccumulator
+from .room_response import Reverberation, RoomResponse
 from .symbols import N_SUBBANDS
 from .timing import EventMeasurement, TemplateBank, measure_event, retime
 
@@ -80,7 +81,7 @@ class ReceiverConfig:
     freshness_seconds: float = 5.0
     channel_estimation: bool = True  # False: time the envelope peak of the plain template (the method before issue 13)
     channel_pre_seconds: float = 0.04  # impulse response kept before the timing reference (the look-back window; the reference moves onto an earlier direct path)
-    channel_post_seconds: float = 0.06  # and after it (strongest path, DRR, RT60)
+    channel_post_seconds: float = 0.06  # and after it (the strongest path)
     channel_memory_events: int = 256
     channel_freeze_events: int = 40  # the rake (timing reference) stops moving after this many events ...
     recenter_seconds: float = 0.005  # ... except by whole samples when the first arrival is this much earlier
@@ -173,6 +174,10 @@ class StreamingReceiver:
         self._anchors: deque[AnchorReport] = deque(maxlen=cfg.report_max_anchors)
         self._lock_score = 0.0
         self._last_anchor_local = -math.inf
+        self._room: RoomResponse | None = None  # the room measurement, built at the first lock (channel estimation)
+        self._room_segment: _Segment | None = None  # the segment whose fit places the room's blocks
+        self._room_next = 0  # local sample where the next room block starts
+        self._room_cache: tuple[int, Reverberation] | None = None
 
     def _make_bank(self, rate_hz: float, halfwidth: int) -> TemplateBank:
         return TemplateBank(self.codebook, rate_hz, halfwidth, pre_samples=self._pre, post_samples=self._post,
@@ -296,6 +301,46 @@ class StreamingReceiver:
                 self._try_lock(candidate)
         if self._mode == "locked":
             self._track_events()
+            if self._mode == "locked" and self.config.channel_estimation:
+                self._measure_room()
+
+    def _measure_room(self) -> None:
+        """Hand the room measurement every block of audio the current fit places the witness in.
+
+        Blocks follow each other from the segment's start; a new segment (a
+        lock, a step) starts them again at its own start, so no block straddles
+        a jump. A block that left the PCM ring before it could be taken is
+        skipped (the measurement is an average; nothing depends on every block).
+        """
+        seg = self._current()
+        if seg is None or not seg.fit.fitted:
+            return
+        if self._room is None:
+            self._room = RoomResponse(self.codebook, self.rate_hz, self._analysis_band())
+        room = self._room
+        if self._room_segment is not seg:
+            self._room_segment = seg
+            self._room_next = int(math.ceil(seg.start_local))
+        period = self.spec.event_period_s
+        fit = seg.fit
+        while True:
+            start = max(self._room_next, self._pcm_oldest)
+            end = start + room.block_samples
+            if end > self._available:
+                return
+            first = math.floor(fit.inverse(start) / period - self.spec.symbol_seconds / period)
+            last = math.ceil(fit.inverse(end) / period)
+            room.add(self._pcm_slice(start, room.block_samples),
+                     [(i, fit.predict(i * period) - start) for i in range(first, last + 1)])
+            self._room_next = end
+
+    def reverberation(self) -> Reverberation | None:
+        """The room measurement so far (RT60, DRR), or None before the first lock (recomputed per new block)."""
+        if self._room is None:
+            return None
+        if self._room_cache is None or self._room_cache[0] != self._room.blocks:
+            self._room_cache = (self._room.blocks, self._room.reverberation())
+        return self._room_cache[1]
 
     # ------------------------------------------------------------------ lock
     def _current(self) -> _Segment | None:
@@ -721,8 +766,12 @@ class StreamingReceiver:
                 else "timing reference",
             )
             if prof is not None:
+                room = self.reverberation()
                 prof = msgspec.structs.replace(
                     prof,
+                    direct_to_reverberant_db=None if room is None else room.drr_db,
+                    rt60_s=None if room is None else room.rt60_s,
+                    rt60_method=None if room is None else room.method,
                     path_delay_samples=(self.path.path_delay_s * fit.rate) if self.path is not None else None,
                     direct_path_local_sample_at_epoch=fit.local_sample_at_epoch + first,
                     strongest_path_local_sample_at_epoch=None if prof.strongest_arrival_offset_samples is None

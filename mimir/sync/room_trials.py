@@ -33,8 +33,8 @@ from .emitter import WitnessEmitter
 from .path_measure import measure_pulse
 from .receiver import ReceiverConfig, StreamingReceiver
 from .report import PathProfile
-from .rooms import MICROPHONE, SPEAKER, Room, Transducer, direct_delays_samples, room_impulse_responses, \
-    transducer_filter
+from .rooms import MICROPHONE, SPEAKER, Room, Transducer, direct_delays_samples, reverberation_truth, \
+    room_impulse_responses, transducer_filter
 from .trials import LEVEL_DBFS, WITNESS_BAND_HZ
 
 __all__ = ["RoomTrial", "room_trial", "render_through", "measure_transducer_path", "random_room",
@@ -62,6 +62,10 @@ class RoomTrial:
     x_realtime_sustained: float     # the same over the trial's second half: a locked receiver, as a rig runs for hours
     baseline_x_realtime_sustained: float
     profile: PathProfile | None
+    # the simulated response's own RT60 (by the method the receiver reported, T20 when it reported none) and DRR,
+    # in the receiver's room-measurement band (mimir.sync.rooms.reverberation_truth)
+    rt60_truth_s: float | None = None
+    drr_truth_db: float | None = None
 
 
 def render_through(room: Room, mic: int, rate_hz: int, seconds: float, t0: float, *, snr_db: float, ppm: float,
@@ -121,8 +125,9 @@ def room_trial(room: Room, mic: int, *, rate_hz: int = 48000, seconds: float = 3
     :func:`measure_transducer_path`) calibrated to the emission."""
     rng = np.random.default_rng(seed)
     t0 = float(rng.uniform(20.0, 3000.0))
+    h = room_impulse_responses(room, rate_hz)[mic]
     audio, ratio = render_through(room, mic, rate_hz, seconds, t0, snr_db=snr_db, ppm=ppm, rng=rng,
-                                  transducers=transducers)
+                                  transducers=transducers, impulse=h)
     distance = float(room.distances_m()[mic])
     direct = float(direct_delays_samples(room, rate_hz)[mic])
     path = None
@@ -144,11 +149,15 @@ def room_trial(room: Room, mic: int, *, rate_hz: int = 48000, seconds: float = 3
         brx, base_speed, base_sustained = _decode(audio, rate_hz, ReceiverConfig(channel_estimation=False), path)
         base_err = _error(brx, truth_at)
         base_conf = brx.confidence()
+    measured = rx.reverberation()
+    truth = (None, None) if measured is None else \
+        reverberation_truth(h, rate_hz, measured.band_hz, measured.method or "T20")
     return RoomTrial(room=room.name, model=room.model, rt60_s=room.rt60_s, distance_m=distance, snr_db=snr_db,
                      error_samples=err, rate_error_ppm=rate_err, confidence=fit.confidence,
                      baseline_error_samples=base_err, baseline_confidence=base_conf, x_realtime=speed,
                      baseline_x_realtime=base_speed, x_realtime_sustained=sustained,
-                     baseline_x_realtime_sustained=base_sustained, profile=rep.response_profile.path)
+                     baseline_x_realtime_sustained=base_sustained, profile=rep.response_profile.path,
+                     rt60_truth_s=truth[0], drr_truth_db=truth[1])
 
 
 def measure_transducer_path(rate_hz: int = 48000, transducers: tuple[Transducer, Transducer] = (SPEAKER, MICROPHONE),

@@ -32,11 +32,11 @@ import math
 from dataclasses import dataclass, field
 
 import numpy as np
-from scipy.signal import bilinear, butter, fftconvolve, lfilter, sosfilt
+from scipy.signal import bilinear, butter, fftconvolve, lfilter, sosfilt, sosfiltfilt
 
 __all__ = [
     "Room", "Transducer", "SPEAKER", "MICROPHONE", "room_impulse_responses", "direct_delays_samples",
-    "transducer_filter", "fractional_delay", "SPEED_OF_SOUND_M_S",
+    "transducer_filter", "fractional_delay", "reverberation_truth", "SPEED_OF_SOUND_M_S",
 ]
 
 SPEED_OF_SOUND_M_S = 343.0
@@ -161,6 +161,29 @@ def room_impulse_responses(room: Room, rate_hz: float) -> list[np.ndarray]:
     if room.model == "image":
         return _image_source(room, rate_hz)
     return _stochastic(room, rate_hz)
+
+
+def reverberation_truth(h: np.ndarray, rate_hz: float, band_hz: tuple[float, float],
+                        method: str = "T20") -> tuple[float, float]:
+    """(RT60 s, DRR dB) of impulse response ``h`` in ``band_hz``: what a room measurement of it should report.
+
+    ``h`` is band-passed (6th-order Butterworth, zero phase); from its
+    strongest sample (the direct path) on, the Schroeder integral's slope from
+    -5 to -25 dB (``"T20"``) or from 0 to -10 dB (``"EDT"``) gives RT60, and the
+    energy within +-2.5 ms of that sample against the rest gives DRR.
+    """
+    hb = sosfiltfilt(butter(6, band_hz, "band", fs=rate_hz, output="sos"), np.asarray(h, dtype=np.float64))
+    energy = hb**2
+    j = int(np.argmax(energy))
+    edc = np.cumsum(energy[j:][::-1])[::-1]
+    edc_db = 10.0 * np.log10(np.maximum(edc / edc[0], 1e-30))
+    t = np.arange(edc.size) / rate_hz
+    hi, lo = (-5.0, -25.0) if method == "T20" else (0.0, -10.0)
+    use = (edc_db <= hi) & (edc_db >= lo)
+    rt60 = -60.0 / float(np.polyfit(t[use], edc_db[use], 1)[0])
+    w = int(round(0.0025 * rate_hz))
+    drr = 10.0 * math.log10(float(energy[max(0, j - w) : j + w + 1].sum()) / float(energy[j + w + 1 :].sum()))
+    return rt60, drr
 
 
 def transducer_filter(x: np.ndarray, rate_hz: float, t: Transducer) -> np.ndarray:

@@ -48,7 +48,7 @@ BAND = ["lowHz", "highHz", "gainDb", "reliability", "timingResidualSamples"]
 SYMBOL = ["symbol", "count", "reliability", "meanScore", "timingResidualSamples"]
 PATH = ["events", "firstArrivalOffsetSamples", "strongestArrivalOffsetSamples", "strongestMinusDirectSamples",
         "strongestMinusDirectMs", "directToStrongestDb", "firstArrivalSnrDb", "firstArrivalSigmaSamples",
-        "directToReverberantDb", "rt60Seconds", "quality", "ambiguous", "notes", "pathDelaySamples",
+        "directToReverberantDb", "rt60Seconds", "rt60Method", "quality", "ambiguous", "notes", "pathDelaySamples",
         "directPathLocalSampleAtEpoch", "strongestPathLocalSampleAtEpoch"]
 HEALTH = ["state", "samplesConsumed", "nonFiniteSamples", "gapSamples", "proposals", "candidatesScored",
           "hypothesesSpawned", "anchorsAccepted", "anchorsRejected", "eventsMissed", "locks", "relocks",
