@@ -33,8 +33,8 @@ response they give:
   None when it cuts it before -11 dB. DRR: the energy within +-2.5 ms of the
   arrival against the rest up to the cut.
 
-Bounded state: two spectra over the band's bins and the symbol tables
-(32 x 4 x one symbol, float32). Work: one block each ``block_s`` of audio
+Bounded state: two spectra over the band's bins; the symbol tables and windows are
+shared by every receiver of the process (read-only). Work: one block each ``block_s`` of audio
 (two real FFTs, table copies): about 0.5 ms a second of 48 kHz audio here,
 measured in ``mimir bench sync`` with the rest of the decoding.
 """
@@ -44,11 +44,12 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 from scipy import fft as sfft
 
-from .codebook import Codebook
+from .codebook import Codebook, CodebookSpec
 from .symbols import N_SYMBOLS, render_symbols
 
 __all__ = ["RoomResponse", "Reverberation", "decimation_for"]
@@ -105,14 +106,10 @@ class RoomResponse:
         edge = np.clip(np.minimum(freqs[self._bins] - self.band_hz[0], top - freqs[self._bins]) / _EDGE_TAPER_HZ,
                        0.0, 1.0)
         self._taper = np.sin(0.5 * np.pi * edge) ** 2
-        self._window_reduced = np.hanning(self.block).astype(np.float32)
-        self._window_heard = np.hanning(self.block_samples).astype(np.float32)
+        self._window_reduced = _hann(self.block)
+        self._window_heard = _hann(self.block_samples)
         self._symbol_len = int(math.ceil(spec.symbol_seconds * self.reduced_hz)) + 2
-        self._tables = np.stack([render_symbols(range(N_SYMBOLS), band_low_hz=spec.band_low_hz,
-                                                band_high_hz=spec.band_high_hz, symbol_seconds=spec.symbol_seconds,
-                                                taper_seconds=spec.taper_seconds, sample_rate_hz=self.reduced_hz,
-                                                delay_samples=p / _PHASES, n_samples=self._symbol_len)
-                                 for p in range(_PHASES)]).astype(np.float32)  # (phase, symbol, sample)
+        self._tables = _symbol_tables(spec, self.reduced_hz, self._symbol_len)
         self._played = np.zeros(self.block, np.float32)
         self._heard = np.zeros(self.block_samples, np.float32)
         self._s_xy = np.zeros(self._bins.size, np.complex128)
@@ -138,8 +135,8 @@ class RoomResponse:
                 played[a:b] += self._tables[phase, self.codebook.symbol_at(index), a - whole : b - whole]
         played *= self._window_reduced
         np.multiply(heard, self._window_heard, out=self._heard)
-        x_spec = sfft.rfft(played)[self._bins]
-        y_spec = sfft.rfft(self._heard)[self._bins]
+        x_spec = sfft.rfft(played, overwrite_x=True)[self._bins]
+        y_spec = sfft.rfft(self._heard, overwrite_x=True)[self._bins]
         self._s_xy += np.conj(x_spec) * y_spec
         self._s_xx += x_spec.real**2 + x_spec.imag**2
         self.blocks += 1
@@ -167,9 +164,7 @@ class RoomResponse:
                                       - int(_FLOOR_LAGS_S[0] * rate)] ** 2))
         valid = int(_VALID_FRACTION * self.block) - max(arrival, 0)
         lags = np.arange(arrival, arrival + valid)
-        window = self._window_reduced.astype(np.float64)
-        auto = sfft.irfft(np.abs(sfft.rfft(window, 2 * self.block)) ** 2, 2 * self.block)[: self.block]
-        rho2 = (auto[np.abs(lags)] / auto[0]) ** 2
+        rho2 = _rho_squared(self.block)[np.abs(lags)]
         energy = raw[lags % self.block] ** 2 / rho2
         floor = floor_raw / rho2
         smooth = max(1, int(_SMOOTH_S * rate))
@@ -202,6 +197,36 @@ class RoomResponse:
                 if slope < 0.0:
                     return Reverberation(-60.0 / slope, method, drr_db, dynamic_db, self.blocks, self.band_hz)
         return Reverberation(None, None, drr_db, dynamic_db, self.blocks, self.band_hz)
+
+
+@lru_cache(maxsize=4)
+def _hann(n: int) -> np.ndarray:
+    """The Hann window of ``n`` samples, float32, shared and read-only."""
+    window = np.hanning(n).astype(np.float32)
+    window.flags.writeable = False
+    return window
+
+
+@lru_cache(maxsize=4)
+def _rho_squared(n: int) -> np.ndarray:
+    """``rho(tau)**2``, the squared normalised autocorrelation of :func:`_hann` ``(n)`` at lags ``0..n-1``."""
+    auto = sfft.irfft(np.abs(sfft.rfft(_hann(n).astype(np.float64), 2 * n)) ** 2, 2 * n)[:n]
+    rho2 = (auto / auto[0]) ** 2
+    rho2.flags.writeable = False
+    return rho2
+
+
+@lru_cache(maxsize=4)
+def _symbol_tables(spec: CodebookSpec, rate_hz: float, length: int) -> np.ndarray:
+    """The 32 symbols at ``rate_hz`` at each of :data:`_PHASES` sub-sample delays: ``(phase, symbol, sample)``,
+    float32, shared by every receiver of the process (read-only)."""
+    tables = np.stack([render_symbols(range(N_SYMBOLS), band_low_hz=spec.band_low_hz,
+                                      band_high_hz=spec.band_high_hz, symbol_seconds=spec.symbol_seconds,
+                                      taper_seconds=spec.taper_seconds, sample_rate_hz=rate_hz,
+                                      delay_samples=p / _PHASES, n_samples=length)
+                       for p in range(_PHASES)]).astype(np.float32)
+    tables.flags.writeable = False
+    return tables
 
 
 def _energy_past(excess: np.ndarray, smooth: int, rate: float) -> float:
