@@ -13,9 +13,10 @@ response they give:
   quarter-sample placement and the fit's ppm inside one 0.1 s symbol cost
   some coherence at the band's top, the same in every block: a constant
   factor on the response's spectrum, which leaves its decay alone.
-* **Heard.** The block of audio at the receiver's rate, one real FFT; its
-  bins below the reduced rate's Nyquist are the reduced-rate bins of the
-  same frequencies (the block is ``decimation`` times longer in samples).
+* **Heard.** The block of audio at the receiver's rate, reduced by summing
+  each ``decimation`` consecutive samples (a box filter: at 48 kHz it costs
+  1.2 dB at 8 kHz, the same in every block, and folds the 16-22 kHz noise
+  into the band 6-20 dB down), then one real FFT at the reduced rate.
 * **Estimate.** Both under the same Hann window (as one continuous
   function of time), ``H = S_xy / S_xx`` on the analysis band (tapered over
   200 Hz at each edge). A window on both sides weights lag ``tau`` of the
@@ -107,11 +108,10 @@ class RoomResponse:
                        0.0, 1.0)
         self._taper = np.sin(0.5 * np.pi * edge) ** 2
         self._window_reduced = _hann(self.block)
-        self._window_heard = _hann(self.block_samples)
         self._symbol_len = int(math.ceil(spec.symbol_seconds * self.reduced_hz)) + 2
         self._tables = _symbol_tables(spec, self.reduced_hz, self._symbol_len)
         self._played = np.zeros(self.block, np.float32)
-        self._heard = np.zeros(self.block_samples, np.float32)
+        self._heard = np.zeros(self.block, np.float32)
         self._s_xy = np.zeros(self._bins.size, np.complex128)
         self._s_xx = np.zeros(self._bins.size)
         self.blocks = 0
@@ -124,8 +124,9 @@ class RoomResponse:
         played = self._played
         played[:] = 0.0
         length = self._symbol_len
+        centre = 0.5 * (self.decimation - 1)  # a reduced heard sample is the mean of D: it sits at their centre
         for index, start in events:
-            at_reduced = start / self.decimation
+            at_reduced = (start - centre) / self.decimation
             whole = math.floor(at_reduced)
             phase = int(round((at_reduced - whole) * _PHASES))
             if phase == _PHASES:
@@ -134,7 +135,11 @@ class RoomResponse:
             if a < b:
                 played[a:b] += self._tables[phase, self.codebook.symbol_at(index), a - whole : b - whole]
         played *= self._window_reduced
-        np.multiply(heard, self._window_heard, out=self._heard)
+        reduced = self._heard  # the box filter: the sum of each D consecutive samples (strided adds, no reduction)
+        np.copyto(reduced, heard[0 :: self.decimation])
+        for k in range(1, self.decimation):
+            reduced += heard[k :: self.decimation]
+        reduced *= self._window_reduced
         x_spec = sfft.rfft(played, overwrite_x=True)[self._bins]
         y_spec = sfft.rfft(self._heard, overwrite_x=True)[self._bins]
         self._s_xy += np.conj(x_spec) * y_spec
