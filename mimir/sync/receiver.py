@@ -177,6 +177,7 @@ class StreamingReceiver:
         self._room: RoomResponse | None = None  # the room measurement, built at the first lock (channel estimation)
         self._room_segment: _Segment | None = None  # the segment whose fit places the room's blocks
         self._room_next = 0  # local sample where the next room block starts
+        self._room_from: int | None = None  # where the rake froze: no block starts before it
         self._room_cache: tuple[int, Reverberation] | None = None
 
     def _make_bank(self, rate_hz: float, halfwidth: int) -> TemplateBank:
@@ -307,14 +308,22 @@ class StreamingReceiver:
     def _measure_room(self) -> None:
         """Hand the room measurement every block of audio the current fit places the witness in.
 
-        Blocks follow each other from the segment's start; a new segment (a
-        lock, a step) starts them again at its own start, so no block straddles
-        a jump. A block that left the PCM ring before it could be taken is
-        skipped (the measurement is an average; nothing depends on every block).
+        Blocks start once the rake has frozen (the timing reference, which
+        places the played witness, no longer moves; it also keeps this work out
+        of the receiver's busiest seconds, acquisition and the channel's
+        bootstrap) and follow each other from there; a new segment (a relock, a
+        step) starts them again at its own start, so no block straddles a
+        jump. A block that left the PCM ring before it could be taken is skipped
+        (the measurement is an average; nothing depends on every block).
         """
         seg = self._current()
         if seg is None or not seg.fit.fitted:
             return
+        if not self.channel.frozen:
+            self._room_from = None
+            return
+        if self._room_from is None:
+            self._room_from = self._available
         if self._room is None:
             self._room = RoomResponse(self.codebook, self.rate_hz, self._analysis_band())
         room = self._room
@@ -324,7 +333,7 @@ class StreamingReceiver:
         period = self.spec.event_period_s
         fit = seg.fit
         while True:
-            start = max(self._room_next, self._pcm_oldest)
+            start = max(self._room_next, self._pcm_oldest, self._room_from)
             end = start + room.block_samples
             if end > self._available:
                 return

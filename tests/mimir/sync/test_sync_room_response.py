@@ -114,23 +114,24 @@ def test_the_reduced_rate_keeps_the_band_under_its_top_fraction(rate, factor):
 
 
 def test_the_receiver_reports_the_room_once_a_block_is_in_and_keeps_it_across_a_clock_reset():
-    """Invariant: the path profile's RT60/DRR come from blocks its fit placed; none before the first (about 4 s
-    after lock); after a clock reset the blocks go on inside the new segment and the figures stay right."""
+    """Invariant: the path profile's RT60/DRR come from blocks its fit placed; none before the first (4 s after
+    the rake froze, about 12 s after lock); after a clock reset the blocks go on inside the new segment and the
+    figures stay right."""
     from mimir.sync import StreamingReceiver
 
     h = exponential_room(0.5, -3.0, 300, seed=7)
-    n = 24 * RATE
+    n = 40 * RATE
     played = WitnessEmitter(Codebook(), RATE, 50.0, level_dbfs=-20.0).render(0, n).astype(np.float64)
     heard = (fftconvolve(played, h)[:n] + np.random.default_rng(3).standard_normal(n) * 1e-4).astype(np.float32)
     rx = StreamingReceiver(Codebook(), RATE, "room")
-    rx.feed(heard[: 4 * RATE])
+    rx.feed(heard[: 8 * RATE])
     assert rx.locked and rx.report().response_profile.path.rt60_s is None  # locked, no block yet
-    rx.feed(heard[4 * RATE : 16 * RATE])
+    rx.feed(heard[8 * RATE : 24 * RATE])
     blocks = rx.reverberation().blocks
     t20, _, drr = truth(h, rx.reverberation().band_hz)
     path = rx.report().response_profile.path
     assert blocks >= 2 and path.rt60_method == "T20"
     assert path.rt60_s == pytest.approx(t20, rel=0.1) and path.direct_to_reverberant_db == pytest.approx(drr, abs=1.5)
-    rx.feed(heard[8 * RATE : 24 * RATE], start_sample=0)  # the local clock was reset: a new segment
+    rx.feed(heard[16 * RATE : 40 * RATE], start_sample=0)  # the local clock was reset: a new segment
     assert rx.report().discontinuities and rx.reverberation().blocks > blocks
     assert rx.report().response_profile.path.rt60_s == pytest.approx(t20, rel=0.1)
