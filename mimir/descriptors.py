@@ -212,7 +212,8 @@ class FitRow(msgspec.Struct):
     """One audio channel's clock fit: ``device_sample = local_sample_at_epoch + canonical_s * rate_hz``.
 
     The names are the sync report's (:class:`mimir.sync.report.ClockFitReport`,
-    :class:`mimir.sync.report.Health`); 0 where the report has none (not locked).
+    :class:`mimir.sync.report.Health`, :class:`mimir.sync.report.PathProfile`); 0 where the report has
+    none (not locked), NaN for the path profile's figures (0 is a real DRR).
     """
 
     channel: U32
@@ -227,6 +228,10 @@ class FitRow(msgspec.Struct):
     locks: U32
     relocks: U32
     discontinuities: U32
+    # the channel's path profile (mimir.sync.report.PathProfile); NaN where the report has none yet
+    strongest_minus_direct_ms: F32  # the strongest arrival after the direct path the fit times
+    drr_db: F32                     # direct-to-reverberant ratio (the room measurement)
+    rt60_s: F32                     # reverberation time (the room measurement: T20, else EDT)
 
 
 EXPECTED_SIZES = {

@@ -195,9 +195,12 @@ def _set_clock(row: np.void, locked: bool, local_sample_at_epoch: float, rate_hz
 
 
 def _set_clock_from_fit_row(row: np.void, fit: np.void) -> None:
-    """The same, from one ``FitRow`` of the sync worker's fits snapshot."""
+    """The same, from one ``FitRow`` of the sync worker's fits snapshot, with the channel's path profile."""
     _set_clock(row, bool(fit["locked"]), float(fit["local_sample_at_epoch"]), float(fit["rate_hz"]),
                float(fit["confidence"]), float(fit["mae_samples"]))
+    row["path_strongest_minus_direct_ms"] = fit["strongest_minus_direct_ms"]
+    row["path_drr_db"] = fit["drr_db"]
+    row["path_rt60_s"] = fit["rt60_s"]
 
 
 class _Waiter:

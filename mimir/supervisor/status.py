@@ -18,6 +18,7 @@ first is alive (and reclaims it when the first was killed).
 from __future__ import annotations
 
 import enum
+import math
 from typing import Annotated
 
 import msgspec
@@ -127,6 +128,10 @@ class SourceRow(msgspec.Struct):
     clock_rate_hz: F64
     clock_confidence: F32
     clock_mae_samples: F32
+    # audio channels: the path profile from the sync worker's fit (FitRow); NaN where it has none yet
+    path_strongest_minus_direct_ms: F32
+    path_drr_db: F32
+    path_rt60_s: F32
     trust_level: U32           # remote sources: 1 + rank in mimir.net.trust.TRUST_LEVELS; 0 for local sources
     influences_canonical: U32  # remote sources at or above network.influence_at
     rejected: U64              # local: descriptors the reservoir refused; remote: reports rejected, all causes
@@ -318,6 +323,13 @@ def text(snapshot: StatusSnapshot) -> str:
             path_ms = path / s["clock_rate_hz"] * 1e3 if s["clock_rate_hz"] > 0 else 0.0
             clock += (f", path {path:+.2f} smp ({path_ms:+.3f} ms) vs ch{ref_channel}" if s is not reference
                       else ", REFERENCE")
+        if s["name"].startswith("audio.ch") and s["clock_locked"]:
+            room = [text for text, value in (("strongest path {:+.2f} ms", s.get("path_strongest_minus_direct_ms")),
+                                             ("DRR {:.1f} dB", s.get("path_drr_db")),
+                                             ("RT60 {:.2f} s", s.get("path_rt60_s")))
+                    if value is not None and math.isfinite(value) for text in [text.format(value)]]
+            if room:
+                clock += "; " + ", ".join(room)
         if s.get("label"):
             clock = f"{s['label']}: {clock}"
         trust = _TRUST_NAMES.get(s.get("trust_level", 0), "?")

@@ -23,6 +23,7 @@ reads the audio ring.
 
 from __future__ import annotations
 
+import math
 import sys
 import threading
 import time
@@ -207,5 +208,10 @@ def _publish(fits: Ring, receivers: list[StreamingReceiver], rate_hz: int, block
         row["locks"] = health.locks
         row["relocks"] = health.relocks
         row["discontinuities"] = health.discontinuities
+        path = report.response_profile.path
+        for field, value in (("strongest_minus_direct_ms", None if path is None else path.strongest_minus_direct_ms),
+                             ("drr_db", None if path is None else path.direct_to_reverberant_db),
+                             ("rt60_s", None if path is None else path.rt60_s)):
+            row[field] = math.nan if value is None else value
     fits.publish(len(receivers), rate_hz, time.monotonic_ns(), blocks_read, blocks_lost, stream_pid)
     return any_locked

@@ -3,6 +3,7 @@
 ``room``: whole-sample delays, no reflections. ``reverb-room``: an image-source room (RT60 0.45 s) with
 fractional distances; the truth is the direct path (geometry), not the loudest reflection.
 """
+import math
 import subprocess
 import sys
 import threading
@@ -14,7 +15,8 @@ from mimir.descriptors import FitsHeader
 from mimir.sync import DEFAULT_EPOCH_UNIX_S
 from mimir.topology import FITS
 from ringbuf import RingReader
-from workers.audio.backends.synthetic import reverb_room_path, room_path
+from mimir.sync.rooms import reverberation_truth, room_impulse_responses
+from workers.audio.backends.synthetic import reverb_room, reverb_room_path, room_path
 from workers.sync.worker import run_sync_worker
 
 pytestmark = pytest.mark.slow
@@ -61,6 +63,15 @@ def test_each_channel_is_placed_on_the_canonical_timeline_with_its_own_path_dela
             measured = local_sample_now(rows[c]) - reference
             assert abs(measured - delay) < 0.25, (c, measured, delay)  # sample-accurate per microphone
             assert abs(float(rows[c]["rate_hz"]) - 48_000) < 0.05
+        if signal == "reverb-room":  # each microphone's room measurement reaches the fit row (mimir status)
+            responses = room_impulse_responses(reverb_room(), 48_000)
+            for c in range(1, CHANNELS):
+                t20_s, drr_db = reverberation_truth(responses[(c - 1) % 7], 48_000, (2000.0, 8000.0))
+                assert float(rows[c]["rt60_s"]) == pytest.approx(t20_s, rel=0.1), c  # 2 % here
+                assert float(rows[c]["drr_db"]) == pytest.approx(drr_db, abs=1.0), c  # 0.1 dB here
+                assert math.isfinite(float(rows[c]["strongest_minus_direct_ms"]))
+        else:  # no room: not a measurement anyone should read as one
+            assert all(float(r["rt60_s"]) < 0.05 or math.isnan(float(r["rt60_s"])) for r in rows)
     finally:
         stop.set()
         worker.join(20)

@@ -31,8 +31,8 @@ from ..signals import SignalGenerator
 from .base import DevicePlan
 from .paced import PacedBackend
 
-__all__ = ["SyntheticBackend", "ROOM_DISTANCES_M", "room_channel", "room_path", "reverb_room_path", "RoomRenderer",
-           "ROOM_CHUNK_FRAMES", "room_chunk_frames"]
+__all__ = ["SyntheticBackend", "ROOM_DISTANCES_M", "room_channel", "room_path", "reverb_room_path", "reverb_room",
+           "RoomRenderer", "ROOM_CHUNK_FRAMES", "room_chunk_frames"]
 
 SPEED_OF_SOUND_M_S = 343.0
 ROOM_DISTANCES_M = (0.0, 0.6, 1.1, 1.7, 2.2, 2.9, 3.4, 4.1)
@@ -80,7 +80,8 @@ def room_chunk_frames(rate_hz: int) -> int:
     return ROOM_CHUNK_FRAMES * max(1, int(rate_hz) // 48000)
 
 
-def _reverb_room():
+def reverb_room():
+    """The ``reverb-room`` signal's room (:class:`mimir.sync.rooms.Room`): its geometry and RT60 are the truth."""
     from mimir.sync.rooms import Room
 
     return Room(REVERB_ROOM_DIMS_M, REVERB_ROOM_RT60_S, REVERB_ROOM_SOURCE_M, REVERB_ROOM_MICS_M, model="image",
@@ -98,7 +99,7 @@ def reverb_room_path(channel: int) -> float:
         return 0.0
     from mimir.sync.rooms import SPEED_OF_SOUND_M_S
 
-    room = _reverb_room()
+    room = reverb_room()
     return float(room.distances_m()[(channel - 1) % len(REVERB_ROOM_MICS_M)] / SPEED_OF_SOUND_M_S)
 
 
@@ -231,7 +232,7 @@ class SyntheticBackend(PacedBackend):
         a unit impulse)."""
         from mimir.sync.rooms import room_impulse_responses
 
-        room = _reverb_room()
+        room = reverb_room()
         rirs = room_impulse_responses(room, rate)
         distances = room.distances_m()
         impulses = []
