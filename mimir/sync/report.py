@@ -94,7 +94,7 @@ class PathProfile(msgspec.Struct, rename="camel"):
     first_arrival_snr_db: float | None = None  # first arrival above the pre-arrival floor
     first_arrival_sigma_samples: float | None = None  # predicted 1-sigma error of its timing
     # the room measurement (mimir.sync.room_response: the witness's response over 4 s blocks; None before the
-    # first block, about 4 s after lock, and where the response's dynamic range does not show the decay)
+    # first block, about 12 s after lock, and where the response's dynamic range does not show the decay)
     direct_to_reverberant_db: float | None = None  # energy within +-2.5 ms of the direct path vs all later energy
     rt60_s: float | None = msgspec.field(default=None, name="rt60Seconds")  # 60 dB over the decay's slope (rt60Method)
     rt60_method: str | None = None  # "T20" (-5 to -25 dB of the decay) or "EDT" (0 to -10 dB: a floor too high for T20)

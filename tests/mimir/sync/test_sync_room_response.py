@@ -53,16 +53,17 @@ def truth(h: np.ndarray, band_hz: tuple[float, float]) -> tuple[float, float, fl
     return slope(-5, -25), slope(0, -10), drr
 
 
-def measure(h: np.ndarray, snr_db: float, seconds: float, seed: int) -> RoomResponse:
+def measure(h: np.ndarray, snr_db: float, seconds: float, seed: int, room: RoomResponse | None = None) -> RoomResponse:
     """The witness through ``h`` with white noise ``snr_db`` under it (in-band, gaps included), fed block by block
-    with the exact event positions (event ``i`` starts at local sample ``i * period``)."""
+    with the exact event positions (event ``i`` starts at local sample ``i * period``) to ``room`` (a new one by
+    default)."""
     n = int(seconds * RATE)
     played = WitnessEmitter(Codebook(), RATE, 0.0, level_dbfs=-20.0).render(0, n).astype(np.float64)
     heard = fftconvolve(played, h)[:n]
     power = float(np.mean(heard**2))
     rng = np.random.default_rng(seed)
     heard += rng.standard_normal(n) * math.sqrt(power / 10 ** (snr_db / 10) / ((8000 - 2000) / (RATE / 2)))
-    room = RoomResponse(Codebook(), RATE, (2000.0, 8000.0))
+    room = room if room is not None else RoomResponse(Codebook(), RATE, (2000.0, 8000.0))
     per_event = int(PERIOD_S * RATE)
     start = 0
     while start + room.block_samples <= n:
@@ -135,3 +136,17 @@ def test_the_receiver_reports_the_room_once_a_block_is_in_and_keeps_it_across_a_
     rx.feed(heard[16 * RATE : 40 * RATE], start_sample=0)  # the local clock was reset: a new segment
     assert rx.report().discontinuities and rx.reverberation().blocks > blocks
     assert rx.report().response_profile.path.rt60_s == pytest.approx(t20, rel=0.1)
+
+
+def test_a_changed_room_shows_within_the_memory_and_the_old_one_fades():
+    """Invariant: the spectra forget (memory 8 blocks): 41 blocks after the room changes (RT60 1.2 s to 0.3 s,
+    the direct path where it was) the figures are the new room's; a plain running sum still carries the old
+    room's long tail (1.16 s measured), memory 16 a trace of it (+16 %)."""
+    before = exponential_room(1.2, -6.0, 700, seed=9)
+    after = exponential_room(0.3, 0.0, 700, seed=10)
+    room = measure(before, 20.0, 100.0, seed=3)  # 25 blocks of 4 s of the old room
+    measure(after, 20.0, 165.0, seed=4, room=room)  # then 41 of the new one
+    t20, _, drr = truth(after, room.band_hz)
+    got = room.reverberation()
+    assert got.blocks == 66
+    assert got.rt60_s == pytest.approx(t20, rel=0.1) and got.drr_db == pytest.approx(drr, abs=1.5)
