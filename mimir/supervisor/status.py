@@ -327,7 +327,7 @@ def text(snapshot: StatusSnapshot) -> str:
             room = [text for text, value in (("strongest path {:+.2f} ms", s.get("path_strongest_minus_direct_ms")),
                                              ("DRR {:.1f} dB", s.get("path_drr_db")),
                                              ("RT60 {:.2f} s", s.get("path_rt60_s")))
-                    if value is not None and math.isfinite(value) for text in [text.format(value)]]
+                    if value is not None and math.isfinite(value) for text in [text.format(round(value, 2) + 0.0)]]
             if room:
                 clock += "; " + ", ".join(room)
         if s.get("label"):

@@ -23,14 +23,15 @@ def test_each_locked_audio_channel_shows_its_room_and_nothing_it_has_not_measure
     """Invariant: a figure is shown only where the sync worker published one (NaN: not measured yet)."""
     clock = dict(clock_locked=1, clock_rate_hz=48000.0, clock_confidence=0.95, clock_mae_samples=0.05)
     rows = [
-        source("audio.ch0", **clock, path_strongest_minus_direct_ms=0.0, path_drr_db=32.0, path_rt60_s=0.006),
+        source("audio.ch0", **clock, path_strongest_minus_direct_ms=-0.0001, path_drr_db=32.0, path_rt60_s=0.006),
         source("audio.ch1", **clock, path_strongest_minus_direct_ms=1.25, path_drr_db=-4.4, path_rt60_s=0.479),
         source("audio.ch2", **clock, path_strongest_minus_direct_ms=0.3, path_drr_db=math.nan, path_rt60_s=math.nan),
         source("audio.ch3", path_drr_db=math.nan, path_rt60_s=math.nan),  # not locked
     ]
     shown = text(StatusSnapshot("r", True, {"clock_reference": 0}, [], rows)).splitlines()
-    ch = {name: next(line for line in shown if line.startswith(name)) for name in ("audio.ch1", "audio.ch2",
-                                                                                    "audio.ch3")}
+    ch = {name: next(line for line in shown if line.startswith(name)) for name in ("audio.ch0", "audio.ch1",
+                                                                                    "audio.ch2", "audio.ch3")}
+    assert "strongest path +0.00 ms, DRR 32.0 dB, RT60 0.01 s" in ch["audio.ch0"]  # never "-0.00"
     assert "strongest path +1.25 ms, DRR -4.4 dB, RT60 0.48 s" in ch["audio.ch1"]
     assert "strongest path +0.30 ms" in ch["audio.ch2"] and "DRR" not in ch["audio.ch2"] \
         and "RT60" not in ch["audio.ch2"]
