@@ -324,10 +324,11 @@ def text(snapshot: StatusSnapshot) -> str:
             clock += (f", path {path:+.2f} smp ({path_ms:+.3f} ms) vs ch{ref_channel}" if s is not reference
                       else ", REFERENCE")
         if s["name"].startswith("audio.ch") and s["clock_locked"]:
-            room = [text for text, value in (("strongest path {:+.2f} ms", s.get("path_strongest_minus_direct_ms")),
-                                             ("DRR {:.1f} dB", s.get("path_drr_db")),
-                                             ("RT60 {:.2f} s", s.get("path_rt60_s")))
-                    if value is not None and math.isfinite(value) for text in [text.format(round(value, 2) + 0.0)]]
+            room = []
+            for form, value in (("strongest path {:+.2f} ms", s.get("path_strongest_minus_direct_ms")),
+                                ("DRR {:.1f} dB", s.get("path_drr_db")), ("RT60 {:.2f} s", s.get("path_rt60_s"))):
+                if value is not None and math.isfinite(value):  # NaN: not measured yet
+                    room.append(form.format(round(value, 2) + 0.0))  # + 0.0: never "-0.00"
             if room:
                 clock += "; " + ", ".join(room)
         if s.get("label"):

@@ -178,7 +178,6 @@ class StreamingReceiver:
         self._room_segment: _Segment | None = None  # the segment whose fit places the room's blocks
         self._room_next = 0  # local sample where the next room block starts
         self._room_from: int | None = None  # where the rake froze: no block starts before it
-        self._room_cache: tuple[int, Reverberation] | None = None
 
     def _make_bank(self, rate_hz: float, halfwidth: int) -> TemplateBank:
         return TemplateBank(self.codebook, rate_hz, halfwidth, pre_samples=self._pre, post_samples=self._post,
@@ -344,12 +343,8 @@ class StreamingReceiver:
             self._room_next = end
 
     def reverberation(self) -> Reverberation | None:
-        """The room measurement so far (RT60, DRR), or None before the first lock (recomputed per new block)."""
-        if self._room is None:
-            return None
-        if self._room_cache is None or self._room_cache[0] != self._room.blocks:
-            self._room_cache = (self._room.blocks, self._room.reverberation())
-        return self._room_cache[1]
+        """The room measurement so far (RT60, DRR), or None before the rake first froze."""
+        return None if self._room is None else self._room.reverberation()
 
     # ------------------------------------------------------------------ lock
     def _current(self) -> _Segment | None:

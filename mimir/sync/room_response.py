@@ -118,6 +118,7 @@ class RoomResponse:
         self._s_xy = np.zeros(self._bins.size, np.complex128)
         self._s_xx = np.zeros(self._bins.size)
         self.blocks = 0
+        self._reverberation: Reverberation | None = None  # what the spectra say, read once per new block
         self._keep = 1.0 - 1.0 / memory_blocks  # exponential forgetting: a moved microphone shows within minutes
 
     def add(self, heard: np.ndarray, events: Iterable[tuple[int, float]]) -> None:
@@ -145,12 +146,13 @@ class RoomResponse:
             reduced += heard[k :: self.decimation]
         reduced *= self._window_reduced
         x_spec = sfft.rfft(played, overwrite_x=True)[self._bins]
-        y_spec = sfft.rfft(self._heard, overwrite_x=True)[self._bins]
+        y_spec = sfft.rfft(reduced, overwrite_x=True)[self._bins]
         self._s_xy *= self._keep
         self._s_xx *= self._keep
         self._s_xy += np.conj(x_spec) * y_spec
         self._s_xx += x_spec.real**2 + x_spec.imag**2
         self.blocks += 1
+        self._reverberation = None
 
     def response(self) -> np.ndarray:
         """The band's impulse response at the reduced rate over every lag of a block, before the window's
@@ -162,7 +164,13 @@ class RoomResponse:
         return sfft.irfft(spec, self.block)
 
     def reverberation(self) -> Reverberation:
-        """RT60 (T20, else EDT), DRR and the dynamic range of the response accumulated so far."""
+        """RT60 (T20, else EDT), DRR and the dynamic range of the response accumulated so far (computed once per
+        new block)."""
+        if self._reverberation is None:
+            self._reverberation = self._read_decay()
+        return self._reverberation
+
+    def _read_decay(self) -> Reverberation:
         none = Reverberation(None, None, None, None, self.blocks, self.band_hz)
         if self.blocks == 0:
             return none
@@ -179,11 +187,9 @@ class RoomResponse:
         energy = raw[lags % self.block] ** 2 / rho2
         floor = floor_raw / rho2
         smooth = max(1, int(_SMOOTH_S * rate))
-        n = valid // smooth
-        e_blocks = energy[: n * smooth].reshape(n, smooth).mean(axis=1)
-        f_blocks = floor[: n * smooth].reshape(n, smooth).mean(axis=1)
-        if n == 0 or floor_raw <= 0.0:
+        if valid < smooth or floor_raw <= 0.0:
             return none
+        e_blocks, f_blocks = _block_means(energy, smooth), _block_means(floor, smooth)
         dynamic_db = 10.0 * math.log10(float(e_blocks[0]) / float(f_blocks[0]))
         above = np.flatnonzero(e_blocks > _CUT_OVER_FLOOR * f_blocks)
         cut = int(above[-1] + 1) * smooth if above.size else smooth
@@ -208,6 +214,12 @@ class RoomResponse:
                 if slope < 0.0:
                     return Reverberation(-60.0 / slope, method, drr_db, dynamic_db, self.blocks, self.band_hz)
         return Reverberation(None, None, drr_db, dynamic_db, self.blocks, self.band_hz)
+
+
+def _block_means(x: np.ndarray, smooth: int) -> np.ndarray:
+    """Means of ``x`` over whole blocks of ``smooth`` samples (a partial last block is left out)."""
+    n = x.size // smooth
+    return x[: n * smooth].reshape(n, smooth).mean(axis=1)
 
 
 @lru_cache(maxsize=4)
@@ -243,10 +255,10 @@ def _symbol_tables(spec: CodebookSpec, rate_hz: float, length: int) -> np.ndarra
 def _energy_past(excess: np.ndarray, smooth: int, rate: float) -> float:
     """The energy a decay cut at ``excess.size`` still carries: its late slope (10 ms blocks after the peak,
     5 dB under it or more) continued to infinity. Zero when no decay is seen there."""
-    n = excess.size // smooth
+    blocks = _block_means(excess, smooth)
+    n = blocks.size
     if n < 4:
         return 0.0
-    blocks = excess[: n * smooth].reshape(n, smooth).mean(axis=1)
     db = 10.0 * np.log10(np.maximum(blocks, 1e-300))
     late = (np.arange(n) > int(np.argmax(blocks))) & (db < float(db.max()) - 5.0) & (blocks > 0.0)
     if late.sum() < 3:

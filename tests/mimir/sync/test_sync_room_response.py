@@ -1,9 +1,8 @@
 """The room measurement (``mimir.sync.room_response``): the witness's response over 4 s blocks, its RT60 and DRR.
 
-Truth is the simulated impulse response's own figure: band-passed to the
-measurement's band, its Schroeder integral's slope from -5 to -25 dB (T20)
-or from 0 to -10 dB (EDT), its energy within +-2.5 ms of the direct path
-against the rest.
+Truth is the simulated impulse response's own figure in the measurement's
+band, by the same method (:func:`mimir.sync.rooms.reverberation_truth`, as
+the benchmark's).
 """
 
 from __future__ import annotations
@@ -12,11 +11,12 @@ import math
 
 import numpy as np
 import pytest
-from scipy.signal import butter, fftconvolve, sosfiltfilt
+from scipy.signal import fftconvolve
 
 from mimir.sync.codebook import Codebook
 from mimir.sync.emitter import WitnessEmitter
 from mimir.sync.room_response import RoomResponse, decimation_for
+from mimir.sync.rooms import reverberation_truth
 
 RATE = 48000
 PERIOD_S = Codebook().spec.event_period_s
@@ -33,24 +33,6 @@ def exponential_room(rt60_s: float, drr_db: float, delay_samples: int, seed: int
     tail *= math.sqrt(10.0 ** (-drr_db / 10.0) / float(np.sum(tail**2)))
     h[delay_samples + 96 :] = tail
     return h
-
-
-def truth(h: np.ndarray, band_hz: tuple[float, float]) -> tuple[float, float, float]:
-    """(T20 s, EDT s, DRR dB) of ``h`` in ``band_hz``."""
-    hb = sosfiltfilt(butter(6, band_hz, "band", fs=RATE, output="sos"), h)
-    energy = hb**2
-    edc = np.cumsum(energy[::-1])[::-1]
-    j = int(np.argmax(energy))
-    edc_db = 10 * np.log10(edc[j:] / edc[j])
-    t = np.arange(edc_db.size) / RATE
-
-    def slope(hi: float, lo: float) -> float:
-        use = (edc_db <= hi) & (edc_db >= lo)
-        return -60.0 / float(np.polyfit(t[use], edc_db[use], 1)[0])
-
-    w = 120
-    drr = 10 * math.log10(float(energy[j - w : j + w + 1].sum()) / float(energy[j + w + 1 :].sum()))
-    return slope(-5, -25), slope(0, -10), drr
 
 
 def measure(h: np.ndarray, snr_db: float, seconds: float, seed: int, room: RoomResponse | None = None) -> RoomResponse:
@@ -79,7 +61,7 @@ def test_rt60_and_drr_match_the_response_at_20_db(rt60_s, drr_db, delay):
     """Invariant: at 20 dB, T20 within 5 % and DRR within 1 dB of the simulated response's own figures."""
     h = exponential_room(rt60_s, drr_db, delay, seed=int(rt60_s * 10))
     room = measure(h, 20.0, 30.0, seed=1)
-    t20, _, drr = truth(h, room.band_hz)
+    t20, drr = reverberation_truth(h, RATE, room.band_hz)
     got = room.reverberation()
     assert got.method == "T20" and got.blocks == 7
     assert got.rt60_s == pytest.approx(t20, rel=0.05)
@@ -92,7 +74,7 @@ def test_a_floor_too_high_for_t20_falls_back_to_edt_or_none_never_a_wrong_t20():
     h = exponential_room(1.5, -10.0, 1400, seed=5)
     room = measure(h, -5.0, 12.0, seed=2)
     got = room.reverberation()
-    _, edt, _ = truth(h, room.band_hz)
+    edt, _ = reverberation_truth(h, RATE, room.band_hz, "EDT")
     assert got.method != "T20"
     if got.method == "EDT":
         assert got.rt60_s == pytest.approx(edt, rel=0.3)
@@ -129,7 +111,7 @@ def test_the_receiver_reports_the_room_once_a_block_is_in_and_keeps_it_across_a_
     assert rx.locked and rx.report().response_profile.path.rt60_s is None  # locked, no block yet
     rx.feed(heard[8 * RATE : 24 * RATE])
     blocks = rx.reverberation().blocks
-    t20, _, drr = truth(h, rx.reverberation().band_hz)
+    t20, drr = reverberation_truth(h, RATE, rx.reverberation().band_hz)
     path = rx.report().response_profile.path
     assert blocks >= 2 and path.rt60_method == "T20"
     assert path.rt60_s == pytest.approx(t20, rel=0.1) and path.direct_to_reverberant_db == pytest.approx(drr, abs=1.5)
@@ -146,7 +128,7 @@ def test_a_changed_room_shows_within_the_memory_and_the_old_one_fades():
     after = exponential_room(0.3, 0.0, 700, seed=10)
     room = measure(before, 20.0, 100.0, seed=3)  # 25 blocks of 4 s of the old room
     measure(after, 20.0, 165.0, seed=4, room=room)  # then 41 of the new one
-    t20, _, drr = truth(after, room.band_hz)
+    t20, drr = reverberation_truth(after, RATE, room.band_hz)
     got = room.reverberation()
     assert got.blocks == 66
     assert got.rt60_s == pytest.approx(t20, rel=0.1) and got.drr_db == pytest.approx(drr, abs=1.5)

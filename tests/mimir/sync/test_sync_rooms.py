@@ -18,7 +18,8 @@ import pytest
 from scipy.signal import butter, sosfiltfilt
 
 from mimir.sync.room_trials import WRONG_SAMPLES_AT_48K, measure_transducer_path, random_room, room_trial
-from mimir.sync.rooms import MICROPHONE, SPEAKER, Room, direct_delays_samples, room_impulse_responses
+from mimir.sync.rooms import MICROPHONE, SPEAKER, Room, direct_delays_samples, reverberation_truth, \
+    room_impulse_responses
 
 pytestmark = pytest.mark.slow
 
@@ -86,10 +87,7 @@ def test_the_path_profile_measures_the_room():
         h = sosfiltfilt(sos, responses[mic])
         j, w = int(round(delay)), 120
         drr_db = 10 * np.log10(np.sum(h[j - w : j + w + 1] ** 2) / np.sum(h[j + w + 1 :] ** 2))
-        edc = np.cumsum((h[j:] ** 2)[::-1])[::-1]
-        edc_db, t = 10 * np.log10(edc / edc[0]), np.arange(edc.size) / 48000
-        use = (edc_db <= -5) & (edc_db >= -25)
-        t20_s = -60 / np.polyfit(t[use], edc_db[use], 1)[0]
+        t20_s, _ = reverberation_truth(responses[mic], 48000, (2000.0, 8000.0))
         path = room_trial(room, mic, snr_db=20.0, seed=40 + mic, baseline=False).profile
         assert path.direct_to_reverberant_db == pytest.approx(drr_db, abs=1.5)
         assert path.rt60_method == "T20" and path.rt60_s == pytest.approx(t20_s, rel=0.1)
