@@ -213,8 +213,9 @@ def path_from_options(distance_m: float | None, delay_ms: float | None,
     return path
 
 
-def parse_channel_paths(items: list[str]) -> dict[int, PathCalibration]:
-    """``["1:3.2", "2:5.0:0.25"]`` (channel:metres[:extra ms]) -> {channel: PathCalibration} (ValueError, one line)."""
+def parse_channel_paths(items: list[str], pulses: list[str] | None = None) -> dict[int, PathCalibration]:
+    """``["1:3.2", "2:5.0:0.25"]`` (channel:metres[:extra ms]) and ``["1:dry.json"]`` (channel:pulse file, the JSON
+    ``mimir decode --measure-pulse`` writes) -> {channel: PathCalibration} (ValueError with one line)."""
     out: dict[int, PathCalibration] = {}
     for item in items:
         parts = item.split(":")
@@ -229,4 +230,18 @@ def parse_channel_paths(items: list[str]) -> dict[int, PathCalibration]:
         if channel < 0 or channel in out:
             raise ValueError(f"--channel-path: channel {channel} is negative or given twice")
         out[channel] = path
+    seen: set[int] = set()
+    for item in pulses or []:
+        head, sep, file = item.partition(":")  # the first colon only: 1:C:\dry.json names a Windows file
+        try:
+            if not sep or not file:
+                raise ValueError
+            channel = int(head)
+        except ValueError:
+            raise ValueError(f"--channel-pulse must look like CHANNEL:FILE, got {item!r}") from None
+        if channel < 0 or channel in seen:
+            raise ValueError(f"--channel-pulse: channel {channel} is negative or given twice")
+        seen.add(channel)
+        path = out.get(channel, PathCalibration())
+        out[channel] = msgspec.structs.replace(path, pulse=read_pulse(file))
     return out

@@ -2,7 +2,8 @@
 
 Exit codes of ``sync_worker``: 0 after a clean stop (SIGTERM, SIGINT or
 ``--duration``), 2 for bad input (a malformed ``--band`` or
-``--channel-path``, a band that cannot hold the codebook, no audio ring to read), each with one line on stderr.
+``--channel-path`` or ``--channel-pulse``, a band that cannot hold the codebook, a pulse measured at another rate
+or band than the ring's, no audio ring to read), each with one line on stderr.
 """
 
 from __future__ import annotations
@@ -26,11 +27,14 @@ def sync_worker(
     duration: Optional[float] = None,
     band: Optional[str] = None,
     channel_path: Optional[List[str]] = None,
+    channel_pulse: Optional[List[str]] = None,
 ) -> None:
     """Decode the active witness on every channel of an audio ring and publish clock fits (ring sync.fits).
 
     ``--band LO-HI``: band limits for every channel. ``--channel-path C:DIST_M[:DELAY_MS]`` (repeatable):
     the known acoustic path of rig channel C (distance in metres, optional extra delay in ms).
+    ``--channel-pulse C:FILE`` (repeatable): channel C's transducer pulse, the JSON ``mimir decode DRY.wav
+    --measure-pulse`` writes (its delay then measured with it, as in the rig config's ``path``).
     """
     from mimir.sync.calibration import parse_band, parse_channel_paths
     from mimir.sync.codebook import Codebook
@@ -42,7 +46,7 @@ def sync_worker(
         limits = parse_band(band) if band is not None else None
         if limits is not None:
             limits.validate(Codebook.from_id(codebook_id, seed).spec)  # refused here, not by the first receiver
-        paths = parse_channel_paths(channel_path or [])
+        paths = parse_channel_paths(channel_path or [], channel_pulse or [])
     except ValueError as exc:
         print(f"mimir-worker sync: {exc}", file=sys.stderr)
         raise typer.Exit(2)

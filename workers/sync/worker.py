@@ -141,12 +141,16 @@ def _run(rig: str, *, ring: str, codebook_id: str, seed: int, epoch_unix_s: floa
                     start = int(desc["start_sample"][0])
                     if not receivers:
                         rate_hz = int(desc["sample_rate_hz"][0])
-                        receivers = [
-                            StreamingReceiver(codebook, float(rate_hz), f"{ring}.ch{c}", first_sample=start,
-                                              approx_canonical_seconds=approx_canonical_s, path=paths.get(c),
-                                              band=band)
-                            for c in range(channels)
-                        ]
+                        try:
+                            receivers = [
+                                StreamingReceiver(codebook, float(rate_hz), f"{ring}.ch{c}", first_sample=start,
+                                                  approx_canonical_seconds=approx_canonical_s, path=paths.get(c),
+                                                  band=band)
+                                for c in range(channels)
+                            ]
+                        except ValueError as exc:  # a path pulse of another rate or band: the rate is known only now
+                            print(f"mimir-worker sync: {exc}", file=sys.stderr)
+                            return 2
                     if staged and start != staged_start + staged:
                         feed_staged()  # a gap or a reset: the receivers see it as a jump in start_sample
                     if staged == 0:

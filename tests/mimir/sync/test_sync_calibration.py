@@ -120,9 +120,21 @@ def test_a_band_that_cannot_hold_the_codebook_is_refused():
         StreamingReceiver(Codebook(), RATE, "t", band=BandLimits(300.0, 2500.0))
 
 
-def test_worker_channel_paths_parse():
+def test_worker_channel_paths_parse(tmp_path):
     paths = parse_channel_paths(["1:3.2", "2:5:0.25"])
     assert paths[1] == PathCalibration(distance_m=3.2) and paths[2].delay_s == pytest.approx(0.00025)
     for bad in (["x"], ["1:2:3:4"], ["1:-2"], ["1:2", "1:3"]):
         with pytest.raises(ValueError):
             parse_channel_paths(bad)
+    # a channel's pulse joins its path, or makes one; the file name keeps every colon after the channel's
+    n = PULSE_PRE_SAMPLES + PULSE_POST_SAMPLES
+    pulse = PathPulse(rate_hz=48000.0, band_hz=(2000.0, 8000.0), re=[0.5] * n, im=[0.0] * n)
+    file = tmp_path / "dry:1.json"
+    file.write_bytes(msgspec.json.encode(pulse))
+    paths = parse_channel_paths(["1:3.2"], [f"1:{file}", f"3:{file}"])
+    assert paths[1] == PathCalibration(distance_m=3.2, pulse=pulse) and paths[3] == PathCalibration(pulse=pulse)
+    for bad, words in ((["x"], "CHANNEL:FILE"), (["1"], "CHANNEL:FILE"), (["1:"], "CHANNEL:FILE"),
+                       ([f"1:{file}", f"1:{file}"], "given twice"), ([f"-1:{file}"], "negative"),
+                       ([f"1:{tmp_path / 'missing.json'}"], "cannot read the path pulse")):
+        with pytest.raises(ValueError, match=words):
+            parse_channel_paths([], bad)

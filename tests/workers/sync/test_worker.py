@@ -80,3 +80,25 @@ def test_each_channel_is_placed_on_the_canonical_timeline_with_its_own_path_dela
         worker.join(20)
         audio.terminate()
         audio.communicate(timeout=20)
+
+
+def test_a_pulse_measured_at_another_rate_than_the_ring_is_one_line_and_exit_2(rig, tmp_path, capsys):
+    """Invariant (promise 5): a channel pulse for 44.1 kHz on a 48 kHz ring is refused with one line and exit 2 as
+    soon as the ring's rate is known (its first block), never a traceback, and the fits ring is gone after."""
+    from mimir.sync.calibration import PULSE_POST_SAMPLES, PULSE_PRE_SAMPLES, PathCalibration, PathPulse
+
+    n = PULSE_PRE_SAMPLES + PULSE_POST_SAMPLES
+    pulse = PathPulse(rate_hz=44100.0, band_hz=(2000.0, 8000.0), re=[0.5] * n, im=[0.0] * n)
+    audio = subprocess.Popen(
+        [sys.executable, "-m", "workers.audio", "worker", "--backend", "synthetic", "--signal", "room",
+         "--channels", "2", "--rate", "48000", "--output", "witness", "--rig", rig, "--duration", "20"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        code = run_sync_worker(rig, attach_timeout_s=15, duration_s=15, paths={1: PathCalibration(pulse=pulse)})
+    finally:
+        audio.terminate()
+        audio.communicate(timeout=20)
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and "measured at 44100 Hz" in err, err
+    with pytest.raises(FileNotFoundError):
+        RingReader.attach(FITS, rig=rig, descriptor=FitsHeader, register=False)
