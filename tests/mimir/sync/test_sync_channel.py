@@ -130,7 +130,7 @@ def test_an_analysis_starts_from_the_last_paths_and_finds_the_same_arrival():
         warm, _, _ = est._resolve_first(None, est.pre, np.full(est.length, 1e-12))
     finally:
         scipy.optimize.least_squares = real
-    assert warm - est.pre == pytest.approx(fresh, abs=1e-6)
+    assert warm - est.pre == pytest.approx(fresh, abs=1e-3)  # both stop at the fit's tolerance (~0.002 sample)
     assert len(calls) == 1 and calls[0] <= 10
     taus = est._last_paths[0].copy()
     est.recenter(-7.5)  # the reference moves 7.5 samples earlier: every lag is 7.5 samples later
