@@ -3,7 +3,8 @@
 Exit codes of ``sync_worker``: 0 after a clean stop (SIGTERM, SIGINT or
 ``--duration``), 2 for bad input (a malformed ``--band`` or
 ``--channel-path`` or ``--channel-pulse``, a band that cannot hold the codebook, a pulse measured at another rate
-or band than the ring's, no audio ring to read), each with one line on stderr.
+or band than the ring's, a path for a channel the ring does not have, no audio ring to read), each with one line on
+stderr.
 """
 
 from __future__ import annotations

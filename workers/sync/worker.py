@@ -133,6 +133,11 @@ def _run(rig: str, *, ring: str, codebook_id: str, seed: int, epoch_unix_s: floa
         staged = 0
 
     try:
+        beyond = sorted(c for c in paths if c >= channels)
+        if beyond:  # bad input, known once the ring is attached: never a path silently left unused
+            print(f"mimir-worker sync: a path is given for channel {beyond[0]}, but the worker decodes channels "
+                  f"0-{channels - 1} of ring {ring!r}", file=sys.stderr)
+            return 2
         while not stop.is_set() and (deadline is None or time.monotonic() < deadline):
             if reader.wait(0.1):
                 while reader.read_into(desc_bytes, block) >= 0:

@@ -82,9 +82,10 @@ def test_each_channel_is_placed_on_the_canonical_timeline_with_its_own_path_dela
         audio.communicate(timeout=20)
 
 
-def test_a_pulse_measured_at_another_rate_than_the_ring_is_one_line_and_exit_2(rig, tmp_path, capsys):
+def test_a_path_the_ring_cannot_use_is_one_line_and_exit_2(rig, capsys):
     """Invariant (promise 5): a channel pulse for 44.1 kHz on a 48 kHz ring is refused with one line and exit 2 as
-    soon as the ring's rate is known (its first block), never a traceback, and the fits ring is gone after."""
+    soon as the ring's rate is known (its first block), never a traceback, and the fits ring is gone after; so is
+    a path for a channel the ring does not have (once attached), never silently unused."""
     from mimir.sync.calibration import PULSE_POST_SAMPLES, PULSE_PRE_SAMPLES, PathCalibration, PathPulse
 
     n = PULSE_PRE_SAMPLES + PULSE_POST_SAMPLES
@@ -95,10 +96,14 @@ def test_a_pulse_measured_at_another_rate_than_the_ring_is_one_line_and_exit_2(r
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
         code = run_sync_worker(rig, attach_timeout_s=15, duration_s=15, paths={1: PathCalibration(pulse=pulse)})
+        err = capsys.readouterr().err
+        assert code == 2 and err.count("\n") == 1 and "measured at 44100 Hz" in err, err
+        with pytest.raises(FileNotFoundError):
+            RingReader.attach(FITS, rig=rig, descriptor=FitsHeader, register=False)
+        # a path for a channel the ring does not have is refused too, once the ring is attached
+        code = run_sync_worker(rig, attach_timeout_s=15, duration_s=15, paths={5: PathCalibration(distance_m=2.0)})
+        err = capsys.readouterr().err
+        assert code == 2 and err.count("\n") == 1 and "channel 5, but the worker decodes channels 0-1" in err, err
     finally:
         audio.terminate()
         audio.communicate(timeout=20)
-    err = capsys.readouterr().err
-    assert code == 2 and err.count("\n") == 1 and "measured at 44100 Hz" in err, err
-    with pytest.raises(FileNotFoundError):
-        RingReader.attach(FITS, rig=rig, descriptor=FitsHeader, register=False)
