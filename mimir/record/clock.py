@@ -207,7 +207,12 @@ class ClockTracker:
         return self.slots[i]
 
     def close_pending(self) -> None:
-        """At the end of the recording: settle what still waits for a fit (without it)."""
+        """At the end of the recording: one last look at the status board for the current segment's fit, then
+        settle what still waits without it. (A rig that locked within the last poll interval before a stop has its
+        fit on the board already; without the last look, the take listed it as missing.)"""
+        if self._pending:
+            self._next_fit_ns = 0
+            self._settle(time.monotonic_ns())
         self.current = -1
         if self._pending:
             self._settle(time.monotonic_ns() + self.fit_wait_ns)

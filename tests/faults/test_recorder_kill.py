@@ -2,8 +2,9 @@
 
 Invariants: the supervisor and every worker stay up (a reader's death is nothing to capture); a new recorder
 starts into a new take folder and repairs the one the killed recorder left (every file of it readable, its
-manifest rebuilt and saying it was repaired); the new take closes complete when the rig stops and accounts for
-every item it saw (written + skipped = published since it started); nothing is left in shared memory.
+manifest rebuilt and saying it was repaired); the new take closes complete when the rig stops (the kill comes once
+the clock is locked) and accounts for every item it saw (written + skipped = published since it started); nothing
+is left in shared memory.
 """
 
 from __future__ import annotations
@@ -35,6 +36,9 @@ def test_a_killed_recorder_is_replaced_and_its_take_repaired(rig, tmp_path, rng)
     try:
         first = wait_for(lambda: (r := _recorder(rig)) and r.sources and all(s["written"] > 30 for s in r.sources)
                          and r, 120, "the first recorder writing")
+        # The clock locks first: a lock in the new take's last moments may end it before the status board shows
+        # the fit, which the take then rightly lists as missing (not complete); CI saw that once.
+        run.wait_running(120)
         time.sleep(rng.uniform(0.0, 1.5))  # kill it at a random moment of its take
         os.kill(first.header["pid"], signal.SIGKILL)
         second = wait_for(lambda: (r := _recorder(rig)) and r.header["pid"] != first.header["pid"]
@@ -55,7 +59,7 @@ def test_a_killed_recorder_is_replaced_and_its_take_repaired(rig, tmp_path, rng)
     for name in CAMERAS:
         assert len(old.frames(name).sequence) == left.source(name).written > 0  # every file readable
     m = read_manifest(taken)
-    assert m.complete and m.rig["record"]["ended_by"] == "rig stopped"
+    assert m.complete and m.rig["record"]["ended_by"] == "rig stopped", (m.missing, m.rig["record"].get("ended_by"))
     for name in (*CAMERAS, "audio"):
         record = m.source(name)
         assert record.written > 0
