@@ -74,6 +74,8 @@ _MERGE_RESOLUTIONS = 1.25  # a path in phase with the arrival before it and 1.25
 _IN_PHASE_RAD = math.radians(30.0)  # ... (within 30 degrees) is a reflection of its own (see _resolve_first)
 _TWO_PATHS_NOISE = 10.0  # a close pair is two real paths when they fit within 10 noise powers of the free fit ...
 _TWO_PATHS_MISFIT = 1.5  # ... and within 1.5x its misfit (see _resolve_first and mimir.sync.two_paths)
+_REAL_PHASE_RAD = math.radians(20.0)  # a path's gain this far from real (0 or 180 degrees) is not a pure delay
+_REAL_RETRY_EVERY = 4  # a refused real-gain refit is asked again every 4th analysis of the same decomposition
 _FIT_TOL = 1e-6  # the path fit's relative tolerances (see fit in _resolve_first)
 _GAIN_RIDGE = 0.0003  # the path fit's ridge on the gains, relative to one path's energy through the kernel
 _SENSITIVITY_DB = 25.0  # full confidence only when a direct path 25 dB under the strongest would be seen
@@ -165,6 +167,7 @@ class ChannelEstimate:
         # whether the rake was frozen then: the next analysis starts from them. Also read by tests and plots.
         self._last_paths: tuple[np.ndarray, np.ndarray] | None = None
         self._paths_frozen = False
+        self._real_skips = 0  # analyses left before a refused real-gain refit is asked again (_resolve_first)
         self._rake: np.ndarray | None = None  # significant taps of the Hann view, set by analyse()
         self._rake_shift = 0.0  # the rake is these taps delayed by -shift samples (applied as a phase, exactly)
         self._rake_version = 0
@@ -730,7 +733,9 @@ class ChannelEstimate:
                 sol, resid = fit(np.sort(warm))
                 if not explained(*misfit(sol, resid)):
                     sol, resid = None, None
+        warm_held = sol is not None
         if sol is None:
+            self._real_skips = 0  # a new decomposition: the real-gain refit is asked again
             # Add paths one at a time (each new one where the residual peaks), refitting all of them jointly,
             # until what is left is under the floor or 25 dB under the strongest path.
             residual = observed.copy()
@@ -772,6 +777,53 @@ class ChannelEstimate:
         resolution = 0.5 * self.rate_hz / (self.band_hz[1] - self.band_hz[0])  # half the Rayleigh spacing
         if not chosen:
             return float(taus_fit[int(np.argmax(power))]), unexplained, None
+        stray = [i for i in chosen if abs(math.remainder(float(np.angle(gains[i])), math.pi)) > _REAL_PHASE_RAD]
+        skip = self.frozen and stray and warm_held and self._real_skips > 0
+        if skip:
+            self._real_skips -= 1
+        if self.frozen and stray and not skip:
+            # The view's phase is physical: a pure-delay path has a real gain in any frame of the reference (the
+            # kernel carries the carrier; measured: under 2 degrees at the true delays). Paths that are not real
+            # are a colouration, or several reflections the free fit explained with fewer, wrong ones (reflections
+            # 6.2, 15.2 and 21.2 samples behind the direct path taken as one anti-phase path at 10.6: the direct
+            # path 0.31 samples late). So the lobe is refitted with real gains from the greedy sequence's next step,
+            # and taken when every gain is positive, the first is the strongest within two resolutions (a band
+            # edge's real-phased spread is weaker before its centre), and it fits as well as the free fit.
+            start = taus_fit
+            if k < _MAX_PATHS:
+                left = r[: lags.size] + 1j * r[lags.size :]
+                j = int(np.argmax(np.abs(left)))
+                cand = lags[j] + fine
+                cols = columns(cand)
+                score = np.abs(cols.conj().T @ left) ** 2 / np.sum(np.abs(cols) ** 2, axis=0)
+                grown, _ = fit(np.append(taus_fit, cand[int(np.argmax(score))]))
+                start = grown.x[: grown.x.size // 3]
+            y = np.concatenate([observed.real, observed.imag])
+
+            def real_resid(taus: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+                a = columns(taus)
+                design = np.concatenate([a.real, a.imag])
+                amps = np.linalg.lstsq(design, y, rcond=None)[0]
+                return y - design @ amps, amps
+
+            real = least_squares(lambda t: real_resid(t)[0], np.sort(start), method="lm", diff_step=1e-5,
+                                 xtol=_FIT_TOL, ftol=_FIT_TOL, max_nfev=200)
+            left_real, amps = real_resid(real.x)
+            order_r = np.argsort(real.x)
+            taus_r, amps_r = real.x[order_r], amps[order_r]
+            free = float(np.sum(r**2))
+            seen = np.nonzero(amps_r**2 > _DETECT_SNR * noise)[0]
+            if seen.size and float(np.sum(left_real**2)) <= min(free + _TWO_PATHS_NOISE * noise, _TWO_PATHS_MISFIT * free):
+                f = int(seen[0])
+                near = (taus_r > taus_r[f]) & (taus_r - taus_r[f] < 2.0 * resolution)
+                if np.all(amps_r[seen] > 0.0) and not np.any(amps_r[near] > amps_r[f]):
+                    after = [int(i) for i in seen if taus_r[i] > taus_r[f]]
+                    gap = float(taus_r[after[0]] - taus_r[f]) if after else math.inf
+                    return float(taus_r[f]), unexplained, gap if gap < 2.0 * resolution else None
+            # Refused (a colouration: on a band edge, at every analysis, ~3 ms each). While the warm start keeps
+            # this decomposition it is asked again at every fourth analysis only: a verdict can turn as the events
+            # add up (a 0 dB room: refused at the freeze, taken later, -2.10 -> +0.08 samples).
+            self._real_skips = _REAL_RETRY_EVERY - 1
         # A colouration of the band the kernel does not model (a band edge inside it, a transducer) splits one
         # arrival into components whose phase turns from one to the next (the colouration moves the arrival's
         # centre frequency). A reflection off a nearby surface is a pure delay: in phase with the direct path.
