@@ -806,7 +806,10 @@ class ChannelEstimate:
                 amps = np.linalg.lstsq(design, y, rcond=None)[0]
                 return y - design @ amps, amps
 
-            real = least_squares(lambda t: real_resid(t)[0], np.sort(start), method="lm", diff_step=1e-5,
+            def real_misfit(taus: np.ndarray) -> np.ndarray:
+                return real_resid(taus)[0]
+
+            real = least_squares(real_misfit, np.sort(start), method="lm", diff_step=np.full(start.size, 1e-5),
                                  xtol=_FIT_TOL, ftol=_FIT_TOL, max_nfev=200)
             left_real, amps = real_resid(real.x)
             order_r = np.argsort(real.x)
