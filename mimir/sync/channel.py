@@ -716,6 +716,12 @@ class ChannelEstimate:
             r = resid(sol.x)
             return r[: lags.size] + 1j * r[lags.size : 2 * lags.size], sol.x[k : 2 * k] + 1j * sol.x[2 * k :]
 
+        def grown(taus: np.ndarray, residual: np.ndarray):  # one path more, where the residual peaks; refit all
+            cand = lags[int(np.argmax(np.abs(residual)))] + fine
+            cols = columns(cand)
+            score = np.abs(cols.conj().T @ residual) ** 2 / np.sum(np.abs(cols) ** 2, axis=0)
+            return fit(np.append(taus, cand[int(np.argmax(score))]))
+
         def explained(residual: np.ndarray, gains: np.ndarray) -> bool:  # nothing left worth another path
             left = float(np.max(np.abs(residual))) ** 2
             return left < _DETECT_SNR * noise or left < 0.003 * float(np.max(np.abs(gains))) ** 2
@@ -741,13 +747,9 @@ class ChannelEstimate:
             residual = observed.copy()
             taus = np.zeros(0)
             while taus.size < _MAX_PATHS:
-                j = int(np.argmax(np.abs(residual)))
-                if np.abs(residual[j]) ** 2 < _DETECT_SNR * noise:
+                if float(np.max(np.abs(residual))) ** 2 < _DETECT_SNR * noise:
                     break
-                cand = lags[j] + fine
-                cols = columns(cand)
-                score = np.abs(cols.conj().T @ residual) ** 2 / np.sum(np.abs(cols) ** 2, axis=0)
-                sol, resid = fit(np.append(taus, cand[int(np.argmax(score))]))
+                sol, resid = grown(taus, residual)
                 taus = sol.x[: sol.x.size // 3].copy()
                 residual, gains = misfit(sol, resid)
                 if explained(residual, gains):
@@ -775,6 +777,10 @@ class ChannelEstimate:
         total = float(np.sum(np.abs(observed) ** 2))
         unexplained = float(np.sum(r**2)) / total if total > 0 else 1.0
         resolution = 0.5 * self.rate_hz / (self.band_hz[1] - self.band_hz[0])  # half the Rayleigh spacing
+        free = float(np.sum(r**2))
+        # the most misfit a physical reading of the lobe may leave: within the noise of the free fit's, and
+        # within half again of it (the two-real-paths test and the real-gain refit below)
+        acceptable = min(free + _TWO_PATHS_NOISE * noise, _TWO_PATHS_MISFIT * free)
         if not chosen:
             return float(taus_fit[int(np.argmax(power))]), unexplained, None
         stray = [i for i in chosen if abs(math.remainder(float(np.angle(gains[i])), math.pi)) > _REAL_PHASE_RAD]
@@ -791,13 +797,8 @@ class ChannelEstimate:
             # edge's real-phased spread is weaker before its centre), and it fits as well as the free fit.
             start = taus_fit
             if k < _MAX_PATHS:
-                left = r[: lags.size] + 1j * r[lags.size :]
-                j = int(np.argmax(np.abs(left)))
-                cand = lags[j] + fine
-                cols = columns(cand)
-                score = np.abs(cols.conj().T @ left) ** 2 / np.sum(np.abs(cols) ** 2, axis=0)
-                grown, _ = fit(np.append(taus_fit, cand[int(np.argmax(score))]))
-                start = grown.x[: grown.x.size // 3]
+                more, _ = grown(taus_fit, r[: lags.size] + 1j * r[lags.size :])
+                start = more.x[: more.x.size // 3]
             y = np.concatenate([observed.real, observed.imag])
 
             def real_resid(taus: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -814,9 +815,8 @@ class ChannelEstimate:
             left_real, amps = real_resid(real.x)
             order_r = np.argsort(real.x)
             taus_r, amps_r = real.x[order_r], amps[order_r]
-            free = float(np.sum(r**2))
             seen = np.nonzero(amps_r**2 > _DETECT_SNR * noise)[0]
-            if seen.size and float(np.sum(left_real**2)) <= min(free + _TWO_PATHS_NOISE * noise, _TWO_PATHS_MISFIT * free):
+            if seen.size and float(np.sum(left_real**2)) <= acceptable:
                 f = int(seen[0])
                 near = (taus_r > taus_r[f]) & (taus_r - taus_r[f] < 2.0 * resolution)
                 if np.all(amps_r[seen] > 0.0) and not np.any(amps_r[near] > amps_r[f]):
@@ -850,8 +850,6 @@ class ChannelEstimate:
             # (0.4-1.4 ms a call; asked at every analysis it cost 2.4 % of a telephone-band decode).
             near = (taus_fit >= taus_fit[cluster[0]] - resolution) & \
                 (taus_fit <= taus_fit[cluster[0]] + 2.25 * resolution)
-            free = float(np.sum(r**2))
-            acceptable = min(free + _TWO_PATHS_NOISE * noise, _TWO_PATHS_MISFIT * free)
             pair = fit_two_real_paths(observed, columns, float(taus_fit[cluster[0]]), resolution, taus_fit[~near],
                                       ridge, acceptable)
             if pair.physical and pair.residual <= acceptable:
