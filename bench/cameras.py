@@ -6,8 +6,12 @@ Part 1 (always): one camera worker child process (``python -m workers.camera
 * delivered fps per camera, from the ``frames_delivered`` counter in each
   ring's status record over the receipt times of the frames counted
   (``last_host_time_ns``; no reader attached: the worker's own cost only);
-* worker CPU per frame: the child's user+system CPU time (psutil) over the
-  window / frames delivered by all cameras;
+* worker CPU per frame: the CPU time of the whole child process (all its
+  threads) over the window / frames delivered by all cameras, both from the
+  status records (``process_cpu_ns`` beside ``frames_delivered``: the
+  worker reads its own nanosecond process clock; an outside reading such as
+  psutil's ``cpu_times`` counts 10 ms clock ticks on Linux, coarser than a
+  small worker's whole second);
 * copy time per frame: ``fill_ns`` from the status records, the wall time
   from ``claim()`` to ``publish()`` in the worker, which for synthetic
   cameras is landing the frame (pattern copy + stamp) in the ring slot;
@@ -39,7 +43,6 @@ import time
 from typing import TextIO
 
 import numpy as np
-import psutil
 
 from bench.common import machine_info  # noqa: E402
 from ringbuf import RingLayoutMismatch, RingReader, SegmentMissing  # noqa: E402
@@ -48,12 +51,6 @@ from workers.camera.synthetic import SyntheticPattern  # noqa: E402
 from mimir.topology import camera_specs  # noqa: E402
 
 __all__ = ["run", "run_synthetic", "run_ps3eye", "memcpy_us", "main"]
-
-def _cpu_s(pid: int) -> float:
-    """User + system CPU seconds of process ``pid`` (all its threads; psutil: the same on every OS)."""
-    times = psutil.Process(pid).cpu_times()
-    return times.user + times.system
-
 
 def memcpy_us(nbytes: int, repeats: int = 400) -> float:
     """Median over 5 batches of one ``np.copyto`` of ``nbytes`` between two buffers, in microseconds."""
@@ -111,15 +108,16 @@ def render_us(mode: CameraMode, repeats: int = 400) -> float:
     return float(np.median(batches))
 
 
-def _counter(reader: RingReader) -> tuple[int, int]:
-    """(frames_delivered, last_host_time_ns) of one status record: a count and the receipt time of its last frame."""
+def _counter(reader: RingReader) -> tuple[int, int, int]:
+    """(frames_delivered, last_host_time_ns, process_cpu_ns) of one status record, read between two refreshes."""
     status = reader.status
     while True:
         updated = int(status["updated_ns"])
         frames = int(status["frames_delivered"])
         last_ns = int(status["last_host_time_ns"])
+        cpu_ns = int(status["process_cpu_ns"])
         if int(status["updated_ns"]) == updated:  # not refreshed in between
-            return frames, last_ns
+            return frames, last_ns, cpu_ns
 
 
 def _attach_all(names: list[str], rig: str, proc: subprocess.Popen, timeout_s: float = 20.0) -> list[RingReader]:
@@ -163,7 +161,7 @@ def run_synthetic(*, cameras: int = 6, width: int = 640, height: int = 480, fps:
         while any(_counter(r)[1] == 0 for r in readers) and time.monotonic() < ready_by:
             time.sleep(0.02)
         print(f"bench cameras: measuring for {duration_s:g} s", file=progress, flush=True)
-        t1, cpu1 = time.monotonic(), _cpu_s(proc.pid)
+        t1 = time.monotonic()
         frames1 = [_counter(r) for r in readers]
         dropped1 = [int(r.status["dropped_by_device"]) for r in readers]
         fill_ns, thread_cpu_ns, p99_ns, p50_ns = [], [], [], []
@@ -178,7 +176,7 @@ def run_synthetic(*, cameras: int = 6, width: int = 640, height: int = 480, fps:
                     s = r.status
                     fill_ns.append(int(s["fill_ns"]))
                     thread_cpu_ns.append(int(s["frame_cpu_ns"]))
-        t2, cpu2 = time.monotonic(), _cpu_s(proc.pid)
+        t2 = time.monotonic()
         frames2 = [_counter(r) for r in readers]
         dropped2 = [int(r.status["dropped_by_device"]) for r in readers]
         for r in readers:
@@ -199,6 +197,9 @@ def run_synthetic(*, cameras: int = 6, width: int = 640, height: int = 480, fps:
     span = t2 - t1
     per_cam_fps = [(b[0] - a[0]) * 1e9 / (b[1] - a[1]) for a, b in zip(frames1, frames2)]
     frames = sum(b[0] - a[0] for a, b in zip(frames1, frames2))
+    # One process clock, read at each camera's refresh: the first camera's two records span its frames' window.
+    cpu_s = (frames2[0][2] - frames1[0][2]) / 1e9
+    cpu_span_s = (frames2[0][1] - frames1[0][1]) / 1e9
     print("bench cameras: back-to-back memcpy and render of the same bytes", file=progress, flush=True)
     copy_us = memcpy_us(mode.byte_length)
     iso_render_us = render_us(mode)
@@ -216,8 +217,8 @@ def run_synthetic(*, cameras: int = 6, width: int = 640, height: int = 480, fps:
         "delivered_fps_min": round(min(per_cam_fps), 3),
         "delivered_fps_max": round(max(per_cam_fps), 3),
         "dropped_by_device_total": sum(b - a for a, b in zip(dropped1, dropped2)),
-        "worker_cpu_us_per_frame": round((cpu2 - cpu1) / max(frames, 1) * 1e6, 1),
-        "worker_cpu_percent_of_one_core": round((cpu2 - cpu1) / span * 100, 1),
+        "worker_cpu_us_per_frame": round(cpu_s / max(frames, 1) * 1e6, 1),
+        "worker_cpu_percent_of_one_core": round(cpu_s / cpu_span_s * 100, 1) if cpu_span_s > 0 else None,
         "capture_thread_cpu_us_per_frame": round(float(np.mean(thread_cpu_ns)) / 1e3, 1) if thread_cpu_ns else None,
         "copy_us_per_frame_in_worker": round(float(np.mean(fill_ns)) / 1e3, 1) if fill_ns else None,
         "memcpy_us_per_frame_paced": round(paced_copy.median_us(), 1),

@@ -40,7 +40,7 @@ class CameraState(enum.IntEnum):
 
 
 class CameraStatus(msgspec.Struct):
-    """Status record of one camera ring (152 B), refreshed by the worker about twice a second.
+    """Status record of one camera ring (160 B), refreshed by the worker about twice a second.
 
     Counters are cumulative since the ring was created. ``delivered_fps`` is
     measured over the last status period; ``interval_p*_ns`` over the last
@@ -48,7 +48,12 @@ class CameraStatus(msgspec.Struct):
     across a reconnect is not counted). ``frame_cpu_ns`` is the capture
     thread's CPU time per frame and ``fill_ns`` the wall time from ``claim()``
     to ``publish()`` (the landing/copy of the frame), both means over the last
-    status period. ``lost_to_overrun`` is the largest ``reader.lost`` among the
+    status period. ``process_cpu_ns`` is the CPU time of the whole worker
+    process (every thread) since it started, read at the refresh
+    (``time.process_time_ns``: nanosecond clocks on Linux and macOS, the
+    scheduler tick on Windows); it shares the record with
+    ``frames_delivered``, so two records give CPU per frame at that
+    resolution. ``lost_to_overrun`` is the largest ``reader.lost`` among the
     readers attached at the last update (the writer never blocks; readers
     that fall more than a ring behind lose the oldest frames).
     ``fallback_copies`` counts frames the driver would not write in place
@@ -70,6 +75,7 @@ class CameraStatus(msgspec.Struct):
     interval_p99_ns: U64
     frame_cpu_ns: U64
     fill_ns: U64
+    process_cpu_ns: U64
     source_id_hash: U64
     delivered_fps: F32
     negotiated_fps: F32
@@ -165,6 +171,7 @@ class FrameStats:
             status["fill_ns"] = (fill - self._flushed_fill) // new
             status["frame_cpu_ns"] = (cpu - self._flushed_cpu) // new
         status["delivered_fps"] = new * 1e9 / span_ns if span_ns > 0 else 0.0
+        status["process_cpu_ns"] = time.process_time_ns()
         status["updated_ns"] = now_ns
         self._flushed_frames = frames
         self._flushed_fill = fill

@@ -107,8 +107,10 @@ def test_flush_writes_the_status_record(rig):
         t0 = time.monotonic_ns()
         for n in range(30):
             stats.on_frame(t0 + n * 33_333_333, n, 5_000)
+        cpu_before_ns = time.process_time_ns()
         stats.flush(ring.status, now_ns=stats._flushed_at_ns + 1_000_000_000, lost_to_overrun=3,
                     dropped_by_device=2, discarded_corrupt=1)
+        cpu_after_ns = time.process_time_ns()
         with RingReader.attach("cam.test.0", rig=rig, register=False) as reader:
             s = reader.status
             assert int(s["frames_delivered"]) == 30
@@ -116,6 +118,7 @@ def test_flush_writes_the_status_record(rig):
             assert int(s["interval_p50_ns"]) == 33_333_333
             assert (int(s["lost_to_overrun"]), int(s["dropped_by_device"]), int(s["discarded_corrupt"])) == (3, 2, 1)
             assert int(s["fill_ns"]) == 5_000
+            assert cpu_before_ns <= int(s["process_cpu_ns"]) <= cpu_after_ns  # this process's clock, at the flush
             assert (int(s["width"]), int(s["height"]), int(s["source_id_hash"])) == (64, 48, 7)
             assert float(s["negotiated_fps"]) == pytest.approx(30.0)
 
