@@ -58,7 +58,7 @@ from scipy import fft as sfft
 
 from .calibration import PULSE_POST_SAMPLES, PULSE_PRE_SAMPLES
 from .report import PathProfile
-from .timing import EventMeasurement, TemplateBank, _newton_peak
+from .timing import EventMeasurement, TemplateBank, _newton_peak, phasors
 from .two_paths import fit_two_real_paths
 
 __all__ = ["ChannelEstimate", "band_window"]
@@ -204,7 +204,7 @@ class ChannelEstimate:
             self._pending_h0 = np.zeros(bank.bins.size, dtype=np.complex128)
             self._pending_rake = np.zeros(bank.bins.size, dtype=np.complex128)
         frozen = self.frozen  # a frozen rake needs no more of the exact view
-        x = measured.received * np.exp(1j * bank.omega * measured.lag_samples)
+        x = measured.received * phasors(bank.omega, measured.lag_samples)
         h0 = x * bank.deconv_filters[expected_symbol]  # unbiased over symbols: what is analysed
         alpha = max(1.0 / (self.events + 1), 1.0 / self.memory_events)
         keep = 1.0 - alpha
@@ -382,7 +382,7 @@ class ChannelEstimate:
             return got[1]
         full = np.zeros(bank.n_fft, dtype=np.complex128)
         full[self._lag_index(bank.n_fft)] = self._rake
-        g = sfft.fft(full, overwrite_x=True)[bank.bins] * np.exp(1j * bank.omega * self._rake_shift)
+        g = sfft.fft(full, overwrite_x=True)[bank.bins] * phasors(bank.omega, self._rake_shift)
         scale = math.sqrt(float(np.mean(g.real**2 + g.imag**2)))
         g = g / scale if scale > 0 else g
         if len(self._spectrum_cache) > 4:
@@ -476,12 +476,14 @@ class ChannelEstimate:
         # simulated room. So a lobe passed over within 30 dB of the later path costs confidence.
         shadow = int(_SHADOW_WINDOW_S * rate)
         j0 = j1 = j_peak_b
+        above_at = lo + np.flatnonzero(above[lo : j_peak_b + 1])  # where a lobe may start, in order
         k = lo
         dismissed: tuple[float, float] | None = None  # (dB under the later path, ms before it) of the closest call
-        while k <= j_peak_b:
-            if not above[k]:
-                k += 1
-                continue
+        while True:
+            i = int(np.searchsorted(above_at, k))  # on to the next lag above the floor
+            if i == above_at.size:
+                break
+            k = int(above_at[i])
             top = k
             while top + 1 < hi and e_b[top + 1] >= e_b[top]:
                 top += 1
@@ -588,12 +590,16 @@ class ChannelEstimate:
 
         One inverse FFT each of the window (times ``2 pi i f`` for the
         derivative) zero-padded 64-fold, cached; linear interpolation in the
-        table is then within 1e-4 of the band-limited kernel. With a measured
+        table is then within 1e-4 of the band-limited kernel. The window is
+        sampled on 1024 bins (the kernel periodic in 1024 samples, ten times
+        the table's span): within 1.3e-5 of 4096 bins on a telephone band
+        and 2.5e-7 on the witness band, under the interpolation's own error,
+        at a third of the cost (a new estimate's first analysis). With a measured
         pulse, its spectrum (tapered at both ends, kept on the band) stands
         for the window, scaled so its peak is 1 like the band's own pulse.
         """
         if self._kernels is None:
-            n = 4096
+            n = 1024
             window = band_window(np.arange(n) * self.rate_hz / n, self.band_hz, "hann")
             if self._pulse is None:
                 spec = window / max(float(window.sum()), 1e-30)

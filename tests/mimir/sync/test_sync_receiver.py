@@ -80,6 +80,20 @@ def test_results_do_not_depend_on_chunking():
     assert a.health == b.health
 
 
+def test_strided_frames_decode_as_gathered_ones():
+    """Invariant: at a whole-sample hop the frames are a strided view of the PCM, and decode exactly as gathered."""
+    cond = Condition("t", "", ppm=80.0, snr_db=0.0, seconds=8.0)
+    audio, _ = make_trial_audio(cond, np.random.default_rng(16))
+    strided, _ = _decode(audio, 48000)
+    assert strided._hop_samples == 150
+    gathered = StreamingReceiver(Codebook(), 48000, "test")
+    gathered._hop_samples = 0  # the general path (a hop of 137.8125 samples at 44.1 kHz)
+    for k in range(0, audio.size, 1024):
+        gathered.feed(audio[k : k + 1024])
+    a, b = strided.report(), gathered.report()
+    assert a.anchors and a.anchors == b.anchors and a.canonical_clock_fit == b.canonical_clock_fit
+
+
 def test_no_witness_means_no_lock_and_no_anchors():
     rate = 48000
     rng = np.random.default_rng(16)

@@ -67,3 +67,25 @@ def test_the_newton_peak_is_the_same_with_running_phasors():
     fast = _newton_peak(spectrum, omega, 3.0, iterations=4)
     slow = _newton_peak(spectrum[shuffled], omega[shuffled], 3.0, iterations=4)
     assert fast == pytest.approx(3.3, abs=1e-9) and fast == pytest.approx(slow, abs=1e-9)
+
+
+def test_running_phasors_match_the_exponentials():
+    """Invariant: phasors() on contiguous bins is exp(i omega tau) to 1e-11 at delays of a wide search; others exact."""
+    from mimir.sync.timing import phasors
+
+    omega = BANK.omega
+    for tau in (0.0, 2.37, 2220.3, 19000.7):
+        np.testing.assert_allclose(phasors(omega, tau), np.exp(1j * omega * tau), rtol=0, atol=1e-11)
+    scattered = omega[np.random.default_rng(4).permutation(omega.size)]
+    assert np.array_equal(phasors(scattered, 2220.3), np.exp(1j * scattered * 2220.3))
+
+
+def test_a_bank_from_shared_waves_is_the_bank_rendered_afresh():
+    """Invariant: the wide search's bank, built from the timing bank's rendered waves, is the one a fresh render gives."""
+    shared = TemplateBank(CB, RATE, 4800, pre_samples=64, post_samples=64, waves=BANK.waves)
+    fresh = TemplateBank(CB, RATE, 4800, pre_samples=64, post_samples=64)
+    assert shared.waves is BANK.waves and shared.n_fft != BANK.n_fft
+    for name in ("templates", "deconv_filters", "self_error", "inverse_filters", "band_energy"):
+        assert np.array_equal(getattr(shared, name), getattr(fresh, name)), name
+    other_rate = TemplateBank(CB, 44100.0, 300, waves=BANK.waves)  # waves of another length are not used
+    assert other_rate.waves is not BANK.waves and other_rate.waves.shape[1] == other_rate.template_len
