@@ -55,7 +55,7 @@ from mimir.reservoir import (
 from mimir.topology import (
     FEATURE_RESERVOIR, RESERVOIR, FeatureWorkerSpec, RigPlan, SourceSpec, feature_source, source_hash,
 )
-from ringbuf import RingReader, SegmentMissing, StaleItem
+from ringbuf import ObjectNotReady, RingReader, SegmentMissing, StaleItem
 
 if TYPE_CHECKING:
     from mimir.consumer_gpu import CudaDelivery, GpuFrame
@@ -158,6 +158,9 @@ class RigConsumer:
         plan = read_plan(rig)  # the rig contract: source names, their hashes and rings
         try:
             view = ReservoirView.attach(rig, RESERVOIR)
+        except ObjectNotReady:  # a stale plan read while a new supervisor creates its reservoir, or one that died
+            raise RigNotRunning(f"rig {rig!r} is not ready: its reservoir is still being created (retry shortly), "
+                                "or its supervisor died creating it") from None
         except SegmentMissing:
             raise RigNotRunning(
                 f"rig {rig!r} is not running (no reservoir): start it with `mimir-supervisor start`"

@@ -14,7 +14,7 @@ import mmap
 import msgspec
 import numpy as np
 
-from ringbuf.shared import ObjectMismatch, ObjectNotReady, SharedObject
+from ringbuf.shared import ObjectMismatch, SharedObject
 
 from .errors import ReservoirLayoutMismatch
 from .layout import (
@@ -97,11 +97,14 @@ class Mapped:
 
 
 def attach_object(rig: str, name: str, *, readonly: bool) -> SharedObject:
-    """Attach reservoir ``name`` of ``rig``; raise :class:`ReservoirLayoutMismatch` naming what differs."""
+    """Attach reservoir ``name`` of ``rig``; raise :class:`ReservoirLayoutMismatch` naming what differs.
+
+    A reservoir its creator has not finished raises
+    :class:`~ringbuf.shared.ObjectNotReady`, a ``SegmentMissing``: not there
+    yet (retry shortly), never a layout mismatch.
+    """
     try:
         obj = SharedObject.attach(rig, name, kind=KIND, version=VERSION, readonly=readonly)
-    except ObjectNotReady as exc:
-        raise ReservoirLayoutMismatch(f"{exc}; retry shortly") from None
     except ObjectMismatch as exc:
         raise ReservoirLayoutMismatch(str(exc)) from None
     if obj.doc != msgspec.json.encode(layout_document()):

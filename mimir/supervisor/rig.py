@@ -419,7 +419,6 @@ class Rig:
         try:
             self.orphans_reaped = reap_orphans(self.name)  # workers a killed predecessor left running (stopped ones)
             remove_stale(self.name)  # what a killed predecessor left; the board itself is ours and live
-            self.plan_object = publish_plan(self.plan)
             self.clock_board = ClockBoard(self.name)
             self.reservoir = Reservoir.create(self.name, name=RESERVOIR, capacity=self.plan.reservoir_capacity,
                                               duration_ns=self.plan.window_ns)
@@ -427,6 +426,9 @@ class Rig:
                 self.feature_reservoir = Reservoir.create(self.name, name=FEATURE_RESERVOIR,
                                                           capacity=self.plan.feature_capacity,
                                                           duration_ns=self.plan.window_ns)
+            # The plan last: a consumer that can read it finds the reservoirs finished (RigConsumer.attach reads
+            # the plan, then attaches them; a plan published first let it meet a reservoir still being created).
+            self.plan_object = publish_plan(self.plan)
             self._bell = PLATFORM.doorbell_listener(self.name)
             self._build_workers()
             cfg = self.config

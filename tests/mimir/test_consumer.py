@@ -12,6 +12,7 @@ import pytest
 
 from mimir.config import AudioConfig, CameraFamilyConfig, RigConfig
 from mimir.consumer import EmptyWindow, NoSuchSource, OutsideWindow, RigConsumer, StaleHandle
+from mimir.contract import RigNotRunning, publish_plan
 from mimir.descriptors import CameraFrameDescriptor, PixelFormat, SampleKind
 from mimir.gpu import CudaUnavailable, HostBackend, cuda_unavailable_reason
 from mimir.reservoir import HandleResolver, Reservoir, ReservoirView
@@ -369,3 +370,23 @@ def test_an_empty_window_and_a_camera_without_frames(rig):
         with consumer_of() as consumer:
             with pytest.raises(StaleHandle, match=r"the ring of cam.synthetic.0 \(c0\) is gone"):
                 consumer.latest_frame("cam.synthetic.0")  # its worker (here: the ring above) is gone
+
+
+def test_a_plan_over_an_unfinished_reservoir_is_not_ready(rig):
+    """Invariant: a consumer that reads a plan while the reservoir is still being created (a stale plan beside a new
+    supervisor's reservoir) gets RigNotRunning saying so, never a layout mismatch or a traceback of the internals."""
+    plan_object = publish_plan(plan_rig(RigConfig(rig=rig)))
+    try:
+        with Reservoir.create(rig, name=RESERVOIR, capacity=8) as res:
+            words = memoryview(res._m.buf).cast("Q")
+            magic, words[0] = words[0], 0
+            try:
+                with pytest.raises(RigNotRunning, match="still being created"):
+                    RigConsumer.attach(rig)
+            finally:
+                words[0] = magic
+                words.release()
+            RigConsumer.attach(rig).close()
+    finally:
+        plan_object.close()
+        plan_object.unmap()

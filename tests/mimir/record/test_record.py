@@ -148,6 +148,7 @@ def whole_life(tmp_path_factory):
     final = root / "final.json"
     sup = start_rig(rig_config(root / "rig.toml", rig, window_s), "--final-status", str(final))
     out = root / "take"
+    rec = walker = None
     try:
         wait_for(lambda: (root / "rig.toml").exists() and _plan_published(rig), 60, "the rig's plan", sup)
         rec = record_process("--rig", rig, "--out", str(out), "--from-start", "--split-seconds", str(SPLIT_S),
@@ -168,12 +169,14 @@ def whole_life(tmp_path_factory):
         wait_for(lambda: read_status(rig).header["clock_state"] == 1, 60, "canonical time locked", sup)
         # at least 40 split boundaries in the take, however fast the restart came
         time.sleep(max(3.0, 40 * SPLIT_S - (time.monotonic() - recording_since)))
-    finally:
+    finally:  # a failure above shows as itself: nothing here assumes the recorder or the walker started
         stop_rig(sup, None)
-        done_out, err = rec.communicate(timeout=120)  # the recorder ends by itself once the rig has stopped
-        walker.stop.set()
-        walker.join(30)
-    assert rec.returncode == 0, err
+        if rec is not None:
+            done_out, err = rec.communicate(timeout=120)  # the recorder ends by itself once the rig has stopped
+        if walker is not None and walker.ident is not None:
+            walker.stop.set()
+            walker.join(30)
+    assert rec is not None and rec.returncode == 0, err
     assert not list_segments(rig), f"the rig or its recorder left shared memory behind: {list_segments(rig)}"
     return {"rig": rig, "take": out, "doc": json.loads(done_out), "final": json.loads(final.read_text()),
             "walker": walker, "during": during, "window_s": window_s}

@@ -14,7 +14,7 @@ from mimir.reservoir import (
     Reservoir, ReservoirBusy, ReservoirClosed, ReservoirLayoutMismatch, ReservoirView,
 )
 from mimir.reservoir.layout import KIND_SHIFT, RECORD_WORD, STATUS_WORD, WORDS_PER_RECORD
-from ringbuf import Ring
+from ringbuf import ObjectNotReady, Ring
 from ringbuf.hashing import fnv1a_64
 from ringbuf.segment import SegmentExists, SegmentMissing, list_segments, segment_name
 
@@ -64,6 +64,21 @@ def test_attaching_needs_a_reservoir(rig):
             Reservoir.create(rig, capacity=8)  # never reclaims somebody else's object
     finally:
         ring.close()
+
+
+def test_a_reservoir_still_being_created_is_not_there_yet(rig):
+    """Invariant: a reservoir without its magic (its creator not finished) reads as missing for now, ObjectNotReady
+    (a SegmentMissing: retry shortly), never as a layout mismatch."""
+    with Reservoir.create(rig, capacity=8) as res:
+        words = memoryview(res._m.buf).cast("Q")
+        magic, words[0] = words[0], 0
+        try:
+            with pytest.raises(ObjectNotReady, match="still being created"):
+                ReservoirView.attach(rig)
+        finally:
+            words[0] = magic
+            words.release()
+        ReservoirView.attach(rig).close()
 
 
 def test_an_incompatible_layout_is_refused(rig):

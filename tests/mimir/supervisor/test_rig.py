@@ -184,3 +184,28 @@ channels = 4
         out, err = sup.communicate(timeout=60)
     assert sup.returncode == 0, err
     assert list_segments(rig) == []
+
+
+def test_the_plan_is_published_once_the_reservoir_is_ready(rig, monkeypatch):
+    """Invariant: whoever can read the plan finds the reservoir finished (the supervisor publishes the plan last);
+    a consumer waiting for the plan then attaching met a reservoir still being created once in CI."""
+    import mimir.supervisor.rig as rig_module
+    from mimir.config import RigConfig
+    from mimir.consumer import RigConsumer
+
+    seen = []
+    publish = rig_module.publish_plan
+
+    def publish_and_attach(plan):
+        published = publish(plan)
+        with RigConsumer.attach(plan.rig) as consumer:  # what a consumer does the moment the plan appears
+            seen.append(consumer.view.view_count(int(SampleKind.CAMERA_FRAME)))
+        return published
+
+    monkeypatch.setattr(rig_module, "publish_plan", publish_and_attach)
+    supervisor = rig_module.Rig(RigConfig(rig=rig))
+    try:
+        supervisor.start()
+    finally:
+        supervisor.shutdown()
+    assert seen == [0] and list_segments(rig) == []
