@@ -1,7 +1,9 @@
-"""Fixtures shared across ``tests/mimir``: ``fake_rig``, a rig the test drives item by item (``_fake_rig.py``)."""
+"""Fixtures shared across ``tests/mimir``: ``fake_rig``, a rig the test drives item by item (``_fake_rig.py``), and
+``unfinished``, a reservoir as readers see it while its creator is still making it."""
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 from pathlib import Path
 
@@ -26,3 +28,19 @@ def fake_rig(rig):
     yield make
     for r in made:
         r.close()
+
+
+@pytest.fixture
+def unfinished():
+    """``with unfinished(reservoir):`` its magic word is 0, as while its creator is still making it; restored after."""
+    @contextlib.contextmanager
+    def clear(reservoir):
+        words = memoryview(reservoir._m.buf).cast("Q")
+        magic, words[0] = words[0], 0
+        try:
+            yield
+        finally:
+            words[0] = magic
+            words.release()
+
+    return clear

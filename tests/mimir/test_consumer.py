@@ -372,20 +372,14 @@ def test_an_empty_window_and_a_camera_without_frames(rig):
                 consumer.latest_frame("cam.synthetic.0")  # its worker (here: the ring above) is gone
 
 
-def test_a_plan_over_an_unfinished_reservoir_is_not_ready(rig):
+def test_a_plan_over_an_unfinished_reservoir_is_not_ready(rig, unfinished):
     """Invariant: a consumer that reads a plan while the reservoir is still being created (a stale plan beside a new
     supervisor's reservoir) gets RigNotRunning saying so, never a layout mismatch or a traceback of the internals."""
     plan_object = publish_plan(plan_rig(RigConfig(rig=rig)))
     try:
         with Reservoir.create(rig, name=RESERVOIR, capacity=8) as res:
-            words = memoryview(res._m.buf).cast("Q")
-            magic, words[0] = words[0], 0
-            try:
-                with pytest.raises(RigNotRunning, match="still being created"):
-                    RigConsumer.attach(rig)
-            finally:
-                words[0] = magic
-                words.release()
+            with unfinished(res), pytest.raises(RigNotRunning, match="still being created"):
+                RigConsumer.attach(rig)
             RigConsumer.attach(rig).close()
     finally:
         plan_object.close()

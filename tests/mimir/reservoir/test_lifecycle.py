@@ -66,18 +66,12 @@ def test_attaching_needs_a_reservoir(rig):
         ring.close()
 
 
-def test_a_reservoir_still_being_created_is_not_there_yet(rig):
+def test_a_reservoir_still_being_created_is_not_there_yet(rig, unfinished):
     """Invariant: a reservoir without its magic (its creator not finished) reads as missing for now, ObjectNotReady
     (a SegmentMissing: retry shortly), never as a layout mismatch."""
     with Reservoir.create(rig, capacity=8) as res:
-        words = memoryview(res._m.buf).cast("Q")
-        magic, words[0] = words[0], 0
-        try:
-            with pytest.raises(ObjectNotReady, match="still being created"):
-                ReservoirView.attach(rig)
-        finally:
-            words[0] = magic
-            words.release()
+        with unfinished(res), pytest.raises(ObjectNotReady, match="still being created"):
+            ReservoirView.attach(rig)
         ReservoirView.attach(rig).close()
 
 
