@@ -591,8 +591,8 @@ class ChannelEstimate:
         One inverse FFT each of the window (times ``2 pi i f`` for the
         derivative) zero-padded 64-fold, cached; linear interpolation in the
         table is then within 1e-4 of the band-limited kernel. The window is
-        sampled on 1024 bins (the kernel periodic in 1024 samples, ten times
-        the table's span): within 1.3e-5 of 4096 bins on a telephone band
+        sampled on 1024 bins (the kernel periodic in 1024 samples, five times
+        the table's width): within 1.3e-5 of 4096 bins on a telephone band
         and 2.5e-7 on the witness band, under the interpolation's own error,
         at a third of the cost (a new estimate's first analysis). With a measured
         pulse, its spectrum (tapered at both ends, kept on the band) stands

@@ -65,8 +65,8 @@ class FrameGrid:
         hi = max(self.band_edges[-1][1], lo + 1)
         self._lo, self._hi = lo, min(hi, n_bins)
         # band b is bins [edge_lo[b], edge_hi[b]) relative to _lo. When every band is non-empty and starts where
-        # the last ended, one reduceat sums them; else a cumulative sum, so that empty bands (above Nyquist at
-        # low rates) are simply 0 (a quarter of the cost: the first way, every rate from 16 kHz up)
+        # the last ended (every rate from 16 kHz up), one reduceat sums them at a quarter of the cost; else a
+        # cumulative sum, so that empty bands (above Nyquist at low rates) are simply 0
         self._edge_lo = np.array([a - lo for a, _ in self.band_edges], dtype=np.int64)
         self._edge_hi = np.array([b - lo for _, b in self.band_edges], dtype=np.int64)
         self._bands_contiguous = bool(np.all(self._edge_hi > self._edge_lo)

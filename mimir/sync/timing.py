@@ -131,8 +131,8 @@ class TemplateBank:
         self.rms_bandwidth_hz = float(np.sqrt(np.sum(power * (f - centroid) ** 2) / np.sum(power)))
         self._energy_cache: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None  # energy_through()
 
-    # The channel estimate's filters (mimir.sync.channel) are built on first use: a bank only timing events (the
-    # wide search's, most of the time) never needs them, and they are half of a bank's cost.
+    # The channel estimate's filters (mimir.sync.channel) are built on first use: a bank that only times events
+    # (the wide search's, most of the time) never needs them.
     @functools.cached_property
     def deconv_filters(self) -> np.ndarray:
         """(32, nb) deconvolution filters: each symbol minus the alphabet's mean, over the mean power (regularised).
@@ -204,8 +204,8 @@ def phasors(omega: np.ndarray, tau: float) -> np.ndarray:
     every band here is) the phasors come from one complex step by a running
     product, not one complex exponential per bin: three times cheaper on a
     1408-bin band, and within 1e-11 of the exponentials at the delays of a
-    wide search (2e4 samples; a phase error of 1e-11 radians is 1e-11
-    sample at most here).
+    wide search (2e4 samples; 1e-11 radian is under 1e-10 sample on any
+    band here).
     """
     n = omega.size
     step = (omega[-1] - omega[0]) / (n - 1) if n > 2 else 0.0  # the mean spacing: rounded once, not per bin

@@ -198,8 +198,13 @@ def test_the_plan_is_published_once_the_reservoir_is_ready(rig, monkeypatch):
 
     def publish_and_attach(plan):
         published = publish(plan)
-        with RigConsumer.attach(plan.rig) as consumer:  # what a consumer does the moment the plan appears
-            seen.append(consumer.view.view_count(int(SampleKind.CAMERA_FRAME)))
+        try:
+            with RigConsumer.attach(plan.rig) as consumer:  # what a consumer does the moment the plan appears
+                seen.append(consumer.view.view_count(int(SampleKind.CAMERA_FRAME)))
+        except BaseException:  # the supervisor never got the plan object: unlink it here, or it would outlive us
+            published.close()
+            published.unmap()
+            raise
         return published
 
     monkeypatch.setattr(rig_module, "publish_plan", publish_and_attach)
